@@ -1,0 +1,37 @@
+//! The Vexil domain: what a flag is, where it lives and what a valid change looks like.
+//!
+//! Everything here is plain data and pure functions. This crate has no async runtime and does no I/O:
+//! the store persists these types, the server moves them over HTTP, the CLI prints them. Keeping the
+//! rules in one place means the API, the CLI, the panel and every storage backend refuse the same bad
+//! input with the same message.
+//!
+//! - [`name`]: validated [`FlagName`] (`<category>.<snake_case>`) and [`EnvKey`].
+//! - [`environment`]: [`Environment`]s in promotion order, looked up by key or long name.
+//! - [`definition`]: a flag defined once for every environment, with its type and constraints.
+//! - [`state`]: a flag's state in one environment (kill switch, served value, targeting, split) and its validation.
+//! - [`diff`]: the structural difference of two states, shown before promotion, copy and import.
+//! - [`overrides`]: the `FF_<FLAG_NAME>` mapping, typed parsing of override values and `.env.local` files.
+//! - [`access`]: roles and what each may do.
+//! - [`audit`]: audit records and the hash chain that makes tampering detectable.
+//! - [`semver`]: the small semantic-version parser used by validation (and, later, evaluation).
+
+pub mod access;
+pub mod audit;
+pub mod definition;
+pub mod diff;
+pub mod environment;
+pub mod error;
+pub mod name;
+pub mod overrides;
+pub mod semver;
+pub mod state;
+mod text;
+
+pub use access::Role;
+pub use audit::{AuditAction, AuditDraft, AuditRecord, Source};
+pub use definition::{Criticality, FlagDefinition, FlagType, Variant};
+pub use diff::{FieldChange, diff_specs};
+pub use environment::{Environment, Environments};
+pub use error::ValidationError;
+pub use name::{Categories, EnvKey, FlagName};
+pub use state::{Condition, FlagState, Operator, Rule, RuleServe, Serve, Split, SplitBucket, StateSpec, Target};

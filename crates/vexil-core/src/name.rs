@@ -1,0 +1,277 @@
+//! Validated names: flag names (`ui.new_feature`), categories and environment keys.
+//!
+//! A [`FlagName`] or [`EnvKey`] can only be built by parsing, so every function that takes one knows it
+//! is well formed. Keys end up in Redis keys (`flags:<env>:<flag>`), URLs, environment variable names
+//! and terminals, which is why the alphabets are small and strict.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ValidationError;
+
+/// The longest flag name accepted, in bytes.
+pub const MAX_FLAG_NAME_LEN: usize = 100;
+
+/// A flag name: `<category>.<snake_case>`, for example `ui.new_feature` or `experiment.voice_v2`.
+///
+/// The category is `[a-z][a-z0-9]*` (no underscore, which keeps the `FF_` mapping unambiguous);
+/// the rest is lowercase snake case: a letter, then letters, digits and single underscores, not ending in one.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlagName(String);
+
+impl FlagName {
+    /// Parses and validates a flag name.
+    pub fn parse(input: &str) -> Result<Self, ValidationError> {
+        let explain = |what: &str| {
+            ValidationError::new(
+                "name",
+                format!(
+                    "flag name `{}` {what}; a flag name is `<category>.<snake_case>` such as `ui.new_feature`: lowercase letters, digits and single underscores, starting with a letter",
+                    printable(input)
+                ),
+            )
+        };
+        if input.is_empty() {
+            return Err(ValidationError::new("name", "flag name is empty; a flag name is `<category>.<snake_case>` such as `ui.new_feature`"));
+        }
+        if input.len() > MAX_FLAG_NAME_LEN {
+            return Err(ValidationError::new(
+                "name",
+                format!("flag name is {} bytes long; at most {MAX_FLAG_NAME_LEN} are accepted", input.len()),
+            ));
+        }
+        let Some((category, rest)) = input.split_once('.') else {
+            return Err(explain("has no category"));
+        };
+        Category::check(category).map_err(|_| explain("has an invalid category"))?;
+        if rest.contains('.') {
+            return Err(explain("has more than one dot"));
+        }
+        let bytes = rest.as_bytes();
+        let valid = !bytes.is_empty()
+            && bytes[0].is_ascii_lowercase()
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+            && !rest.ends_with('_')
+            && !rest.contains("__");
+        if !valid {
+            return Err(explain("is not snake case after the category"));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The whole name, `ui.new_feature`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The category, the part before the dot (`ui`).
+    pub fn category(&self) -> &str {
+        self.0.split_once('.').map(|(category, _)| category).unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for FlagName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for FlagName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FlagName({})", self.0)
+    }
+}
+
+impl AsRef<str> for FlagName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for FlagName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for FlagName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        FlagName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The flag categories a server accepts (`ui`, `backend`, `admin`, `integration`, `experiment`, `ops` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Categories(Vec<String>);
+
+/// Namespace for category syntax checks.
+pub struct Category;
+
+impl Category {
+    /// Checks the syntax of a category: `[a-z][a-z0-9]*`, at most 32 bytes.
+    pub fn check(category: &str) -> Result<(), ValidationError> {
+        let bytes = category.as_bytes();
+        let valid = !bytes.is_empty()
+            && bytes.len() <= 32
+            && bytes[0].is_ascii_lowercase()
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if valid {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                "category",
+                format!("category `{}` is invalid; a category is a lowercase letter followed by lowercase letters and digits", printable(category)),
+            ))
+        }
+    }
+}
+
+impl Categories {
+    /// The seed's categories.
+    pub const DEFAULT: [&'static str; 6] = ["ui", "backend", "admin", "integration", "experiment", "ops"];
+
+    /// Builds a category list, checking the syntax of each.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(categories: I) -> Result<Self, ValidationError> {
+        let list: Vec<String> = categories.into_iter().map(Into::into).collect();
+        for category in &list {
+            Category::check(category)?;
+        }
+        if list.is_empty() {
+            return Err(ValidationError::new("categories", "at least one category is needed"));
+        }
+        Ok(Self(list))
+    }
+
+    /// The accepted categories, in configuration order.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Refuses a flag whose category is not configured.
+    pub fn check_flag(&self, name: &FlagName) -> Result<(), ValidationError> {
+        if self.0.iter().any(|category| category == name.category()) {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                "name",
+                format!("category `{}` of flag `{name}` is not configured; known categories: {}", name.category(), self.0.join(", ")),
+            ))
+        }
+    }
+}
+
+impl Default for Categories {
+    fn default() -> Self {
+        Self(Self::DEFAULT.iter().map(|category| (*category).to_owned()).collect())
+    }
+}
+
+/// An environment's short key (`dev`, `staging`, `prod`): `[a-z][a-z0-9_-]*`, at most 32 bytes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvKey(String);
+
+impl EnvKey {
+    /// Parses and validates an environment key.
+    pub fn parse(input: &str) -> Result<Self, ValidationError> {
+        let bytes = input.as_bytes();
+        let valid = !bytes.is_empty()
+            && bytes.len() <= 32
+            && bytes[0].is_ascii_lowercase()
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+        if valid {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "environment",
+                format!(
+                    "environment key `{}` is invalid; a key is a lowercase letter followed by lowercase letters, digits, `_` or `-` (at most 32)",
+                    printable(input)
+                ),
+            ))
+        }
+    }
+
+    /// The key, `prod`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EnvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EnvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnvKey({})", self.0)
+    }
+}
+
+impl Serialize for EnvKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        EnvKey::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Renders untrusted input for an error message: control characters are escaped and long input is cut,
+/// so an error can never carry a forged line into a terminal or a log.
+pub fn printable(input: &str) -> String {
+    let mut out = String::new();
+    for (index, c) in input.chars().enumerate() {
+        if index >= 64 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_names_follow_category_dot_snake_case() {
+        for good in ["ui.new_feature", "experiment.voice_v2", "backend.rag_max_results", "ops.a", "x1.b2_c3"] {
+            assert!(FlagName::parse(good).is_ok(), "{good} should be accepted");
+        }
+        for bad in [
+            "", "ui", "ui.", ".x", "UI.new", "ui.New", "ui.new-feature", "ui.new__x", "ui.new_", "ui.a.b", "ui_x.a", "1ui.a", "ui.1a", "ui.a b",
+            "ui.a\nb", "ui:a.b",
+        ] {
+            assert!(FlagName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(FlagName::parse("experiment.voice_v2").unwrap().category(), "experiment");
+    }
+
+    #[test]
+    fn errors_escape_hostile_input() {
+        let error = FlagName::parse("ui.a\n\u{1b}[31mforged").unwrap_err();
+        assert!(!error.message.contains('\n'));
+        assert!(!error.message.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn categories_must_be_configured() {
+        let categories = Categories::default();
+        assert!(categories.check_flag(&FlagName::parse("ui.x").unwrap()).is_ok());
+        let error = categories.check_flag(&FlagName::parse("misc.x").unwrap()).unwrap_err();
+        assert!(error.message.contains("known categories: ui, backend"), "{}", error.message);
+    }
+}

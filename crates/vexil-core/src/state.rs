@@ -1,0 +1,397 @@
+//! A flag's state in one environment, and its validation against the flag's definition.
+//!
+//! The state is what a kill switch flips and what promotion copies: `enabled`, the value or variant
+//! served, individual targets, ordered rules and an optional percentage split for everyone else.
+//! Every state is validated when it is written, so evaluation never meets an invalid one.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::text::check_text;
+use crate::{FlagDefinition, ValidationError};
+
+/// Split weights are in thousandths of a percent: all buckets of a split add up to this.
+pub const SPLIT_TOTAL: u32 = 100_000;
+
+/// What is served: a literal value of the flag's type, or one of its named variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Serve {
+    /// A literal value, `{"value": true}`.
+    Value(Value),
+    /// A named variant of the definition, `{"variant": "treatment"}`.
+    Variant(String),
+}
+
+/// Individual targeting: these targeting keys get this answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Targeting keys (user ids, tenant ids).
+    pub keys: Vec<String>,
+    /// What they are served.
+    pub serve: Serve,
+}
+
+/// A comparison used in rule conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Operator {
+    Equals,
+    NotEquals,
+    In,
+    NotIn,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Regex,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    SemverEq,
+    SemverGt,
+    SemverGte,
+    SemverLt,
+    SemverLte,
+}
+
+impl Operator {
+    fn is_numeric(self) -> bool {
+        matches!(self, Operator::Gt | Operator::Gte | Operator::Lt | Operator::Lte)
+    }
+
+    fn is_semver(self) -> bool {
+        matches!(self, Operator::SemverEq | Operator::SemverGt | Operator::SemverGte | Operator::SemverLt | Operator::SemverLte)
+    }
+
+    fn is_textual(self) -> bool {
+        matches!(self, Operator::Contains | Operator::StartsWith | Operator::EndsWith | Operator::Regex)
+    }
+}
+
+/// One condition on a context attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// The context attribute compared (`country`, `plan`, `app_version`).
+    pub attribute: String,
+    /// How it is compared.
+    pub operator: Operator,
+    /// What it is compared with; the condition holds when any value matches (for `not_*`, when none does).
+    pub values: Vec<Value>,
+}
+
+/// What a matching rule serves: a value, a variant or a split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum RuleServe {
+    /// A literal value.
+    Value(Value),
+    /// A named variant.
+    Variant(String),
+    /// A percentage split over values or variants.
+    Split(Split),
+}
+
+/// A targeting rule: when every condition holds, serve this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Why the rule exists, for people reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// All must hold.
+    pub conditions: Vec<Condition>,
+    /// What the rule serves.
+    pub serve: RuleServe,
+}
+
+/// A sticky percentage split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    /// The buckets; their weights add up to [`SPLIT_TOTAL`].
+    pub buckets: Vec<SplitBucket>,
+}
+
+/// One share of a split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBucket {
+    /// What this share is served.
+    pub serve: Serve,
+    /// Its share, in thousandths of a percent (30 % is 30000).
+    pub weight: u32,
+}
+
+impl Split {
+    /// A boolean percentage rollout: `percent` of targeting keys get `true`, the rest `false`.
+    pub fn boolean_rollout(percent_thousandths: u32) -> Self {
+        Self {
+            buckets: vec![
+                SplitBucket { serve: Serve::Value(Value::Bool(true)), weight: percent_thousandths },
+                SplitBucket { serve: Serve::Value(Value::Bool(false)), weight: SPLIT_TOTAL - percent_thousandths },
+            ],
+        }
+    }
+}
+
+/// The content of a flag's state in one environment: what promotion, copy and import carry over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// The kill switch: a disabled flag serves its off value whatever else is set.
+    pub enabled: bool,
+    /// What is served when enabled and nothing more specific applies.
+    pub serve: Serve,
+    /// Individual targets, checked first.
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// Ordered rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// The fallthrough split for everyone else; when set it replaces `serve` for contexts with a targeting key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+}
+
+impl StateSpec {
+    /// The state of a newly defined flag: disabled, serving the default.
+    pub fn initial(definition: &FlagDefinition) -> Self {
+        Self { enabled: false, serve: Serve::Value(definition.default.clone()), targets: Vec::new(), rules: Vec::new(), split: None }
+    }
+
+    /// Checks the state against the flag's definition.
+    pub fn validate(&self, definition: &FlagDefinition) -> Result<(), ValidationError> {
+        check_serve(definition, "serve", &self.serve)?;
+        let total_keys: usize = self.targets.iter().map(|target| target.keys.len()).sum();
+        if total_keys > 10_000 {
+            return Err(ValidationError::new("targets", format!("{total_keys} target keys given; at most 10000 are accepted")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, target) in self.targets.iter().enumerate() {
+            let field = format!("targets[{index}]");
+            if target.keys.is_empty() {
+                return Err(ValidationError::new(&field, format!("{field} has no keys; list at least one targeting key")));
+            }
+            for key in &target.keys {
+                if key.is_empty() {
+                    return Err(ValidationError::new(&field, format!("{field} has an empty targeting key")));
+                }
+                check_text(&format!("{field}.keys"), key, 256, false)?;
+                if !seen.insert(key.as_str()) {
+                    return Err(ValidationError::new(&field, format!("targeting key `{key}` appears in more than one target")));
+                }
+            }
+            check_serve(definition, &format!("{field}.serve"), &target.serve)?;
+        }
+        if self.rules.len() > 100 {
+            return Err(ValidationError::new("rules", format!("{} rules given; at most 100 are accepted", self.rules.len())));
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            let field = format!("rules[{index}]");
+            if let Some(description) = &rule.description {
+                check_text(&format!("{field}.description"), description, 500, false)?;
+            }
+            if rule.conditions.is_empty() {
+                return Err(ValidationError::new(&field, format!("{field} has no conditions; a rule needs at least one")));
+            }
+            if rule.conditions.len() > 20 {
+                return Err(ValidationError::new(&field, format!("{field} has {} conditions; at most 20 are accepted", rule.conditions.len())));
+            }
+            for (position, condition) in rule.conditions.iter().enumerate() {
+                check_condition(&format!("{field}.conditions[{position}]"), condition)?;
+            }
+            let serve_field = format!("{field}.serve");
+            match &rule.serve {
+                RuleServe::Value(value) => check_serve(definition, &serve_field, &Serve::Value(value.clone()))?,
+                RuleServe::Variant(variant) => check_serve(definition, &serve_field, &Serve::Variant(variant.clone()))?,
+                RuleServe::Split(split) => check_split(definition, &serve_field, split)?,
+            }
+        }
+        if let Some(split) = &self.split {
+            check_split(definition, "split", split)?;
+        }
+        Ok(())
+    }
+
+    /// The percentage of a boolean rollout (`true` share of the fallthrough split), in thousandths of a percent.
+    pub fn rollout_thousandths(&self) -> Option<u32> {
+        let split = self.split.as_ref()?;
+        Some(split.buckets.iter().filter(|bucket| bucket.serve == Serve::Value(Value::Bool(true))).map(|bucket| bucket.weight).sum())
+    }
+}
+
+/// A flag's state in one environment: its content plus the version and who changed it when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagState {
+    /// What is served.
+    #[serde(flatten)]
+    pub spec: StateSpec,
+    /// Monotonic per flag and environment; 1 when the flag is created. Compared by `If-Match`.
+    pub version: u64,
+    /// The email of the last person (or `system:<component>`) to change it.
+    pub updated_by: String,
+    /// When it last changed (RFC 3339 UTC).
+    pub updated_at: String,
+}
+
+fn check_serve(definition: &FlagDefinition, field: &str, serve: &Serve) -> Result<(), ValidationError> {
+    match serve {
+        Serve::Value(value) => definition.check_value(&format!("{field}.value"), value),
+        Serve::Variant(name) => {
+            if definition.variant(name).is_some() {
+                Ok(())
+            } else if definition.variants.is_empty() {
+                Err(ValidationError::new(
+                    field,
+                    format!("flag `{}` has no variants, so `{}` cannot be served; serve a value instead", definition.name, crate::name::printable(name)),
+                ))
+            } else {
+                Err(ValidationError::new(
+                    field,
+                    format!(
+                        "variant `{}` is not defined for flag `{}`; defined: {}",
+                        crate::name::printable(name),
+                        definition.name,
+                        definition.variants.iter().map(|variant| variant.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+fn check_split(definition: &FlagDefinition, field: &str, split: &Split) -> Result<(), ValidationError> {
+    if split.buckets.is_empty() || split.buckets.len() > 100 {
+        return Err(ValidationError::new(field, format!("{field} needs between 1 and 100 buckets")));
+    }
+    let mut total: u64 = 0;
+    for (index, bucket) in split.buckets.iter().enumerate() {
+        check_serve(definition, &format!("{field}.buckets[{index}].serve"), &bucket.serve)?;
+        total += u64::from(bucket.weight);
+    }
+    if total != u64::from(SPLIT_TOTAL) {
+        return Err(ValidationError::new(
+            field,
+            format!("{field} weights add up to {total}; they must add up to {SPLIT_TOTAL} (weights are thousandths of a percent)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_condition(field: &str, condition: &Condition) -> Result<(), ValidationError> {
+    let attribute = condition.attribute.as_bytes();
+    let attribute_ok = !attribute.is_empty()
+        && attribute.len() <= 64
+        && (attribute[0].is_ascii_alphabetic() || attribute[0] == b'_')
+        && attribute.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !attribute_ok {
+        return Err(ValidationError::new(
+            format!("{field}.attribute"),
+            format!(
+                "attribute `{}` is invalid; attributes are letters, digits, `_`, `.` and `-`, starting with a letter or `_` (at most 64)",
+                crate::name::printable(&condition.attribute)
+            ),
+        ));
+    }
+    let values_field = format!("{field}.values");
+    if condition.values.is_empty() || condition.values.len() > 1000 {
+        return Err(ValidationError::new(&values_field, format!("{values_field} needs between 1 and 1000 values")));
+    }
+    for value in &condition.values {
+        let operator = condition.operator;
+        if operator.is_numeric() && !value.is_number() {
+            return Err(ValidationError::new(
+                &values_field,
+                format!("{values_field} must be numbers for {operator:?}; got {}", crate::definition::describe_json(value)),
+            ));
+        }
+        if operator.is_semver() || operator.is_textual() {
+            let Some(text) = value.as_str() else {
+                return Err(ValidationError::new(
+                    &values_field,
+                    format!("{values_field} must be strings for {operator:?}; got {}", crate::definition::describe_json(value)),
+                ));
+            };
+            check_text(&values_field, text, 1000, false)?;
+            if operator.is_semver() && crate::semver::Version::parse(text).is_none() {
+                return Err(ValidationError::new(
+                    &values_field,
+                    format!("`{}` is not a semantic version such as 1.2.3", crate::name::printable(text)),
+                ));
+            }
+            if operator == Operator::Regex {
+                regex::RegexBuilder::new(text).size_limit(1 << 20).build().map_err(|error| {
+                    ValidationError::new(&values_field, format!("regex `{}` does not compile: {error}", crate::name::printable(text)))
+                })?;
+            }
+        }
+        if let Value::String(text) = value {
+            check_text(&values_field, text, 1000, false)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{FlagName, FlagType, Variant};
+
+    fn boolean_flag() -> FlagDefinition {
+        FlagDefinition::new(FlagName::parse("ui.new_feature").unwrap(), FlagType::Boolean, json!(false))
+    }
+
+    fn spec(value: serde_json::Value) -> StateSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_wire_form_reads_naturally() {
+        let state = spec(json!({"enabled": true, "serve": {"value": true}, "split": {"buckets": [
+            {"serve": {"value": true}, "weight": 30000}, {"serve": {"value": false}, "weight": 70000}]}}));
+        assert!(state.validate(&boolean_flag()).is_ok());
+        assert_eq!(state.rollout_thousandths(), Some(30000));
+    }
+
+    #[test]
+    fn invalid_states_are_refused_with_the_field() {
+        let flag = boolean_flag();
+        let cases = [
+            (json!({"enabled": true, "serve": {"value": "yes"}}), "serve.value"),
+            (json!({"enabled": true, "serve": {"variant": "on"}}), "serve"),
+            (json!({"enabled": true, "serve": {"value": true}, "split": {"buckets": [{"serve": {"value": true}, "weight": 5}]}}), "split"),
+            (json!({"enabled": true, "serve": {"value": true}, "targets": [{"keys": [], "serve": {"value": true}}]}), "targets[0]"),
+            (
+                json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "v", "operator": "regex", "values": ["("]}], "serve": {"value": true}}]}),
+                "rules[0].conditions[0].values",
+            ),
+            (
+                json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "v", "operator": "semver_gt", "values": ["1.x"]}], "serve": {"value": true}}]}),
+                "rules[0].conditions[0].values",
+            ),
+            (
+                json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "age", "operator": "gt", "values": ["3"]}], "serve": {"value": true}}]}),
+                "rules[0].conditions[0].values",
+            ),
+        ];
+        for (value, field) in cases {
+            let error = spec(value.clone()).validate(&flag).unwrap_err();
+            assert_eq!(error.field, field, "{value}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn variants_are_served_by_name() {
+        let mut flag = FlagDefinition::new(FlagName::parse("experiment.voice_v2").unwrap(), FlagType::String, json!("a"));
+        flag.variants = vec![Variant { name: "control".into(), value: json!("a"), description: None }];
+        assert!(spec(json!({"enabled": true, "serve": {"variant": "control"}})).validate(&flag).is_ok());
+        let error = spec(json!({"enabled": true, "serve": {"variant": "treatment"}})).validate(&flag).unwrap_err();
+        assert!(error.message.contains("defined: control"), "{}", error.message);
+    }
+}

@@ -1,0 +1,288 @@
+//! The behaviour every [`Store`] backend must show, written once against the trait.
+//!
+//! A backend's test file calls [`conformance_tests!`](crate::conformance_tests) with an `async fn
+//! open(retention: u64) -> (Arc<dyn Store>, Guard)` that opens a fresh, empty store for the seed's three
+//! environments (`dev`, `staging`, `prod`); the guard keeps whatever backs it (a temporary directory,
+//! a Redis process) alive for the test. Each check below becomes one `#[tokio::test]`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use serde_json::json;
+use vexil_core::{AuditAction, AuditDraft, EnvKey, FlagDefinition, FlagName, FlagState, FlagType, Role, Serve, Source, StateSpec};
+
+use crate::{AuditQuery, ChangesSince, DefinitionWrite, StateWrite, Store, StoreError, TokenKind, TokenRecord, User, Write};
+
+/// Keeps a test store's backing resources alive.
+pub type Guard = Box<dyn Any + Send>;
+
+/// The environments conformance stores are opened with.
+pub fn environments() -> Vec<EnvKey> {
+    ["dev", "staging", "prod"].into_iter().map(|key| EnvKey::parse(key).expect("valid key")).collect()
+}
+
+fn env(key: &str) -> EnvKey {
+    EnvKey::parse(key).expect("valid key")
+}
+
+fn flag(name: &str) -> FlagName {
+    FlagName::parse(name).expect("valid flag name")
+}
+
+fn definition(name: &str) -> FlagDefinition {
+    let mut definition = FlagDefinition::new(flag(name), FlagType::Boolean, json!(false));
+    definition.created_at = "2025-12-04T10:00:00Z".into();
+    definition
+}
+
+fn state(enabled: bool, by: &str) -> FlagState {
+    FlagState {
+        spec: StateSpec { enabled, serve: Serve::Value(json!(true)), targets: vec![], rules: vec![], split: None },
+        version: 0,
+        updated_by: by.into(),
+        updated_at: "2025-12-04T10:30:00Z".into(),
+    }
+}
+
+fn draft(flag: &str, action: AuditAction, environment: Option<&str>, user: &str, timestamp: &str) -> AuditDraft {
+    AuditDraft {
+        flag: Some(flag.into()),
+        action,
+        environment: environment.map(Into::into),
+        user: user.into(),
+        timestamp: timestamp.into(),
+        reason: Some(format!("{} by {user}", action.as_str())),
+        before: None,
+        after: Some(json!({"enabled": true})),
+        source: Source::Cli,
+    }
+}
+
+/// The write the server makes when a flag is created: the definition and a disabled state in every environment.
+fn create(name: &str) -> Write {
+    Write {
+        definitions: vec![DefinitionWrite { definition: definition(name), expected_version: 0 }],
+        states: environments()
+            .into_iter()
+            .map(|environment| StateWrite { environment, flag: flag(name), state: state(false, "admin@localhost"), expected_version: 0 })
+            .collect(),
+        audit: vec![draft(name, AuditAction::Create, None, "admin@localhost", "2025-12-04T10:00:00Z")],
+        ..Write::default()
+    }
+}
+
+fn set(environment: &str, name: &str, enabled: bool, expected_version: u64) -> Write {
+    Write {
+        states: vec![StateWrite { environment: env(environment), flag: flag(name), state: state(enabled, "dev@x"), expected_version }],
+        audit: vec![draft(
+            name,
+            if enabled { AuditAction::Enable } else { AuditAction::Disable },
+            Some(environment),
+            "dev@x",
+            "2025-12-04T11:00:00Z",
+        )],
+        ..Write::default()
+    }
+}
+
+/// A new store is empty, with every environment at revision 0.
+pub async fn empty_store_loads_empty(store: Arc<dyn Store>) {
+    let catalog = store.load().await.unwrap();
+    assert!(catalog.definitions.is_empty());
+    assert!(catalog.states.values().all(|states| states.is_empty()));
+    for environment in environments() {
+        assert_eq!(catalog.revisions.get(&environment), Some(&0), "{environment}");
+    }
+    assert!(store.audit(AuditQuery { limit: 10, ..Default::default() }).await.unwrap().entries.is_empty());
+    store.ping().await.unwrap();
+}
+
+/// A create commits the definition, every state, one change per environment and the audit record together.
+pub async fn create_commits_everything_together(store: Arc<dyn Store>) {
+    let committed = store.commit(create("ui.new_feature")).await.unwrap();
+    assert_eq!(committed.changes.len(), 3);
+    assert!(committed.changes.iter().all(|change| change.revision == 1 && change.state.version == 1 && change.definition.version == 1));
+    assert_eq!(committed.audit.len(), 1);
+    assert_eq!(committed.audit[0].id, 1);
+    let catalog = store.load().await.unwrap();
+    assert_eq!(catalog.definitions[&flag("ui.new_feature")].version, 1);
+    for environment in environments() {
+        assert_eq!(catalog.states[&environment][&flag("ui.new_feature")].version, 1);
+        assert_eq!(catalog.revisions[&environment], 1);
+    }
+}
+
+/// A stale expected version is refused with the versions involved, and nothing of the write lands.
+pub async fn stale_versions_are_refused_whole(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    store.commit(create("ui.b")).await.unwrap();
+    store.commit(set("dev", "ui.a", true, 1)).await.unwrap();
+    let mut write = set("dev", "ui.b", true, 1);
+    write.states.extend(set("dev", "ui.a", false, 1).states);
+    match store.commit(write).await {
+        Err(StoreError::Conflict { expected: 1, actual: 2, target }) => assert_eq!(target, "ui.a in dev"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let catalog = store.load().await.unwrap();
+    assert!(!catalog.states[&env("dev")][&flag("ui.b")].spec.enabled, "the first state of a refused write must not land");
+    assert!(catalog.states[&env("dev")][&flag("ui.a")].spec.enabled);
+    assert_eq!(catalog.revisions[&env("dev")], 3);
+    let audit = store.audit(AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(audit.entries.len(), 3, "a refused write appends no audit record");
+}
+
+/// Creating a flag twice conflicts; a state of an undefined flag or unknown environment is invalid.
+pub async fn creating_twice_and_dangling_states_are_refused(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    assert!(matches!(store.commit(create("ui.a")).await, Err(StoreError::Conflict { expected: 0, actual: 1, .. })));
+    assert!(matches!(store.commit(set("dev", "ui.missing", true, 0)).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.commit(set("qa", "ui.a", true, 1)).await, Err(StoreError::Invalid(_))));
+}
+
+/// Each change gets its own revision; `changes_since` replays them in order, or says they are gone.
+pub async fn changes_replay_in_order_until_pruned(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    for version in 1..=4 {
+        store.commit(set("staging", "ui.a", version % 2 == 1, version)).await.unwrap();
+    }
+    let ChangesSince::Changes(changes) = store.changes_since(&env("staging"), 2, 100).await.unwrap() else { panic!("changes are retained") };
+    assert_eq!(changes.iter().map(|change| change.revision).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(changes.iter().map(|change| change.state.version).collect::<Vec<_>>(), [3, 4, 5]);
+    let ChangesSince::Changes(none) = store.changes_since(&env("staging"), 5, 100).await.unwrap() else { panic!() };
+    assert!(none.is_empty());
+    let ChangesSince::Changes(limited) = store.changes_since(&env("staging"), 0, 2).await.unwrap() else { panic!() };
+    assert_eq!(limited.len(), 2);
+}
+
+/// With a retention of 3 changes, older revisions are reported gone.
+pub async fn pruned_changes_are_reported_gone(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    for version in 1..=5 {
+        store.commit(set("dev", "ui.a", version % 2 == 1, version)).await.unwrap();
+    }
+    assert_eq!(store.changes_since(&env("dev"), 1, 100).await.unwrap(), ChangesSince::Gone);
+    let ChangesSince::Changes(changes) = store.changes_since(&env("dev"), 3, 100).await.unwrap() else { panic!("3 are retained") };
+    assert_eq!(changes.len(), 3);
+}
+
+/// A definition update is announced in every environment with the new definition.
+pub async fn definition_updates_reach_every_environment(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    let mut updated = definition("ui.a");
+    updated.description = "now documented".into();
+    let committed = store
+        .commit(Write { definitions: vec![DefinitionWrite { definition: updated, expected_version: 1 }], ..Write::default() })
+        .await
+        .unwrap();
+    assert_eq!(committed.changes.len(), 3);
+    assert!(committed.changes.iter().all(|change| change.definition.description == "now documented" && change.definition.version == 2));
+    assert!(committed.changes.iter().all(|change| change.revision == 2));
+}
+
+/// Audit queries filter by flag, environment, user, action and time, newest first, with a cursor.
+pub async fn audit_filters_and_pages(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    store.commit(create("ui.b")).await.unwrap();
+    for version in 1..=5 {
+        let mut write = set("prod", "ui.a", version % 2 == 1, version);
+        write.audit[0].environment = Some("production".into());
+        write.audit[0].timestamp = format!("2025-12-0{}T10:00:00Z", version + 4);
+        store.commit(write).await.unwrap();
+    }
+    let by_flag = store.audit(AuditQuery { flag: Some("ui.a".into()), limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(by_flag.entries.len(), 6);
+    assert!(by_flag.entries.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
+    let prod = store.audit(AuditQuery { environment: Some("production".into()), limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(prod.entries.len(), 5);
+    let enables = store.audit(AuditQuery { action: Some(AuditAction::Enable), limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(enables.entries.len(), 3);
+    let by_user = store.audit(AuditQuery { user: Some("dev@x".into()), limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(by_user.entries.len(), 5);
+    let window = store
+        .audit(AuditQuery {
+            since: Some("2025-12-06T00:00:00Z".into()),
+            until: Some("2025-12-08T00:00:00Z".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.entries.iter().map(|record| record.timestamp.as_str()).collect::<Vec<_>>(), ["2025-12-07T10:00:00Z", "2025-12-06T10:00:00Z"]);
+    let first = store.audit(AuditQuery { limit: 3, ..Default::default() }).await.unwrap();
+    assert_eq!(first.entries.len(), 3);
+    let second = store.audit(AuditQuery { limit: 3, before_id: first.next, ..Default::default() }).await.unwrap();
+    let third = store.audit(AuditQuery { limit: 3, before_id: second.next, ..Default::default() }).await.unwrap();
+    assert_eq!(third.next, None);
+    let mut ids: Vec<u64> = [first, second, third].iter().flat_map(|page| page.entries.iter().map(|record| record.id)).collect();
+    ids.dedup();
+    assert_eq!(ids, (1..=7).rev().collect::<Vec<_>>(), "pages cover every record once");
+}
+
+/// The audit chain verifies, and every stored record chains to the one before.
+pub async fn audit_chain_verifies(store: Arc<dyn Store>) {
+    store.commit(create("ui.a")).await.unwrap();
+    store.commit(set("dev", "ui.a", true, 1)).await.unwrap();
+    let report = store.verify_audit().await.unwrap();
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.records, 2);
+    let page = store.audit(AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(page.entries[0].prev_hash, page.entries[1].hash);
+    assert!(page.entries.iter().all(|record| record.hash_is_valid()));
+}
+
+/// Users and tokens are stored and found again; tokens by the hash of their secret.
+pub async fn users_and_tokens_round_trip(store: Arc<dyn Store>) {
+    let user = User {
+        email: "dev@example.com".into(),
+        role: Role::Developer,
+        password_hash: None,
+        created_at: "2025-12-04T10:00:00Z".into(),
+        disabled: false,
+    };
+    let token = TokenRecord {
+        id: "tok_1".into(),
+        hash: "ab".repeat(32),
+        kind: TokenKind::Personal,
+        user: user.email.clone(),
+        environment: None,
+        name: "laptop".into(),
+        created_at: "2025-12-04T10:00:00Z".into(),
+        revoked_at: None,
+    };
+    store.commit(Write { users: vec![user.clone()], tokens: vec![token.clone()], ..Write::default() }).await.unwrap();
+    assert_eq!(store.user("dev@example.com").await.unwrap(), Some(user.clone()));
+    assert_eq!(store.user("nobody@example.com").await.unwrap(), None);
+    assert_eq!(store.users().await.unwrap(), vec![user.clone()]);
+    assert_eq!(store.token_by_hash(&"ab".repeat(32)).await.unwrap(), Some(token.clone()));
+    let mut revoked = token.clone();
+    revoked.revoked_at = Some("2025-12-05T10:00:00Z".into());
+    let mut promoted = user.clone();
+    promoted.role = Role::Admin;
+    store.commit(Write { users: vec![promoted], tokens: vec![revoked.clone()], ..Write::default() }).await.unwrap();
+    assert_eq!(store.user("dev@example.com").await.unwrap().unwrap().role, Role::Admin);
+    assert_eq!(store.tokens().await.unwrap(), vec![revoked]);
+}
+
+/// Declares one `#[tokio::test]` per conformance check, each on a fresh store from `$open`.
+///
+/// `$open` is an `async fn(retention: u64) -> (Arc<dyn Store>, conformance::Guard)`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:path) => {
+        $crate::conformance_tests!(@each $open, 10_000;
+            empty_store_loads_empty, create_commits_everything_together, stale_versions_are_refused_whole,
+            creating_twice_and_dangling_states_are_refused, changes_replay_in_order_until_pruned,
+            definition_updates_reach_every_environment, audit_filters_and_pages, audit_chain_verifies,
+            users_and_tokens_round_trip);
+        $crate::conformance_tests!(@each $open, 3; pruned_changes_are_reported_gone);
+    };
+    (@each $open:path, $retention:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _guard) = $open($retention).await;
+                $crate::conformance::$check(store).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,248 @@
+//! Vexil's persistence: one [`Store`] trait, its backends, and the conformance suite they all pass.
+//!
+//! The server never asks a backend for a single flag on a request path: it [`Store::load`]s everything
+//! once into memory and then only sends [`Write`]s. A write is the unit of atomicity: the definitions,
+//! states, users and tokens it carries, the environments' new revisions, one change record per touched
+//! flag and environment, and the audit records are committed together or not at all, after every
+//! expected version has been checked (optimistic concurrency).
+//!
+//! - [`sqlite`]: the embedded default, one SQLite file in WAL mode with a full fsync on every commit.
+//! - [`conformance`]: behaviour every backend must show, written once against the trait.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use vexil_core::{AuditAction, AuditDraft, AuditRecord, EnvKey, FlagDefinition, FlagName, FlagState, Role};
+
+pub mod conformance;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Everything the server keeps in memory, as loaded from the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    /// Every flag definition, archived ones included.
+    pub definitions: BTreeMap<FlagName, FlagDefinition>,
+    /// Each environment's flag states.
+    pub states: BTreeMap<EnvKey, BTreeMap<FlagName, FlagState>>,
+    /// Each environment's current revision (0 before the first change).
+    pub revisions: BTreeMap<EnvKey, u64>,
+}
+
+/// A definition to store, created when `expected_version` is 0, replaced when it matches the stored version.
+#[derive(Debug, Clone)]
+pub struct DefinitionWrite {
+    /// The new definition; the store sets its `version` to `expected_version + 1`.
+    pub definition: FlagDefinition,
+    /// The version the writer saw (0: the flag must not exist yet).
+    pub expected_version: u64,
+}
+
+/// A state to store, created when `expected_version` is 0, replaced when it matches the stored version.
+#[derive(Debug, Clone)]
+pub struct StateWrite {
+    /// The environment.
+    pub environment: EnvKey,
+    /// The flag; it must be defined (already, or by the same write).
+    pub flag: FlagName,
+    /// The new state; the store sets its `version` to `expected_version + 1`.
+    pub state: FlagState,
+    /// The version the writer saw (0: no state yet).
+    pub expected_version: u64,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's email, their identity in the audit trail.
+    pub email: String,
+    /// What they may do.
+    pub role: Role,
+    /// An Argon2 PHC string, if the user can log in with a password.
+    pub password_hash: Option<String>,
+    /// When the account was created (RFC 3339 UTC).
+    pub created_at: String,
+    /// A disabled user's tokens stop working.
+    pub disabled: bool,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// A personal API token: acts as its user.
+    Personal,
+    /// An SDK key: read-only, scoped to one environment.
+    Sdk,
+}
+
+/// A stored token; the secret itself is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public identifier, shown in listings and audit records.
+    pub id: String,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    /// Personal token or SDK key.
+    pub kind: TokenKind,
+    /// The user a personal token acts as (for SDK keys, who created it).
+    pub user: String,
+    /// The environment an SDK key is scoped to.
+    pub environment: Option<EnvKey>,
+    /// A label chosen by its creator.
+    pub name: String,
+    /// When it was created (RFC 3339 UTC).
+    pub created_at: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
+/// One atomic write.
+#[derive(Debug, Clone, Default)]
+pub struct Write {
+    /// Definitions to create or replace.
+    pub definitions: Vec<DefinitionWrite>,
+    /// States to create or replace.
+    pub states: Vec<StateWrite>,
+    /// Users to create or replace (by email).
+    pub users: Vec<User>,
+    /// Tokens to create or replace (by id).
+    pub tokens: Vec<TokenRecord>,
+    /// Audit records to append, in order.
+    pub audit: Vec<AuditDraft>,
+}
+
+/// One change record: the flag's definition and state in one environment after a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The environment.
+    pub environment: EnvKey,
+    /// The environment's revision after this change; each change has its own.
+    pub revision: u64,
+    /// The flag's definition after the commit.
+    pub definition: FlagDefinition,
+    /// The flag's state in the environment after the commit.
+    pub state: FlagState,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    /// One change per touched flag and environment, in revision order per environment.
+    pub changes: Vec<Change>,
+    /// The audit records as stored (with ids and hashes).
+    pub audit: Vec<AuditRecord>,
+}
+
+/// Changes after a revision, or the news that some are no longer retained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangesSince {
+    /// Every change after the revision asked for, in order.
+    Changes(Vec<Change>),
+    /// Some of the changes after that revision were pruned; the caller needs a fresh snapshot.
+    Gone,
+}
+
+/// Audit filters; all are optional and combine with AND.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Records about this flag.
+    pub flag: Option<String>,
+    /// Records in this environment (long name).
+    pub environment: Option<String>,
+    /// Records by this user (email or `system:…`).
+    pub user: Option<String>,
+    /// Records of this action.
+    pub action: Option<AuditAction>,
+    /// At or after this time (RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SSZ`).
+    pub since: Option<String>,
+    /// Before this time (same format).
+    pub until: Option<String>,
+    /// Only records older than this id (the cursor of the previous page).
+    pub before_id: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A page of audit records, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditPage {
+    /// The records.
+    pub entries: Vec<AuditRecord>,
+    /// The cursor for the next (older) page, if there is one.
+    pub next: Option<u64>,
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainReport {
+    /// Records checked.
+    pub records: u64,
+    /// Whether the whole chain is intact.
+    pub intact: bool,
+    /// The first record that does not fit, and why.
+    pub problem: Option<String>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An expected version did not match: someone else wrote first.
+    #[error("{target} is at version {actual}, not {expected}")]
+    Conflict {
+        /// What was written (`flag ui.x`, `ui.x in prod`).
+        target: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version found.
+        actual: u64,
+    },
+    /// The write refers to something that does not exist (a state of an undefined flag, an unknown environment).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend cannot be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A `Result` with a [`StoreError`].
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The persistence interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Every definition, state and revision.
+    async fn load(&self) -> StoreResult<Catalog>;
+
+    /// Commits a write atomically, or refuses it whole.
+    async fn commit(&self, write: Write) -> StoreResult<Committed>;
+
+    /// The changes of `environment` after `revision`, at most `limit` of them.
+    async fn changes_since(&self, environment: &EnvKey, revision: u64, limit: u32) -> StoreResult<ChangesSince>;
+
+    /// Audit records matching a query, newest first.
+    async fn audit(&self, query: AuditQuery) -> StoreResult<AuditPage>;
+
+    /// Walks the whole audit chain and reports the first break.
+    async fn verify_audit(&self) -> StoreResult<ChainReport>;
+
+    /// A user by email.
+    async fn user(&self, email: &str) -> StoreResult<Option<User>>;
+
+    /// Every user.
+    async fn users(&self) -> StoreResult<Vec<User>>;
+
+    /// A token by the SHA-256 of its secret.
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
+
+    /// Every token (revoked ones included).
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+
+    /// Whether the backend answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
