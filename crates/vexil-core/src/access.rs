@@ -48,11 +48,10 @@ impl Role {
         match self {
             Role::Admin => Ok(()),
             Role::Developer if !environment.protected => Ok(()),
-            Role::Developer => Err(format!(
-                "{} is protected: changing it needs the admin role; your role is developer",
-                environment.name
-            )),
-            Role::Viewer => Err(format!("your role is viewer, which can only read; changing {} needs the developer role", environment.name)),
+            Role::Developer => Err(format!("{} is protected: changing it needs the admin role; your role is developer", environment.name)),
+            Role::Viewer => {
+                Err(format!("your role is viewer, which can only read; changing {} needs the developer role", environment.name))
+            }
         }
     }
 
@@ -85,7 +84,10 @@ mod tests {
         let staging = environments.get(&EnvKey::parse("staging").unwrap()).unwrap();
         assert!(Role::Admin.may_change(prod).is_ok());
         assert!(Role::Developer.may_change(staging).is_ok());
-        assert_eq!(Role::Developer.may_change(prod).unwrap_err(), "production is protected: changing it needs the admin role; your role is developer");
+        assert_eq!(
+            Role::Developer.may_change(prod).unwrap_err(),
+            "production is protected: changing it needs the admin role; your role is developer"
+        );
         assert!(Role::Viewer.may_change(staging).is_err());
         assert!(Role::Viewer.may_define().is_err());
     }

@@ -141,6 +141,9 @@ pub struct AuditDraft {
     pub timestamp: String,
     /// Why, as the actor gave it.
     pub reason: Option<String>,
+    /// For promote, copy and import: the environment the state came from (long name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_environment: Option<String>,
     /// The state (or definition) before.
     pub before: Option<Value>,
     /// The state (or definition) after.
@@ -166,6 +169,9 @@ pub struct AuditRecord {
     pub timestamp: String,
     /// Why.
     pub reason: Option<String>,
+    /// For promote, copy and import: where the state came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_environment: Option<String>,
     /// Before.
     pub before: Option<Value>,
     /// After.
@@ -190,6 +196,7 @@ impl AuditRecord {
             user: draft.user,
             timestamp: draft.timestamp,
             reason: draft.reason,
+            from_environment: draft.from_environment,
             before: draft.before,
             after: draft.after,
             source: draft.source,
@@ -207,6 +214,7 @@ impl AuditRecord {
             user: self.user.clone(),
             timestamp: self.timestamp.clone(),
             reason: self.reason.clone(),
+            from_environment: self.from_environment.clone(),
             before: self.before.clone(),
             after: self.after.clone(),
             source: self.source,
@@ -236,6 +244,7 @@ fn chain_hash(id: u64, prev_hash: &str, draft: &AuditDraft) -> String {
         "user": draft.user,
         "timestamp": draft.timestamp,
         "reason": draft.reason,
+        "from_environment": draft.from_environment,
         "before": draft.before,
         "after": draft.after,
         "source": draft.source,
@@ -292,6 +301,7 @@ mod tests {
             user: "admin@asimo.io".into(),
             timestamp: "2025-12-04T10:30:00Z".into(),
             reason: Some(reason.into()),
+            from_environment: None,
             before: Some(json!({"enabled": false, "b": 1, "a": 2})),
             after: Some(json!({"enabled": true})),
             source: Source::Cli,

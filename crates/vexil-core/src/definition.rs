@@ -263,7 +263,12 @@ impl FlagDefinition {
                 {
                     return Err(ValidationError::new(
                         field,
-                        format!("{field} `{}` is not allowed for flag `{}`; allowed: {}", crate::name::printable(text), self.name, allowed.join(", ")),
+                        format!(
+                            "{field} `{}` is not allowed for flag `{}`; allowed: {}",
+                            crate::name::printable(text),
+                            self.name,
+                            allowed.join(", ")
+                        ),
                     ));
                 }
             }
@@ -272,12 +277,18 @@ impl FlagDefinition {
                 if let Some(min) = self.min
                     && number < min
                 {
-                    return Err(ValidationError::new(field, format!("{field} {number} is below the minimum {min} of flag `{}`", self.name)));
+                    return Err(ValidationError::new(
+                        field,
+                        format!("{field} {number} is below the minimum {min} of flag `{}`", self.name),
+                    ));
                 }
                 if let Some(max) = self.max
                     && number > max
                 {
-                    return Err(ValidationError::new(field, format!("{field} {number} is above the maximum {max} of flag `{}`", self.name)));
+                    return Err(ValidationError::new(
+                        field,
+                        format!("{field} {number} is above the maximum {max} of flag `{}`", self.name),
+                    ));
                 }
             }
             FlagType::Json => {}

@@ -29,11 +29,7 @@ pub fn diff_specs(before: Option<&StateSpec>, after: &StateSpec) -> Vec<FieldCha
     let before_enabled = before.map(|spec| Value::Bool(spec.enabled)).unwrap_or(Value::Null);
     compare("enabled".into(), before_enabled, Value::Bool(after.enabled));
     compare("serve".into(), before.map(|spec| to_json(&spec.serve)).unwrap_or(Value::Null), to_json(&after.serve));
-    compare(
-        "targets".into(),
-        before.map(|spec| to_json(&spec.targets)).unwrap_or(Value::Null),
-        to_json(&after.targets),
-    );
+    compare("targets".into(), before.map(|spec| to_json(&spec.targets)).unwrap_or(Value::Null), to_json(&after.targets));
     let before_rules = before.map(|spec| spec.rules.as_slice()).unwrap_or(&[]);
     for index in 0..before_rules.len().max(after.rules.len()) {
         compare(

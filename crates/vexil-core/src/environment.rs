@@ -64,9 +64,9 @@ impl Environments {
             protected,
         };
         Self(vec![
-            env("dev", "development", "Development", "localhost:3000", false),
+            env("dev", "development", "Dev", "localhost:3000", false),
             env("staging", "staging", "Staging", "staging.dev.asimo.io", false),
-            env("prod", "production", "Production", "dev.asimo.io", true),
+            env("prod", "production", "Prod", "dev.asimo.io", true),
         ])
     }
 

@@ -33,7 +33,10 @@ impl FlagName {
             )
         };
         if input.is_empty() {
-            return Err(ValidationError::new("name", "flag name is empty; a flag name is `<category>.<snake_case>` such as `ui.new_feature`"));
+            return Err(ValidationError::new(
+                "name",
+                "flag name is empty; a flag name is `<category>.<snake_case>` such as `ui.new_feature`",
+            ));
         }
         if input.len() > MAX_FLAG_NAME_LEN {
             return Err(ValidationError::new(
@@ -122,7 +125,10 @@ impl Category {
         } else {
             Err(ValidationError::new(
                 "category",
-                format!("category `{}` is invalid; a category is a lowercase letter followed by lowercase letters and digits", printable(category)),
+                format!(
+                    "category `{}` is invalid; a category is a lowercase letter followed by lowercase letters and digits",
+                    printable(category)
+                ),
             ))
         }
     }
@@ -252,8 +258,22 @@ mod tests {
             assert!(FlagName::parse(good).is_ok(), "{good} should be accepted");
         }
         for bad in [
-            "", "ui", "ui.", ".x", "UI.new", "ui.New", "ui.new-feature", "ui.new__x", "ui.new_", "ui.a.b", "ui_x.a", "1ui.a", "ui.1a", "ui.a b",
-            "ui.a\nb", "ui:a.b",
+            "",
+            "ui",
+            "ui.",
+            ".x",
+            "UI.new",
+            "ui.New",
+            "ui.new-feature",
+            "ui.new__x",
+            "ui.new_",
+            "ui.a.b",
+            "ui_x.a",
+            "1ui.a",
+            "ui.1a",
+            "ui.a b",
+            "ui.a\nb",
+            "ui:a.b",
         ] {
             assert!(FlagName::parse(bad).is_err(), "{bad:?} should be refused");
         }

@@ -112,7 +112,9 @@ mod tests {
 
     #[test]
     fn override_values_are_parsed_for_the_type() {
-        for (raw, expected) in [("true", true), ("YES", true), ("On", true), ("1", true), ("false", false), ("no", false), ("OFF", false), ("0", false)] {
+        for (raw, expected) in
+            [("true", true), ("YES", true), ("On", true), ("1", true), ("false", false), ("no", false), ("OFF", false), ("0", false)]
+        {
             assert_eq!(parse_override(FlagType::Boolean, raw).unwrap(), json!(expected), "{raw}");
         }
         assert!(parse_override(FlagType::Boolean, "enabled").unwrap_err().message.contains("accepted: true/false"));

@@ -158,9 +158,13 @@ pub struct StateSpec {
 }
 
 impl StateSpec {
-    /// The state of a newly defined flag: disabled, serving the default.
+    /// The state of a newly defined flag: disabled; once enabled a boolean serves `true`, any other type its default.
     pub fn initial(definition: &FlagDefinition) -> Self {
-        Self { enabled: false, serve: Serve::Value(definition.default.clone()), targets: Vec::new(), rules: Vec::new(), split: None }
+        let serve = match definition.flag_type {
+            crate::FlagType::Boolean => Value::Bool(true),
+            _ => definition.default.clone(),
+        };
+        Self { enabled: false, serve: Serve::Value(serve), targets: Vec::new(), rules: Vec::new(), split: None }
     }
 
     /// Checks the state against the flag's definition.
@@ -199,7 +203,10 @@ impl StateSpec {
                 return Err(ValidationError::new(&field, format!("{field} has no conditions; a rule needs at least one")));
             }
             if rule.conditions.len() > 20 {
-                return Err(ValidationError::new(&field, format!("{field} has {} conditions; at most 20 are accepted", rule.conditions.len())));
+                return Err(ValidationError::new(
+                    &field,
+                    format!("{field} has {} conditions; at most 20 are accepted", rule.conditions.len()),
+                ));
             }
             for (position, condition) in rule.conditions.iter().enumerate() {
                 check_condition(&format!("{field}.conditions[{position}]"), condition)?;
@@ -247,7 +254,11 @@ fn check_serve(definition: &FlagDefinition, field: &str, serve: &Serve) -> Resul
             } else if definition.variants.is_empty() {
                 Err(ValidationError::new(
                     field,
-                    format!("flag `{}` has no variants, so `{}` cannot be served; serve a value instead", definition.name, crate::name::printable(name)),
+                    format!(
+                        "flag `{}` has no variants, so `{}` cannot be served; serve a value instead",
+                        definition.name,
+                        crate::name::printable(name)
+                    ),
                 ))
             } else {
                 Err(ValidationError::new(

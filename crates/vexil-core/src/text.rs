@@ -13,7 +13,11 @@ pub(crate) fn check_text(field: &str, text: &str, max_chars: usize, allow_newlin
             format!(
                 "{field} contains the control character U+{:04X}; {}",
                 bad as u32,
-                if allow_newlines { "only printable characters and newlines are accepted" } else { "only printable characters on one line are accepted" }
+                if allow_newlines {
+                    "only printable characters and newlines are accepted"
+                } else {
+                    "only printable characters on one line are accepted"
+                }
             ),
         ));
     }

@@ -1,1 +1,47 @@
-//! placeholder
+//! Vexil's HTTP server: the JSON API over the store, with authentication, roles and the audit trail.
+//!
+//! The server loads every definition and state from the [`Store`](vexil_store::Store) once, keeps them
+//! in memory ([`catalog`]), and answers every read from there. Writes go through one path
+//! ([`service`]): check who is asking and whether they may, validate against the flag's definition,
+//! commit state and audit records atomically with a version check, then update memory.
+//!
+//! - [`config`]: environments, categories and limits the server runs with.
+//! - [`app`]: the router shared by `vexil serve` and the tests; [`run`] serves it until shutdown.
+//! - [`auth`]: bearer tokens, passwords, roles, and the first admin on an empty store.
+//! - [`error`]: the one [`ApiError`](error::ApiError) every handler returns, and extractors that turn bad input into it.
+//! - [`wire`]: request and response bodies, kept apart from the domain types.
+//! - `routes/*`: one module per resource, each with its own `router()`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod error;
+mod routes;
+pub mod service;
+pub mod time;
+pub mod wire;
+
+pub use auth::{BootstrapCredentials, BootstrapOptions, bootstrap};
+pub use config::ServerConfig;
+pub use service::AppState;
+
+/// The whole HTTP API as one router; `vexil serve` and the integration tests both use it.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Opens the server state over a store: loads the catalog and gives every flag a state in every configured environment.
+pub async fn open(config: ServerConfig, store: Arc<dyn vexil_store::Store>) -> Result<AppState, vexil_store::StoreError> {
+    AppState::open(config, store).await
+}

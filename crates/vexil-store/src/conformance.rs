@@ -52,6 +52,7 @@ fn draft(flag: &str, action: AuditAction, environment: Option<&str>, user: &str,
         user: user.into(),
         timestamp: timestamp.into(),
         reason: Some(format!("{} by {user}", action.as_str())),
+        from_environment: None,
         before: None,
         after: Some(json!({"enabled": true})),
         source: Source::Cli,
@@ -145,7 +146,9 @@ pub async fn changes_replay_in_order_until_pruned(store: Arc<dyn Store>) {
     for version in 1..=4 {
         store.commit(set("staging", "ui.a", version % 2 == 1, version)).await.unwrap();
     }
-    let ChangesSince::Changes(changes) = store.changes_since(&env("staging"), 2, 100).await.unwrap() else { panic!("changes are retained") };
+    let ChangesSince::Changes(changes) = store.changes_since(&env("staging"), 2, 100).await.unwrap() else {
+        panic!("changes are retained")
+    };
     assert_eq!(changes.iter().map(|change| change.revision).collect::<Vec<_>>(), [3, 4, 5]);
     assert_eq!(changes.iter().map(|change| change.state.version).collect::<Vec<_>>(), [3, 4, 5]);
     let ChangesSince::Changes(none) = store.changes_since(&env("staging"), 5, 100).await.unwrap() else { panic!() };
@@ -207,7 +210,10 @@ pub async fn audit_filters_and_pages(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(window.entries.iter().map(|record| record.timestamp.as_str()).collect::<Vec<_>>(), ["2025-12-07T10:00:00Z", "2025-12-06T10:00:00Z"]);
+    assert_eq!(
+        window.entries.iter().map(|record| record.timestamp.as_str()).collect::<Vec<_>>(),
+        ["2025-12-07T10:00:00Z", "2025-12-06T10:00:00Z"]
+    );
     let first = store.audit(AuditQuery { limit: 3, ..Default::default() }).await.unwrap();
     assert_eq!(first.entries.len(), 3);
     let second = store.audit(AuditQuery { limit: 3, before_id: first.next, ..Default::default() }).await.unwrap();

@@ -16,8 +16,7 @@ use vexil_core::audit::GENESIS_HASH;
 use vexil_core::{AuditRecord, EnvKey, FlagDefinition, FlagName, FlagState};
 
 use crate::{
-    AuditPage, AuditQuery, Catalog, Change, ChainReport, ChangesSince, Committed, Store, StoreError, StoreResult, TokenRecord,
-    User, Write,
+    AuditPage, AuditQuery, Catalog, ChainReport, Change, ChangesSince, Committed, Store, StoreError, StoreResult, TokenRecord, User, Write,
 };
 
 /// How many change records each environment keeps for resuming clients, unless configured.
@@ -78,9 +77,8 @@ impl SqliteStore {
             .write(true)
             .open(&lock_path)
             .map_err(|error| StoreError::Unavailable(format!("cannot open {}: {error}", lock_path.display())))?;
-        lock.try_lock().map_err(|_| {
-            StoreError::Unavailable(format!("data directory {} is in use by another vexil server", directory.display()))
-        })?;
+        lock.try_lock()
+            .map_err(|_| StoreError::Unavailable(format!("data directory {} is in use by another vexil server", directory.display())))?;
         let path = directory.join("vexil.db");
         let writer = connect(&path)?;
         writer.execute_batch(SCHEMA).map_err(sql)?;
@@ -100,12 +98,18 @@ impl SqliteStore {
         })
     }
 
-    async fn with_writer<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let connection = self.writer.clone();
         run_blocking(move || work(&mut connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))).await
     }
 
-    async fn with_reader<T: Send + 'static>(&self, work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let connection = self.reader.clone();
         run_blocking(move || work(&mut connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))).await
     }
@@ -197,7 +201,9 @@ impl Store for SqliteStore {
                 .prepare("SELECT doc FROM changes WHERE environment = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3")
                 .map_err(sql)?;
             let mut changes = Vec::new();
-            for row in statement.query_map(params![environment.as_str(), revision as i64, limit], |row| row.get::<_, String>(0)).map_err(sql)? {
+            for row in
+                statement.query_map(params![environment.as_str(), revision as i64, limit], |row| row.get::<_, String>(0)).map_err(sql)?
+            {
                 changes.push(decode::<Change>("change", &row.map_err(sql)?)?);
             }
             Ok(ChangesSince::Changes(changes))
@@ -411,7 +417,9 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
     }
 
     for user in write.users {
-        transaction.execute("INSERT OR REPLACE INTO users (email, doc) VALUES (?1, ?2)", params![user.email, encode(&user)]).map_err(sql)?;
+        transaction
+            .execute("INSERT OR REPLACE INTO users (email, doc) VALUES (?1, ?2)", params![user.email, encode(&user)])
+            .map_err(sql)?;
     }
     for token in write.tokens {
         transaction
@@ -504,4 +512,3 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
     transaction.commit().map_err(sql)?;
     Ok(committed)
 }
-

@@ -1,0 +1,183 @@
+//! The one error type of the API, and extractors that turn malformed requests into it.
+//!
+//! Every failure leaves the server as `{"error": {"code", "message"}}` with a fitting status. Messages
+//! say what was wrong and what is accepted; internal errors are logged and answered with a generic message.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use vexil_core::ValidationError;
+use vexil_store::StoreError;
+
+/// An API failure: a status, a stable machine-readable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Stable code, such as `invalid_value` or `version_conflict`.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// 400: the request could not be read.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403: the role does not allow it.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409: the request contradicts the current state.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 412: `If-Match` (or an expected version) no longer matches.
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PRECONDITION_FAILED, "version_conflict", message)
+    }
+
+    /// 422: a change to a protected environment without a reason.
+    pub fn reason_required(environment: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason_required",
+            format!("{environment} is protected: every change needs a reason; send \"reason\" (the CLI's --reason)"),
+        )
+    }
+
+    /// 500, logged; the client learns nothing of the internals.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the details")
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", error.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!("{error}: someone else changed it first; read it again and retry"),
+            ),
+            StoreError::Invalid(message) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message),
+            StoreError::Unavailable(detail) => {
+                tracing::error!(%detail, "store unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "store unavailable; the change was not made, retry later")
+            }
+            StoreError::Corrupt(detail) => Self::internal(format!("corrupt store: {detail}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A `Result` whose error is an [`ApiError`].
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body, read whatever the content type, with size and syntax errors answered as [`ApiError`]s.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(failure) if failure.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts")
+            }
+            other => ApiError::bad_request(format!("request body could not be read: {other}")),
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("request body is empty; send a JSON object"));
+        }
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|error| {
+            ApiError::bad_request(format!("request body is not valid: {}", vexil_core::name::printable(&error.to_string())))
+        })
+    }
+}
+
+/// Query parameters, with errors answered as [`ApiError`]s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|query| ApiQuery(query.0))
+            .map_err(|rejection: QueryRejection| ApiError::bad_request(format!("query string is not valid: {}", rejection.body_text())))
+    }
+}
+
+/// Path parameters, with errors answered as [`ApiError`]s.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|path| ApiPath(path.0))
+            .map_err(|rejection: PathRejection| ApiError::bad_request(format!("path is not valid: {}", rejection.body_text())))
+    }
+}
+
+/// A JSON body that may be left out entirely (`POST …/enable` with no body means "no reason given").
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = request.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|length| length == "0");
+        if empty {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|_| {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts")
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(ApiJsonOrEmpty).map_err(|error| {
+            ApiError::bad_request(format!("request body is not valid: {}", vexil_core::name::printable(&error.to_string())))
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Environments: listing, and export/import of an environment's flag states.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use vexil_core::{AuditAction, FlagName, diff_specs};
+
+use crate::auth::Actor;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::service::{AppState, PlannedChange};
+use crate::wire::{BatchDiffResponse, EXPORT_FORMAT, EnvironmentView, ExportDocument, FlagDiff, ImportRequest};
+
+pub(super) fn router(import_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route("/api/environments", get(list))
+        .route("/api/environments/{environment}/export", get(export))
+        .route("/api/environments/{environment}/import", post(import).layer(DefaultBodyLimit::max(import_limit)))
+}
+
+async fn list(State(state): State<AppState>, _actor: Actor) -> Json<Vec<EnvironmentView>> {
+    Json(
+        state
+            .config
+            .environments
+            .iter()
+            .map(|environment| EnvironmentView::new(environment, state.catalog.revision(&environment.key)))
+            .collect(),
+    )
+}
+
+async fn export(State(state): State<AppState>, _actor: Actor, ApiPath(environment): ApiPath<String>) -> ApiResult<Json<ExportDocument>> {
+    let environment = state.environment(&environment)?;
+    let catalog = state.catalog.read();
+    let flags = catalog
+        .states
+        .get(&environment.key)
+        .map(|states| {
+            states
+                .iter()
+                .filter(|(name, _)| catalog.definitions.get(*name).is_some_and(|definition| !definition.archived))
+                .map(|(name, state)| (name.to_string(), state.spec.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(ExportDocument {
+        format: EXPORT_FORMAT.to_owned(),
+        version: 1,
+        environment: environment.key.to_string(),
+        exported_at: crate::time::now(),
+        revision: catalog.revisions.get(&environment.key).copied().unwrap_or(0),
+        flags,
+    }))
+}
+
+async fn import(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(environment): ApiPath<String>,
+    ApiJson(request): ApiJson<ImportRequest>,
+) -> ApiResult<Json<BatchDiffResponse>> {
+    let environment = state.environment(&environment)?;
+    let document = request.document;
+    if document.format != EXPORT_FORMAT || document.version != 1 {
+        return Err(ApiError::bad_request(format!(
+            "document format `{}` version {} is not supported; expected `{EXPORT_FORMAT}` version 1 (what vexil export writes)",
+            vexil_core::name::printable(&document.format),
+            document.version
+        )));
+    }
+    if !request.dry_run {
+        state.authorize_change(&actor, &environment, request.reason.as_deref())?;
+    }
+    let mut diffs = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut planned = Vec::new();
+    let mut unknown = Vec::new();
+    let mut versions = BTreeMap::new();
+    for (name, spec) in document.flags {
+        let flag = FlagName::parse(&name)?;
+        let Some(definition) = state.catalog.definition(&flag) else {
+            unknown.push(name);
+            continue;
+        };
+        spec.validate(&definition)
+            .map_err(|error| ApiError::from(vexil_core::ValidationError::new(error.field, format!("{name}: {}", error.message))))?;
+        let current = state.catalog.state(&environment.key, &flag).ok_or_else(|| ApiError::internal("state missing"))?;
+        let changes = diff_specs(Some(&current.spec), &spec);
+        if changes.is_empty() {
+            unchanged.push(name);
+            continue;
+        }
+        versions.insert(name.clone(), current.version);
+        diffs.push(FlagDiff { flag: name, changes, target_version: current.version });
+        planned.push(PlannedChange {
+            environment: environment.clone(),
+            flag,
+            spec,
+            expected_version: Some(current.version),
+            action: AuditAction::Import,
+            reason: request.reason.clone(),
+            from_environment: Some(document.environment.clone()),
+        });
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_flag",
+            format!("the document has flags that are not defined here: {}; define them first (vexil apply)", unknown.join(", ")),
+        ));
+    }
+    let applied = !request.dry_run && !planned.is_empty();
+    if applied {
+        state.commit_states(&actor, planned).await?;
+    }
+    Ok(Json(BatchDiffResponse {
+        from: document.environment,
+        to: environment.key.to_string(),
+        protected: environment.protected,
+        flags: diffs,
+        unchanged,
+        applied,
+    }))
+}

@@ -1,0 +1,223 @@
+//! Flag definitions: the matrix of every flag in every environment, create, update, archive.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use vexil_core::{AuditAction, FlagDefinition, FlagName, FlagType, audit::check_reason};
+use vexil_store::Catalog;
+
+use crate::auth::Actor;
+use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, ApiResult};
+use crate::service::{AppState, to_json};
+use crate::wire::{CreateFlagRequest, EnvironmentView, FlagView, FlagsResponse, ReasonRequest, UpdateFlagRequest};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/flags", get(list).post(create))
+        .route("/api/flags/{flag}", get(show).patch(update))
+        .route("/api/flags/{flag}/archive", post(archive))
+        .route("/api/flags/{flag}/unarchive", post(unarchive))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListFilters {
+    /// Substring of the name or description.
+    q: Option<String>,
+    category: Option<String>,
+    tag: Option<String>,
+    /// Include archived flags.
+    #[serde(default)]
+    archived: bool,
+}
+
+async fn list(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): ApiQuery<ListFilters>) -> Json<FlagsResponse> {
+    let catalog = state.catalog.read();
+    let needle = filters.q.as_deref().map(str::to_lowercase);
+    let flags = catalog
+        .definitions
+        .values()
+        .filter(|definition| filters.archived || !definition.archived)
+        .filter(|definition| filters.category.as_deref().is_none_or(|category| definition.name.category() == category))
+        .filter(|definition| filters.tag.as_deref().is_none_or(|tag| definition.tags.iter().any(|candidate| candidate == tag)))
+        .filter(|definition| {
+            needle
+                .as_deref()
+                .is_none_or(|needle| definition.name.as_str().contains(needle) || definition.description.to_lowercase().contains(needle))
+        })
+        .map(|definition| view(&state, &catalog, definition))
+        .collect();
+    let environments = state
+        .config
+        .environments
+        .iter()
+        .map(|environment| EnvironmentView::new(environment, catalog.revisions.get(&environment.key).copied().unwrap_or(0)))
+        .collect();
+    Json(FlagsResponse { environments, flags })
+}
+
+fn view(state: &AppState, catalog: &Catalog, definition: &FlagDefinition) -> FlagView {
+    let mut environments = serde_json::Map::new();
+    for environment in state.config.environments.iter() {
+        if let Some(flag_state) = catalog.states.get(&environment.key).and_then(|states| states.get(&definition.name)) {
+            environments.insert(environment.key.to_string(), to_json(flag_state));
+        }
+    }
+    FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments }
+}
+
+async fn show(State(state): State<AppState>, _actor: Actor, ApiPath(flag): ApiPath<String>) -> ApiResult<(HeaderMap, Json<FlagView>)> {
+    let definition = state.definition(&flag)?;
+    let catalog = state.catalog.read();
+    Ok((etag(definition.version), Json(view(&state, &catalog, &definition))))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(request): ApiJson<CreateFlagRequest>,
+) -> ApiResult<(StatusCode, Json<FlagView>)> {
+    actor.role.may_define().map_err(ApiError::forbidden)?;
+    let name = FlagName::parse(&request.name)?;
+    state.config.categories.check_flag(&name)?;
+    let flag_type = FlagType::parse(&request.flag_type)?;
+    let mut definition = FlagDefinition::new(name.clone(), flag_type, request.default.unwrap_or_else(|| flag_type.zero()));
+    definition.description = request.description.unwrap_or_default();
+    definition.owner = request.owner;
+    definition.tags = request.tags.unwrap_or_default();
+    definition.criticality = request.criticality.unwrap_or_default();
+    definition.variants = request.variants.unwrap_or_default();
+    definition.allowed_values = request.allowed_values;
+    definition.min = request.min;
+    definition.max = request.max;
+    definition.deprecated = request.deprecated.unwrap_or(false);
+    definition.validate()?;
+    state.commit_definition(&actor, definition, 0, AuditAction::Create, None).await?;
+    let definition = state.definition(name.as_str())?;
+    let catalog = state.catalog.read();
+    Ok((StatusCode::CREATED, Json(view(&state, &catalog, &definition))))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    ApiPath(flag): ApiPath<String>,
+    ApiJson(request): ApiJson<UpdateFlagRequest>,
+) -> ApiResult<Json<FlagView>> {
+    actor.role.may_define().map_err(ApiError::forbidden)?;
+    let current = state.definition(&flag)?;
+    let expected = if_match(&headers)?.unwrap_or(current.version);
+    if let Some(reason) = &request.reason {
+        check_reason(reason)?;
+    }
+    let mut definition = current.clone();
+    if let Some(default) = request.default {
+        definition.default = default;
+    }
+    if let Some(description) = request.description {
+        definition.description = description;
+    }
+    if let Some(owner) = request.owner {
+        definition.owner = Some(owner).filter(|owner| !owner.is_empty());
+    }
+    if let Some(tags) = request.tags {
+        definition.tags = tags;
+    }
+    if let Some(criticality) = request.criticality {
+        definition.criticality = criticality;
+    }
+    if let Some(variants) = request.variants {
+        definition.variants = variants;
+    }
+    if let Some(allowed_values) = request.allowed_values {
+        definition.allowed_values = Some(allowed_values).filter(|values| !values.is_empty());
+    }
+    if request.min.is_some() {
+        definition.min = request.min;
+    }
+    if request.max.is_some() {
+        definition.max = request.max;
+    }
+    if let Some(deprecated) = request.deprecated {
+        definition.deprecated = deprecated;
+    }
+    definition.validate()?;
+    if definition == current {
+        let catalog = state.catalog.read();
+        return Ok(Json(view(&state, &catalog, &current)));
+    }
+    state.commit_definition(&actor, definition, expected, AuditAction::Update, request.reason).await?;
+    let definition = state.definition(&flag)?;
+    let catalog = state.catalog.read();
+    Ok(Json(view(&state, &catalog, &definition)))
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(flag): ApiPath<String>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<Json<FlagView>> {
+    set_archived(state, actor, flag, request, true).await
+}
+
+async fn unarchive(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(flag): ApiPath<String>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<Json<FlagView>> {
+    set_archived(state, actor, flag, request, false).await
+}
+
+async fn set_archived(state: AppState, actor: Actor, flag: String, request: ReasonRequest, archived: bool) -> ApiResult<Json<FlagView>> {
+    actor.role.may_define().map_err(ApiError::forbidden)?;
+    let current = state.definition(&flag)?;
+    if let Some(reason) = &request.reason {
+        check_reason(reason)?;
+    }
+    if archived {
+        // Archiving freezes a flag; one still serving in a protected environment must be switched off there first, on the record.
+        let live: Vec<String> = state
+            .config
+            .environments
+            .iter()
+            .filter(|environment| environment.protected)
+            .filter(|environment| state.catalog.state(&environment.key, &current.name).is_some_and(|flag_state| flag_state.spec.enabled))
+            .map(|environment| environment.key.to_string())
+            .collect();
+        if !live.is_empty() {
+            return Err(ApiError::conflict(
+                "flag_enabled",
+                format!("flag `{}` is still enabled in {}; disable it there before archiving", current.name, live.join(", ")),
+            ));
+        }
+    }
+    if current.archived != archived {
+        let mut definition = current.clone();
+        definition.archived = archived;
+        let action = if archived { AuditAction::Archive } else { AuditAction::Unarchive };
+        state.commit_definition(&actor, definition, current.version, action, request.reason).await?;
+    }
+    let definition = state.definition(&flag)?;
+    let catalog = state.catalog.read();
+    Ok(Json(view(&state, &catalog, &definition)))
+}
+
+/// `ETag: "<version>"`.
+pub(super) fn etag(version: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(axum::http::header::ETAG, format!("\"{version}\"").parse().expect("digits are a valid header value"));
+    headers
+}
+
+/// Reads `If-Match: "<version>"` (quotes and `W/` optional).
+pub(super) fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<u64>().map(Some).map_err(|_| ApiError::bad_request("If-Match must be the version from the ETag, such as \"3\""))
+}

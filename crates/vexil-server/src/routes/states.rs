@@ -1,0 +1,303 @@
+//! Per-environment states: read, set, enable/disable, promote, copy between environments, bulk operations.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use vexil_core::{AuditAction, Environment, FlagName, diff_specs};
+
+use super::flags::{etag, if_match};
+use crate::auth::Actor;
+use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
+use crate::service::{AppState, PlannedChange};
+use crate::wire::{
+    BatchDiffResponse, BulkRequest, BulkResponse, CopyRequest, FlagDiff, PromoteRequest, PromoteResponse, ReasonRequest, SetStateRequest,
+    StateResponse,
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/flags/{flag}/environments/{environment}", get(show).put(set))
+        .route("/api/flags/{flag}/environments/{environment}/enable", post(enable))
+        .route("/api/flags/{flag}/environments/{environment}/disable", post(disable))
+        .route("/api/flags/{flag}/promote", post(promote))
+        .route("/api/flags/copy", post(copy))
+        .route("/api/flags/bulk", post(bulk))
+}
+
+fn respond(state: &AppState, flag: &FlagName, environment: &Environment, changed: bool) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    let flag_state = state.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing after commit"))?;
+    Ok((
+        etag(flag_state.version),
+        Json(StateResponse { flag: flag.to_string(), environment: environment.key.to_string(), changed, state: flag_state }),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _actor: Actor,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    respond(&state, &definition.name, &environment, false)
+}
+
+async fn set(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<SetStateRequest>,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
+    let planned = PlannedChange {
+        environment: environment.clone(),
+        flag: definition.name.clone(),
+        spec: request.spec(),
+        expected_version: if_match(&headers)?,
+        action: AuditAction::Update,
+        reason: request.reason,
+        from_environment: None,
+    };
+    let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
+    respond(&state, &definition.name, &environment, changed)
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    toggle(state, actor, headers, flag, environment, request, true).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    toggle(state, actor, headers, flag, environment, request, false).await
+}
+
+async fn toggle(
+    state: AppState,
+    actor: Actor,
+    headers: HeaderMap,
+    flag: String,
+    environment: String,
+    request: ReasonRequest,
+    enabled: bool,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
+    let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    let mut spec = current.spec.clone();
+    spec.enabled = enabled;
+    let planned = PlannedChange {
+        environment: environment.clone(),
+        flag: definition.name.clone(),
+        spec,
+        // Without If-Match the toggle applies to whatever is current: turning a flag off must not fail on a race.
+        expected_version: if_match(&headers)?.or(Some(current.version)),
+        action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
+        reason: request.reason,
+        from_environment: None,
+    };
+    let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
+    respond(&state, &definition.name, &environment, changed)
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(flag): ApiPath<String>,
+    ApiJson(request): ApiJson<PromoteRequest>,
+) -> ApiResult<Json<PromoteResponse>> {
+    let definition = state.definition(&flag)?;
+    let from = state.environment(&request.from)?;
+    let to = state.environment(&request.to)?;
+    let environments = &state.config.environments;
+    let (from_position, to_position) = (environments.position(&from.key).unwrap_or(0), environments.position(&to.key).unwrap_or(0));
+    if to_position <= from_position {
+        return Err(ApiError::conflict(
+            "promotion_order",
+            format!(
+                "promotion goes forward ({}); {} comes before {}, use copy to move a state backwards",
+                environments.iter().map(|environment| environment.key.as_str()).collect::<Vec<_>>().join(" → "),
+                to.key,
+                from.key
+            ),
+        ));
+    }
+    if to_position > from_position + 1 && !request.skip {
+        let skipped: Vec<&str> =
+            environments.as_slice()[from_position + 1..to_position].iter().map(|environment| environment.key.as_str()).collect();
+        return Err(ApiError::conflict(
+            "promotion_order",
+            format!("promoting {} to {} skips {}; promote step by step or pass skip (--skip)", from.key, to.key, skipped.join(", ")),
+        ));
+    }
+    let source = state.catalog.state(&from.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    let target = state.catalog.state(&to.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    let changes = diff_specs(Some(&target.spec), &source.spec);
+    let mut response = PromoteResponse {
+        flag: definition.name.to_string(),
+        from: from.key.to_string(),
+        to: to.key.to_string(),
+        protected: to.protected,
+        changes,
+        source_version: source.version,
+        target_version: target.version,
+        applied: false,
+    };
+    if request.dry_run {
+        return Ok(Json(response));
+    }
+    state.authorize_change(&actor, &to, request.reason.as_deref())?;
+    if let Some(expected) = request.expected_version
+        && expected != target.version
+    {
+        return Err(ApiError::precondition_failed(format!(
+            "{} in {} moved from version {expected} to {} since the diff was computed; look at the new diff and promote again",
+            definition.name, to.key, target.version
+        )));
+    }
+    let planned = PlannedChange {
+        environment: to.clone(),
+        flag: definition.name.clone(),
+        spec: source.spec,
+        expected_version: Some(target.version),
+        action: AuditAction::Promote,
+        reason: request.reason,
+        from_environment: Some(from.name.clone()),
+    };
+    response.applied = !state.commit_states(&actor, vec![planned]).await?.is_empty();
+    Ok(Json(response))
+}
+
+async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): ApiJson<CopyRequest>) -> ApiResult<Json<BatchDiffResponse>> {
+    let from = state.environment(&request.from)?;
+    let to = state.environment(&request.to)?;
+    if from.key == to.key {
+        return Err(ApiError::bad_request(format!("copying {} onto itself changes nothing; pick two different environments", from.key)));
+    }
+    let names: Vec<FlagName> = match &request.flags {
+        Some(flags) if !flags.is_empty() => {
+            flags.iter().map(|flag| state.definition(flag).map(|definition| definition.name)).collect::<ApiResult<_>>()?
+        }
+        _ => state
+            .catalog
+            .read()
+            .definitions
+            .values()
+            .filter(|definition| !definition.archived)
+            .map(|definition| definition.name.clone())
+            .collect(),
+    };
+    if !request.dry_run {
+        state.authorize_change(&actor, &to, request.reason.as_deref())?;
+    }
+    let mut diffs = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut planned = Vec::new();
+    for name in names {
+        let source = state.catalog.state(&from.key, &name).ok_or_else(|| ApiError::internal("state missing"))?;
+        let target = state.catalog.state(&to.key, &name).ok_or_else(|| ApiError::internal("state missing"))?;
+        let changes = diff_specs(Some(&target.spec), &source.spec);
+        if changes.is_empty() {
+            unchanged.push(name.to_string());
+            continue;
+        }
+        let expected = request.expected_versions.as_ref().and_then(|versions| versions.get(name.as_str()).copied());
+        if !request.dry_run
+            && let Some(expected) = expected
+            && expected != target.version
+        {
+            return Err(ApiError::precondition_failed(format!(
+                "{name} in {} moved from version {expected} to {} since the diff was computed; look at the new diff and copy again",
+                to.key, target.version
+            )));
+        }
+        diffs.push(FlagDiff { flag: name.to_string(), changes, target_version: target.version });
+        planned.push(PlannedChange {
+            environment: to.clone(),
+            flag: name,
+            spec: source.spec,
+            expected_version: Some(target.version),
+            action: AuditAction::Copy,
+            reason: request.reason.clone(),
+            from_environment: Some(from.name.clone()),
+        });
+    }
+    let applied = !request.dry_run && !planned.is_empty();
+    if applied {
+        state.commit_states(&actor, planned).await?;
+    }
+    Ok(Json(BatchDiffResponse {
+        from: from.key.to_string(),
+        to: to.key.to_string(),
+        protected: to.protected,
+        flags: diffs,
+        unchanged,
+        applied,
+    }))
+}
+
+async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): ApiJson<BulkRequest>) -> ApiResult<Json<BulkResponse>> {
+    let enabled = match request.action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "bulk action `{}` is unknown; accepted: enable, disable",
+                vexil_core::name::printable(other)
+            )));
+        }
+    };
+    let environment = state.environment(&request.environment)?;
+    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
+    let names: Vec<FlagName> = match (&request.flags, &request.tag) {
+        (Some(flags), None) if !flags.is_empty() => {
+            flags.iter().map(|flag| state.definition(flag).map(|definition| definition.name)).collect::<ApiResult<_>>()?
+        }
+        (None, Some(tag)) => state
+            .catalog
+            .read()
+            .definitions
+            .values()
+            .filter(|definition| !definition.archived && definition.tags.iter().any(|candidate| candidate == tag))
+            .map(|definition| definition.name.clone())
+            .collect(),
+        _ => return Err(ApiError::bad_request("name the flags with either \"flags\" (a non-empty list) or \"tag\", not both")),
+    };
+    let mut planned = Vec::new();
+    let mut unchanged = Vec::new();
+    for name in names {
+        let current = state.catalog.state(&environment.key, &name).ok_or_else(|| ApiError::internal("state missing"))?;
+        if current.spec.enabled == enabled {
+            unchanged.push(name.to_string());
+            continue;
+        }
+        let mut spec = current.spec.clone();
+        spec.enabled = enabled;
+        planned.push(PlannedChange {
+            environment: environment.clone(),
+            flag: name,
+            spec,
+            expected_version: Some(current.version),
+            action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
+            reason: request.reason.clone(),
+            from_environment: None,
+        });
+    }
+    let changed = state.commit_states(&actor, planned).await?.into_iter().map(|change| change.definition.name.to_string()).collect();
+    Ok(Json(BulkResponse { environment: environment.key.to_string(), changed, unchanged }))
+}

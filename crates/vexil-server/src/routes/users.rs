@@ -1,0 +1,310 @@
+//! Accounts: login (password → personal token), who am I, users and tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use vexil_core::{AuditAction, AuditDraft, Role};
+use vexil_store::{TokenKind, User, Write};
+
+use crate::auth::{Actor, TOKEN_PREFIX, check_email, hash_password, random_password, random_secret, token_record, verify_password};
+use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
+use crate::service::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/login", post(login))
+        .route("/api/me", get(me))
+        .route("/api/users", get(list_users).post(add_user))
+        .route("/api/users/{email}", patch(update_user))
+        .route("/api/tokens", get(list_tokens).post(create_token))
+        .route("/api/tokens/{id}", delete(revoke_token))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    email: String,
+    password: String,
+    /// A label for the token created (`vexil login` sends the host name).
+    token_name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct LoginResponse {
+    email: String,
+    role: Role,
+    token: String,
+}
+
+fn audit(actor_email: &str, source: vexil_core::Source, action: AuditAction, after: serde_json::Value) -> AuditDraft {
+    AuditDraft {
+        flag: None,
+        action,
+        environment: None,
+        user: actor_email.to_owned(),
+        timestamp: crate::time::now(),
+        reason: None,
+        from_environment: None,
+        before: None,
+        after: Some(after),
+        source,
+    }
+}
+
+fn check_label(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "token name must be 1 to 100 printable characters"));
+    }
+    Ok(())
+}
+
+async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+    let refused = || ApiError::unauthenticated("email or password is wrong");
+    let user = state.store.user(&request.email).await?.filter(|user| !user.disabled).ok_or_else(refused)?;
+    let stored = user.password_hash.clone().ok_or_else(refused)?;
+    let password = request.password.clone();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(ApiError::internal)?;
+    if !matches {
+        return Err(refused());
+    }
+    let name = request.token_name.unwrap_or_else(|| "vexil login".to_owned());
+    check_label(&name)?;
+    let secret = random_secret(TOKEN_PREFIX);
+    let record = token_record(&secret, TokenKind::Personal, &user.email, None, &name);
+    let write = Write {
+        tokens: vec![record.clone()],
+        audit: vec![audit(
+            &user.email,
+            vexil_core::Source::Api,
+            AuditAction::TokenCreate,
+            json!({"id": record.id, "user": user.email, "name": name}),
+        )],
+        ..Write::default()
+    };
+    state.store.commit(write).await?;
+    Ok(Json(LoginResponse { email: user.email, role: user.role, token: secret }))
+}
+
+async fn me(actor: Actor) -> Json<serde_json::Value> {
+    Json(json!({"email": actor.email, "role": actor.role, "token_id": actor.token_id}))
+}
+
+#[derive(Debug, Serialize)]
+struct UserView {
+    email: String,
+    role: Role,
+    created_at: String,
+    disabled: bool,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        Self { email: user.email, role: user.role, created_at: user.created_at, disabled: user.disabled }
+    }
+}
+
+async fn list_users(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<UserView>>> {
+    actor.role.may_administer().map_err(ApiError::forbidden)?;
+    Ok(Json(state.store.users().await?.into_iter().map(UserView::from).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddUserRequest {
+    email: String,
+    role: String,
+    password: Option<String>,
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(request): ApiJson<AddUserRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    actor.role.may_administer().map_err(ApiError::forbidden)?;
+    check_email(&request.email)?;
+    let role = Role::parse(&request.role)?;
+    let generated = request.password.is_none().then(random_password);
+    let password = request.password.clone().or_else(|| generated.clone()).unwrap_or_default();
+    if password.chars().count() < 8 {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "password must be at least 8 characters"));
+    }
+    let _serialised = state.serialised().await;
+    if state.store.user(&request.email).await?.is_some() {
+        return Err(ApiError::conflict(
+            "user_exists",
+            format!("user {} already exists; change their role with PATCH /api/users/{{email}}", request.email),
+        ));
+    }
+    let user = User {
+        email: request.email.clone(),
+        role,
+        password_hash: Some(hash_password(&password)?),
+        created_at: crate::time::now(),
+        disabled: false,
+    };
+    let write = Write {
+        users: vec![user],
+        audit: vec![audit(&actor.email, actor.source, AuditAction::UserAdd, json!({"email": request.email, "role": role}))],
+        ..Write::default()
+    };
+    state.store.commit(write).await?;
+    Ok((StatusCode::CREATED, Json(json!({"email": request.email, "role": role, "password": generated}))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserRequest {
+    role: Option<String>,
+    disabled: Option<bool>,
+    password: Option<String>,
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(email): ApiPath<String>,
+    ApiJson(request): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<UserView>> {
+    let changing_self_password_only = email == actor.email && request.role.is_none() && request.disabled.is_none();
+    if !changing_self_password_only {
+        actor.role.may_administer().map_err(ApiError::forbidden)?;
+    }
+    let _serialised = state.serialised().await;
+    let mut user = state
+        .store
+        .user(&email)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {} does not exist", vexil_core::name::printable(&email))))?;
+    let before = json!({"role": user.role, "disabled": user.disabled});
+    if let Some(role) = &request.role {
+        user.role = Role::parse(role)?;
+    }
+    if let Some(disabled) = request.disabled {
+        user.disabled = disabled;
+    }
+    if let Some(password) = &request.password {
+        if password.chars().count() < 8 {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "password must be at least 8 characters"));
+        }
+        user.password_hash = Some(hash_password(password)?);
+    }
+    if email == actor.email && (user.role != Role::Admin || user.disabled) && actor.role == Role::Admin {
+        let other_admins = state
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .filter(|other| other.email != email && other.role == Role::Admin && !other.disabled)
+            .count();
+        if other_admins == 0 {
+            return Err(ApiError::conflict("last_admin", "you are the last admin; make someone else admin first"));
+        }
+    }
+    let mut record = audit(
+        &actor.email,
+        actor.source,
+        AuditAction::UserUpdate,
+        json!({"email": user.email, "role": user.role, "disabled": user.disabled, "password_changed": request.password.is_some()}),
+    );
+    record.before = Some(before);
+    state.store.commit(Write { users: vec![user.clone()], audit: vec![record], ..Write::default() }).await?;
+    Ok(Json(user.into()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenRequest {
+    /// Whose token (yourself when absent; someone else needs admin).
+    user: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenView {
+    id: String,
+    kind: TokenKind,
+    user: String,
+    environment: Option<String>,
+    name: String,
+    created_at: String,
+    revoked_at: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let owner = request.user.unwrap_or_else(|| actor.email.clone());
+    if owner != actor.email {
+        actor.role.may_administer().map_err(ApiError::forbidden)?;
+    }
+    let user = state.store.user(&owner).await?.ok_or_else(|| {
+        ApiError::not_found(format!("user {} does not exist; add them first (vexil user add)", vexil_core::name::printable(&owner)))
+    })?;
+    let name = request.name.unwrap_or_else(|| "api".to_owned());
+    check_label(&name)?;
+    let secret = random_secret(TOKEN_PREFIX);
+    let record = token_record(&secret, TokenKind::Personal, &user.email, None, &name);
+    let write = Write {
+        tokens: vec![record.clone()],
+        audit: vec![audit(
+            &actor.email,
+            actor.source,
+            AuditAction::TokenCreate,
+            json!({"id": record.id, "user": user.email, "name": name}),
+        )],
+        ..Write::default()
+    };
+    state.store.commit(write).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": record.id, "user": user.email, "token": secret}))))
+}
+
+async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<TokenView>>> {
+    let is_admin = actor.role == Role::Admin;
+    let tokens = state
+        .store
+        .tokens()
+        .await?
+        .into_iter()
+        .filter(|token| is_admin || token.user == actor.email)
+        .map(|token| TokenView {
+            id: token.id,
+            kind: token.kind,
+            user: token.user,
+            environment: token.environment.map(|environment| environment.to_string()),
+            name: token.name,
+            created_at: token.created_at,
+            revoked_at: token.revoked_at,
+        })
+        .collect();
+    Ok(Json(tokens))
+}
+
+async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
+    let _serialised = state.serialised().await;
+    let mut token = state
+        .store
+        .tokens()
+        .await?
+        .into_iter()
+        .find(|token| token.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("token {} does not exist", vexil_core::name::printable(&id))))?;
+    if token.user != actor.email {
+        actor.role.may_administer().map_err(ApiError::forbidden)?;
+    }
+    if token.revoked_at.is_none() {
+        token.revoked_at = Some(crate::time::now());
+        let write = Write {
+            tokens: vec![token.clone()],
+            audit: vec![audit(&actor.email, actor.source, AuditAction::TokenRevoke, json!({"id": token.id, "user": token.user}))],
+            ..Write::default()
+        };
+        state.store.commit(write).await?;
+    }
+    Ok(Json(json!({"id": token.id, "revoked_at": token.revoked_at})))
+}

@@ -1,0 +1,290 @@
+//! The application state and the one path every change takes.
+//!
+//! A change is planned by a handler (which flag, which environment, what new state, what action and
+//! reason), then [`AppState::commit_states`] checks it against the current state, validates it against
+//! the flag's definition, commits state and audit records in one store write with the versions it saw,
+//! and applies what the store committed to memory. Writes are serialised by one lock per server so
+//! memory is updated in commit order; the store's version check catches writers elsewhere.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use vexil_core::{AuditAction, AuditDraft, Environment, FlagDefinition, FlagName, FlagState, StateSpec, audit::check_reason};
+use vexil_store::{Change, DefinitionWrite, StateWrite, Store, StoreError, Write};
+
+use crate::auth::Actor;
+use crate::catalog::SharedCatalog;
+use crate::config::ServerConfig;
+use crate::error::{ApiError, ApiResult};
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts of [`AppState`].
+pub struct Inner {
+    /// The persistence backend.
+    pub store: Arc<dyn Store>,
+    /// Environments, categories, limits.
+    pub config: ServerConfig,
+    /// Every definition and state, in memory.
+    pub catalog: SharedCatalog,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// One planned state change.
+#[derive(Debug, Clone)]
+pub struct PlannedChange {
+    /// Where.
+    pub environment: Environment,
+    /// Which flag.
+    pub flag: FlagName,
+    /// The new content.
+    pub spec: StateSpec,
+    /// The version the caller saw, when it sent one (`If-Match`, or the version shown with a diff).
+    pub expected_version: Option<u64>,
+    /// What the audit trail calls it.
+    pub action: AuditAction,
+    /// Why.
+    pub reason: Option<String>,
+    /// For promote, copy and import: where the state came from (long name).
+    pub from_environment: Option<String>,
+}
+
+impl AppState {
+    /// Loads the catalog and gives every defined flag a state in every configured environment.
+    pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let catalog = store.load().await?;
+        let state = Self(Arc::new(Inner { store, config, catalog: SharedCatalog::new(catalog), write_lock: Default::default() }));
+        state.fill_missing_states().await?;
+        Ok(state)
+    }
+
+    /// An environment added to the configuration gets every flag, disabled, as "staging mirrors production structure" asks.
+    async fn fill_missing_states(&self) -> Result<(), StoreError> {
+        let mut write = Write::default();
+        {
+            let catalog = self.catalog.read();
+            for environment in self.config.environments.iter() {
+                for definition in catalog.definitions.values() {
+                    let missing = catalog.states.get(&environment.key).is_none_or(|states| !states.contains_key(&definition.name));
+                    if missing {
+                        write.states.push(StateWrite {
+                            environment: environment.key.clone(),
+                            flag: definition.name.clone(),
+                            state: new_state(StateSpec::initial(definition), "system:config"),
+                            expected_version: 0,
+                        });
+                    }
+                }
+            }
+        }
+        if !write.states.is_empty() {
+            let committed = self.store.commit(write).await?;
+            self.catalog.apply(&committed.changes);
+        }
+        Ok(())
+    }
+
+    /// Finds an environment by key or long name.
+    pub fn environment(&self, input: &str) -> ApiResult<Environment> {
+        self.config
+            .environments
+            .resolve(input)
+            .cloned()
+            .map_err(|error| ApiError::new(StatusCode::NOT_FOUND, "unknown_environment", error.message))
+    }
+
+    /// Parses a flag name and finds its definition.
+    pub fn definition(&self, input: &str) -> ApiResult<FlagDefinition> {
+        let name = FlagName::parse(input)?;
+        self.catalog.definition(&name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_flag",
+                format!("flag `{name}` is not defined; define it first (vexil define {name} --type boolean)"),
+            )
+        })
+    }
+
+    /// Refuses a change to `environment` that the actor's role does not allow, or that lacks a required reason.
+    pub fn authorize_change(&self, actor: &Actor, environment: &Environment, reason: Option<&str>) -> ApiResult<()> {
+        actor.role.may_change(environment).map_err(ApiError::forbidden)?;
+        if let Some(reason) = reason {
+            check_reason(reason)?;
+        }
+        if environment.protected && reason.is_none_or(|reason| reason.trim().is_empty()) {
+            return Err(ApiError::reason_required(&environment.name));
+        }
+        Ok(())
+    }
+
+    /// Commits planned state changes atomically; changes that would not change anything are left out.
+    ///
+    /// Returns the committed changes (empty when nothing differed).
+    pub async fn commit_states(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<Vec<Change>> {
+        let _serialised = self.write_lock.lock().await;
+        let now = crate::time::now();
+        let mut write = Write::default();
+        for change in planned {
+            let definition = self
+                .catalog
+                .definition(&change.flag)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_flag", format!("flag `{}` is not defined", change.flag)))?;
+            if definition.archived {
+                return Err(ApiError::conflict(
+                    "flag_archived",
+                    format!("flag `{}` is archived; unarchive it before changing its state", change.flag),
+                ));
+            }
+            change.spec.validate(&definition)?;
+            let current = self
+                .catalog
+                .state(&change.environment.key, &change.flag)
+                .ok_or_else(|| ApiError::internal(format!("flag {} has no state in {}", change.flag, change.environment.key)))?;
+            if let Some(expected) = change.expected_version
+                && expected != current.version
+            {
+                return Err(ApiError::precondition_failed(format!(
+                    "`{}` in {} is at version {}, not {expected}: it changed since you read it; review the new state and retry",
+                    change.flag, change.environment.key, current.version
+                )));
+            }
+            if current.spec == change.spec {
+                continue;
+            }
+            let mut after = new_state(change.spec, &actor.email);
+            after.updated_at = now.clone();
+            after.version = current.version + 1;
+            write.audit.push(AuditDraft {
+                flag: Some(change.flag.to_string()),
+                action: change.action,
+                environment: Some(change.environment.name.clone()),
+                user: actor.email.clone(),
+                timestamp: now.clone(),
+                reason: change.reason.clone(),
+                from_environment: change.from_environment.clone(),
+                before: Some(to_json(&current)),
+                after: Some(to_json(&after)),
+                source: actor.source,
+            });
+            write.states.push(StateWrite {
+                environment: change.environment.key.clone(),
+                flag: change.flag,
+                state: after,
+                expected_version: current.version,
+            });
+        }
+        if write.states.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.commit(write).await
+    }
+
+    /// Commits a definition write (create, update, archive) with its audit record.
+    pub async fn commit_definition(
+        &self,
+        actor: &Actor,
+        definition: FlagDefinition,
+        expected_version: u64,
+        action: AuditAction,
+        reason: Option<String>,
+    ) -> ApiResult<Vec<Change>> {
+        let _serialised = self.write_lock.lock().await;
+        let now = crate::time::now();
+        let before = self.catalog.definition(&definition.name);
+        let actual = before.as_ref().map(|definition| definition.version).unwrap_or(0);
+        if actual != expected_version {
+            return Err(if expected_version == 0 {
+                ApiError::conflict("flag_exists", format!("flag `{}` is already defined; update it instead", definition.name))
+            } else {
+                ApiError::precondition_failed(format!(
+                    "flag `{}` is at version {actual}, not {expected_version}: it changed since you read it; review it and retry",
+                    definition.name
+                ))
+            });
+        }
+        let mut definition = definition;
+        definition.updated_at = now.clone();
+        definition.updated_by = actor.email.clone();
+        if expected_version == 0 {
+            definition.created_at = now.clone();
+        }
+        definition.version = expected_version + 1;
+        let mut write = Write::default();
+        if expected_version == 0 {
+            for environment in self.config.environments.iter() {
+                let mut state = new_state(StateSpec::initial(&definition), &actor.email);
+                state.updated_at = now.clone();
+                write.states.push(StateWrite {
+                    environment: environment.key.clone(),
+                    flag: definition.name.clone(),
+                    state,
+                    expected_version: 0,
+                });
+            }
+        } else {
+            // A definition may not pull the rug from under a state: every environment must still be valid.
+            for environment in self.config.environments.iter() {
+                if let Some(state) = self.catalog.state(&environment.key, &definition.name) {
+                    state.spec.validate(&definition).map_err(|error| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid_value",
+                            format!(
+                                "the new definition does not fit the state in {}: {}; change that state first",
+                                environment.key, error.message
+                            ),
+                        )
+                    })?;
+                }
+            }
+        }
+        write.audit.push(AuditDraft {
+            flag: Some(definition.name.to_string()),
+            action,
+            environment: None,
+            user: actor.email.clone(),
+            timestamp: now,
+            reason,
+            from_environment: None,
+            before: before.as_ref().map(to_json),
+            after: Some(to_json(&definition)),
+            source: actor.source,
+        });
+        write.definitions.push(DefinitionWrite { definition, expected_version });
+        self.commit(write).await
+    }
+
+    /// Commits any write and applies it to memory.
+    pub async fn commit(&self, write: Write) -> ApiResult<Vec<Change>> {
+        let committed = self.store.commit(write).await?;
+        self.catalog.apply(&committed.changes);
+        Ok(committed.changes)
+    }
+
+    /// Serialises writes made outside [`AppState::commit_states`] (users, tokens).
+    pub async fn serialised(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+}
+
+/// A state with no version yet, changed by `by`.
+pub fn new_state(spec: StateSpec, by: &str) -> FlagState {
+    FlagState { spec, version: 0, updated_by: by.to_owned(), updated_at: crate::time::now() }
+}
+
+/// Any domain value as JSON, for audit records.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}

@@ -1,0 +1,312 @@
+//! Request and response bodies of the HTTP API (format version 1).
+//!
+//! These are the shapes clients depend on; the domain types in `vexil-core` may change without
+//! changing them. Request bodies refuse unknown fields, so a typo (`"enable": true`) is an error, not a silent no-op.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vexil_core::{Criticality, Environment, FieldChange, FlagDefinition, FlagState, Rule, Serve, Split, StateSpec, Target, Variant};
+
+/// The export document's format name.
+pub const EXPORT_FORMAT: &str = "vexil.states";
+
+/// `POST /api/flags`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFlagRequest {
+    /// `<category>.<snake_case>`.
+    pub name: String,
+    /// boolean, string, number or json.
+    #[serde(rename = "type")]
+    pub flag_type: String,
+    /// Defaults to false, "", 0 or {} by type.
+    pub default: Option<Value>,
+    #[allow(missing_docs)]
+    pub description: Option<String>,
+    #[allow(missing_docs)]
+    pub owner: Option<String>,
+    #[allow(missing_docs)]
+    pub tags: Option<Vec<String>>,
+    #[allow(missing_docs)]
+    pub criticality: Option<Criticality>,
+    #[allow(missing_docs)]
+    pub variants: Option<Vec<Variant>>,
+    #[allow(missing_docs)]
+    pub allowed_values: Option<Vec<String>>,
+    #[allow(missing_docs)]
+    pub min: Option<f64>,
+    #[allow(missing_docs)]
+    pub max: Option<f64>,
+    #[allow(missing_docs)]
+    pub deprecated: Option<bool>,
+}
+
+/// `PATCH /api/flags/{flag}`: only the fields given change. The type cannot change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct UpdateFlagRequest {
+    pub default: Option<Value>,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub criticality: Option<Criticality>,
+    pub variants: Option<Vec<Variant>>,
+    pub allowed_values: Option<Vec<String>>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub deprecated: Option<bool>,
+    pub reason: Option<String>,
+}
+
+/// A body that only carries a reason (enable, disable, archive).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    /// Why; required in protected environments.
+    pub reason: Option<String>,
+}
+
+/// `PUT /api/flags/{flag}/environments/{env}`: the whole new state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct SetStateRequest {
+    pub enabled: bool,
+    pub serve: Serve,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub split: Option<Split>,
+    pub reason: Option<String>,
+}
+
+impl SetStateRequest {
+    /// The state content asked for.
+    pub fn spec(&self) -> StateSpec {
+        StateSpec {
+            enabled: self.enabled,
+            serve: self.serve.clone(),
+            targets: self.targets.clone(),
+            rules: self.rules.clone(),
+            split: self.split.clone(),
+        }
+    }
+}
+
+/// `POST /api/flags/{flag}/promote`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// Source environment (key or long name).
+    pub from: String,
+    /// Target environment.
+    pub to: String,
+    /// Allow skipping environments in the promotion order.
+    #[serde(default)]
+    pub skip: bool,
+    /// Why; required for protected targets.
+    pub reason: Option<String>,
+    /// The target's version when the diff was shown; a different version refuses the promotion.
+    pub expected_version: Option<u64>,
+    /// Only compute the diff.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/flags/copy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyRequest {
+    /// Source environment.
+    pub from: String,
+    /// Target environment.
+    pub to: String,
+    /// Which flags (all when absent).
+    pub flags: Option<Vec<String>>,
+    /// Why; required for protected targets.
+    pub reason: Option<String>,
+    /// Target versions as shown with the diff, by flag.
+    pub expected_versions: Option<BTreeMap<String, u64>>,
+    /// Only compute the diff.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/flags/bulk`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// `enable` or `disable`.
+    pub action: String,
+    /// The environment.
+    pub environment: String,
+    /// These flags…
+    pub flags: Option<Vec<String>>,
+    /// …or every unarchived flag with this tag.
+    pub tag: Option<String>,
+    /// Why; required for protected environments.
+    pub reason: Option<String>,
+}
+
+/// An environment's flag states, as `vexil export` writes and `vexil import` reads them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportDocument {
+    /// Always `vexil.states`.
+    pub format: String,
+    /// Always 1.
+    pub version: u32,
+    /// The environment exported (key).
+    pub environment: String,
+    /// When.
+    #[serde(default)]
+    pub exported_at: String,
+    /// The environment's revision at export.
+    #[serde(default)]
+    pub revision: u64,
+    /// Each flag's state content.
+    pub flags: BTreeMap<String, StateSpec>,
+}
+
+/// `POST /api/environments/{env}/import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// The document to import.
+    pub document: ExportDocument,
+    /// Why; required for protected environments.
+    pub reason: Option<String>,
+    /// Only compute the diff.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// An environment, as listed.
+#[derive(Debug, Serialize)]
+pub struct EnvironmentView {
+    /// Short key.
+    pub key: String,
+    /// Long name.
+    pub name: String,
+    /// Display title.
+    pub title: String,
+    /// Application URL.
+    pub url: Option<String>,
+    /// Needs admin, confirmation and reason.
+    pub protected: bool,
+    /// Current revision.
+    pub revision: u64,
+}
+
+impl EnvironmentView {
+    /// The view of `environment` at `revision`.
+    pub fn new(environment: &Environment, revision: u64) -> Self {
+        Self {
+            key: environment.key.to_string(),
+            name: environment.name.clone(),
+            title: environment.title.clone(),
+            url: environment.url.clone(),
+            protected: environment.protected,
+            revision,
+        }
+    }
+}
+
+/// A flag with its state in every environment.
+#[derive(Debug, Serialize)]
+pub struct FlagView {
+    /// The definition's fields.
+    #[serde(flatten)]
+    pub definition: FlagDefinition,
+    /// The category (the part of the name before the dot).
+    pub category: String,
+    /// State by environment key, in promotion order.
+    pub environments: serde_json::Map<String, Value>,
+}
+
+/// `GET /api/flags`.
+#[derive(Debug, Serialize)]
+pub struct FlagsResponse {
+    /// Environments in promotion order.
+    pub environments: Vec<EnvironmentView>,
+    /// Flags by name.
+    pub flags: Vec<FlagView>,
+}
+
+/// A flag's state in one environment, after a read or a change.
+#[derive(Debug, Serialize)]
+pub struct StateResponse {
+    /// The flag.
+    pub flag: String,
+    /// The environment's key.
+    pub environment: String,
+    /// Whether this request changed anything (false when the state already was as asked).
+    pub changed: bool,
+    /// The state.
+    pub state: FlagState,
+}
+
+/// A promotion's diff, and whether it was applied.
+#[derive(Debug, Serialize)]
+pub struct PromoteResponse {
+    /// The flag.
+    pub flag: String,
+    /// Source environment key.
+    pub from: String,
+    /// Target environment key.
+    pub to: String,
+    /// Whether the target is protected (the CLI asks for confirmation).
+    pub protected: bool,
+    /// What changes in the target.
+    pub changes: Vec<FieldChange>,
+    /// The source's version.
+    pub source_version: u64,
+    /// The target's version the diff was computed against.
+    pub target_version: u64,
+    /// Whether the promotion was made (false for a dry run or an empty diff).
+    pub applied: bool,
+}
+
+/// One flag of a copy or import diff.
+#[derive(Debug, Serialize)]
+pub struct FlagDiff {
+    /// The flag.
+    pub flag: String,
+    /// What changes.
+    pub changes: Vec<FieldChange>,
+    /// The target's version the diff was computed against.
+    pub target_version: u64,
+}
+
+/// A copy's or import's diff, and whether it was applied.
+#[derive(Debug, Serialize)]
+pub struct BatchDiffResponse {
+    /// Source environment key (or the document's environment for imports).
+    pub from: String,
+    /// Target environment key.
+    pub to: String,
+    /// Whether the target is protected.
+    pub protected: bool,
+    /// Flags whose state would change.
+    pub flags: Vec<FlagDiff>,
+    /// Flags already identical.
+    pub unchanged: Vec<String>,
+    /// Whether it was applied.
+    pub applied: bool,
+}
+
+/// `POST /api/flags/bulk`.
+#[derive(Debug, Serialize)]
+pub struct BulkResponse {
+    /// The environment key.
+    pub environment: String,
+    /// Flags changed.
+    pub changed: Vec<String>,
+    /// Flags already in the asked state.
+    pub unchanged: Vec<String>,
+}

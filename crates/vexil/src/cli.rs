@@ -1,0 +1,363 @@
+//! The command line as typed: clap definitions only. `main` turns these into calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Vexil: feature flags across development, staging and production.
+#[derive(Debug, Parser)]
+#[command(name = "vexil", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every client command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Server address [default: what `vexil login` saved, else http://127.0.0.1:7070].
+    #[arg(long, env = "VEXIL_SERVER", global = true)]
+    pub server: Option<String>,
+    /// API token [default: what `vexil login` saved].
+    #[arg(long, env = "VEXIL_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format of read commands.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For scripts: the API's JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (embedded store in ./vexil-data unless configured).
+    Serve(ServeArgs),
+    /// Log in with email and password and save the server and a token for later commands.
+    Login(LoginArgs),
+    /// Every flag in every environment (the environment switcher), or one environment's flags with --env.
+    Flags(FlagsArgs),
+    /// One flag: its state in every environment, or in detail with --env.
+    Get(GetArgs),
+    /// Define a new flag.
+    Define(DefineArgs),
+    /// Apply a flags.toml registry: create new flags, update metadata, report flags missing from the file.
+    Apply(ApplyArgs),
+    /// Set a flag's state in one environment (value, variant, rollout, rules).
+    Set(SetArgs),
+    /// Enable flags in one environment.
+    Enable(ToggleArgs),
+    /// Disable flags in one environment (`--env=prod --reason=…` runs at once: the emergency path).
+    Disable(ToggleArgs),
+    /// Promote a flag's state to the next environment (dev → staging → prod).
+    Promote(PromoteArgs),
+    /// Copy flag states from one environment to another.
+    Copy(CopyArgs),
+    /// Print an environment's flag states as JSON.
+    Export(ExportArgs),
+    /// Import flag states written by `vexil export` into an environment.
+    Import(ImportArgs),
+    /// Read the audit trail, or verify its hash chain.
+    Audit(AuditArgs),
+    /// Manage users (admin).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Data directory of the embedded store [default: ./vexil-data].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Configuration file (TOML: bind, data, categories, [[environments]]).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Your email [asked for when not given].
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from standard input instead of asking.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FlagsArgs {
+    /// Only this environment.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Only flags with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Only flags of this category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Include archived flags.
+    #[arg(long)]
+    pub archived: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The flag, such as ui.new_feature.
+    pub flag: String,
+    /// Show the state in this environment in detail.
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DefineArgs {
+    /// The flag's name: <category>.<snake_case>.
+    pub flag: String,
+    /// boolean, string, number or json.
+    #[arg(long = "type", default_value = "boolean")]
+    pub flag_type: String,
+    /// The registry default (JSON, or plain text for string flags).
+    #[arg(long)]
+    pub default: Option<String>,
+    /// What the flag does.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Who owns it.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// low, medium, high or critical.
+    #[arg(long)]
+    pub criticality: Option<String>,
+    /// A variant as NAME=VALUE (repeatable).
+    #[arg(long = "variant")]
+    pub variants: Vec<String>,
+    /// For string flags: an allowed value (repeatable).
+    #[arg(long = "allowed-value")]
+    pub allowed_values: Vec<String>,
+    /// For number flags: the minimum.
+    #[arg(long)]
+    pub min: Option<f64>,
+    /// For number flags: the maximum.
+    #[arg(long)]
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The registry file.
+    pub file: PathBuf,
+    /// Archive flags that are on the server but not in the file.
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would change without changing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Confirm {
+    /// Why (required for protected environments).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Do not ask for confirmation (needed without a terminal for protected environments).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The flag.
+    pub flag: String,
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// Turn the flag on or off.
+    #[arg(long)]
+    pub enabled: Option<bool>,
+    /// Serve this value (JSON, or plain text for string flags).
+    #[arg(long, conflicts_with = "variant")]
+    pub value: Option<String>,
+    /// Serve this variant.
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Serve `true` to this percentage of targeting keys (boolean flags; 0 to 100, three decimals at most).
+    #[arg(long)]
+    pub rollout: Option<f64>,
+    /// Replace targets, rules and split from a JSON or TOML file ({"targets": […], "rules": […], "split": …}).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct ToggleArgs {
+    /// The flags.
+    #[arg(required_unless_present = "tag")]
+    pub flags: Vec<String>,
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// Every flag with this tag instead of a list.
+    #[arg(long, conflicts_with = "flags")]
+    pub tag: Option<String>,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The flag.
+    pub flag: String,
+    /// Source environment.
+    #[arg(long)]
+    pub from: String,
+    /// Target environment.
+    #[arg(long)]
+    pub to: String,
+    /// Allow skipping an environment in the promotion order.
+    #[arg(long)]
+    pub skip: bool,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source environment.
+    #[arg(long)]
+    pub from: String,
+    /// Target environment.
+    #[arg(long)]
+    pub to: String,
+    /// Only these flags (all when none are given).
+    pub flags: Vec<String>,
+    /// Show the diff without copying.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The environment to import into.
+    #[arg(long)]
+    pub env: String,
+    /// A file written by `vexil export` (- for standard input).
+    pub file: PathBuf,
+    /// Show the diff without importing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub verify: Option<AuditCommand>,
+    /// Only this flag.
+    #[arg(long)]
+    pub flag: Option<String>,
+    /// Only this environment.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this action (enable, disable, promote, …).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Since a time: RFC 3339, a date, or an age (30m, 12h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until a time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// How many records.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit trail's hash chain for tampering.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; prints a generated password unless --password-stdin is given.
+    Add {
+        /// Their email.
+        email: String,
+        /// viewer, developer or admin.
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's role.
+    SetRole {
+        /// Their email.
+        email: String,
+        /// viewer, developer or admin.
+        role: String,
+    },
+    /// Disable a user: their tokens stop working.
+    Disable {
+        /// Their email.
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a personal API token; prints only the token.
+    Create {
+        /// Whose token (yourself by default; others need admin).
+        #[arg(long)]
+        user: Option<String>,
+        /// A label for it.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens.
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (from `vexil token list`).
+        id: String,
+    },
+}

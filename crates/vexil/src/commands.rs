@@ -1,0 +1,610 @@
+//! The client commands: each reads its arguments, talks to the server, and prints the result.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::cli::{
+    ApplyArgs, AuditArgs, AuditCommand, CopyArgs, DefineArgs, ExportArgs, FlagsArgs, GetArgs, ImportArgs, LoginArgs, Output, PromoteArgs,
+    SetArgs, ToggleArgs, TokenCommand, UserCommand,
+};
+use crate::client::{Client, CommandResult, Failure, Saved, segment};
+use crate::{prompt, render};
+
+/// What every client command needs.
+pub struct Context {
+    /// The server connection.
+    pub client: Client,
+    /// Text or JSON.
+    pub output: Output,
+}
+
+impl Context {
+    fn print_json(&self, value: &Value) {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    }
+
+    /// Finds an environment by key or long name, as the server lists them.
+    fn environment(&self, input: &str) -> CommandResult<Value> {
+        let environments = self.client.get("/api/environments")?.body;
+        let wanted = input.trim().to_ascii_lowercase();
+        environments
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|environment| environment["key"] == wanted.as_str() || environment["name"] == wanted.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<String> = environments
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|environment| {
+                        let (key, name) = (environment["key"].as_str().unwrap_or("?"), environment["name"].as_str().unwrap_or("?"));
+                        if key == name { key.to_owned() } else { format!("{key} ({name})") }
+                    })
+                    .collect();
+                Failure::Usage(format!("environment `{input}` does not exist; known: {}", known.join(", ")))
+            })
+    }
+}
+
+fn key(environment: &Value) -> &str {
+    environment["key"].as_str().unwrap_or("?")
+}
+
+fn is_protected(environment: &Value) -> bool {
+    environment["protected"].as_bool().unwrap_or(false)
+}
+
+/// `vexil login`.
+pub fn login(server: &str, args: LoginArgs) -> CommandResult {
+    let email = match args.email {
+        Some(email) => email,
+        None => prompt::line("Email: ", "pass --email (no terminal to ask on)")?,
+    };
+    let password = prompt::secret(args.password_stdin, "Password: ")?;
+    let client = Client::new(server, None)?;
+    let host = std::env::var("HOSTNAME").ok().filter(|host| !host.is_empty()).unwrap_or_else(|| "cli".into());
+    let reply =
+        client.post("/api/auth/login", &json!({"email": email, "password": password, "token_name": format!("vexil login on {host}")}))?;
+    let token = reply.body["token"].as_str().ok_or_else(|| Failure::Failed("the server sent no token".into()))?.to_owned();
+    let path = crate::client::save(&Saved { server: Some(client.server.clone()), token: Some(token), email: Some(email.clone()) })?;
+    eprintln!("logged in to {} as {email} ({}); saved to {}", client.server, reply.body["role"].as_str().unwrap_or("?"), path.display());
+    Ok(())
+}
+
+/// `vexil flags`.
+pub fn flags(context: &Context, args: FlagsArgs) -> CommandResult {
+    let mut query = Vec::new();
+    if let Some(tag) = &args.tag {
+        query.push(("tag", tag.clone()));
+    }
+    if let Some(category) = &args.category {
+        query.push(("category", category.clone()));
+    }
+    if args.archived {
+        query.push(("archived", "true".to_owned()));
+    }
+    let mut response = context.client.get_query("/api/flags", &query)?.body;
+    if let Some(environment) = &args.env {
+        let environment = context.environment(environment)?;
+        let wanted = key(&environment).to_owned();
+        if let Some(list) = response["environments"].as_array_mut() {
+            list.retain(|candidate| candidate["key"] == wanted.as_str());
+        }
+    }
+    match context.output {
+        Output::Json => context.print_json(&response),
+        Output::Text => print!("{}", render::matrix(&response)),
+    }
+    Ok(())
+}
+
+/// `vexil get`.
+pub fn get(context: &Context, args: GetArgs) -> CommandResult {
+    match &args.env {
+        Some(environment) => {
+            let environment = context.environment(environment)?;
+            let reply = context.client.get(&format!("/api/flags/{}/environments/{}", segment(&args.flag), key(&environment)))?;
+            match context.output {
+                Output::Json => context.print_json(&reply.body),
+                Output::Text => print!("{}", render::state_detail(&args.flag, key(&environment), &reply.body["state"])),
+            }
+        }
+        None => {
+            let flag = context.client.get(&format!("/api/flags/{}", segment(&args.flag)))?.body;
+            match context.output {
+                Output::Json => context.print_json(&flag),
+                Output::Text => {
+                    let environments = context.client.get("/api/environments")?.body;
+                    print!("{}", render::tree(&flag, environments.as_array().map(Vec::as_slice).unwrap_or_default()));
+                    if let Some(description) = flag["description"].as_str().filter(|text| !text.is_empty()) {
+                        println!("\n{description}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a value typed on the command line: JSON when it parses, else (for string flags) the text itself.
+fn typed_value(text: &str, flag_type: &str) -> CommandResult<Value> {
+    match flag_type {
+        "boolean" => {
+            vexil_core::overrides::parse_override(vexil_core::FlagType::Boolean, text).map_err(|error| Failure::Usage(error.message))
+        }
+        "number" => {
+            vexil_core::overrides::parse_override(vexil_core::FlagType::Number, text).map_err(|error| Failure::Usage(error.message))
+        }
+        "string" => Ok(serde_json::from_str::<Value>(text).ok().filter(Value::is_string).unwrap_or_else(|| Value::String(text.to_owned()))),
+        _ => serde_json::from_str(text).map_err(|error| Failure::Usage(format!("`{text}` is not valid JSON: {error}"))),
+    }
+}
+
+/// `vexil define`.
+pub fn define(context: &Context, args: DefineArgs) -> CommandResult {
+    let flag_type = vexil_core::FlagType::parse(&args.flag_type).map_err(|error| Failure::Usage(error.message))?;
+    let mut body = json!({"name": args.flag, "type": flag_type.as_str()});
+    if let Some(default) = &args.default {
+        body["default"] = typed_value(default, flag_type.as_str())?;
+    }
+    if let Some(description) = args.description {
+        body["description"] = json!(description);
+    }
+    if let Some(owner) = args.owner {
+        body["owner"] = json!(owner);
+    }
+    if !args.tags.is_empty() {
+        body["tags"] = json!(args.tags);
+    }
+    if let Some(criticality) = args.criticality {
+        body["criticality"] = json!(criticality);
+    }
+    if !args.variants.is_empty() {
+        let variants = args
+            .variants
+            .iter()
+            .map(|variant| {
+                let (name, value) =
+                    variant.split_once('=').ok_or_else(|| Failure::Usage(format!("variant `{variant}` must be NAME=VALUE")))?;
+                Ok(json!({"name": name, "value": typed_value(value, flag_type.as_str())?}))
+            })
+            .collect::<CommandResult<Vec<Value>>>()?;
+        body["variants"] = json!(variants);
+    }
+    if !args.allowed_values.is_empty() {
+        body["allowed_values"] = json!(args.allowed_values);
+    }
+    if let Some(min) = args.min {
+        body["min"] = json!(min);
+    }
+    if let Some(max) = args.max {
+        body["max"] = json!(max);
+    }
+    let reply = context.client.post("/api/flags", &body)?;
+    match context.output {
+        Output::Json => context.print_json(&reply.body),
+        Output::Text => println!("defined {} ({}), disabled in every environment", args.flag, flag_type.as_str()),
+    }
+    Ok(())
+}
+
+/// `vexil set`.
+pub fn set(context: &Context, args: SetArgs) -> CommandResult {
+    let environment = context.environment(&args.env)?;
+    let path = format!("/api/flags/{}/environments/{}", segment(&args.flag), key(&environment));
+    let flag = context.client.get(&format!("/api/flags/{}", segment(&args.flag)))?.body;
+    let flag_type = flag["type"].as_str().unwrap_or("boolean").to_owned();
+    let current = context.client.get(&path)?;
+    let version = current.body["state"]["version"].as_u64();
+    let mut state = current.body["state"].clone();
+    let before = state.clone();
+    if let Some(enabled) = args.enabled {
+        state["enabled"] = json!(enabled);
+    }
+    if let Some(value) = &args.value {
+        state["serve"] = json!({"value": typed_value(value, &flag_type)?});
+    }
+    if let Some(variant) = &args.variant {
+        state["serve"] = json!({"variant": variant});
+    }
+    if let Some(percent) = args.rollout {
+        if flag_type != "boolean" {
+            return Err(Failure::Usage(format!(
+                "--rollout serves true to a share of users, so it needs a boolean flag; {} is {flag_type}",
+                args.flag
+            )));
+        }
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(Failure::Usage(format!("--rollout {percent} is out of range; accepted: 0 to 100")));
+        }
+        let thousandths = (percent * 1000.0).round() as u64;
+        state["split"] = if thousandths == 100_000 {
+            Value::Null
+        } else {
+            json!({"buckets": [{"serve": {"value": true}, "weight": thousandths}, {"serve": {"value": false}, "weight": 100_000 - thousandths}]})
+        };
+        if thousandths == 100_000 {
+            state["serve"] = json!({"value": true});
+        }
+    }
+    if let Some(file) = &args.rules {
+        let targeting = read_structured(file)?;
+        let object = targeting
+            .as_object()
+            .ok_or_else(|| Failure::Usage(format!("{} must hold an object with targets, rules and split", file.display())))?;
+        for (field, value) in object {
+            if !["targets", "rules", "split"].contains(&field.as_str()) {
+                return Err(Failure::Usage(format!("{} has `{field}`; accepted: targets, rules, split", file.display())));
+            }
+            state[field] = value.clone();
+        }
+    }
+    let mut body = json!({
+        "enabled": state["enabled"], "serve": state["serve"], "targets": state["targets"], "rules": state["rules"], "split": state["split"],
+    });
+    let changes = diff_values(&before, &body);
+    let protected = is_protected(&environment);
+    if protected {
+        eprintln!("{} in {}:\n{}", args.flag, key(&environment), render::diff(&json!(changes)));
+    }
+    let reason = prompt::protected_change(
+        args.confirm.reason,
+        args.confirm.yes,
+        false,
+        key(&environment),
+        protected,
+        &format!("setting {}", args.flag),
+    )?;
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    let reply = context.client.put(&path, &body, version)?;
+    report_state(context, &args.flag, &environment, &reply.body)
+}
+
+fn diff_values(before: &Value, after: &Value) -> Vec<Value> {
+    ["enabled", "serve", "targets", "rules", "split"]
+        .iter()
+        .filter(|field| before.get(**field).unwrap_or(&Value::Null) != after.get(**field).unwrap_or(&Value::Null))
+        .map(|field| json!({"path": field, "before": before.get(*field).cloned().unwrap_or(Value::Null), "after": after[*field]}))
+        .collect()
+}
+
+fn read_structured(path: &Path) -> CommandResult<Value> {
+    let text = read_input(path)?;
+    if path.extension().is_some_and(|extension| extension == "toml") {
+        toml::from_str::<Value>(&text).map_err(|error| Failure::Usage(format!("{} is not valid TOML: {error}", path.display())))
+    } else {
+        serde_json::from_str(&text).map_err(|error| Failure::Usage(format!("{} is not valid JSON: {error}", path.display())))
+    }
+}
+
+fn read_input(path: &Path) -> CommandResult<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|error| Failure::Failed(format!("cannot read standard input: {error}")))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(|error| Failure::Usage(format!("cannot read {}: {error}", path.display())))
+}
+
+fn report_state(context: &Context, flag: &str, environment: &Value, body: &Value) -> CommandResult {
+    match context.output {
+        Output::Json => context.print_json(body),
+        Output::Text => {
+            let summary = render::summary(&body["state"], "boolean");
+            if body["changed"] == Value::Bool(true) {
+                println!("{flag} in {}: {summary} (version {})", key(environment), body["state"]["version"]);
+            } else {
+                println!("{flag} in {}: already {summary}; nothing changed", key(environment));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `vexil enable` and `vexil disable`.
+pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResult {
+    let environment = context.environment(&args.env)?;
+    let protected = is_protected(&environment);
+    let verb = if enabled { "enable" } else { "disable" };
+    let gerund = if enabled { "enabling" } else { "disabling" };
+    let what = match &args.tag {
+        Some(tag) => format!("{gerund} every flag tagged {tag}"),
+        None => format!("{gerund} {}", args.flags.join(", ")),
+    };
+    // The emergency path: `disable … --env=prod --reason=…` runs at once, because turning a flag off must never wait.
+    let emergency = !enabled && args.confirm.reason.is_some();
+    let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, emergency, key(&environment), protected, &what)?;
+    if args.flags.len() == 1 && args.tag.is_none() {
+        let body = json!({"reason": reason});
+        let reply =
+            context.client.post(&format!("/api/flags/{}/environments/{}/{verb}", segment(&args.flags[0]), key(&environment)), &body)?;
+        return report_state(context, &args.flags[0], &environment, &reply.body);
+    }
+    let mut body = json!({"action": verb, "environment": key(&environment), "reason": reason});
+    match &args.tag {
+        Some(tag) => body["tag"] = json!(tag),
+        None => body["flags"] = json!(args.flags),
+    }
+    let reply = context.client.post("/api/flags/bulk", &body)?;
+    match context.output {
+        Output::Json => context.print_json(&reply.body),
+        Output::Text => {
+            let list = |field: &str| {
+                reply.body[field]
+                    .as_array()
+                    .map(|items| items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            };
+            let changed = list("changed");
+            let unchanged = list("unchanged");
+            if !changed.is_empty() {
+                println!("{verb}d in {}: {changed}", key(&environment));
+            }
+            if !unchanged.is_empty() {
+                println!("already {verb}d in {}: {unchanged}", key(&environment));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `vexil promote`.
+pub fn promote(context: &Context, args: PromoteArgs) -> CommandResult {
+    let from = context.environment(&args.from)?;
+    let to = context.environment(&args.to)?;
+    let path = format!("/api/flags/{}/promote", segment(&args.flag));
+    let preview = context.client.post(&path, &json!({"from": key(&from), "to": key(&to), "skip": args.skip, "dry_run": true}))?.body;
+    let changes = &preview["changes"];
+    if changes.as_array().is_none_or(Vec::is_empty) {
+        if context.output == Output::Json {
+            context.print_json(&preview);
+        } else {
+            println!("{} in {} already matches {}; nothing to promote", args.flag, key(&to), key(&from));
+        }
+        return Ok(());
+    }
+    eprintln!("promote {} from {} to {}:\n{}", args.flag, key(&from), key(&to), render::diff(changes));
+    let protected = is_protected(&to);
+    let reason =
+        prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &format!("promoting {}", args.flag))?;
+    let body = json!({
+        "from": key(&from), "to": key(&to), "skip": args.skip, "reason": reason,
+        "expected_version": preview["target_version"],
+    });
+    let reply = context.client.post(&path, &body)?.body;
+    match context.output {
+        Output::Json => context.print_json(&reply),
+        Output::Text => println!("promoted {} from {} to {}", args.flag, key(&from), key(&to)),
+    }
+    Ok(())
+}
+
+fn print_batch(context: &Context, verb: &str, body: &Value) {
+    if context.output == Output::Json {
+        context.print_json(body);
+        return;
+    }
+    for flag in body["flags"].as_array().into_iter().flatten() {
+        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::diff(&flag["changes"]));
+    }
+    let changed = body["flags"].as_array().map(Vec::len).unwrap_or(0);
+    let unchanged = body["unchanged"].as_array().map(Vec::len).unwrap_or(0);
+    let applied = body["applied"] == Value::Bool(true);
+    println!(
+        "{} {changed} flag{} into {} ({unchanged} already identical){}",
+        if applied { verb.to_owned() } else { format!("would {}", verb.trim_end_matches("ed").trim_end_matches('i')) },
+        if changed == 1 { "" } else { "s" },
+        body["to"].as_str().unwrap_or("?"),
+        if applied || changed == 0 { "" } else { "; nothing was changed" }
+    );
+}
+
+/// `vexil copy`.
+pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
+    let from = context.environment(&args.from)?;
+    let to = context.environment(&args.to)?;
+    let flags = if args.flags.is_empty() { Value::Null } else { json!(args.flags) };
+    let preview =
+        context.client.post("/api/flags/copy", &json!({"from": key(&from), "to": key(&to), "flags": flags, "dry_run": true}))?.body;
+    let pending = preview["flags"].as_array().map(Vec::len).unwrap_or(0);
+    if args.dry_run || pending == 0 {
+        print_batch(context, "copied", &preview);
+        return Ok(());
+    }
+    for flag in preview["flags"].as_array().into_iter().flatten() {
+        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::diff(&flag["changes"]));
+    }
+    let protected = is_protected(&to);
+    let what = format!("copying {pending} flag states from {}", key(&from));
+    let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &what)?;
+    let expected: serde_json::Map<String, Value> = preview["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|flag| (flag["flag"].as_str().unwrap_or("").to_owned(), flag["target_version"].clone()))
+        .collect();
+    let body = json!({"from": key(&from), "to": key(&to), "flags": flags, "reason": reason, "expected_versions": expected});
+    let reply = context.client.post("/api/flags/copy", &body)?.body;
+    if context.output == Output::Json {
+        context.print_json(&reply);
+    } else {
+        println!("copied {pending} flag state{} from {} into {}", if pending == 1 { "" } else { "s" }, key(&from), key(&to));
+    }
+    Ok(())
+}
+
+/// `vexil export`.
+pub fn export(context: &Context, args: ExportArgs) -> CommandResult {
+    let environment = context.environment(&args.env)?;
+    let document = context.client.get(&format!("/api/environments/{}/export", key(&environment)))?.body;
+    let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    match args.out {
+        Some(path) => {
+            std::fs::write(&path, format!("{text}\n"))
+                .map_err(|error| Failure::Failed(format!("cannot write {}: {error}", path.display())))?;
+            eprintln!(
+                "exported {} flag states of {} to {}",
+                document["flags"].as_object().map(|flags| flags.len()).unwrap_or(0),
+                key(&environment),
+                path.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// `vexil import`.
+pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
+    let environment = context.environment(&args.env)?;
+    let text = read_input(&args.file)?;
+    let document: Value =
+        serde_json::from_str(&text).map_err(|error| Failure::Usage(format!("{} is not valid JSON: {error}", args.file.display())))?;
+    let path = format!("/api/environments/{}/import", key(&environment));
+    let preview = context.client.post(&path, &json!({"document": document, "dry_run": true}))?.body;
+    let pending = preview["flags"].as_array().map(Vec::len).unwrap_or(0);
+    if args.dry_run || pending == 0 {
+        print_batch(context, "imported", &preview);
+        return Ok(());
+    }
+    for flag in preview["flags"].as_array().into_iter().flatten() {
+        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::diff(&flag["changes"]));
+    }
+    let protected = is_protected(&environment);
+    let what = format!("importing {pending} flag states");
+    let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&environment), protected, &what)?;
+    let reply = context.client.post(&path, &json!({"document": document, "reason": reason}))?.body;
+    if context.output == Output::Json {
+        context.print_json(&reply);
+    } else {
+        println!("imported {pending} flag state{} into {}", if pending == 1 { "" } else { "s" }, key(&environment));
+    }
+    Ok(())
+}
+
+/// `vexil audit` and `vexil audit verify`.
+pub fn audit(context: &Context, args: AuditArgs) -> CommandResult {
+    if let Some(AuditCommand::Verify) = args.verify {
+        let report = context.client.get("/api/flags/audit/verify")?.body;
+        if context.output == Output::Json {
+            context.print_json(&report);
+        } else if report["intact"] == Value::Bool(true) {
+            println!("audit trail intact: {} records, hash chain verified", report["records"]);
+        } else {
+            println!("audit trail BROKEN: {}", report["problem"].as_str().unwrap_or("unknown problem"));
+        }
+        return if report["intact"] == Value::Bool(true) {
+            Ok(())
+        } else {
+            Err(Failure::Failed(format!("the audit trail was tampered with: {}", report["problem"].as_str().unwrap_or("?"))))
+        };
+    }
+    let mut query = vec![("limit", args.limit.to_string())];
+    for (name, value) in
+        [("flag", args.flag), ("env", args.env), ("user", args.user), ("action", args.action), ("since", args.since), ("until", args.until)]
+    {
+        if let Some(value) = value {
+            query.push((name, value));
+        }
+    }
+    let page = context.client.get_query("/api/flags/audit", &query)?.body;
+    match context.output {
+        Output::Json => context.print_json(&page),
+        Output::Text => print!("{}", render::audit(&page["entries"])),
+    }
+    Ok(())
+}
+
+/// `vexil user …`.
+pub fn user(context: &Context, command: UserCommand) -> CommandResult {
+    match command {
+        UserCommand::Add { email, role, password_stdin } => {
+            let password = if password_stdin { Some(prompt::secret(true, "")?) } else { None };
+            let reply = context.client.post("/api/users", &json!({"email": email, "role": role, "password": password}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => {
+                    println!("added {email} as {role}");
+                    if let Some(password) = reply["password"].as_str() {
+                        println!("password (shown once): {password}");
+                    }
+                }
+            }
+        }
+        UserCommand::List => {
+            let users = context.client.get("/api/users")?.body;
+            match context.output {
+                Output::Json => context.print_json(&users),
+                Output::Text => {
+                    let mut rows = vec![vec!["EMAIL".to_owned(), "ROLE".into(), "CREATED".into(), "STATUS".into()]];
+                    for user in users.as_array().into_iter().flatten() {
+                        rows.push(vec![
+                            user["email"].as_str().unwrap_or("?").into(),
+                            user["role"].as_str().unwrap_or("?").into(),
+                            user["created_at"].as_str().unwrap_or("?").into(),
+                            if user["disabled"] == Value::Bool(true) { "disabled".into() } else { "active".into() },
+                        ]);
+                    }
+                    print!("{}", render::table(&rows));
+                }
+            }
+        }
+        UserCommand::SetRole { email, role } => {
+            context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"role": role}))?;
+            println!("{email} is now {role}");
+        }
+        UserCommand::Disable { email } => {
+            context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"disabled": true}))?;
+            println!("{email} is disabled; their tokens no longer work");
+        }
+    }
+    Ok(())
+}
+
+/// `vexil token …`.
+pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
+    match command {
+        TokenCommand::Create { user, name } => {
+            let reply = context.client.post("/api/tokens", &json!({"user": user, "name": name}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!("{}", reply["token"].as_str().unwrap_or_default()),
+            }
+        }
+        TokenCommand::List => {
+            let tokens = context.client.get("/api/tokens")?.body;
+            match context.output {
+                Output::Json => context.print_json(&tokens),
+                Output::Text => {
+                    let mut rows = vec![vec!["ID".to_owned(), "USER".into(), "NAME".into(), "CREATED".into(), "STATUS".into()]];
+                    for token in tokens.as_array().into_iter().flatten() {
+                        rows.push(vec![
+                            token["id"].as_str().unwrap_or("?").into(),
+                            token["user"].as_str().unwrap_or("?").into(),
+                            token["name"].as_str().unwrap_or("?").into(),
+                            token["created_at"].as_str().unwrap_or("?").into(),
+                            token["revoked_at"].as_str().map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into()),
+                        ]);
+                    }
+                    print!("{}", render::table(&rows));
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            context.client.delete(&format!("/api/tokens/{}", segment(&id)))?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `vexil apply`: see [`crate::registry`].
+pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
+    crate::registry::apply(context, args)
+}

@@ -1,0 +1,127 @@
+//! `vexil serve`: read the configuration, open the store, create the first admin if needed, serve until SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use vexil_core::{Categories, Environment, Environments};
+use vexil_server::{BootstrapOptions, ServerConfig};
+use vexil_store::SqliteStore;
+
+use crate::cli::ServeArgs;
+
+/// The server's configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    data: Option<PathBuf>,
+    categories: Option<Vec<String>>,
+    environments: Option<Vec<Environment>>,
+    body_limit: Option<usize>,
+}
+
+/// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
+#[derive(Debug)]
+pub struct Settings {
+    pub bind: String,
+    pub data: PathBuf,
+    pub server: ServerConfig,
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let mut server = ServerConfig::default();
+        if let Some(environments) = file.environments {
+            server.environments = Environments::new(environments).map_err(|error| anyhow::anyhow!("configuration: {}", error.message))?;
+        }
+        if let Some(categories) = file.categories {
+            server.categories = Categories::new(categories).map_err(|error| anyhow::anyhow!("configuration: {}", error.message))?;
+        }
+        if let Some(limit) = file.body_limit {
+            server.body_limit = limit;
+        }
+        Ok(Self {
+            bind: args.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:7070".to_owned()),
+            data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from("vexil-data")),
+            server,
+        })
+    }
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read configuration {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("configuration {} is not valid", path.display()))
+}
+
+fn bootstrap_options() -> BootstrapOptions {
+    let read = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    BootstrapOptions {
+        email: read("VEXIL_BOOTSTRAP_EMAIL"),
+        password: read("VEXIL_BOOTSTRAP_PASSWORD"),
+        token: read("VEXIL_BOOTSTRAP_TOKEN"),
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let keys: Vec<_> = settings.server.environments.iter().map(|environment| environment.key.clone()).collect();
+    let store = SqliteStore::open(&settings.data, &keys).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let state =
+        vexil_server::open(settings.server, Arc::new(store)).await.map_err(|error| anyhow::anyhow!("cannot load the store: {error}"))?;
+    if let Some(credentials) = vexil_server::bootstrap(&state, bootstrap_options())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot create the first admin: {}", error.message))?
+    {
+        println!("vexil: first start on an empty store; created the first admin (shown once, keep it safe):");
+        println!("  email:    {}", credentials.email);
+        if let Some(password) = &credentials.password {
+            println!("  password: {password}");
+        }
+        if let Some(token) = &credentials.token {
+            println!("  token:    {token}");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let address = listener.local_addr()?;
+    println!("vexil: listening on http://{address} (embedded store in {})", settings.data.display());
+    if address.ip().is_unspecified() {
+        tracing::warn!("listening on every interface; put TLS in front of Vexil before exposing it");
+    }
+    vexil_server::run(listener, state, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

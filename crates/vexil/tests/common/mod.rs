@@ -1,0 +1,197 @@
+//! Test support: start the real `vexil` binary on a free port and talk to it like a user would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// The admin token every test server is bootstrapped with.
+pub const ADMIN_TOKEN: &str = "vxl_test_admin_token_0123456789";
+
+/// A running `vexil serve`.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    pub first_start_output: Vec<String>,
+    _directory: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Self {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let mut server = Self::start_on(&directory.path().join("data"));
+        server._directory = Some(directory);
+        server
+    }
+
+    /// Starts a server on `data` (kept by the caller), on a free port.
+    pub fn start_on(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vexil"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("VEXIL_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+            .env("VEXIL_BOOTSTRAP_PASSWORD", "correct horse battery")
+            .env("VEXIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("vexil serve starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut output = Vec::new();
+        let url = loop {
+            let line = lines.next().expect("vexil serve printed its address before exiting").expect("stdout is readable");
+            if let Some(rest) = line.strip_prefix("vexil: listening on ") {
+                break rest.split_whitespace().next().expect("an address").to_owned();
+            }
+            output.push(line);
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url, data: data.to_owned(), first_start_output: output, _directory: None }
+    }
+
+    /// Runs `vexil <args>` against this server as the admin, with no terminal.
+    pub fn cli(&self, args: &[&str]) -> Outcome {
+        self.cli_as(ADMIN_TOKEN, args)
+    }
+
+    /// Runs `vexil <args>` against this server with `token`, with no terminal.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Outcome {
+        cli(&self.url, Some(token), args, None)
+    }
+
+    /// A blocking HTTP client.
+    pub fn http(&self) -> Http {
+        Http { url: self.url.clone(), client: reqwest::blocking::Client::new(), token: Some(ADMIN_TOKEN.to_owned()) }
+    }
+
+    /// Sends SIGTERM and waits; returns whether the process exited successfully.
+    pub fn terminate(mut self) -> bool {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        self.child.wait().expect("server exits").success()
+    }
+
+    /// `kill -9`.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().expect("server is reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a CLI run did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Panics with the output unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Panics unless the command succeeded.
+    pub fn ok(self) -> Self {
+        self.expect_code(0)
+    }
+
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
+    }
+}
+
+/// Runs the CLI with standard input from `stdin` (or closed), never a terminal.
+pub fn cli(url: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Outcome {
+    let config = tempfile::tempdir().expect("temporary directory");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vexil"));
+    command.args(args).env("VEXIL_SERVER", url).env("VEXIL_CONFIG_DIR", config.path()).env_remove("VEXIL_TOKEN").env("VEXIL_LOG", "warn");
+    if let Some(token) = token {
+        command.env("VEXIL_TOKEN", token);
+    }
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("vexil runs");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("stdin is writable");
+    }
+    let output = child.wait_with_output().expect("vexil finishes");
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A small JSON HTTP client for tests.
+pub struct Http {
+    pub url: String,
+    pub client: reqwest::blocking::Client,
+    pub token: Option<String>,
+}
+
+/// A response: status, ETag and JSON body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub body: Value,
+}
+
+impl Http {
+    /// The same server with another token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Http {
+        Http { url: self.url.clone(), client: self.client.clone(), token: token.map(str::to_owned) }
+    }
+
+    /// Sends a request with an optional raw body and headers.
+    pub fn send(&self, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        let response = request.send().expect("the server answers");
+        let status = response.status().as_u16();
+        let etag = response.headers().get("etag").map(|value| value.to_str().unwrap_or_default().to_owned());
+        let text = response.text().unwrap_or_default();
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Response { status, etag, body }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.send("GET", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Response {
+        self.send("POST", path, Some(body.to_string()), &[])
+    }
+
+    pub fn put(&self, path: &str, body: &Value, if_match: Option<&str>) -> Response {
+        match if_match {
+            Some(version) => self.send("PUT", path, Some(body.to_string()), &[("if-match", version)]),
+            None => self.send("PUT", path, Some(body.to_string()), &[]),
+        }
+    }
+}

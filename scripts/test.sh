@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs Vexil's whole test suite on a fresh Debian machine, installing what the suite needs when it is missing.
+# Under CI=true a prerequisite that cannot be installed is a failure, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+# Debian packages the suite needs, as "command:package".
+for need in "cc:gcc"; do
+  command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust (stable, 1.85 or newer) with rustup first" >&2
+  exit 1
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
