@@ -336,7 +336,9 @@ fn check_condition(field: &str, condition: &Condition) -> Result<(), ValidationE
             }
             if operator == Operator::Regex {
                 regex::RegexBuilder::new(text).size_limit(1 << 20).build().map_err(|error| {
-                    ValidationError::new(&values_field, format!("regex `{}` does not compile: {error}", crate::name::printable(text)))
+                    let detail = error.to_string();
+                    let detail = detail.lines().last().unwrap_or_default().trim().trim_start_matches("error: ");
+                    ValidationError::new(&values_field, format!("regex `{}` does not compile: {detail}", crate::name::printable(text)))
                 })?;
             }
         }

@@ -385,7 +385,7 @@ pub fn promote(context: &Context, args: PromoteArgs) -> CommandResult {
     Ok(())
 }
 
-fn print_batch(context: &Context, verb: &str, body: &Value) {
+fn print_batch(context: &Context, (done, verb): (&str, &str), body: &Value) {
     if context.output == Output::Json {
         context.print_json(body);
         return;
@@ -398,7 +398,7 @@ fn print_batch(context: &Context, verb: &str, body: &Value) {
     let applied = body["applied"] == Value::Bool(true);
     println!(
         "{} {changed} flag{} into {} ({unchanged} already identical){}",
-        if applied { verb.to_owned() } else { format!("would {}", verb.trim_end_matches("ed").trim_end_matches('i')) },
+        if applied { done.to_owned() } else { format!("would {verb}") },
         if changed == 1 { "" } else { "s" },
         body["to"].as_str().unwrap_or("?"),
         if applied || changed == 0 { "" } else { "; nothing was changed" }
@@ -414,7 +414,7 @@ pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
         context.client.post("/api/flags/copy", &json!({"from": key(&from), "to": key(&to), "flags": flags, "dry_run": true}))?.body;
     let pending = preview["flags"].as_array().map(Vec::len).unwrap_or(0);
     if args.dry_run || pending == 0 {
-        print_batch(context, "copied", &preview);
+        print_batch(context, ("copied", "copy"), &preview);
         return Ok(());
     }
     for flag in preview["flags"].as_array().into_iter().flatten() {
@@ -470,7 +470,7 @@ pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
     let preview = context.client.post(&path, &json!({"document": document, "dry_run": true}))?.body;
     let pending = preview["flags"].as_array().map(Vec::len).unwrap_or(0);
     if args.dry_run || pending == 0 {
-        print_batch(context, "imported", &preview);
+        print_batch(context, ("imported", "import"), &preview);
         return Ok(());
     }
     for flag in preview["flags"].as_array().into_iter().flatten() {

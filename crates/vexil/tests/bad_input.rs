@@ -1,0 +1,352 @@
+//! Bad input gets a clear 4xx error and changes nothing.
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    body: Option<String>,
+    status: u16,
+    /// A part of the message that says what was wrong or what is accepted.
+    explains: &'static str,
+}
+
+fn case(what: &'static str, method: &'static str, path: &str, body: Option<Value>, status: u16, explains: &'static str) -> Case {
+    Case { what, method, path: path.to_owned(), body: body.map(|body| body.to_string()), status, explains }
+}
+
+fn raw(what: &'static str, method: &'static str, path: &str, body: &str, status: u16, explains: &'static str) -> Case {
+    Case { what, method, path: path.to_owned(), body: Some(body.to_owned()), status, explains }
+}
+
+#[test]
+fn every_bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature", "--type", "boolean"]).ok();
+    server
+        .cli(&["define", "ui.theme", "--type", "string", "--default", "light", "--allowed-value", "light", "--allowed-value", "dark"])
+        .ok();
+    server.cli(&["define", "backend.rag_max_results", "--type", "number", "--default", "5", "--min", "1", "--max", "50"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    let http = server.http();
+    let flags_before = http.get("/api/flags?archived=true").body;
+    let audit_before = http.get("/api/flags/audit?limit=1000").body;
+
+    let state = "/api/flags/ui.new_feature/environments/dev";
+    let huge = format!("{{\"name\": \"ui.x\", \"type\": \"boolean\", \"description\": \"{}\"}}", "x".repeat(300 * 1024));
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let cases = vec![
+        case(
+            "name without a category",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "newfeature", "type": "boolean"})),
+            422,
+            "<category>.<snake_case>",
+        ),
+        case("upper-case name", "POST", "/api/flags", Some(json!({"name": "UI.NewFeature", "type": "boolean"})), 422, "snake"),
+        case(
+            "name with a colon",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui:new_feature", "type": "boolean"})),
+            422,
+            "<category>.<snake_case>",
+        ),
+        case("name with a newline", "POST", "/api/flags", Some(json!({"name": "ui.new\nfeature", "type": "boolean"})), 422, "snake"),
+        case(
+            "name with a control character",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui.new\u{1b}[2J", "type": "boolean"})),
+            422,
+            "snake",
+        ),
+        case("name with two dots", "POST", "/api/flags", Some(json!({"name": "ui.a.b", "type": "boolean"})), 422, "more than one dot"),
+        case(
+            "name too long",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": format!("ui.{}", "a".repeat(120)), "type": "boolean"})),
+            422,
+            "at most 100",
+        ),
+        case(
+            "unknown category",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "misc.thing", "type": "boolean"})),
+            422,
+            "known categories: ui, backend",
+        ),
+        case(
+            "unknown type",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui.x", "type": "bool3"})),
+            422,
+            "accepted: boolean, string, number, json",
+        ),
+        case(
+            "default of the wrong type",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui.x", "type": "boolean", "default": "yes"})),
+            422,
+            "must be a boolean",
+        ),
+        case("duplicate flag", "POST", "/api/flags", Some(json!({"name": "ui.new_feature", "type": "boolean"})), 409, "already defined"),
+        case(
+            "unknown field",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui.x", "type": "boolean", "enable": true})),
+            400,
+            "unknown field `enable`",
+        ),
+        case(
+            "description with control characters",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui.x", "type": "boolean", "description": "a\u{7}b"})),
+            422,
+            "control character",
+        ),
+        case(
+            "tag with a colon",
+            "POST",
+            "/api/flags",
+            Some(json!({"name": "ui.x", "type": "boolean", "tags": ["a:b"]})),
+            422,
+            "tag `a:b` is invalid",
+        ),
+        raw("malformed JSON", "POST", "/api/flags", "{\"name\": \"ui.x\",", 400, "not valid"),
+        raw("JSON that is not an object", "POST", "/api/flags", "[1, 2, 3]", 400, "not valid"),
+        raw("empty body", "POST", "/api/flags", "", 400, "empty"),
+        raw("deeply nested JSON", "POST", "/api/flags", &deep, 400, "not valid"),
+        raw("oversized body", "POST", "/api/flags", &huge, 413, "larger than"),
+        case(
+            "unknown environment",
+            "POST",
+            "/api/flags/ui.new_feature/environments/prd/enable",
+            Some(json!({})),
+            404,
+            "known: dev (development), staging, prod (production)",
+        ),
+        case(
+            "environment with a newline",
+            "POST",
+            "/api/flags/ui.new_feature/environments/pr%0Ad/enable",
+            Some(json!({})),
+            404,
+            "does not exist",
+        ),
+        case("unknown flag", "POST", "/api/flags/ui.missing/environments/dev/enable", Some(json!({})), 404, "not defined"),
+        case("invalid flag name in the path", "GET", "/api/flags/UI..x", None, 422, "<category>.<snake_case>"),
+        case(
+            "reason with a newline",
+            "POST",
+            "/api/flags/ui.new_feature/environments/dev/disable",
+            Some(json!({"reason": "ok\nuser: root"})),
+            422,
+            "one line",
+        ),
+        case(
+            "reason with an escape sequence",
+            "POST",
+            "/api/flags/ui.new_feature/environments/dev/disable",
+            Some(json!({"reason": "\u{1b}[31mred"})),
+            422,
+            "control character",
+        ),
+        case(
+            "reason too long",
+            "POST",
+            "/api/flags/ui.new_feature/environments/dev/disable",
+            Some(json!({"reason": "x".repeat(501)})),
+            422,
+            "at most 500",
+        ),
+        case(
+            "empty reason in production",
+            "POST",
+            "/api/flags/ui.new_feature/environments/prod/enable",
+            Some(json!({"reason": "  "})),
+            422,
+            "reason is empty",
+        ),
+        case(
+            "missing reason in production",
+            "POST",
+            "/api/flags/ui.new_feature/environments/prod/enable",
+            Some(json!({})),
+            422,
+            "needs a reason",
+        ),
+        case("value of the wrong type", "PUT", state, Some(json!({"enabled": true, "serve": {"value": "true"}})), 422, "must be a boolean"),
+        case(
+            "number above max",
+            "PUT",
+            "/api/flags/backend.rag_max_results/environments/dev",
+            Some(json!({"enabled": true, "serve": {"value": 51}})),
+            422,
+            "above the maximum 50",
+        ),
+        case(
+            "string not allowed",
+            "PUT",
+            "/api/flags/ui.theme/environments/dev",
+            Some(json!({"enabled": true, "serve": {"value": "blue"}})),
+            422,
+            "allowed: light, dark",
+        ),
+        case("unknown variant", "PUT", state, Some(json!({"enabled": true, "serve": {"variant": "on"}})), 422, "has no variants"),
+        case(
+            "split not adding up",
+            "PUT",
+            state,
+            Some(json!({"enabled": true, "serve": {"value": true}, "split": {"buckets": [{"serve": {"value": true}, "weight": 30}]}})),
+            422,
+            "must add up to 100000",
+        ),
+        case(
+            "invalid regex in a rule",
+            "PUT",
+            state,
+            Some(
+                json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "email", "operator": "regex", "values": ["(unclosed"]}], "serve": {"value": true}}]}),
+            ),
+            422,
+            "does not compile",
+        ),
+        case(
+            "unknown operator",
+            "PUT",
+            state,
+            Some(
+                json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "a", "operator": "like", "values": ["x"]}], "serve": {"value": true}}]}),
+            ),
+            400,
+            "unknown variant `like`",
+        ),
+        case("missing enabled", "PUT", state, Some(json!({"serve": {"value": true}})), 400, "missing field `enabled`"),
+        case("malformed If-Match", "PUT", state, None, 400, "If-Match"),
+        case(
+            "promotion backwards",
+            "POST",
+            "/api/flags/ui.new_feature/promote",
+            Some(json!({"from": "prod", "to": "dev"})),
+            409,
+            "use copy",
+        ),
+        case(
+            "promotion skipping staging",
+            "POST",
+            "/api/flags/ui.new_feature/promote",
+            Some(json!({"from": "dev", "to": "prod", "reason": "x"})),
+            409,
+            "skips staging",
+        ),
+        case("copy onto itself", "POST", "/api/flags/copy", Some(json!({"from": "dev", "to": "development"})), 400, "onto itself"),
+        case(
+            "bulk with an unknown action",
+            "POST",
+            "/api/flags/bulk",
+            Some(json!({"action": "toggle", "environment": "dev", "flags": ["ui.new_feature"]})),
+            400,
+            "accepted: enable, disable",
+        ),
+        case(
+            "bulk with an unknown flag",
+            "POST",
+            "/api/flags/bulk",
+            Some(json!({"action": "disable", "environment": "dev", "flags": ["ui.new_feature", "ui.nope"]})),
+            404,
+            "not defined",
+        ),
+        case(
+            "import of a foreign document",
+            "POST",
+            "/api/environments/dev/import",
+            Some(json!({"document": {"format": "other", "version": 1, "environment": "dev", "flags": {}}})),
+            400,
+            "expected `vexil.states`",
+        ),
+        case(
+            "import with an undefined flag",
+            "POST",
+            "/api/environments/dev/import",
+            Some(
+                json!({"document": {"format": "vexil.states", "version": 1, "environment": "dev", "flags": {"ui.ghost": {"enabled": true, "serve": {"value": true}}}}}),
+            ),
+            422,
+            "not defined here: ui.ghost",
+        ),
+        case("audit with an unknown action", "GET", "/api/flags/audit?action=explode", None, 422, "known: create, update"),
+        case("audit with a bad time", "GET", "/api/flags/audit?since=yesterday", None, 400, "RFC 3339"),
+        case("audit with a bad limit", "GET", "/api/flags/audit?limit=0", None, 400, "1 to 1000"),
+        case(
+            "user with a hostile email",
+            "POST",
+            "/api/users",
+            Some(json!({"email": "a\nb@x", "role": "admin"})),
+            422,
+            "not an email address",
+        ),
+        case(
+            "user with an unknown role",
+            "POST",
+            "/api/users",
+            Some(json!({"email": "a@x.io", "role": "root"})),
+            422,
+            "accepted: viewer, developer, admin",
+        ),
+        case("unknown endpoint", "GET", "/api/nothing", None, 404, "no such endpoint"),
+        case("wrong method", "DELETE", "/api/flags", None, 405, "does not accept"),
+    ];
+    assert!(cases.len() >= 30);
+    for case in &cases {
+        let headers: &[(&str, &str)] = if case.what == "malformed If-Match" { &[("if-match", "version-two")] } else { &[] };
+        let body = if case.what == "malformed If-Match" {
+            Some(json!({"enabled": false, "serve": {"value": true}}).to_string())
+        } else {
+            case.body.clone()
+        };
+        let response = http.send(case.method, &case.path, body, headers);
+        assert_eq!(response.status, case.status, "{}: {:?}", case.what, response.body);
+        let message =
+            response.body["error"]["message"].as_str().unwrap_or_else(|| panic!("{}: no error message in {:?}", case.what, response.body));
+        assert!(response.body["error"]["code"].is_string(), "{}: no error code", case.what);
+        assert!(message.contains(case.explains), "{}: `{message}` should mention `{}`", case.what, case.explains);
+        assert!(
+            !message.contains('\n') && !message.contains('\u{1b}'),
+            "{}: the message echoes hostile characters: {message:?}",
+            case.what
+        );
+    }
+    assert_eq!(http.get("/api/flags?archived=true").body, flags_before, "no bad input changed a flag");
+    assert_eq!(http.get("/api/flags/audit?limit=1000").body, audit_before, "no bad input added an audit record");
+}
+
+#[test]
+fn the_cli_refuses_bad_input_with_usage_errors() {
+    let server = Server::start();
+    let unknown = server.cli(&["enable", "ui.x", "--env", "prd"]).expect_code(2);
+    assert!(
+        unknown.stderr.contains("environment `prd` does not exist; known: dev (development), staging, prod (production)"),
+        "{}",
+        unknown.stderr
+    );
+    server.cli(&["promote", "ui.x"]).expect_code(2);
+    server.cli(&["frobnicate"]).expect_code(2);
+    let bad_name = server.cli(&["define", "NewFeature"]).expect_code(1);
+    assert!(bad_name.stderr.contains("<category>.<snake_case>"), "{}", bad_name.stderr);
+    let unreachable = common::cli("http://127.0.0.1:9", Some("x"), &["flags"], None).expect_code(1);
+    assert!(unreachable.stderr.contains("cannot reach the server"), "{}", unreachable.stderr);
+    let no_token = common::cli(&server.url, None, &["flags"], None).expect_code(3);
+    assert!(no_token.stderr.contains("vexil login"), "{}", no_token.stderr);
+}
