@@ -63,3 +63,23 @@ fn concurrent_read_modify_write_loses_no_update() {
     assert_eq!(audit["entries"].as_array().unwrap().len() as u64, writers * increments);
     eprintln!("{} stale writes were refused with 412", conflicts.load(std::sync::atomic::Ordering::Relaxed));
 }
+
+#[test]
+fn promotion_refuses_when_the_target_moved_since_the_diff() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    let http = server.http();
+    let preview = http.post("/api/flags/ui.new_feature/promote", &json!({"from": "dev", "to": "staging", "dry_run": true}));
+    assert_eq!(preview.status, 200);
+    assert_eq!(preview.body["changes"][0]["path"], "enabled");
+    let seen = preview.body["target_version"].as_u64().unwrap();
+    // Someone changes staging between the diff and the promotion.
+    server.cli(&["set", "ui.new_feature", "--env", "staging", "--rollout", "5"]).ok();
+    let promoted = http.post("/api/flags/ui.new_feature/promote", &json!({"from": "dev", "to": "staging", "expected_version": seen}));
+    assert_eq!(promoted.status, 412, "{:?}", promoted.body);
+    assert!(promoted.body["error"]["message"].as_str().unwrap().contains("since the diff was computed"));
+    let staging = http.get("/api/flags/ui.new_feature/environments/staging").body;
+    assert_eq!(staging["state"]["enabled"], false);
+    assert_eq!(staging["state"]["split"]["buckets"][0]["weight"], 5000, "the other change stands");
+}

@@ -100,3 +100,24 @@ fn a_developer_changes_staging_but_not_production() {
     let audit = server.http().get("/api/flags/audit?flag=ui.checkout_v2&env=prod").body;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 0, "refused changes leave no trace but the refusal");
 }
+
+#[test]
+fn on_a_terminal_production_changes_show_the_diff_and_ask() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    let promote = ["promote", "ui.new_feature", "--from=staging", "--to=prod"];
+
+    let declined = common::cli_on_terminal(&server.url, common::ADMIN_TOKEN, &promote, "Rollout approved by PM\nno\n").expect_code(3);
+    assert!(declined.stdout.contains("enabled: false → true"), "the diff is shown before asking: {}", declined.stdout);
+    assert!(declined.stdout.contains("not confirmed; nothing was changed"), "{}", declined.stdout);
+    assert_eq!(server.http().get("/api/flags/ui.new_feature/environments/prod").body["state"]["enabled"], false);
+
+    let confirmed = common::cli_on_terminal(&server.url, common::ADMIN_TOKEN, &promote, "Rollout approved by PM\nprod\n").ok();
+    let diff_at = confirmed.stdout.find("enabled: false → true").expect("diff shown");
+    let question_at = confirmed.stdout.find("Type `prod` to confirm").expect("confirmation asked");
+    assert!(diff_at < question_at, "the diff comes before the question: {}", confirmed.stdout);
+    let audit = server.http().get("/api/flags/audit?flag=ui.new_feature&env=prod").body;
+    assert_eq!(audit["entries"][0]["action"], "promote");
+    assert_eq!(audit["entries"][0]["reason"], "Rollout approved by PM");
+}

@@ -195,3 +195,33 @@ impl Http {
         }
     }
 }
+
+/// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `input`; stdout and stderr arrive together.
+pub fn cli_on_terminal(url: &str, token: &str, args: &[&str], input: &str) -> Outcome {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_vexil"))
+        .chain(args.iter().copied())
+        .map(|arg| format!("'{}'", arg.replace('\'', "'\\''")))
+        .collect();
+    let config = tempfile::tempdir().expect("temporary directory");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .env("VEXIL_SERVER", url)
+        .env("VEXIL_TOKEN", token)
+        .env("VEXIL_CONFIG_DIR", config.path())
+        .env("VEXIL_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs (it provides the terminal)");
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("stdin is writable");
+    }
+    let output = child.wait_with_output().expect("script finishes");
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).replace('\r', ""),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
