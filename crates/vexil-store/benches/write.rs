@@ -20,7 +20,8 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let directory = tempfile::tempdir_in(std::env::var_os("VEXIL_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into_os_string())).unwrap();
+        let directory =
+            tempfile::tempdir_in(std::env::var_os("VEXIL_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into_os_string())).unwrap();
         let environments = [EnvKey::parse("dev").unwrap(), EnvKey::parse("staging").unwrap(), EnvKey::parse("prod").unwrap()];
         let store = SqliteStore::open(directory.path(), &environments).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -121,3 +121,28 @@ fn on_a_terminal_production_changes_show_the_diff_and_ask() {
     assert_eq!(audit["entries"][0]["action"], "promote");
     assert_eq!(audit["entries"][0]["reason"], "Rollout approved by PM");
 }
+
+#[test]
+fn a_viewer_reads_everything_and_changes_nothing() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    server.cli(&["user", "add", "pm@example.com", "--role", "viewer"]).ok();
+    let token = server.cli(&["token", "create", "--user", "pm@example.com"]).ok().stdout.trim().to_owned();
+    assert!(server.cli_as(&token, &["flags"]).ok().stdout.contains("ui.new_feature"));
+    let audit =
+        server.cli_as(&token, &["audit", "--flag", "ui.new_feature", "--env", "development", "--since", "1h", "-o", "json"]).ok().json();
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(audit["entries"][0]["action"], "enable");
+    for args in [
+        vec!["enable", "ui.new_feature", "--env", "staging"],
+        vec!["define", "ui.other"],
+        vec!["user", "add", "x@example.com", "--role", "admin"],
+        vec!["token", "create", "--user", "admin@localhost"],
+    ] {
+        let refused = server.cli_as(&token, &args).expect_code(3);
+        assert!(refused.stderr.contains("your role is viewer"), "{args:?}: {}", refused.stderr);
+    }
+    // A viewer may still create a token for themselves.
+    assert!(server.cli_as(&token, &["token", "create"]).ok().stdout.starts_with("vxl_"));
+}
