@@ -71,6 +71,57 @@ impl FromRequestParts<AppState> for Actor {
     }
 }
 
+/// An Argon2id hash (default parameters) verified against when a login names an unknown account,
+/// so that timing does not reveal which accounts exist.
+pub const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0pB0Hhv2+L0mS5uQ2mQk8Qvq9G9p7sGZ8yK2mF6x0ro";
+
+/// Failed logins allowed per account within [`LOGIN_WINDOW`] before further attempts are refused.
+pub const LOGIN_ATTEMPTS: u32 = 5;
+
+/// The window failed logins are counted in, and how long an account stays locked after too many.
+pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Counts failed logins per account so a password cannot be guessed at speed.
+#[derive(Debug, Default)]
+pub struct LoginLimiter(std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>);
+
+impl LoginLimiter {
+    /// Refuses when the account has failed too often recently; the error says how long to wait.
+    pub fn check(&self, email: &str) -> ApiResult<()> {
+        let failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((count, since)) = failures.get(email)
+            && *count >= LOGIN_ATTEMPTS
+            && since.elapsed() < LOGIN_WINDOW
+        {
+            let minutes = (LOGIN_WINDOW - since.elapsed()).as_secs().div_ceil(60);
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed logins for this account; try again in {minutes} minutes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&self, email: &str) {
+        let mut failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+        }
+        let entry = failures.entry(email.to_owned()).or_insert((0, std::time::Instant::now()));
+        if entry.1.elapsed() >= LOGIN_WINDOW {
+            *entry = (0, std::time::Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    /// Forgets the failures of an account after a successful login.
+    pub fn succeeded(&self, email: &str) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(email);
+    }
+}
+
 /// Hex SHA-256 of a token secret, as stored.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -200,4 +251,32 @@ pub async fn bootstrap(state: &AppState, options: BootstrapOptions) -> ApiResult
     };
     state.store.commit(write).await?;
     Ok(Some(BootstrapCredentials { email, password: generated_password.or(options.password), token: Some(token) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_and_the_decoy_costs_a_real_hash() {
+        let stored = hash_password("correct horse battery").unwrap();
+        assert!(verify_password("correct horse battery", &stored));
+        assert!(!verify_password("correct horse", &stored));
+        let decoy = PasswordHash::new(DECOY_HASH).expect("the decoy parses, so it is verified like a real hash");
+        assert_eq!(decoy.algorithm.as_str(), "argon2id");
+        assert!(!verify_password("anything", DECOY_HASH));
+    }
+
+    #[test]
+    fn the_limiter_locks_an_account_after_repeated_failures() {
+        let limiter = LoginLimiter::default();
+        for _ in 0..LOGIN_ATTEMPTS {
+            assert!(limiter.check("a@x").is_ok());
+            limiter.failed("a@x");
+        }
+        assert_eq!(limiter.check("a@x").unwrap_err().status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(limiter.check("b@x").is_ok(), "other accounts are not affected");
+        limiter.succeeded("a@x");
+        assert!(limiter.check("a@x").is_ok());
+    }
 }

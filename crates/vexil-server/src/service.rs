@@ -31,6 +31,8 @@ pub struct Inner {
     pub config: ServerConfig,
     /// Every definition and state, in memory.
     pub catalog: SharedCatalog,
+    /// Failed logins per account, for rate limiting.
+    pub login_limiter: crate::auth::LoginLimiter,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -65,7 +67,13 @@ impl AppState {
     /// Loads the catalog and gives every defined flag a state in every configured environment.
     pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let catalog = store.load().await?;
-        let state = Self(Arc::new(Inner { store, config, catalog: SharedCatalog::new(catalog), write_lock: Default::default() }));
+        let state = Self(Arc::new(Inner {
+            store,
+            config,
+            catalog: SharedCatalog::new(catalog),
+            login_limiter: Default::default(),
+            write_lock: Default::default(),
+        }));
         state.fill_missing_states().await?;
         Ok(state)
     }

@@ -146,3 +146,24 @@ fn a_viewer_reads_everything_and_changes_nothing() {
     // A viewer may still create a token for themselves.
     assert!(server.cli_as(&token, &["token", "create"]).ok().stdout.starts_with("vxl_"));
 }
+
+#[test]
+fn failed_logins_are_rate_limited_per_account() {
+    let server = Server::start();
+    let anonymous = server.http().with_token(None);
+    let attempt =
+        |password: &str| anonymous.post("/api/auth/login", &serde_json::json!({"email": "admin@localhost", "password": password}));
+    assert_eq!(attempt("correct horse battery").status, 200);
+    for _ in 0..5 {
+        let wrong = attempt("guess");
+        assert_eq!(wrong.status, 401);
+        assert_eq!(wrong.body["error"]["message"], "email or password is wrong");
+    }
+    let locked = attempt("correct horse battery");
+    assert_eq!(locked.status, 429, "{:?}", locked.body);
+    assert!(locked.body["error"]["message"].as_str().unwrap().contains("too many failed logins"));
+    // Unknown accounts are refused with the same message.
+    let unknown = anonymous.post("/api/auth/login", &serde_json::json!({"email": "nobody@localhost", "password": "x"}));
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.body["error"]["message"], "email or password is wrong");
+}

@@ -9,7 +9,9 @@ use serde_json::json;
 use vexil_core::{AuditAction, AuditDraft, Role};
 use vexil_store::{TokenKind, User, Write};
 
-use crate::auth::{Actor, TOKEN_PREFIX, check_email, hash_password, random_password, random_secret, token_record, verify_password};
+use crate::auth::{
+    Actor, DECOY_HASH, TOKEN_PREFIX, check_email, hash_password, random_password, random_secret, token_record, verify_password,
+};
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
 use crate::service::AppState;
 
@@ -63,13 +65,17 @@ fn check_label(name: &str) -> ApiResult<()> {
 
 async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
     let refused = || ApiError::unauthenticated("email or password is wrong");
-    let user = state.store.user(&request.email).await?.filter(|user| !user.disabled).ok_or_else(refused)?;
-    let stored = user.password_hash.clone().ok_or_else(refused)?;
+    state.login_limiter.check(&request.email)?;
+    let user = state.store.user(&request.email).await?.filter(|user| !user.disabled);
+    // Unknown accounts cost the same hash as known ones, so timing does not tell which emails exist.
+    let stored = user.as_ref().and_then(|user| user.password_hash.clone()).unwrap_or_else(|| DECOY_HASH.to_owned());
     let password = request.password.clone();
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(ApiError::internal)?;
-    if !matches {
+    let Some(user) = user.filter(|_| matches) else {
+        state.login_limiter.failed(&request.email);
         return Err(refused());
-    }
+    };
+    state.login_limiter.succeeded(&user.email);
     let name = request.token_name.unwrap_or_else(|| "vexil login".to_owned());
     check_label(&name)?;
     let secret = random_secret(TOKEN_PREFIX);
