@@ -56,6 +56,13 @@ fn audit(actor_email: &str, source: vexil_core::Source, action: AuditAction, aft
     }
 }
 
+fn check_password(password: &str) -> ApiResult<()> {
+    if password.chars().count() < 8 || password.chars().count() > 200 {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "password must be 8 to 200 characters"));
+    }
+    Ok(())
+}
+
 fn check_label(name: &str) -> ApiResult<()> {
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "token name must be 1 to 100 printable characters"));
@@ -135,9 +142,7 @@ async fn add_user(
     let role = Role::parse(&request.role)?;
     let generated = request.password.is_none().then(random_password);
     let password = request.password.clone().or_else(|| generated.clone()).unwrap_or_default();
-    if password.chars().count() < 8 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "password must be at least 8 characters"));
-    }
+    check_password(&password)?;
     let _serialised = state.serialised().await;
     if state.store.user(&request.email).await?.is_some() {
         return Err(ApiError::conflict(
@@ -193,9 +198,7 @@ async fn update_user(
         user.disabled = disabled;
     }
     if let Some(password) = &request.password {
-        if password.chars().count() < 8 {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "password must be at least 8 characters"));
-        }
+        check_password(password)?;
         user.password_hash = Some(hash_password(password)?);
     }
     if email == actor.email && (user.role != Role::Admin || user.disabled) && actor.role == Role::Admin {
