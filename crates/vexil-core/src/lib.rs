@@ -13,14 +13,18 @@
 //! - [`overrides`]: the `FF_<FLAG_NAME>` mapping, typed parsing of override values and `.env.local` files.
 //! - [`access`]: roles and what each may do.
 //! - [`audit`]: audit records and the hash chain that makes tampering detectable.
-//! - [`semver`]: the small semantic-version parser used by validation (and, later, evaluation).
+//! - [`evaluation`]: compiled flags and the evaluation engine (targets, rules, splits, reasons); no allocation when evaluating.
+//! - [`bucketing`]: sticky bucketing, murmur3 of `<flag>/<targetingKey>`, pinned by `spec/bucketing.json`.
+//! - [`semver`]: the small, non-allocating semantic-version parser used by rule conditions.
 
 pub mod access;
 pub mod audit;
+pub mod bucketing;
 pub mod definition;
 pub mod diff;
 pub mod environment;
 pub mod error;
+pub mod evaluation;
 pub mod name;
 pub mod overrides;
 pub mod semver;
@@ -33,5 +37,6 @@ pub use definition::{Criticality, FlagDefinition, FlagType, Variant};
 pub use diff::{FieldChange, diff_specs};
 pub use environment::{Environment, Environments};
 pub use error::ValidationError;
+pub use evaluation::{CompiledFlag, Context, Evaluation, EvaluationContext, Reason};
 pub use name::{Categories, EnvKey, FlagName};
 pub use state::{Condition, FlagState, Operator, Rule, RuleServe, Serve, Split, SplitBucket, StateSpec, Target};

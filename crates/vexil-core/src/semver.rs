@@ -1,35 +1,28 @@
 //! A small semantic version (`1.2.3`, `2.0.0-beta.1`) parser and ordering, for rule conditions.
 //!
-//! Only the parts targeting needs: precedence per semver.org §11, build metadata ignored.
+//! Only what targeting needs: precedence per semver.org §11, build metadata ignored. A [`Version`]
+//! borrows its pre-release part from the text it was parsed from, so comparing versions during
+//! evaluation allocates nothing.
 
 use std::cmp::Ordering;
 
 /// A parsed semantic version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version<'a> {
     /// Major, minor, patch.
     pub core: [u64; 3],
-    /// Pre-release identifiers, empty for a release.
-    pub pre: Vec<Identifier>,
+    /// The pre-release identifiers, dot-separated; empty for a release.
+    pub pre: &'a str,
 }
 
-/// One dot-separated pre-release identifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identifier {
-    /// All digits, compared numerically.
-    Numeric(u64),
-    /// Anything else, compared as ASCII.
-    Text(String),
-}
-
-impl Version {
+impl<'a> Version<'a> {
     /// Parses `MAJOR.MINOR.PATCH[-PRE][+BUILD]`; a leading `v` is accepted.
-    pub fn parse(input: &str) -> Option<Self> {
+    pub fn parse(input: &'a str) -> Option<Self> {
         let input = input.strip_prefix('v').unwrap_or(input);
         let input = input.split_once('+').map(|(version, _build)| version).unwrap_or(input);
         let (core, pre) = match input.split_once('-') {
-            Some((core, pre)) => (core, Some(pre)),
-            None => (input, None),
+            Some((core, pre)) => (core, pre),
+            None => (input, ""),
         };
         let mut parts = core.split('.');
         let mut numbers = [0u64; 3];
@@ -43,47 +36,52 @@ impl Version {
         if parts.next().is_some() {
             return None;
         }
-        let mut identifiers = Vec::new();
-        if let Some(pre) = pre {
-            for part in pre.split('.') {
-                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    return None;
-                }
-                identifiers.push(match part.parse::<u64>() {
-                    Ok(number) if part.bytes().all(|b| b.is_ascii_digit()) => Identifier::Numeric(number),
-                    _ => Identifier::Text(part.to_owned()),
-                });
+        if input.contains('-') {
+            if pre.is_empty() || pre.split('.').any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            {
+                return None;
             }
         }
-        Some(Self { core: numbers, pre: identifiers })
+        Some(Self { core: numbers, pre })
     }
 }
 
-impl PartialOrd for Version {
+fn compare_identifiers(left: &str, right: &str) -> Ordering {
+    let numeric = |text: &str| if text.bytes().all(|b| b.is_ascii_digit()) { text.parse::<u64>().ok() } else { None };
+    match (numeric(left), numeric(right)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => left.cmp(right),
+    }
+}
+
+impl PartialOrd for Version<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Version {
+impl Ord for Version<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.core.cmp(&other.core).then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
             (true, true) => Ordering::Equal,
             (true, false) => Ordering::Greater,
             (false, true) => Ordering::Less,
             (false, false) => {
-                for (left, right) in self.pre.iter().zip(&other.pre) {
-                    let order = match (left, right) {
-                        (Identifier::Numeric(a), Identifier::Numeric(b)) => a.cmp(b),
-                        (Identifier::Numeric(_), Identifier::Text(_)) => Ordering::Less,
-                        (Identifier::Text(_), Identifier::Numeric(_)) => Ordering::Greater,
-                        (Identifier::Text(a), Identifier::Text(b)) => a.cmp(b),
-                    };
-                    if order != Ordering::Equal {
-                        return order;
+                let mut left = self.pre.split('.');
+                let mut right = other.pre.split('.');
+                loop {
+                    match (left.next(), right.next()) {
+                        (Some(a), Some(b)) => match compare_identifiers(a, b) {
+                            Ordering::Equal => continue,
+                            order => return order,
+                        },
+                        (Some(_), None) => return Ordering::Greater,
+                        (None, Some(_)) => return Ordering::Less,
+                        (None, None) => return Ordering::Equal,
                     }
                 }
-                self.pre.len().cmp(&other.pre.len())
             }
         })
     }
