@@ -36,11 +36,10 @@ impl<'a> Version<'a> {
         if parts.next().is_some() {
             return None;
         }
-        if input.contains('-') {
-            if pre.is_empty() || pre.split('.').any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-            {
-                return None;
-            }
+        let pre_invalid =
+            pre.is_empty() || pre.split('.').any(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if input.contains('-') && pre_invalid {
+            return None;
         }
         Some(Self { core: numbers, pre })
     }

@@ -34,6 +34,89 @@ pub struct Actor {
     pub source: Source,
 }
 
+/// The prefix of SDK keys.
+pub const SDK_KEY_PREFIX: &str = "vxs_";
+
+/// Who a credential belongs to: a user, or an SDK key scoped to one environment.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A personal API token, acting as its user.
+    User(Actor),
+    /// An SDK key: read-only (stream, evaluate, metrics), one environment.
+    Sdk {
+        /// The key's public id.
+        token_id: String,
+        /// The environment it is scoped to.
+        environment: vexil_core::EnvKey,
+    },
+}
+
+impl Principal {
+    /// Refuses a principal that may not read `environment` (an SDK key of another environment).
+    pub fn may_read(&self, environment: &vexil_core::Environment) -> ApiResult<()> {
+        match self {
+            Principal::User(_) => Ok(()),
+            Principal::Sdk { environment: scoped, .. } if scoped == &environment.key => Ok(()),
+            Principal::Sdk { environment: scoped, .. } => {
+                Err(ApiError::forbidden(format!("this SDK key is scoped to {scoped}; it cannot read {}", environment.key)))
+            }
+        }
+    }
+}
+
+/// The credential a request carries: `Authorization: Bearer`, `X-API-Key`, or (for browsers' EventSource) `?token=`.
+pub fn credential(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
+        return Some(token.to_owned()).filter(|token| !token.is_empty());
+    }
+    if let Some(value) = parts.headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
+        return Some(value.trim().to_owned()).filter(|token| !token.is_empty());
+    }
+    parts.uri.query().and_then(|query| {
+        query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == "token").map(|(_, value)| value.to_owned())
+    })
+}
+
+/// Finds who `token` belongs to; `None` for unknown, revoked or disabled credentials.
+pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiResult<Option<Principal>> {
+    let Some(record) = state.store.token_by_hash(&hash_token(token)).await?.filter(|record| record.revoked_at.is_none()) else {
+        return Ok(None);
+    };
+    match record.kind {
+        TokenKind::Sdk => Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment })),
+        TokenKind::Personal => {
+            let user = state.store.user(&record.user).await?.filter(|user| !user.disabled);
+            Ok(user.map(|user| Principal::User(Actor { email: user.email, role: user.role, token_id: record.id, source })))
+        }
+    }
+}
+
+fn source_of(parts: &Parts) -> Source {
+    parts
+        .headers
+        .get("x-vexil-source")
+        .and_then(|value| value.to_str().ok())
+        .and_then(Source::parse)
+        .filter(|source| *source != Source::System)
+        .unwrap_or(Source::Api)
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = credential(parts).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "no credentials: send `Authorization: Bearer <token>` (an SDK key or an API token), or ?token= for EventSource",
+            )
+        })?;
+        authenticate(state, &token, source_of(parts))
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token"))
+    }
+}
+
 impl FromRequestParts<AppState> for Actor {
     type Rejection = ApiError;
 
@@ -48,26 +131,13 @@ impl FromRequestParts<AppState> for Actor {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-        let record = state
-            .store
-            .token_by_hash(&hash_token(token))
-            .await?
-            .filter(|record| record.revoked_at.is_none() && record.kind == TokenKind::Personal)
-            .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token"))?;
-        let user = state
-            .store
-            .user(&record.user)
-            .await?
-            .filter(|user| !user.disabled)
-            .ok_or_else(|| ApiError::unauthenticated("the token's user is disabled or removed"))?;
-        let source = parts
-            .headers
-            .get("x-vexil-source")
-            .and_then(|value| value.to_str().ok())
-            .and_then(Source::parse)
-            .filter(|source| *source != Source::System)
-            .unwrap_or(Source::Api);
-        Ok(Actor { email: user.email, role: user.role, token_id: record.id, source })
+        match authenticate(state, token, source_of(parts)).await? {
+            Some(Principal::User(actor)) => Ok(actor),
+            Some(Principal::Sdk { .. }) => {
+                Err(ApiError::forbidden("SDK keys are read-only (stream, evaluate, metrics); use a personal API token for this"))
+            }
+            None => Err(ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token")),
+        }
     }
 }
 

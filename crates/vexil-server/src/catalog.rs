@@ -27,20 +27,7 @@ impl SharedCatalog {
 
     /// Applies committed changes.
     pub fn apply(&self, changes: &[Change]) {
-        let mut catalog = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for change in changes {
-            let name = change.definition.name.clone();
-            let newer_definition = catalog.definitions.get(&name).is_none_or(|current| current.version <= change.definition.version);
-            if newer_definition {
-                catalog.definitions.insert(name.clone(), change.definition.clone());
-            }
-            let states = catalog.states.entry(change.environment.clone()).or_default();
-            if states.get(&name).is_none_or(|current| current.version <= change.state.version) {
-                states.insert(name, change.state.clone());
-            }
-            let revision = catalog.revisions.entry(change.environment.clone()).or_default();
-            *revision = (*revision).max(change.revision);
-        }
+        apply_changes(&mut self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()), changes);
     }
 
     /// A flag's definition.
@@ -61,5 +48,22 @@ impl SharedCatalog {
     /// Every state of one environment.
     pub fn states_of(&self, environment: &EnvKey) -> BTreeMap<FlagName, FlagState> {
         self.read().states.get(environment).cloned().unwrap_or_default()
+    }
+}
+
+/// Applies committed changes to a catalog, newer versions only.
+pub fn apply_changes(catalog: &mut Catalog, changes: &[Change]) {
+    for change in changes {
+        let name = change.definition.name.clone();
+        let newer_definition = catalog.definitions.get(&name).is_none_or(|current| current.version <= change.definition.version);
+        if newer_definition {
+            catalog.definitions.insert(name.clone(), change.definition.clone());
+        }
+        let states = catalog.states.entry(change.environment.clone()).or_default();
+        if states.get(&name).is_none_or(|current| current.version <= change.state.version) {
+            states.insert(name, change.state.clone());
+        }
+        let revision = catalog.revisions.entry(change.environment.clone()).or_default();
+        *revision = (*revision).max(change.revision);
     }
 }

@@ -11,10 +11,20 @@ pub struct ServerConfig {
     pub categories: Categories,
     /// The largest request body accepted, in bytes (imports get eight times as much).
     pub body_limit: usize,
+    /// How often an idle stream gets a heartbeat (at most 15 s, so proxies keep it open).
+    pub heartbeat: std::time::Duration,
+    /// How many changes a streaming client may fall behind before it is disconnected.
+    pub stream_buffer: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { environments: Environments::seed(), categories: Categories::default(), body_limit: 256 * 1024 }
+        Self {
+            environments: Environments::seed(),
+            categories: Categories::default(),
+            body_limit: 256 * 1024,
+            heartbeat: std::time::Duration::from_secs(15),
+            stream_buffer: crate::hub::CLIENT_BUFFER,
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`app`]: the router shared by `vexil serve` and the tests; [`run`] serves it until shutdown.
 //! - [`auth`]: bearer tokens, passwords, roles, and the first admin on an empty store.
 //! - [`error`]: the one [`ApiError`](error::ApiError) every handler returns, and extractors that turn bad input into it.
+//! - [`hub`]: each environment's compiled snapshot, swapped on every commit, and its broadcast of serialised changes.
 //! - [`wire`]: request and response bodies, kept apart from the domain types.
 //! - `routes/*`: one module per resource, each with its own `router()`.
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod hub;
 mod routes;
 pub mod service;
 pub mod time;

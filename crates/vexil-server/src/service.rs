@@ -33,6 +33,8 @@ pub struct Inner {
     pub catalog: SharedCatalog,
     /// Failed logins per account, for rate limiting.
     pub login_limiter: crate::auth::LoginLimiter,
+    /// Each environment's compiled snapshot and change broadcast.
+    pub hub: crate::hub::Hub,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -66,42 +68,17 @@ pub struct PlannedChange {
 impl AppState {
     /// Loads the catalog and gives every defined flag a state in every configured environment.
     pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let catalog = store.load().await?;
-        let state = Self(Arc::new(Inner {
+        let mut catalog = store.load().await?;
+        fill_missing_states(&config, store.as_ref(), &mut catalog).await?;
+        let hub = crate::hub::Hub::new(config.environments.as_slice(), &catalog, config.stream_buffer);
+        Ok(Self(Arc::new(Inner {
             store,
             config,
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
+            hub,
             write_lock: Default::default(),
-        }));
-        state.fill_missing_states().await?;
-        Ok(state)
-    }
-
-    /// An environment added to the configuration gets every flag, disabled, as "staging mirrors production structure" asks.
-    async fn fill_missing_states(&self) -> Result<(), StoreError> {
-        let mut write = Write::default();
-        {
-            let catalog = self.catalog.read();
-            for environment in self.config.environments.iter() {
-                for definition in catalog.definitions.values() {
-                    let missing = catalog.states.get(&environment.key).is_none_or(|states| !states.contains_key(&definition.name));
-                    if missing {
-                        write.states.push(StateWrite {
-                            environment: environment.key.clone(),
-                            flag: definition.name.clone(),
-                            state: new_state(StateSpec::initial(definition), "system:config"),
-                            expected_version: 0,
-                        });
-                    }
-                }
-            }
-        }
-        if !write.states.is_empty() {
-            let committed = self.store.commit(write).await?;
-            self.catalog.apply(&committed.changes);
-        }
-        Ok(())
+        })))
     }
 
     /// Finds an environment by key or long name.
@@ -274,10 +251,11 @@ impl AppState {
         self.commit(write).await
     }
 
-    /// Commits any write and applies it to memory.
+    /// Commits any write, applies it to memory and publishes it to the streams; call it holding the write lock.
     pub async fn commit(&self, write: Write) -> ApiResult<Vec<Change>> {
         let committed = self.store.commit(write).await?;
         self.catalog.apply(&committed.changes);
+        self.hub.publish(&committed.changes);
         Ok(committed.changes)
     }
 
@@ -285,6 +263,29 @@ impl AppState {
     pub async fn serialised(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.write_lock.lock().await
     }
+}
+
+/// An environment added to the configuration gets every flag, disabled, as "staging mirrors production structure" asks.
+async fn fill_missing_states(config: &ServerConfig, store: &dyn Store, catalog: &mut vexil_store::Catalog) -> Result<(), StoreError> {
+    let mut write = Write::default();
+    for environment in config.environments.iter() {
+        for definition in catalog.definitions.values() {
+            let missing = catalog.states.get(&environment.key).is_none_or(|states| !states.contains_key(&definition.name));
+            if missing {
+                write.states.push(StateWrite {
+                    environment: environment.key.clone(),
+                    flag: definition.name.clone(),
+                    state: new_state(StateSpec::initial(definition), "system:config"),
+                    expected_version: 0,
+                });
+            }
+        }
+    }
+    if !write.states.is_empty() {
+        let committed = store.commit(write).await?;
+        crate::catalog::apply_changes(catalog, &committed.changes);
+    }
+    Ok(())
 }
 
 /// A state with no version yet, changed by `by`.

@@ -67,6 +67,10 @@ pub enum Command {
     Import(ImportArgs),
     /// Read the audit trail, or verify its hash chain.
     Audit(AuditArgs),
+    /// Follow an environment's changes live (the SSE stream).
+    Watch(WatchArgs),
+    /// Show how a flag resolves here: FF_ variable, .env.local, stored state, registry default, and which layer wins.
+    Resolve(ResolveArgs),
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
@@ -307,6 +311,34 @@ pub struct AuditArgs {
     pub limit: u32,
 }
 
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// Stop after this many changes (default: run until interrupted).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The flag.
+    pub flag: String,
+    /// The environment the application runs in.
+    #[arg(long)]
+    pub env: String,
+    /// Evaluate the stored state for this targeting key.
+    #[arg(long = "key")]
+    pub targeting_key: Option<String>,
+    /// A context attribute as NAME=VALUE (JSON values, else text; repeatable).
+    #[arg(long = "attr")]
+    pub attributes: Vec<String>,
+    /// The directory whose .env.local is read [default: the current directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the audit trail's hash chain for tampering.
@@ -344,14 +376,20 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a personal API token; prints only the token.
+    /// Create a personal API token, or with --sdk an SDK key for one environment; prints only the token.
     Create {
         /// Whose token (yourself by default; others need admin).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sdk")]
         user: Option<String>,
         /// A label for it.
         #[arg(long)]
         name: Option<String>,
+        /// Create a read-only SDK key (stream, evaluate, metrics) scoped to --env.
+        #[arg(long, requires = "env")]
+        sdk: bool,
+        /// The environment of the SDK key.
+        #[arg(long, requires = "sdk")]
+        env: Option<String>,
     },
     /// List tokens.
     List,

@@ -102,6 +102,7 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 /// A connection to one Vexil server.
 pub struct Client {
     http: Http,
+    streaming: Http,
     /// The server's base address, without a trailing slash.
     pub server: String,
     token: Option<String>,
@@ -123,7 +124,12 @@ impl Client {
             .user_agent(concat!("vexil-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| Failure::Failed(format!("cannot start the HTTP client: {error}")))?;
-        Ok(Self { http, server, token })
+        let streaming = Http::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("vexil-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Failure::Failed(format!("cannot start the HTTP client: {error}")))?;
+        Ok(Self { http, streaming, server, token })
     }
 
     fn request(&self, builder: RequestBuilder) -> RequestBuilder {
@@ -166,6 +172,32 @@ impl Client {
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> CommandResult<Reply> {
         self.send(self.request(self.http.delete(self.url(path))))
+    }
+
+    /// Opens a server-sent events stream (no overall timeout), resuming after `last_event_id` when given.
+    pub fn open_stream(&self, path: &str, last_event_id: Option<u64>) -> CommandResult<reqwest::blocking::Response> {
+        let mut builder = self.request(self.streaming.get(self.url(path))).header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            builder = builder.header("Last-Event-ID", id.to_string());
+        }
+        let response = builder.send().map_err(|error| {
+            Failure::Failed(format!("cannot reach the server at {}: {}; is `vexil serve` running?", self.server, root_cause(&error)))
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        let message = body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("the server answered {status}"));
+        Err(if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            Failure::Refused(message)
+        } else {
+            Failure::Failed(message)
+        })
     }
 
     fn url(&self, path: &str) -> String {

@@ -25,7 +25,7 @@ impl Context {
     }
 
     /// Finds an environment by key or long name, as the server lists them.
-    fn environment(&self, input: &str) -> CommandResult<Value> {
+    pub fn environment(&self, input: &str) -> CommandResult<Value> {
         let environments = self.client.get("/api/environments")?.body;
         let wanted = input.trim().to_ascii_lowercase();
         environments
@@ -49,7 +49,7 @@ impl Context {
     }
 }
 
-fn key(environment: &Value) -> &str {
+pub fn key(environment: &Value) -> &str {
     environment["key"].as_str().unwrap_or("?")
 }
 
@@ -570,8 +570,9 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
 /// `vexil token …`.
 pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
     match command {
-        TokenCommand::Create { user, name } => {
-            let reply = context.client.post("/api/tokens", &json!({"user": user, "name": name}))?.body;
+        TokenCommand::Create { user, name, sdk, env } => {
+            let body = if sdk { json!({"kind": "sdk", "environment": env, "name": name}) } else { json!({"user": user, "name": name}) };
+            let reply = context.client.post("/api/tokens", &body)?.body;
             match context.output {
                 Output::Json => context.print_json(&reply),
                 Output::Text => println!("{}", reply["token"].as_str().unwrap_or_default()),

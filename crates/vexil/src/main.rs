@@ -11,6 +11,7 @@ mod prompt;
 mod registry;
 mod render;
 mod serve;
+mod watch;
 
 use clap::Parser;
 
@@ -61,6 +62,8 @@ fn run(cli: Cli) -> CommandResult {
         Command::Export(args) => commands::export(&context()?, args),
         Command::Import(args) => commands::import(&context()?, args),
         Command::Audit(args) => commands::audit(&context()?, args),
+        Command::Watch(args) => watch::watch(&context()?, args),
+        Command::Resolve(args) => watch::resolve(&context()?, args),
         Command::User(command) => commands::user(&context()?, command),
         Command::Token(command) => commands::token(&context()?, command),
     }

@@ -20,6 +20,12 @@ struct FileConfig {
     categories: Option<Vec<String>>,
     environments: Option<Vec<Environment>>,
     body_limit: Option<usize>,
+    /// Seconds between heartbeats on idle streams (1 to 15).
+    heartbeat_seconds: Option<u64>,
+    /// Changes a streaming client may fall behind before it is disconnected.
+    stream_buffer: Option<usize>,
+    /// Changes kept per environment for resuming clients.
+    change_retention: Option<u64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -27,6 +33,7 @@ struct FileConfig {
 pub struct Settings {
     pub bind: String,
     pub data: PathBuf,
+    pub change_retention: u64,
     pub server: ServerConfig,
 }
 
@@ -46,9 +53,19 @@ impl Settings {
         if let Some(limit) = file.body_limit {
             server.body_limit = limit;
         }
+        if let Some(seconds) = file.heartbeat_seconds {
+            if !(1..=15).contains(&seconds) {
+                anyhow::bail!("configuration: heartbeat_seconds is {seconds}; accepted: 1 to 15");
+            }
+            server.heartbeat = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(buffer) = file.stream_buffer {
+            server.stream_buffer = buffer.clamp(1, 1 << 16);
+        }
         Ok(Self {
             bind: args.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:7070".to_owned()),
             data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from("vexil-data")),
+            change_retention: file.change_retention.unwrap_or(vexil_store::sqlite::DEFAULT_CHANGE_RETENTION).max(1),
             server,
         })
     }
@@ -77,7 +94,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let keys: Vec<_> = settings.server.environments.iter().map(|environment| environment.key.clone()).collect();
-    let store = SqliteStore::open(&settings.data, &keys).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let store =
+        SqliteStore::open_with_retention(&settings.data, &keys, settings.change_retention).map_err(|error| anyhow::anyhow!("{error}"))?;
     let state =
         vexil_server::open(settings.server, Arc::new(store)).await.map_err(|error| anyhow::anyhow!("cannot load the store: {error}"))?;
     if let Some(credentials) = vexil_server::bootstrap(&state, bootstrap_options())

@@ -11,8 +11,26 @@ mod audit;
 mod environments;
 mod flags;
 mod health;
+mod ofrep;
 mod states;
+mod stream;
 mod users;
+
+/// Browsers may read the stream and OFREP from any origin: they authenticate with keys in headers or the URL, never cookies.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([header::ETAG])
+}
 
 pub(crate) fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
@@ -22,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(states::router())
         .merge(audit::router())
         .merge(users::router())
+        .merge(stream::router().merge(ofrep::router()).layer(cors()))
         .merge(environments::router(body_limit * 8))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)") })
         .method_not_allowed_fallback(|| async {

@@ -230,6 +230,10 @@ struct CreateTokenRequest {
     /// Whose token (yourself when absent; someone else needs admin).
     user: Option<String>,
     name: Option<String>,
+    /// `personal` (default) or `sdk`.
+    kind: Option<String>,
+    /// For SDK keys: the environment the key reads.
+    environment: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -248,6 +252,23 @@ async fn create_token(
     actor: Actor,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<CreateTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let name = request.name.clone().unwrap_or_else(|| "api".to_owned());
+    check_label(&name)?;
+    match request.kind.as_deref().unwrap_or("personal") {
+        "personal" => {}
+        "sdk" => return create_sdk_key(state, actor, request, name).await,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "token kind `{}` is unknown; accepted: personal, sdk",
+                vexil_core::name::printable(other)
+            )));
+        }
+    }
+    if request.environment.is_some() {
+        return Err(ApiError::bad_request(
+            "personal tokens act as their user in every environment; `environment` is for SDK keys (kind sdk)",
+        ));
+    }
     let owner = request.user.unwrap_or_else(|| actor.email.clone());
     if owner != actor.email {
         actor.role.may_administer().map_err(ApiError::forbidden)?;
@@ -255,8 +276,6 @@ async fn create_token(
     let user = state.store.user(&owner).await?.ok_or_else(|| {
         ApiError::not_found(format!("user {} does not exist; add them first (vexil user add)", vexil_core::name::printable(&owner)))
     })?;
-    let name = request.name.unwrap_or_else(|| "api".to_owned());
-    check_label(&name)?;
     let secret = random_secret(TOKEN_PREFIX);
     let record = token_record(&secret, TokenKind::Personal, &user.email, None, &name);
     let write = Write {
@@ -271,6 +290,36 @@ async fn create_token(
     };
     state.store.commit(write).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": record.id, "user": user.email, "token": secret}))))
+}
+
+/// An SDK key reads one environment; creating one takes the right to change that environment,
+/// because the key's metrics can later steer rollouts there.
+async fn create_sdk_key(
+    state: AppState,
+    actor: Actor,
+    request: CreateTokenRequest,
+    name: String,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let environment = request
+        .environment
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("an SDK key needs an environment (vexil token create --sdk --env staging)"))?;
+    let environment = state.environment(environment)?;
+    actor.role.may_change(&environment).map_err(ApiError::forbidden)?;
+    if request.user.is_some() {
+        return Err(ApiError::bad_request("SDK keys belong to an environment, not a user; leave `user` out"));
+    }
+    let secret = random_secret(crate::auth::SDK_KEY_PREFIX);
+    let record = token_record(&secret, TokenKind::Sdk, &actor.email, Some(environment.key.clone()), &name);
+    let mut entry = audit(
+        &actor.email,
+        actor.source,
+        AuditAction::TokenCreate,
+        json!({"id": record.id, "kind": "sdk", "environment": environment.key, "name": name}),
+    );
+    entry.environment = Some(environment.name.clone());
+    state.store.commit(Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": record.id, "kind": "sdk", "environment": environment.key, "token": secret}))))
 }
 
 async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<TokenView>>> {

@@ -1,0 +1,221 @@
+//! Each environment's compiled snapshot and its stream of changes.
+//!
+//! After every commit the server publishes the committed changes here: the environment's snapshot is
+//! replaced by a new one (an `Arc` swap; readers keep the one they hold), and each change is
+//! serialised once into an SSE frame and broadcast to every connected client of that environment.
+//! Evaluation (OFREP) and streaming read snapshots only; they never wait on the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use vexil_core::{CompiledFlag, EnvKey, Environment, FlagDefinition, FlagName, FlagState};
+use vexil_store::{Catalog, Change};
+
+/// How many frames a client may fall behind, by default, before it is disconnected (it then resumes by `Last-Event-ID`).
+pub const CLIENT_BUFFER: usize = 1024;
+
+/// One flag in a snapshot: what was committed, and its compiled form.
+#[derive(Debug)]
+pub struct SnapshotFlag {
+    /// The definition.
+    pub definition: FlagDefinition,
+    /// The state in this environment.
+    pub state: FlagState,
+    /// Ready to evaluate.
+    pub compiled: CompiledFlag,
+}
+
+/// One environment at one revision. Immutable; replaced whole on every change.
+#[derive(Debug)]
+pub struct EnvironmentSnapshot {
+    /// The environment.
+    pub environment: Environment,
+    /// Its revision.
+    pub revision: u64,
+    /// Every flag, by name.
+    pub flags: BTreeMap<FlagName, Arc<SnapshotFlag>>,
+    snapshot_frame: OnceLock<Bytes>,
+    /// Prepared responses (OFREP bulk), computed at most once per snapshot.
+    pub prepared: OnceLock<Option<(Bytes, String)>>,
+}
+
+impl EnvironmentSnapshot {
+    /// The `snapshot` SSE frame of this revision, serialised on first use.
+    pub fn snapshot_frame(&self) -> Bytes {
+        self.snapshot_frame
+            .get_or_init(|| {
+                let flags: Vec<FlagEntry<'_>> =
+                    self.flags.values().map(|flag| FlagEntry { definition: &flag.definition, state: &flag.state }).collect();
+                let data = SnapshotData { version: 1, environment: self.environment.key.as_str(), revision: self.revision, flags };
+                frame(Some(self.revision), "snapshot", &data)
+            })
+            .clone()
+    }
+}
+
+/// A serialised SSE frame with the revision it carries.
+#[derive(Debug)]
+pub struct Frame {
+    /// The revision (`id:`) of the frame.
+    pub revision: u64,
+    /// The bytes on the wire.
+    pub bytes: Bytes,
+}
+
+#[derive(Serialize)]
+struct FlagEntry<'a> {
+    definition: &'a FlagDefinition,
+    state: &'a FlagState,
+}
+
+#[derive(Serialize)]
+struct SnapshotData<'a> {
+    version: u32,
+    environment: &'a str,
+    revision: u64,
+    flags: Vec<FlagEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChangeData<'a> {
+    version: u32,
+    environment: &'a str,
+    revision: u64,
+    flag: &'a str,
+    definition: &'a FlagDefinition,
+    state: &'a FlagState,
+}
+
+#[derive(Serialize)]
+struct HeartbeatData<'a> {
+    version: u32,
+    environment: &'a str,
+    revision: u64,
+}
+
+fn frame<T: Serialize>(id: Option<u64>, event: &str, data: &T) -> Bytes {
+    let json = serde_json::to_string(data).expect("stream payloads serialise");
+    let mut text = String::with_capacity(json.len() + 48);
+    if let Some(id) = id {
+        text.push_str(&format!("id: {id}\n"));
+    }
+    text.push_str(&format!("event: {event}\ndata: {json}\n\n"));
+    Bytes::from(text)
+}
+
+/// The `change` frame of one committed change; live and replayed changes use this same function.
+pub fn change_frame(change: &Change) -> Bytes {
+    let data = ChangeData {
+        version: 1,
+        environment: change.environment.as_str(),
+        revision: change.revision,
+        flag: change.definition.name.as_str(),
+        definition: &change.definition,
+        state: &change.state,
+    };
+    frame(Some(change.revision), "change", &data)
+}
+
+/// A `heartbeat` frame (no id, so it does not move `Last-Event-ID`).
+pub fn heartbeat_frame(environment: &EnvKey, revision: u64) -> Bytes {
+    frame(None, "heartbeat", &HeartbeatData { version: 1, environment: environment.as_str(), revision })
+}
+
+struct Channel {
+    snapshot: RwLock<Arc<EnvironmentSnapshot>>,
+    sender: broadcast::Sender<Arc<Frame>>,
+}
+
+/// Every environment's snapshot and change broadcast.
+pub struct Hub {
+    channels: HashMap<EnvKey, Channel>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("environments", &self.channels.len()).finish()
+    }
+}
+
+impl Hub {
+    /// Builds every environment's snapshot from the catalog.
+    pub fn new(environments: &[Environment], catalog: &Catalog, client_buffer: usize) -> Self {
+        let channels = environments
+            .iter()
+            .map(|environment| {
+                let mut flags = BTreeMap::new();
+                if let Some(states) = catalog.states.get(&environment.key) {
+                    for (name, state) in states {
+                        if let Some(definition) = catalog.definitions.get(name) {
+                            flags.insert(name.clone(), Arc::new(compile(definition.clone(), state.clone())));
+                        }
+                    }
+                }
+                let snapshot = EnvironmentSnapshot {
+                    environment: environment.clone(),
+                    revision: catalog.revisions.get(&environment.key).copied().unwrap_or(0),
+                    flags,
+                    snapshot_frame: OnceLock::new(),
+                    prepared: OnceLock::new(),
+                };
+                let (sender, _) = broadcast::channel(client_buffer.max(1));
+                (environment.key.clone(), Channel { snapshot: RwLock::new(Arc::new(snapshot)), sender })
+            })
+            .collect();
+        Self { channels }
+    }
+
+    /// The current snapshot of an environment.
+    pub fn snapshot(&self, environment: &EnvKey) -> Option<Arc<EnvironmentSnapshot>> {
+        self.channels.get(environment).map(|channel| channel.snapshot.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    }
+
+    /// Subscribes to an environment's changes; subscribe before reading the snapshot so nothing falls between.
+    pub fn subscribe(&self, environment: &EnvKey) -> Option<broadcast::Receiver<Arc<Frame>>> {
+        self.channels.get(environment).map(|channel| channel.sender.subscribe())
+    }
+
+    /// Applies committed changes: new snapshots first, then one broadcast frame per change, in order.
+    ///
+    /// Callers publish in commit order (the server's write lock), so every client sees revisions ascending.
+    pub fn publish(&self, changes: &[Change]) {
+        let mut by_environment: BTreeMap<&EnvKey, Vec<&Change>> = BTreeMap::new();
+        for change in changes {
+            by_environment.entry(&change.environment).or_default().push(change);
+        }
+        for (environment, changes) in by_environment {
+            let Some(channel) = self.channels.get(environment) else { continue };
+            {
+                let mut current = channel.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut flags = current.flags.clone();
+                let mut revision = current.revision;
+                for change in &changes {
+                    if change.revision <= current.revision {
+                        continue;
+                    }
+                    flags.insert(change.definition.name.clone(), Arc::new(compile(change.definition.clone(), change.state.clone())));
+                    revision = revision.max(change.revision);
+                }
+                *current = Arc::new(EnvironmentSnapshot {
+                    environment: current.environment.clone(),
+                    revision,
+                    flags,
+                    snapshot_frame: OnceLock::new(),
+                    prepared: OnceLock::new(),
+                });
+            }
+            for change in changes {
+                // No receivers is fine: nobody is listening to this environment right now.
+                let _ = channel.sender.send(Arc::new(Frame { revision: change.revision, bytes: change_frame(change) }));
+            }
+        }
+    }
+}
+
+fn compile(definition: FlagDefinition, state: FlagState) -> SnapshotFlag {
+    let compiled = CompiledFlag::compile(&definition, &state);
+    SnapshotFlag { definition, state, compiled }
+}

@@ -1,0 +1,167 @@
+//! OFREP, the OpenFeature Remote Evaluation Protocol (open-feature/protocol, `service/openapi.yaml`).
+//!
+//! `POST /ofrep/v1/evaluate/flags/{key}` and `POST /ofrep/v1/evaluate/flags`, authenticated by an SDK key
+//! (`Authorization: Bearer` or `X-API-Key`) whose environment selects the environment. Evaluation runs on
+//! the environment's compiled snapshot. When no flag of the environment depends on the context, the bulk
+//! answer is the same for everyone: it is serialised once per snapshot, with its ETag, and served as bytes.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use vexil_core::evaluation::ErrorCode;
+use vexil_core::{EnvKey, Reason};
+
+use crate::auth::{Principal, authenticate, credential};
+use crate::hub::{EnvironmentSnapshot, SnapshotFlag};
+use crate::service::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/ofrep/v1/evaluate/flags/{key}", post(single)).route("/ofrep/v1/evaluate/flags", post(bulk))
+}
+
+/// The environment an SDK key reads; 401 or 403 with no body otherwise, as OFREP specifies.
+async fn environment_of(state: &AppState, parts: &Parts) -> Result<EnvKey, Response> {
+    let token = credential(parts).ok_or_else(|| StatusCode::UNAUTHORIZED.into_response())?;
+    match authenticate(state, &token, vexil_core::Source::Api).await {
+        Ok(Some(Principal::Sdk { environment, .. })) => Ok(environment),
+        Ok(Some(Principal::User(_))) => Err(StatusCode::FORBIDDEN.into_response()),
+        Ok(None) => Err(StatusCode::UNAUTHORIZED.into_response()),
+        Err(error) => Err(error.into_response()),
+    }
+}
+
+fn failure(status: StatusCode, key: Option<&str>, code: &str, details: impl Into<String>) -> Response {
+    let mut body = json!({"errorCode": code, "errorDetails": details.into()});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Reads `{"context": {...}}`; an empty body means an empty context.
+fn read_context(body: &Bytes) -> Result<Map<String, Value>, (&'static str, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let request: Value =
+        serde_json::from_slice(body).map_err(|error| ("PARSE_ERROR", format!("request body is not valid JSON: {error}")))?;
+    let context = match request.get("context") {
+        None | Some(Value::Null) => return Ok(Map::new()),
+        Some(Value::Object(context)) => context.clone(),
+        Some(_) => return Err(("INVALID_CONTEXT", "context must be a JSON object".to_owned())),
+    };
+    match context.get("targetingKey") {
+        None | Some(Value::String(_)) => Ok(context),
+        Some(_) => Err(("INVALID_CONTEXT", "targetingKey must be a string".to_owned())),
+    }
+}
+
+/// One flag's OFREP answer: a success object, or a failure object with its error code.
+fn evaluate(
+    snapshot: &EnvironmentSnapshot,
+    key: &str,
+    flag: &SnapshotFlag,
+    context: &Map<String, Value>,
+) -> Result<Value, (&'static str, String)> {
+    let evaluation = flag.compiled.evaluate(context);
+    if let Some(ErrorCode::TargetingKeyMissing) = evaluation.error {
+        return Err((
+            "TARGETING_KEY_MISSING",
+            format!("flag `{key}` serves a percentage split, which needs a targetingKey in the context"),
+        ));
+    }
+    let mut body = json!({
+        "key": key,
+        "value": evaluation.value,
+        "reason": evaluation.reason.as_str(),
+        "metadata": {"environment": snapshot.environment.key.as_str(), "revision": snapshot.revision, "flagVersion": flag.state.version},
+    });
+    if let Some(variant) = evaluation.variant {
+        body["variant"] = json!(variant);
+    }
+    debug_assert!(evaluation.reason != Reason::Error);
+    Ok(body)
+}
+
+async fn single(State(state): State<AppState>, Path(key): Path<String>, parts: Parts, body: Bytes) -> Response {
+    let environment = match environment_of(&state, &parts).await {
+        Ok(environment) => environment,
+        Err(response) => return response,
+    };
+    let context = match read_context(&body) {
+        Ok(context) => context,
+        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, Some(&key), code, details),
+    };
+    let Some(snapshot) = state.hub.snapshot(&environment) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let flag = vexil_core::FlagName::parse(&key).ok().and_then(|name| snapshot.flags.get(&name).cloned());
+    let Some(flag) = flag else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            Some(&key),
+            "FLAG_NOT_FOUND",
+            format!("flag `{}` is not defined", vexil_core::name::printable(&key)),
+        );
+    };
+    match evaluate(&snapshot, &key, &flag, &context) {
+        Ok(success) => axum::Json(success).into_response(),
+        Err((code, details)) => failure(StatusCode::BAD_REQUEST, Some(&key), code, details),
+    }
+}
+
+async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Response {
+    let environment = match environment_of(&state, &parts).await {
+        Ok(environment) => environment,
+        Err(response) => return response,
+    };
+    let context = match read_context(&body) {
+        Ok(context) => context,
+        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, None, code, details),
+    };
+    let Some(snapshot) = state.hub.snapshot(&environment) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let prepared = snapshot.prepared.get_or_init(|| {
+        let context_free = snapshot.flags.values().all(|flag| !flag.compiled.uses_context());
+        context_free.then(|| render_bulk(&snapshot, &Map::new()))
+    });
+    let (bytes, etag) = match prepared {
+        Some((bytes, etag)) => (bytes.clone(), etag.clone()),
+        None => render_bulk(&snapshot, &context),
+    };
+    if if_none_match(&parts.headers, &etag) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("etags are ASCII"));
+        return response;
+    }
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("etags are ASCII"));
+    response
+}
+
+/// The bulk body for a context, and an ETag derived from its bytes.
+fn render_bulk(snapshot: &EnvironmentSnapshot, context: &Map<String, Value>) -> (Bytes, String) {
+    let flags: Vec<Value> = snapshot
+        .flags
+        .iter()
+        .filter(|(_, flag)| !flag.definition.archived)
+        .map(|(name, flag)| match evaluate(snapshot, name.as_str(), flag, context) {
+            Ok(success) => success,
+            Err((code, details)) => json!({"key": name.as_str(), "errorCode": code, "errorDetails": details}),
+        })
+        .collect();
+    let bytes = Bytes::from(serde_json::to_vec(&json!({"flags": flags})).expect("JSON values serialise"));
+    let digest = Sha256::digest(&bytes);
+    (bytes, format!("\"{}\"", hex::encode(&digest[..12])))
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()).is_some_and(|value| {
+        value.split(',').map(|candidate| candidate.trim().trim_start_matches("W/")).any(|candidate| candidate == etag || candidate == "*")
+    })
+}

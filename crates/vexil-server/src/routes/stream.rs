@@ -1,0 +1,122 @@
+//! `GET /api/feature-flags/stream?env=E`: the seed's real-time sync over server-sent events.
+//!
+//! A client gets `retry:` advice, then either the changes it missed (when it sent `Last-Event-ID` and they
+//! are still retained) or a `snapshot`, then every change live, with a heartbeat when idle. Live frames are
+//! the hub's pre-serialised bytes, shared by every client; a client that falls more than the hub's buffer
+//! behind is disconnected (it resumes from its last id) so it never slows the others.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+use vexil_store::ChangesSince;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiQuery, ApiResult};
+use crate::hub::{Frame, change_frame, heartbeat_frame};
+use crate::service::AppState;
+
+/// Reconnect advice sent first, in milliseconds.
+const RETRY_MILLISECONDS: u64 = 3000;
+
+/// The most changes replayed to one resuming client; beyond that a snapshot is cheaper.
+const REPLAY_LIMIT: u32 = 10_000;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/feature-flags/stream", get(stream))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    env: String,
+    /// The credential, for EventSource (read by the `Principal` extractor).
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> ApiResult<Response> {
+    let environment = state.environment(&query.env)?;
+    principal.may_read(&environment)?;
+    let receiver = state.hub.subscribe(&environment.key).ok_or_else(|| ApiError::internal("no channel for a configured environment"))?;
+    let snapshot = state.hub.snapshot(&environment.key).ok_or_else(|| ApiError::internal("no snapshot for a configured environment"))?;
+    let last_event_id =
+        headers.get("last-event-id").and_then(|value| value.to_str().ok()).and_then(|value| value.trim().parse::<u64>().ok());
+
+    let mut opening = vec![Bytes::from(format!("retry: {RETRY_MILLISECONDS}\n\n"))];
+    match last_event_id {
+        Some(last) if last == snapshot.revision => {}
+        Some(last) if last < snapshot.revision => match state.store.changes_since(&environment.key, last, REPLAY_LIMIT).await {
+            // Replay only when every change up to the snapshot's revision is there; otherwise start over.
+            Ok(ChangesSince::Changes(changes)) if changes.iter().any(|change| change.revision >= snapshot.revision) => {
+                opening.extend(changes.iter().filter(|change| change.revision <= snapshot.revision).map(change_frame));
+            }
+            Ok(_) => opening.push(snapshot.snapshot_frame()),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read retained changes; sending a snapshot");
+                opening.push(snapshot.snapshot_frame());
+            }
+        },
+        _ => opening.push(snapshot.snapshot_frame()),
+    }
+
+    let live = Live {
+        receiver,
+        last_sent: snapshot.revision,
+        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + state.config.heartbeat, state.config.heartbeat),
+        state: state.clone(),
+        environment: environment.key.clone(),
+    };
+    let opening = futures_util::stream::iter(opening.into_iter().map(Ok::<Bytes, Infallible>));
+    let body = Body::from_stream(futures_util::StreamExt::chain(opening, futures_util::stream::unfold(live, Live::next)));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+struct Live {
+    receiver: broadcast::Receiver<Arc<Frame>>,
+    last_sent: u64,
+    heartbeat: tokio::time::Interval,
+    state: AppState,
+    environment: vexil_core::EnvKey,
+}
+
+impl Live {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        loop {
+            tokio::select! {
+                received = self.receiver.recv() => match received {
+                    Ok(frame) if frame.revision > self.last_sent => {
+                        self.last_sent = frame.revision;
+                        self.heartbeat.reset();
+                        return Some((Ok(frame.bytes.clone()), self));
+                    }
+                    Ok(_) => continue,
+                    // Too far behind, or the server is shutting down: end the stream; the client resumes by Last-Event-ID.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.heartbeat.tick() => {
+                    let revision = self.state.hub.snapshot(&self.environment).map(|snapshot| snapshot.revision).unwrap_or(self.last_sent);
+                    return Some((Ok(heartbeat_frame(&self.environment, revision)), self));
+                }
+            }
+        }
+    }
+}
