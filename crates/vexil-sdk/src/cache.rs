@@ -1,0 +1,120 @@
+//! The client's copy of one environment: every flag's definition and state, compiled for evaluation.
+//!
+//! Everything that can be worked out once per change is worked out here, when a snapshot or a change is
+//! applied, not when a flag is evaluated: the engine's [`CompiledFlag`], and the override that wins for the flag's
+//! type together with its variant name. Evaluation then is one map look-up and the engine's own walk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use vexil_core::{CompiledFlag, FlagDefinition, FlagName, FlagState, FlagType};
+
+use crate::overrides::{Overrides, ResolvedOverride};
+use crate::wire::{Change, STREAM_FORMAT_VERSION, Snapshot, SnapshotFlag};
+
+/// Where the cached flags came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheOrigin {
+    /// Nothing received yet.
+    Empty,
+    /// The server's stream.
+    Server,
+    /// A bootstrap file or a snapshot given by the application.
+    Bootstrap,
+}
+
+/// One flag, ready to evaluate.
+#[derive(Debug, Clone)]
+pub(crate) struct FlagEntry {
+    pub definition: FlagDefinition,
+    pub state: Option<FlagState>,
+    /// The engine's form of `state`; `None` when the server sent no state, so the registry default answers.
+    pub compiled: Option<CompiledFlag>,
+    /// The winning override for the flag's type, if any.
+    pub override_value: Option<Arc<ResolvedOverride>>,
+    /// The override's variant name: `true`/`false` for booleans, else the variant with that value.
+    pub override_variant: Option<String>,
+}
+
+impl FlagEntry {
+    fn new(definition: FlagDefinition, state: Option<FlagState>, overrides: &Overrides) -> Self {
+        let compiled = state.as_ref().map(|state| CompiledFlag::compile(&definition, state));
+        let override_value = overrides.resolve(&definition.name, definition.flag_type);
+        let override_variant = override_value.as_ref().and_then(|resolved| variant_of(&definition, &resolved.value));
+        Self { definition, state, compiled, override_value, override_variant }
+    }
+}
+
+/// The variant name the engine would give `value`, so an override reports its variant like a served value does.
+pub(crate) fn variant_of(definition: &FlagDefinition, value: &Value) -> Option<String> {
+    match value {
+        Value::Bool(flag) if definition.flag_type == FlagType::Boolean => Some(flag.to_string()),
+        _ => definition.variants.iter().find(|variant| &variant.value == value).map(|variant| variant.name.clone()),
+    }
+}
+
+/// One environment's flags.
+#[derive(Debug, Clone)]
+pub(crate) struct FlagCache {
+    pub origin: CacheOrigin,
+    pub environment: String,
+    pub revision: u64,
+    pub flags: HashMap<String, FlagEntry>,
+}
+
+impl FlagCache {
+    /// A cache with nothing in it: every flag answers from overrides or the caller's fallback.
+    pub(crate) fn empty() -> Self {
+        Self { origin: CacheOrigin::Empty, environment: String::new(), revision: 0, flags: HashMap::new() }
+    }
+
+    /// Builds the cache of a snapshot; done outside any lock, since compiling every flag takes a while.
+    pub(crate) fn from_snapshot(snapshot: Snapshot, origin: CacheOrigin, overrides: &Overrides) -> Self {
+        let flags = snapshot
+            .flags
+            .into_iter()
+            .map(|flag| (flag.definition.name.as_str().to_owned(), FlagEntry::new(flag.definition, flag.state, overrides)))
+            .collect();
+        Self { origin, environment: snapshot.environment, revision: snapshot.revision, flags }
+    }
+
+    /// Applies one change; returns `false` (and changes nothing) when it is not newer than what the cache holds.
+    pub(crate) fn apply_change(&mut self, change: Change, overrides: &Overrides) -> bool {
+        if change.revision <= self.revision {
+            return false;
+        }
+        self.revision = change.revision;
+        match change.definition {
+            Some(definition) => {
+                let entry = FlagEntry::new(definition, change.state, overrides);
+                self.flags.insert(change.flag.as_str().to_owned(), entry);
+            }
+            None => {
+                self.flags.remove(change.flag.as_str());
+            }
+        }
+        true
+    }
+
+    /// The flags whose definition or state differ between `self` and `newer`, sorted by name.
+    pub(crate) fn changed_flags(&self, newer: &FlagCache) -> Vec<FlagName> {
+        let mut changed: Vec<FlagName> = newer
+            .flags
+            .iter()
+            .filter(|(name, entry)| self.flags.get(*name).is_none_or(|old| old.definition != entry.definition || old.state != entry.state))
+            .map(|(_, entry)| entry.definition.name.clone())
+            .chain(self.flags.iter().filter(|(name, _)| !newer.flags.contains_key(*name)).map(|(_, entry)| entry.definition.name.clone()))
+            .collect();
+        changed.sort();
+        changed
+    }
+
+    /// The cache as a snapshot (flags sorted by name), the format of bootstrap files.
+    pub(crate) fn to_snapshot(&self) -> Snapshot {
+        let mut flags: Vec<SnapshotFlag> =
+            self.flags.values().map(|entry| SnapshotFlag { definition: entry.definition.clone(), state: entry.state.clone() }).collect();
+        flags.sort_by(|left, right| left.definition.name.cmp(&right.definition.name));
+        Snapshot { version: STREAM_FORMAT_VERSION, environment: self.environment.clone(), revision: self.revision, flags }
+    }
+}
