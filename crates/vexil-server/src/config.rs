@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub heartbeat: std::time::Duration,
     /// How many changes a streaming client may fall behind before it is disconnected.
     pub stream_buffer: usize,
+    /// How long a write to a client may make no progress before the connection is closed.
+    pub write_stall: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +27,7 @@ impl Default for ServerConfig {
             body_limit: 256 * 1024,
             heartbeat: std::time::Duration::from_secs(15),
             stream_buffer: crate::hub::CLIENT_BUFFER,
+            write_stall: std::time::Duration::from_secs(30),
         }
     }
 }

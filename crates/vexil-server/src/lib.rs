@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod listener;
 mod routes;
 pub mod service;
 pub mod time;
@@ -38,9 +39,16 @@ pub fn app(state: AppState) -> Router {
     routes::router(state)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `app(state)` on `listener` until `shutdown` completes, then ends open streams and finishes in-flight requests.
 pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let listener = listener::GuardedListener::new(listener, state.config.write_stall);
+    let stopping = state.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.begin_shutdown();
+        })
+        .await
 }
 
 /// Opens the server state over a store: loads the catalog and gives every flag a state in every configured environment.

@@ -35,6 +35,8 @@ pub struct Inner {
     pub login_limiter: crate::auth::LoginLimiter,
     /// Each environment's compiled snapshot and change broadcast.
     pub hub: crate::hub::Hub,
+    /// Flips to true when the server begins shutting down, so open streams end.
+    shutdown: tokio::sync::watch::Sender<bool>,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -77,6 +79,7 @@ impl AppState {
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
             hub,
+            shutdown: tokio::sync::watch::Sender::new(false),
             write_lock: Default::default(),
         })))
     }
@@ -257,6 +260,16 @@ impl AppState {
         self.catalog.apply(&committed.changes);
         self.hub.publish(&committed.changes);
         Ok(committed.changes)
+    }
+
+    /// Ends every open stream: graceful shutdown waits for connections, and streams never end by themselves.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that changes when the server begins shutting down.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// Serialises writes made outside [`AppState::commit_states`] (users, tokens).

@@ -26,6 +26,8 @@ struct FileConfig {
     stream_buffer: Option<usize>,
     /// Changes kept per environment for resuming clients.
     change_retention: Option<u64>,
+    /// Seconds a write to a client may make no progress before its connection is closed.
+    write_stall_seconds: Option<u64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -58,6 +60,9 @@ impl Settings {
                 anyhow::bail!("configuration: heartbeat_seconds is {seconds}; accepted: 1 to 15");
             }
             server.heartbeat = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = file.write_stall_seconds {
+            server.write_stall = std::time::Duration::from_secs(seconds.max(1));
         }
         if let Some(buffer) = file.stream_buffer {
             server.stream_buffer = buffer.clamp(1, 1 << 16);

@@ -77,6 +77,7 @@ async fn stream(
         receiver,
         last_sent: snapshot.revision,
         heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + state.config.heartbeat, state.config.heartbeat),
+        shutdown: state.shutdown_signal(),
         state: state.clone(),
         environment: environment.key.clone(),
     };
@@ -94,14 +95,19 @@ struct Live {
     receiver: broadcast::Receiver<Arc<Frame>>,
     last_sent: u64,
     heartbeat: tokio::time::Interval,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     state: AppState,
     environment: vexil_core::EnvKey,
 }
 
 impl Live {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        if *self.shutdown.borrow() {
+            return None;
+        }
         loop {
             tokio::select! {
+                _ = self.shutdown.changed() => return None,
                 received = self.receiver.recv() => match received {
                     Ok(frame) if frame.revision > self.last_sent => {
                         self.last_sent = frame.revision;

@@ -30,8 +30,28 @@ impl Server {
 
     /// Starts a server on `data` (kept by the caller), on a free port.
     pub fn start_on(data: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vexil"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+        Self::start_with(data, None)
+    }
+
+    /// Starts a server on a fresh data directory with this configuration file content (TOML).
+    pub fn start_configured(config: &str) -> Self {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("vexil.toml");
+        std::fs::write(&path, config).expect("configuration is writable");
+        let mut server = Self::start_with(&directory.path().join("data"), Some(&path));
+        server._directory = Some(directory);
+        server
+    }
+
+    /// Starts a server on `data`, with a configuration file when given.
+    pub fn start_with(data: &Path, config: Option<&Path>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vexil"));
+        if let Some(config) = config {
+            command.arg("serve").arg("--config").arg(config).args(["--bind", "127.0.0.1:0", "--data"]);
+        } else {
+            command.args(["serve", "--bind", "127.0.0.1:0", "--data"]);
+        }
+        let mut child = command
             .arg(data)
             .env("VEXIL_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .env("VEXIL_BOOTSTRAP_PASSWORD", "correct horse battery")
@@ -224,4 +244,38 @@ pub fn cli_on_terminal(url: &str, token: &str, args: &[&str], input: &str) -> Ou
         stdout: String::from_utf8_lossy(&output.stdout).replace('\r', ""),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Starts a server on `data` listening on `address` (`127.0.0.1:PORT`): a restart where clients that hold the
+/// old URL, such as an SDK reconnecting by itself, find the server again.
+pub fn start_on_address(data: &Path, address: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vexil"))
+        .args(["serve", "--bind", address, "--data"])
+        .arg(data)
+        .env("VEXIL_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+        .env("VEXIL_BOOTSTRAP_PASSWORD", "correct horse battery")
+        .env("VEXIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vexil serve starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut output = Vec::new();
+    let url = loop {
+        let line = lines.next().expect("vexil serve printed its address before exiting").expect("stdout is readable");
+        if let Some(rest) = line.strip_prefix("vexil: listening on ") {
+            break rest.split_whitespace().next().expect("an address").to_owned();
+        }
+        output.push(line);
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url, data: data.to_owned(), first_start_output: output, _directory: None }
+}
+
+/// Creates an SDK key for `environment` with the CLI (`vexil token create --sdk`) and returns it.
+pub fn sdk_key_for(server: &Server, environment: &str) -> String {
+    let key = server.cli(&["token", "create", "--sdk", "--env", environment]).ok().stdout.trim().to_owned();
+    assert!(key.starts_with("vxs_") && !key.contains(char::is_whitespace), "an SDK key: {key:?}");
+    key
 }
