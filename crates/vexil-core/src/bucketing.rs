@@ -10,9 +10,21 @@ pub const BUCKETS: u32 = 100_000;
 
 /// The bucket of `targeting_key` for `flag`, in `0..BUCKETS`.
 pub fn bucket(flag: &str, targeting_key: &str) -> u32 {
+    bucket_after(&prefix(flag), targeting_key)
+}
+
+/// The hasher state after `"<flag>/"`: the part of every bucket computation that only depends on the flag,
+/// computed once when the flag is compiled.
+pub fn prefix(flag: &str) -> Murmur3 {
     let mut hasher = Murmur3::new(0);
     hasher.write(flag.as_bytes());
     hasher.write(b"/");
+    hasher
+}
+
+/// The bucket of `targeting_key`, continuing from a flag's [`prefix`].
+pub fn bucket_after(prefix: &Murmur3, targeting_key: &str) -> u32 {
+    let mut hasher = prefix.clone();
     hasher.write(targeting_key.as_bytes());
     hasher.finish() % BUCKETS
 }

@@ -21,7 +21,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bucketing::bucket;
+use crate::bucketing::{Murmur3, bucket_after, prefix};
 use crate::semver::Version;
 use crate::state::{Operator, RuleServe, SPLIT_TOTAL};
 use crate::{FlagDefinition, FlagName, FlagState, FlagType, Serve, Split};
@@ -66,24 +66,46 @@ impl EvaluationContext for serde_json::Map<String, Value> {
 }
 
 /// An owned context, for applications building one in code.
+///
+/// Attributes are kept in a short list rather than a hash map: contexts hold a handful of attributes, and
+/// comparing a few short names is faster than hashing one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
     /// The targeting key.
     pub targeting_key: Option<String>,
-    /// Attributes by name.
-    pub attributes: HashMap<String, Value>,
+    attributes: Vec<(String, Value)>,
 }
 
 impl Context {
     /// A context for this targeting key.
     pub fn new(targeting_key: impl Into<String>) -> Self {
-        Self { targeting_key: Some(targeting_key.into()), attributes: HashMap::new() }
+        Self { targeting_key: Some(targeting_key.into()), attributes: Vec::new() }
     }
 
-    /// Adds an attribute.
+    /// A context with no targeting key.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) an attribute.
     pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.attributes.insert(name.into(), value.into());
+        self.set(name, value);
         self
+    }
+
+    /// Sets (or replaces) an attribute.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+        let name = name.into();
+        let value = value.into();
+        match self.attributes.iter_mut().find(|(existing, _)| *existing == name) {
+            Some(slot) => slot.1 = value,
+            None => self.attributes.push((name, value)),
+        }
+    }
+
+    /// The attributes, in the order they were set.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.attributes.iter().map(|(name, value)| (name.as_str(), value))
     }
 }
 
@@ -95,7 +117,7 @@ impl EvaluationContext for Context {
     fn attribute(&self, name: &str) -> Option<AttributeValue<'_>> {
         match name {
             "targetingKey" => self.targeting_key.as_deref().map(AttributeValue::String),
-            _ => self.attributes.get(name).and_then(attribute_of),
+            _ => self.attributes.iter().find(|(candidate, _)| candidate == name).and_then(|(_, value)| attribute_of(value)),
         }
     }
 }
@@ -328,6 +350,8 @@ pub struct CompiledFlag {
     target_serves: Vec<Served>,
     rules: Vec<CompiledRule>,
     split: Option<CompiledSplit>,
+    /// Murmur3 after `"<flag>/"`, so bucketing only hashes the targeting key.
+    bucket_prefix: Murmur3,
 }
 
 impl CompiledFlag {
@@ -365,6 +389,7 @@ impl CompiledFlag {
             target_serves,
             rules,
             split: spec.split.as_ref().map(|split| compile_split(definition, split)),
+            bucket_prefix: prefix(definition.name.as_str()),
         }
     }
 
@@ -378,20 +403,22 @@ impl CompiledFlag {
         if !self.enabled {
             return answer(&self.off, Reason::Disabled, Matched::Disabled);
         }
-        let key = context.targeting_key();
-        if let Some(index) = key.and_then(|key| self.targets.get(key)) {
+        // The targeting key is looked up only when something needs it: most flags have no targets or split.
+        if !self.targets.is_empty()
+            && let Some(index) = context.targeting_key().and_then(|key| self.targets.get(key))
+        {
             return answer(&self.target_serves[*index], Reason::TargetingMatch, Matched::Target);
         }
         for (index, rule) in self.rules.iter().enumerate() {
             if rule.conditions.iter().all(|condition| condition.holds(context)) {
                 return match &rule.outcome {
                     Outcome::Serve(served) => answer(served, Reason::TargetingMatch, Matched::Rule(index)),
-                    Outcome::Split(split) => self.split_answer(split, key, Matched::Rule(index)),
+                    Outcome::Split(split) => self.split_answer(split, context.targeting_key(), Matched::Rule(index)),
                 };
             }
         }
         if let Some(split) = &self.split {
-            return self.split_answer(split, key, Matched::Split);
+            return self.split_answer(split, context.targeting_key(), Matched::Split);
         }
         let reason = if self.targets.is_empty() && self.rules.is_empty() { Reason::Static } else { Reason::Default };
         answer(&self.serve, reason, Matched::Fallthrough)
@@ -399,7 +426,7 @@ impl CompiledFlag {
 
     fn split_answer<'a>(&'a self, split: &'a CompiledSplit, key: Option<&str>, matched: Matched) -> Evaluation<'a> {
         match key {
-            Some(key) => answer(split.choose(bucket(self.name.as_str(), key)), Reason::Split, matched),
+            Some(key) => answer(split.choose(bucket_after(&self.bucket_prefix, key)), Reason::Split, matched),
             None => Evaluation {
                 value: &self.serve.value,
                 variant: self.serve.variant.as_deref(),
