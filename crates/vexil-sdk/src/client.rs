@@ -354,7 +354,7 @@ impl VexilClient {
         }
     }
 
-    /// The environment: its long name once a snapshot arrived, as configured before.
+    /// The environment: as the server names it (its key) once a snapshot arrived, as configured before.
     pub fn environment(&self) -> String {
         let cache = self.shared.read_cache();
         if cache.environment.is_empty() { self.shared.configured_environment.clone() } else { cache.environment.clone() }

@@ -33,11 +33,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// `environment_variable`, `dot_env_local`, `stored_state`, `registry_default` or `fallback`.
+    /// `environment_variable`, `dotenv_local`, `stored_state`, `registry_default` or `fallback`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::EnvironmentVariable => "environment_variable",
-            Source::DotEnvLocal => "dot_env_local",
+            Source::DotEnvLocal => "dotenv_local",
             Source::StoredState => "stored_state",
             Source::RegistryDefault => "registry_default",
             Source::Fallback => "fallback",

@@ -16,7 +16,7 @@ pub const STREAM_FORMAT_VERSION: u32 = 1;
 pub struct Snapshot {
     /// The stream format version, [`STREAM_FORMAT_VERSION`].
     pub version: u32,
-    /// The environment's long name (`staging`, `production`).
+    /// The environment, as the server names it (its key: `staging`, `prod`).
     pub environment: String,
     /// The environment's revision this snapshot is current at.
     pub revision: u64,
@@ -39,7 +39,7 @@ pub struct SnapshotFlag {
 pub struct Change {
     /// The stream format version.
     pub version: u32,
-    /// The environment's long name.
+    /// The environment, as the server names it.
     pub environment: String,
     /// The revision this change produced.
     pub revision: u64,
