@@ -47,7 +47,7 @@ fn print_value(client: &VexilClient, flag: &str, context: &Context) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("VEXIL_LOG")).init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("VEXIL_LOG")).with_writer(std::io::stderr).init();
     let mut arguments = std::env::args().skip(1);
     let Some(flag) = arguments.next() else {
         eprintln!("usage: watch <flag> [targeting-key]");
@@ -66,10 +66,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("watch: {}", warning.message);
     }
     print_value(&client, &flag, &context);
+    // Events up to the revision just printed (the initial snapshot among them) are already shown; after the
+    // first newer one every event counts, even a snapshot of a lower revision from a server that was reset.
+    let mut already_shown = client.revision();
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) if event.concerns(&flag) => print_value(&client, &flag, &context),
+                Ok(event) if event.concerns(&flag) => {
+                    if already_shown.is_some_and(|revision| event.revision() <= revision) {
+                        continue;
+                    }
+                    already_shown = None;
+                    print_value(&client, &flag, &context);
+                }
                 Ok(_) => {}
                 // Fell behind: whatever was missed, the current value is what matters.
                 Err(RecvError::Lagged(_)) => print_value(&client, &flag, &context),

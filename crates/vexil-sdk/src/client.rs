@@ -74,6 +74,13 @@ pub enum FlagEvent {
 }
 
 impl FlagEvent {
+    /// The environment's revision after this event.
+    pub fn revision(&self) -> u64 {
+        match self {
+            FlagEvent::Changed { revision, .. } | FlagEvent::SnapshotReplaced { revision, .. } => *revision,
+        }
+    }
+
     /// Whether this event may change what `flag` evaluates to.
     pub fn concerns(&self, flag: &str) -> bool {
         match self {
