@@ -5,6 +5,7 @@
 //! type together with its variant name. Evaluation then is one map look-up and the engine's own walk.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -12,6 +13,32 @@ use vexil_core::{CompiledFlag, FlagDefinition, FlagName, FlagState, FlagType};
 
 use crate::overrides::{Overrides, ResolvedOverride};
 use crate::wire::{Change, STREAM_FORMAT_VERSION, Snapshot, SnapshotFlag};
+
+/// FNV-1a: flag names are short and come from the server, not from attackers choosing collisions, so the
+/// standard library's SipHash (built to resist those) would only add time to every evaluation's look-up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlagNameHasher(u64);
+
+impl Default for FlagNameHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FlagNameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The cache's map, flag name → entry.
+pub(crate) type FlagMap = HashMap<String, FlagEntry, BuildHasherDefault<FlagNameHasher>>;
 
 /// Where the cached flags came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +87,13 @@ pub(crate) struct FlagCache {
     pub origin: CacheOrigin,
     pub environment: String,
     pub revision: u64,
-    pub flags: HashMap<String, FlagEntry>,
+    pub flags: FlagMap,
 }
 
 impl FlagCache {
     /// A cache with nothing in it: every flag answers from overrides or the caller's fallback.
     pub(crate) fn empty() -> Self {
-        Self { origin: CacheOrigin::Empty, environment: String::new(), revision: 0, flags: HashMap::new() }
+        Self { origin: CacheOrigin::Empty, environment: String::new(), revision: 0, flags: FlagMap::default() }
     }
 
     /// Builds the cache of a snapshot; done outside any lock, since compiling every flag takes a while.

@@ -1,0 +1,107 @@
+//! What an application pays per flag read: `VexilClient::bool_value` on a plain flag, one rule, a split, an override
+//! and an unknown flag, with the cache lock, the map look-up and the override check included.
+//!
+//! `cargo bench -p vexil-sdk --bench evaluation` runs criterion for each case, then reads each case 100 000 more
+//! times under a counting allocator and prints how many allocations that took (target: 0).
+#![allow(unsafe_code)] // the counting allocator below, as in vexil-core's benchmark
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group};
+use serde_json::{Value, json};
+use vexil_sdk::{Context, Snapshot, VexilClient};
+
+/// Counts every allocation the process makes.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(pointer, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn entry(name: &str, state: Value) -> Value {
+    let mut state = state;
+    state["version"] = json!(1);
+    state["updated_by"] = json!("bench");
+    state["updated_at"] = json!("2025-12-04T10:30:00Z");
+    json!({"definition": {"name": name, "type": "boolean", "default": false}, "state": state})
+}
+
+fn client() -> VexilClient {
+    // A realistic environment: the flags read below among a hundred others.
+    let mut flags: Vec<Value> =
+        (0..100).map(|index| entry(&format!("ui.filler_{index}"), json!({"enabled": true, "serve": {"value": true}}))).collect();
+    flags.push(entry("ui.plain", json!({"enabled": true, "serve": {"value": true}})));
+    flags.push(entry("ui.overridden", json!({"enabled": true, "serve": {"value": true}})));
+    flags.push(entry(
+        "ui.one_rule",
+        json!({"enabled": true, "serve": {"value": false},
+               "rules": [{"conditions": [{"attribute": "plan", "operator": "equals", "values": ["pro"]}], "serve": {"value": true}}]}),
+    ));
+    flags.push(entry(
+        "ui.split",
+        json!({"enabled": true, "serve": {"value": true}, "split": {"buckets": [
+            {"serve": {"value": true}, "weight": 30000}, {"serve": {"value": false}, "weight": 70000}]}}),
+    ));
+    let snapshot: Snapshot =
+        serde_json::from_value(json!({"version": 1, "environment": "staging", "revision": 1, "flags": flags})).unwrap();
+    VexilClient::offline(snapshot).environment_variables([("FF_UI_OVERRIDDEN", "false")]).without_dotenv().build().unwrap()
+}
+
+const CASES: [(&str, &str); 5] = [
+    ("plain flag", "ui.plain"),
+    ("one rule", "ui.one_rule"),
+    ("split", "ui.split"),
+    ("FF_ override", "ui.overridden"),
+    ("unknown flag (fallback)", "ui.absent"),
+];
+
+fn evaluation(criterion: &mut Criterion) {
+    let client = client();
+    let context = Context::new("user-123456").with("plan", "pro").with("country", "fr");
+    for (name, flag) in CASES {
+        criterion.bench_function(&format!("bool_value: {name}"), |bencher| {
+            bencher.iter(|| black_box(client.bool_value(black_box(flag), black_box(&context), false)))
+        });
+    }
+}
+
+fn allocations() {
+    let client = client();
+    let context = Context::new("user-123456").with("plan", "pro").with("country", "fr");
+    for (name, flag) in CASES {
+        black_box(client.bool_value(flag, &context, false));
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..100_000 {
+            black_box(client.bool_value(black_box(flag), black_box(&context), false));
+        }
+        let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        println!("bool_value: {name}: {allocated} allocations in 100000 reads");
+    }
+}
+
+criterion_group!(benches, evaluation);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    allocations();
+}
