@@ -78,16 +78,63 @@ pub fn credential(parts: &Parts) -> Option<String> {
     })
 }
 
+/// How long a looked-up credential is trusted without asking the store again. Revocations and role changes
+/// made through this server take effect at once (the cache is cleared); made elsewhere, within this time.
+pub const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Recently used credentials by the SHA-256 of their secret, so evaluation requests do not each query the store.
+#[derive(Debug, Default)]
+pub struct CredentialCache(std::sync::RwLock<std::collections::HashMap<String, (Option<Principal>, std::time::Instant)>>);
+
+impl CredentialCache {
+    fn get(&self, hash: &str) -> Option<Option<Principal>> {
+        let entries = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(hash).filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL).map(|(principal, _)| principal.clone())
+    }
+
+    fn put(&self, hash: String, principal: Option<Principal>) {
+        let mut entries = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= 10_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+            if entries.len() >= 10_000 {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (principal, std::time::Instant::now()));
+    }
+
+    /// Forgets everything: called after any change to users or tokens.
+    pub fn clear(&self) {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+}
+
 /// Finds who `token` belongs to; `None` for unknown, revoked or disabled credentials.
 pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiResult<Option<Principal>> {
-    let Some(record) = state.store.token_by_hash(&hash_token(token)).await?.filter(|record| record.revoked_at.is_none()) else {
+    let hash = hash_token(token);
+    let principal = match state.credentials.get(&hash) {
+        Some(principal) => principal,
+        None => {
+            let principal = lookup(state, &hash).await?;
+            state.credentials.put(hash, principal.clone());
+            principal
+        }
+    };
+    Ok(principal.map(|principal| match principal {
+        Principal::User(actor) => Principal::User(Actor { source, ..actor }),
+        sdk => sdk,
+    }))
+}
+
+async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
+    let Some(record) = state.store.token_by_hash(hash).await?.filter(|record| record.revoked_at.is_none()) else {
         return Ok(None);
     };
     match record.kind {
         TokenKind::Sdk => Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment })),
         TokenKind::Personal => {
             let user = state.store.user(&record.user).await?.filter(|user| !user.disabled);
-            Ok(user.map(|user| Principal::User(Actor { email: user.email, role: user.role, token_id: record.id, source })))
+            Ok(user.map(|user| Principal::User(Actor { email: user.email, role: user.role, token_id: record.id, source: Source::Api })))
         }
     }
 }
@@ -319,7 +366,7 @@ pub async fn bootstrap(state: &AppState, options: BootstrapOptions) -> ApiResult
         ],
         ..Write::default()
     };
-    state.store.commit(write).await?;
+    state.commit(write).await?;
     Ok(Some(BootstrapCredentials { email, password: generated_password.or(options.password), token: Some(token) }))
 }
 

@@ -33,6 +33,8 @@ pub struct Inner {
     pub catalog: SharedCatalog,
     /// Failed logins per account, for rate limiting.
     pub login_limiter: crate::auth::LoginLimiter,
+    /// Recently used credentials.
+    pub credentials: crate::auth::CredentialCache,
     /// Each environment's compiled snapshot and change broadcast.
     pub hub: crate::hub::Hub,
     /// Flips to true when the server begins shutting down, so open streams end.
@@ -78,6 +80,7 @@ impl AppState {
             config,
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
+            credentials: Default::default(),
             hub,
             shutdown: tokio::sync::watch::Sender::new(false),
             write_lock: Default::default(),
@@ -256,7 +259,13 @@ impl AppState {
 
     /// Commits any write, applies it to memory and publishes it to the streams; call it holding the write lock.
     pub async fn commit(&self, write: Write) -> ApiResult<Vec<Change>> {
-        let committed = self.store.commit(write).await?;
+        let touches_credentials = !write.users.is_empty() || !write.tokens.is_empty();
+        let committed = self.store.commit(write).await;
+        if touches_credentials {
+            // Cleared whether or not the commit succeeded: a failed commit may still have landed.
+            self.credentials.clear();
+        }
+        let committed = committed?;
         self.catalog.apply(&committed.changes);
         self.hub.publish(&committed.changes);
         Ok(committed.changes)

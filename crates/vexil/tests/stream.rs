@@ -80,9 +80,7 @@ impl Stream {
 }
 
 fn sdk_key(server: &Server, environment: &str) -> String {
-    let key = server.cli(&["token", "create", "--sdk", "--env", environment]).ok().stdout.trim().to_owned();
-    assert!(key.starts_with("vxs_"), "{key}");
-    key
+    common::sdk_key_for(server, environment)
 }
 
 #[test]

@@ -34,8 +34,8 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/feature-flags/stream", get(stream))
 }
 
+/// Other query parameters are ignored: browsers add cache-busters to EventSource URLs.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct StreamQuery {
     env: String,
     /// The credential, for EventSource (read by the `Principal` extractor).

@@ -97,7 +97,7 @@ async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginReq
         )],
         ..Write::default()
     };
-    state.store.commit(write).await?;
+    state.commit(write).await?;
     Ok(Json(LoginResponse { email: user.email, role: user.role, token: secret }))
 }
 
@@ -162,7 +162,7 @@ async fn add_user(
         audit: vec![audit(&actor.email, actor.source, AuditAction::UserAdd, json!({"email": request.email, "role": role}))],
         ..Write::default()
     };
-    state.store.commit(write).await?;
+    state.commit(write).await?;
     Ok((StatusCode::CREATED, Json(json!({"email": request.email, "role": role, "password": generated}))))
 }
 
@@ -220,7 +220,7 @@ async fn update_user(
         json!({"email": user.email, "role": user.role, "disabled": user.disabled, "password_changed": request.password.is_some()}),
     );
     record.before = Some(before);
-    state.store.commit(Write { users: vec![user.clone()], audit: vec![record], ..Write::default() }).await?;
+    state.commit(Write { users: vec![user.clone()], audit: vec![record], ..Write::default() }).await?;
     Ok(Json(user.into()))
 }
 
@@ -288,7 +288,7 @@ async fn create_token(
         )],
         ..Write::default()
     };
-    state.store.commit(write).await?;
+    state.commit(write).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": record.id, "user": user.email, "token": secret}))))
 }
 
@@ -318,7 +318,7 @@ async fn create_sdk_key(
         json!({"id": record.id, "kind": "sdk", "environment": environment.key, "name": name}),
     );
     entry.environment = Some(environment.name.clone());
-    state.store.commit(Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
+    state.commit(Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": record.id, "kind": "sdk", "environment": environment.key, "token": secret}))))
 }
 
@@ -362,7 +362,7 @@ async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): 
             audit: vec![audit(&actor.email, actor.source, AuditAction::TokenRevoke, json!({"id": token.id, "user": token.user}))],
             ..Write::default()
         };
-        state.store.commit(write).await?;
+        state.commit(write).await?;
     }
     Ok(Json(json!({"id": token.id, "revoked_at": token.revoked_at})))
 }

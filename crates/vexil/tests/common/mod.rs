@@ -43,15 +43,20 @@ impl Server {
         server
     }
 
-    /// Starts a server on `data`, with a configuration file when given.
+    /// Starts a server on `data`, with a configuration file when given, on a free port.
     pub fn start_with(data: &Path, config: Option<&Path>) -> Self {
+        Self::launch(data, config, "127.0.0.1:0")
+    }
+
+    /// Starts `vexil serve` on `data` listening on `bind`, and waits until it says where it listens.
+    pub fn launch(data: &Path, config: Option<&Path>, bind: &str) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vexil"));
+        command.arg("serve");
         if let Some(config) = config {
-            command.arg("serve").arg("--config").arg(config).args(["--bind", "127.0.0.1:0", "--data"]);
-        } else {
-            command.args(["serve", "--bind", "127.0.0.1:0", "--data"]);
+            command.arg("--config").arg(config);
         }
         let mut child = command
+            .args(["--bind", bind, "--data"])
             .arg(data)
             .env("VEXIL_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .env("VEXIL_BOOTSTRAP_PASSWORD", "correct horse battery")
@@ -249,28 +254,7 @@ pub fn cli_on_terminal(url: &str, token: &str, args: &[&str], input: &str) -> Ou
 /// Starts a server on `data` listening on `address` (`127.0.0.1:PORT`): a restart where clients that hold the
 /// old URL, such as an SDK reconnecting by itself, find the server again.
 pub fn start_on_address(data: &Path, address: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vexil"))
-        .args(["serve", "--bind", address, "--data"])
-        .arg(data)
-        .env("VEXIL_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
-        .env("VEXIL_BOOTSTRAP_PASSWORD", "correct horse battery")
-        .env("VEXIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("vexil serve starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut output = Vec::new();
-    let url = loop {
-        let line = lines.next().expect("vexil serve printed its address before exiting").expect("stdout is readable");
-        if let Some(rest) = line.strip_prefix("vexil: listening on ") {
-            break rest.split_whitespace().next().expect("an address").to_owned();
-        }
-        output.push(line);
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url, data: data.to_owned(), first_start_output: output, _directory: None }
+    Server::launch(data, None, address)
 }
 
 /// Creates an SDK key for `environment` with the CLI (`vexil token create --sdk`) and returns it.
