@@ -41,7 +41,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, then ends open streams and finishes in-flight requests.
 pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let listener = listener::GuardedListener::new(listener, state.config.write_stall);
+    let listener = listener::GuardedListener::new(listener, state.clone())?;
     let stopping = state.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {

@@ -437,3 +437,29 @@ fn stream_closes_cleanly_when_the_server_stops() {
     }
     let _ = RecvTimeoutError::Timeout;
 }
+
+#[test]
+fn a_stream_requested_on_a_reused_connection_works_too() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let key = sdk_key(&server, "dev");
+    let mut connection = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    connection.set_read_timeout(Some(MOMENT)).unwrap();
+    // A first request makes this a keep-alive connection served by hyper; the stream request follows on it.
+    write!(connection, "GET /healthz HTTP/1.1\r\nHost: vexil\r\n\r\n").unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("\"status\":\"ok\"") {
+        let read = connection.read(&mut buffer).unwrap();
+        assert!(read > 0, "the connection stays open after /healthz");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    write!(connection, "GET /api/feature-flags/stream?env=dev&token={key} HTTP/1.1\r\nHost: vexil\r\n\r\n").unwrap();
+    received.clear();
+    while !String::from_utf8_lossy(&received).contains("event: snapshot") {
+        let read = connection.read(&mut buffer).unwrap();
+        assert!(read > 0, "the stream answers on the reused connection");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert!(String::from_utf8_lossy(&received).contains("text/event-stream"));
+}

@@ -13,7 +13,7 @@ mod flags;
 mod health;
 mod ofrep;
 mod states;
-mod stream;
+pub(crate) mod stream;
 mod users;
 
 /// Browsers may read the stream and OFREP from any origin: they authenticate with keys in headers or the URL, never cookies.

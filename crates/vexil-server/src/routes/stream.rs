@@ -11,7 +11,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -19,8 +20,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 use vexil_store::ChangesSince;
 
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiQuery, ApiResult};
+use crate::auth::{authenticate, credential};
+use crate::error::{ApiError, ApiResult};
 use crate::hub::{Frame, change_frame, heartbeat_frame};
 use crate::service::AppState;
 
@@ -38,23 +39,43 @@ pub(super) fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize)]
 struct StreamQuery {
     env: String,
-    /// The credential, for EventSource (read by the `Principal` extractor).
+    /// The credential, for EventSource (read by `auth::credential`).
     #[allow(dead_code)]
     token: Option<String>,
 }
 
-async fn stream(
-    State(state): State<AppState>,
-    principal: Principal,
-    headers: HeaderMap,
-    ApiQuery(query): ApiQuery<StreamQuery>,
-) -> ApiResult<Response> {
+async fn stream(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
+    let (opening, live) = start(&state, &parts).await?;
+    let opening = futures_util::stream::iter(opening.into_iter().map(Ok::<Bytes, Infallible>));
+    let body = Body::from_stream(futures_util::StreamExt::chain(opening, futures_util::stream::unfold(live, Live::next)));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// Checks the request and prepares a stream: the opening frames (retry advice, then the missed changes or a
+/// snapshot) and the live part. Shared by the axum route and the lean path of [`serve_raw`].
+pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Bytes>, Live)> {
+    let query = axum::extract::Query::<StreamQuery>::try_from_uri(&parts.uri)
+        .map_err(|rejection| ApiError::bad_request(format!("query string is not valid: {}", rejection.body_text())))?
+        .0;
+    let token = credential(parts).ok_or_else(|| {
+        ApiError::unauthenticated(
+            "no credentials: send `Authorization: Bearer <token>` (an SDK key or an API token), or ?token= for EventSource",
+        )
+    })?;
+    let principal = authenticate(state, &token, vexil_core::Source::Api)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token"))?;
     let environment = state.environment(&query.env)?;
     principal.may_read(&environment)?;
     let receiver = state.hub.subscribe(&environment.key).ok_or_else(|| ApiError::internal("no channel for a configured environment"))?;
     let snapshot = state.hub.snapshot(&environment.key).ok_or_else(|| ApiError::internal("no snapshot for a configured environment"))?;
     let last_event_id =
-        headers.get("last-event-id").and_then(|value| value.to_str().ok()).and_then(|value| value.trim().parse::<u64>().ok());
+        parts.headers.get("last-event-id").and_then(|value| value.to_str().ok()).and_then(|value| value.trim().parse::<u64>().ok());
 
     let mut opening = vec![Bytes::from(format!("retry: {RETRY_MILLISECONDS}\n\n"))];
     match last_event_id {
@@ -72,7 +93,6 @@ async fn stream(
         },
         _ => opening.push(snapshot.snapshot_frame()),
     }
-
     let live = Live {
         receiver,
         last_sent: snapshot.revision,
@@ -81,17 +101,56 @@ async fn stream(
         state: state.clone(),
         environment: environment.key.clone(),
     };
-    let opening = futures_util::stream::iter(opening.into_iter().map(Ok::<Bytes, Infallible>));
-    let body = Body::from_stream(futures_util::StreamExt::chain(opening, futures_util::stream::unfold(live, Live::next)));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok((opening, live))
 }
 
-struct Live {
+/// The lean path: a stream request that arrived first on its connection is answered here, on the bare socket,
+/// instead of through hyper. A connection then holds only its socket and its place in the broadcast, which is
+/// what lets one server carry tens of thousands of streams.
+pub(crate) async fn serve_raw(state: AppState, mut socket: tokio::net::TcpStream, parts: Parts) {
+    use tokio::io::AsyncWriteExt;
+    let write_stall = state.config.write_stall;
+    let (opening, mut live) = match start(&state, &parts).await {
+        Ok(started) => started,
+        Err(error) => {
+            let status = error.status;
+            let body = serde_json::json!({"error": {"code": error.code, "message": error.message}}).to_string();
+            let response = format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n{body}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                body.len()
+            );
+            let _ = tokio::time::timeout(write_stall, socket.write_all(response.as_bytes())).await;
+            return;
+        }
+    };
+    drop(parts);
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\naccess-control-allow-origin: *\r\naccess-control-expose-headers: etag\r\nconnection: close\r\n\r\n";
+    if !write_within(&mut socket, HEAD, write_stall).await {
+        return;
+    }
+    for frame in opening {
+        if !write_within(&mut socket, &frame, write_stall).await {
+            return;
+        }
+    }
+    loop {
+        let Some((Ok(frame), next)) = live.next().await else { return };
+        live = next;
+        // A write that makes no progress for the stall time means the client stopped reading: drop it.
+        if !write_within(&mut socket, &frame, write_stall).await {
+            return;
+        }
+    }
+}
+
+async fn write_within(socket: &mut tokio::net::TcpStream, bytes: &[u8], limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncWriteExt;
+    matches!(tokio::time::timeout(limit, socket.write_all(bytes)).await, Ok(Ok(())))
+}
+
+pub(crate) struct Live {
     receiver: broadcast::Receiver<Arc<Frame>>,
     last_sent: u64,
     heartbeat: tokio::time::Interval,
