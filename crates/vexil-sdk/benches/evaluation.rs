@@ -1,5 +1,5 @@
-//! What an application pays per flag read: `VexilClient::bool_value` on a plain flag, one rule, a split, an override
-//! and an unknown flag, with the cache lock, the map look-up and the override check included.
+//! What an application pays per flag read: `VexilClient::bool_value` and a `FlagHandle` on a plain flag, one rule, a
+//! split, an override and an unknown flag, with the cache load, the look-up and the override check included.
 //!
 //! `cargo bench -p vexil-sdk --bench evaluation` runs criterion for each case, then reads each case 100 000 more
 //! times under a counting allocator and prints how many allocations that took (target: 0).
@@ -81,6 +81,9 @@ fn evaluation(criterion: &mut Criterion) {
         criterion.bench_function(&format!("bool_value: {name}"), |bencher| {
             bencher.iter(|| black_box(client.bool_value(black_box(flag), black_box(&context), false)))
         });
+        let handle = client.flag::<bool>(flag);
+        criterion
+            .bench_function(&format!("handle: {name}"), |bencher| bencher.iter(|| black_box(handle.value(black_box(&context), false))));
     }
 }
 
@@ -95,6 +98,14 @@ fn allocations() {
         }
         let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
         println!("bool_value: {name}: {allocated} allocations in 100000 reads");
+        let handle = client.flag::<bool>(flag);
+        black_box(handle.value(&context, false));
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..100_000 {
+            black_box(handle.value(black_box(&context), false));
+        }
+        let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        println!("handle: {name}: {allocated} allocations in 100000 reads");
     }
 }
 

@@ -14,22 +14,34 @@ use vexil_core::{CompiledFlag, FlagDefinition, FlagName, FlagState, FlagType};
 use crate::overrides::{Overrides, ResolvedOverride};
 use crate::wire::{Change, STREAM_FORMAT_VERSION, Snapshot, SnapshotFlag};
 
-/// FNV-1a: flag names are short and come from the server, not from attackers choosing collisions, so the
-/// standard library's SipHash (built to resist those) would only add time to every evaluation's look-up.
-#[derive(Debug, Clone, Copy)]
+/// A word-at-a-time multiplicative hash (FxHash's mixing): flag names are short and come from the server, not
+/// from attackers choosing collisions, so SipHash's protection would only add time to every look-up. Hashing
+/// eight bytes per step instead of one (as FNV does) keeps the dependent multiplications to one or two per name.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct FlagNameHasher(u64);
 
-impl Default for FlagNameHasher {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
+impl FlagNameHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
 impl Hasher for FlagNameHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().expect("chunks of eight")));
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -38,7 +50,7 @@ impl Hasher for FlagNameHasher {
 }
 
 /// The cache's map, flag name → entry.
-pub(crate) type FlagMap = HashMap<String, FlagEntry, BuildHasherDefault<FlagNameHasher>>;
+pub(crate) type FlagMap = HashMap<String, Arc<FlagEntry>, BuildHasherDefault<FlagNameHasher>>;
 
 /// Where the cached flags came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +113,7 @@ impl FlagCache {
         let flags = snapshot
             .flags
             .into_iter()
-            .map(|flag| (flag.definition.name.as_str().to_owned(), FlagEntry::new(flag.definition, flag.state, overrides)))
+            .map(|flag| (flag.definition.name.as_str().to_owned(), Arc::new(FlagEntry::new(flag.definition, flag.state, overrides))))
             .collect();
         Self { origin, environment: snapshot.environment, revision: snapshot.revision, flags }
     }
@@ -115,7 +127,7 @@ impl FlagCache {
         match change.definition {
             Some(definition) => {
                 let entry = FlagEntry::new(definition, change.state, overrides);
-                self.flags.insert(change.flag.as_str().to_owned(), entry);
+                self.flags.insert(change.flag.as_str().to_owned(), Arc::new(entry));
             }
             None => {
                 self.flags.remove(change.flag.as_str());

@@ -9,7 +9,9 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -96,7 +98,10 @@ const EVENT_CAPACITY: usize = 1024;
 /// State shared by the client handles and the connection task.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub cache: RwLock<FlagCache>,
+    /// Swapped whole on every change, so reading it takes no lock. Written only through [`Shared::store_cache`].
+    pub cache: ArcSwap<FlagCache>,
+    /// Bumped after every cache swap, so a [`FlagHandle`](crate::FlagHandle) knows when to look its flag up again.
+    pub generation: std::sync::atomic::AtomicU64,
     pub overrides: Overrides,
     pub status: watch::Sender<Status>,
     pub events: broadcast::Sender<FlagEvent>,
@@ -106,9 +111,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn read_cache(&self) -> RwLockReadGuard<'_, FlagCache> {
-        // A panic while holding the lock cannot leave the cache half-written: writers swap or insert whole entries.
-        self.cache.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn read_cache(&self) -> arc_swap::Guard<Arc<FlagCache>> {
+        self.cache.load()
+    }
+
+    /// Swaps in a new cache, then bumps the generation: a handle that sees the new generation finds the new cache.
+    pub(crate) fn store_cache(&self, cache: FlagCache) {
+        self.cache.store(Arc::new(cache));
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     pub(crate) fn set_status(&self, status: Status) {
@@ -229,7 +239,8 @@ impl ClientBuilder {
         };
         let environment = if cache.environment.is_empty() { self.environment } else { cache.environment.clone() };
         let shared = Arc::new(Shared {
-            cache: RwLock::new(cache),
+            cache: ArcSwap::from_pointee(cache),
+            generation: std::sync::atomic::AtomicU64::new(0),
             overrides,
             status: watch::Sender::new(status),
             events: broadcast::Sender::new(EVENT_CAPACITY),
@@ -266,6 +277,12 @@ impl VexilClient {
     pub fn offline(snapshot: Snapshot) -> ClientBuilder {
         let environment = snapshot.environment.clone();
         ClientBuilder::new(None, environment, String::new(), Some(snapshot))
+    }
+
+    /// A handle on one flag, for reads on a hot path: it keeps the flag's compiled entry and looks it up again only
+    /// after the cache changed, so a read costs the evaluation and little more. See [`FlagHandle`](crate::FlagHandle).
+    pub fn flag<T: crate::FlagValue>(&self, flag: &str) -> crate::FlagHandle<T> {
+        crate::handle::FlagHandle::new(self.shared.clone(), flag)
     }
 
     /// The value of boolean flag `flag` for `context`, or `fallback`.

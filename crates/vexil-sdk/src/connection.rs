@@ -141,12 +141,9 @@ async fn load_bootstrap(shared: &Shared, path: &PathBuf) {
 fn replace_cache(shared: &Shared, snapshot: Snapshot, origin: CacheOrigin) -> u64 {
     let revision = snapshot.revision;
     let new_cache = FlagCache::from_snapshot(snapshot, origin, &shared.overrides);
-    let changed = {
-        let mut cache = shared.cache.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let changed = cache.changed_flags(&new_cache);
-        *cache = new_cache;
-        changed
-    };
+    // Only this connection task writes the cache, so load-then-store loses nothing.
+    let changed = shared.cache.load().changed_flags(&new_cache);
+    shared.store_cache(new_cache);
     // No subscriber is not an error: notifications are optional.
     let _ = shared.events.send(FlagEvent::SnapshotReplaced { revision, changed });
     revision
@@ -229,11 +226,17 @@ impl Connection<'_> {
                 check_version(change.version).map_err(invalid)?;
                 let (flag, revision) = (change.flag.clone(), change.revision);
                 let applied = {
-                    let mut cache = self.shared.cache.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if cache.origin != CacheOrigin::Server {
+                    let current = self.shared.cache.load_full();
+                    if current.origin != CacheOrigin::Server {
                         return Err(invalid("a change arrived before the snapshot it applies to".to_owned()));
                     }
-                    cache.apply_change(change, &self.shared.overrides)
+                    // Copy-on-write: readers keep the cache they loaded; entries are shared, only the map is copied.
+                    let mut next = (*current).clone();
+                    let applied = next.apply_change(change, &self.shared.overrides);
+                    if applied {
+                        self.shared.store_cache(next);
+                    }
+                    applied
                 };
                 if applied {
                     self.resume_from = Some(revision);

@@ -14,7 +14,7 @@ use serde_json::Value;
 use vexil_core::evaluation::ErrorCode;
 use vexil_core::{EvaluationContext, FlagType, Reason};
 
-use crate::cache::{CacheOrigin, FlagCache};
+use crate::cache::{CacheOrigin, FlagCache, FlagEntry};
 use crate::overrides::{OverrideLayer, Overrides, ResolvedOverride};
 
 /// Which layer of the override priority answered.
@@ -194,7 +194,23 @@ pub(crate) fn resolve<C, R>(
 where
     C: EvaluationContext + ?Sized,
 {
-    let Some(entry) = cache.flags.get(flag) else {
+    resolve_entry(cache.flags.get(flag).map(|entry| &**entry), cache.origin, overrides, flag, asked, context, answer)
+}
+
+/// [`resolve`] for an entry already looked up (`None`: the cache has no such flag), as flag handles keep it.
+pub(crate) fn resolve_entry<C, R>(
+    entry: Option<&FlagEntry>,
+    origin: CacheOrigin,
+    overrides: &Overrides,
+    flag: &str,
+    asked: FlagType,
+    context: &C,
+    answer: impl FnOnce(Resolution<'_>) -> R,
+) -> R
+where
+    C: EvaluationContext + ?Sized,
+{
+    let Some(entry) = entry else {
         let unknown_override: Option<Arc<ResolvedOverride>> =
             if overrides.mentions(flag) { overrides.resolve_str(flag, asked) } else { None };
         if let Some(resolved) = &unknown_override {
@@ -205,7 +221,7 @@ where
             };
             return answer(Resolution::overridden(resolved, variant));
         }
-        let failure = if cache.origin == CacheOrigin::Empty { Failure::NotReady } else { Failure::FlagNotFound };
+        let failure = if origin == CacheOrigin::Empty { Failure::NotReady } else { Failure::FlagNotFound };
         return answer(Resolution::fallback(failure));
     };
     let definition = &entry.definition;
@@ -240,12 +256,20 @@ where
     })
 }
 
-/// The Rust types the typed getters return, with the flag type each reads.
-pub(crate) trait FlagValue: Sized {
+/// The Rust types the typed getters return, with the flag type each reads: `bool`, `String`, `f64`, `serde_json::Value`.
+pub trait FlagValue: Sized + sealed::Sealed {
     /// The flag type a getter of this Rust type reads.
     const FLAG_TYPE: FlagType;
     /// The value as this type; `None` cannot happen for validated flags of [`FlagValue::FLAG_TYPE`].
     fn from_json(value: &Value) -> Option<Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for bool {}
+    impl Sealed for String {}
+    impl Sealed for f64 {}
+    impl Sealed for serde_json::Value {}
 }
 
 impl FlagValue for bool {

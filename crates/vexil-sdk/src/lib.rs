@@ -39,14 +39,16 @@ mod client;
 mod connection;
 mod details;
 mod error;
+mod handle;
 mod openfeature;
 mod overrides;
 mod sse;
 pub mod wire;
 
 pub use client::{ClientBuilder, FlagEvent, Status, VexilClient};
-pub use details::{ErrorKind, EvaluationDetails, EvaluationError, Source};
+pub use details::{ErrorKind, EvaluationDetails, EvaluationError, FlagValue, Source};
 pub use error::SdkError;
+pub use handle::FlagHandle;
 pub use openfeature::VexilProvider;
 pub use overrides::{OverrideLayer, OverrideWarning};
 pub use vexil_core::{Context, EvaluationContext, FlagDefinition, FlagName, FlagState, FlagType, Reason};

@@ -75,6 +75,9 @@ async fn a_change_made_with_the_cli_reaches_the_sdk_cache() {
     let details = client.bool_details("ui.new_feature", &context, true);
     assert_eq!((details.value, details.source, details.reason), (false, Source::StoredState, Reason::Disabled));
     let revision = client.revision().expect("a revision once ready");
+    // A handle read before the change must not keep answering from what it cached then.
+    let handle = client.flag::<bool>("ui.new_feature");
+    assert!(!handle.value(&context, true));
 
     let mut events = client.subscribe();
     cli(&server, &["enable", "ui.new_feature", "--env", "staging"]);
@@ -82,6 +85,8 @@ async fn a_change_made_with_the_cli_reaches_the_sdk_cache() {
     assert_eq!(event, FlagEvent::Changed { flag: flag("ui.new_feature"), revision: revision + 1 });
     let details = client.bool_details("ui.new_feature", &context, false);
     assert_eq!((details.value, details.reason, details.variant.as_deref()), (true, Reason::Static, Some("true")));
+    assert!(handle.value(&context, false), "the handle sees the change");
+    assert_eq!(handle.details(&context, false).reason, Reason::Static);
     assert_eq!(client.revision(), Some(revision + 1));
 
     // A rollout is evaluated locally by the engine: sticky per targeting key, and a mix over many keys.
