@@ -103,6 +103,14 @@ async fn client(
     }
 }
 
+/// The server's CPU time so far (user, system), from `/proc/<pid>/stat`, in clock ticks of 10 ms.
+fn cpu_ticks(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("no command name")?.1.split_whitespace().collect();
+    Ok((fields[11].parse::<u64>()?, fields[12].parse::<u64>()?))
+}
+
 fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
     sorted[((sorted.len() as f64 * quantile) as usize).min(sorted.len() - 1)]
 }
@@ -156,6 +164,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let current: serde_json::Value = http.get(&state_path).bearer_auth(&options.token).send().await?.json().await?;
     let mut value = current["state"]["serve"]["value"].as_u64().unwrap_or(0);
     let mut samples = Vec::with_capacity(options.clients * options.changes);
+    let cpu_before = cpu_ticks(options.pid)?;
     let mut slowest = Vec::new();
     for _ in 0..options.changes {
         value += 1;
@@ -181,8 +190,18 @@ async fn run(options: Options) -> anyhow::Result<()> {
         }
         slowest.push(samples.last().copied().unwrap_or_default());
     }
+    let cpu_after = cpu_ticks(options.pid)?;
+    let (user, system) =
+        (Duration::from_millis((cpu_after.0 - cpu_before.0) * 10), Duration::from_millis((cpu_after.1 - cpu_before.1) * 10));
+    let cpu_used = user + system;
     samples.sort();
     slowest.sort();
+    println!(
+        "server CPU for {} changes: {cpu_used:?} ({user:?} user, {system:?} system), {:.1} µs per delivery ({:?} per change to all clients, over its cores)",
+        options.changes,
+        cpu_used.as_secs_f64() * 1e6 / (options.changes * options.clients) as f64,
+        cpu_used / options.changes as u32
+    );
     println!(
         "write → delivery over {} deliveries ({} changes × {} clients): p50 {:?}  p99 {:?}  max {:?}; last client per change: median {:?}",
         samples.len(),

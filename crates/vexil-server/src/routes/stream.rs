@@ -96,7 +96,8 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
     let live = Live {
         receiver,
         last_sent: snapshot.revision,
-        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + state.config.heartbeat, state.config.heartbeat),
+        heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + state.config.heartbeat / 2, state.config.heartbeat / 2),
+        sent_at: tokio::time::Instant::now(),
         shutdown: state.shutdown_signal(),
         state: state.clone(),
         environment: environment.key.clone(),
@@ -145,15 +146,28 @@ pub(crate) async fn serve_raw(state: AppState, mut socket: tokio::net::TcpStream
     }
 }
 
+/// Writes all of `bytes`, failing when the socket accepts nothing for `limit`.
+///
+/// A frame usually fits in the socket buffer at once: that case takes one `try_write` and no timer, which
+/// matters when one change is written to ten thousand sockets.
 async fn write_within(socket: &mut tokio::net::TcpStream, bytes: &[u8], limit: std::time::Duration) -> bool {
     use tokio::io::AsyncWriteExt;
-    matches!(tokio::time::timeout(limit, socket.write_all(bytes)).await, Ok(Ok(())))
+    let written = match socket.try_write(bytes) {
+        Ok(written) => written,
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(_) => return false,
+    };
+    if written == bytes.len() {
+        return true;
+    }
+    matches!(tokio::time::timeout(limit, socket.write_all(&bytes[written..])).await, Ok(Ok(())))
 }
 
 pub(crate) struct Live {
     receiver: broadcast::Receiver<Arc<Frame>>,
     last_sent: u64,
     heartbeat: tokio::time::Interval,
+    sent_at: tokio::time::Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
     state: AppState,
     environment: vexil_core::EnvKey,
@@ -170,7 +184,7 @@ impl Live {
                 received = self.receiver.recv() => match received {
                     Ok(frame) if frame.revision > self.last_sent => {
                         self.last_sent = frame.revision;
-                        self.heartbeat.reset();
+                        self.sent_at = tokio::time::Instant::now();
                         return Some((Ok(frame.bytes.clone()), self));
                     }
                     Ok(_) => continue,
@@ -178,6 +192,13 @@ impl Live {
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.heartbeat.tick() => {
+                    // The timer ticks every half heartbeat and is never reset by frames (that would be a timer update
+                    // per client per change); a tick sends a heartbeat when nothing went out for half a heartbeat, so
+                    // a stream is never silent for longer than the configured heartbeat.
+                    if self.sent_at.elapsed() < self.heartbeat.period() {
+                        continue;
+                    }
+                    self.sent_at = tokio::time::Instant::now();
                     let revision = self.state.hub.snapshot(&self.environment).map(|snapshot| snapshot.revision).unwrap_or(self.last_sent);
                     return Some((Ok(heartbeat_frame(&self.environment, revision)), self));
                 }
