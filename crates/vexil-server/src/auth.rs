@@ -149,21 +149,6 @@ fn source_of(parts: &Parts) -> Source {
         .unwrap_or(Source::Api)
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = credential(parts).ok_or_else(|| {
-            ApiError::unauthenticated(
-                "no credentials: send `Authorization: Bearer <token>` (an SDK key or an API token), or ?token= for EventSource",
-            )
-        })?;
-        authenticate(state, &token, source_of(parts))
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token"))
-    }
-}
-
 impl FromRequestParts<AppState> for Actor {
     type Rejection = ApiError;
 
