@@ -16,6 +16,86 @@ use crate::{AuditQuery, ChangesSince, DefinitionWrite, StateWrite, Store, StoreE
 /// Keeps a test store's backing resources alive.
 pub type Guard = Box<dyn Any + Send>;
 
+/// A `redis-server` of a test's own, on a free port in a temporary directory, stopped when dropped.
+///
+/// Tests start their own so they can stop and restart it; `scripts/test.sh` installs `redis-server` when missing.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: std::process::Child,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    directory: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> Self {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
+        Self::start_on(directory, port)
+    }
+
+    fn start_on(directory: tempfile::TempDir, port: u16) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+            ])
+            .arg(directory.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        loop {
+            let line = lines.next().expect("redis-server said it is ready before exiting").expect("stdout is readable");
+            if line.contains("Ready to accept connections") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, port, directory }
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Stops it (SIGKILL) and starts it again on the same port and data (the append-only file).
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let directory = std::mem::replace(&mut self.directory, tempfile::tempdir().expect("temporary directory"));
+        drop(self);
+        Self::start_on(directory, port)
+    }
+
+    /// Stops it (SIGKILL), keeping its data for [`RedisServer::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The environments conformance stores are opened with.
 pub fn environments() -> Vec<EnvKey> {
     ["dev", "staging", "prod"].into_iter().map(|key| EnvKey::parse(key).expect("valid key")).collect()

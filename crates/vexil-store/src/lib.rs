@@ -7,6 +7,7 @@
 //! expected version has been checked (optimistic concurrency).
 //!
 //! - [`sqlite`]: the embedded default, one SQLite file in WAL mode with a full fsync on every commit.
+//! - [`redis_store`]: Redis in the seed's layout (`flags:<env>:<flag>`), one Lua script per write, shared by several servers.
 //! - [`conformance`]: behaviour every backend must show, written once against the trait.
 
 use std::collections::BTreeMap;
@@ -16,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use vexil_core::{AuditAction, AuditDraft, AuditRecord, EnvKey, FlagDefinition, FlagName, FlagState, Role};
 
 pub mod conformance;
+pub mod redis_store;
 pub mod sqlite;
 
+pub use redis_store::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// Everything the server keeps in memory, as loaded from the store.

@@ -39,7 +39,7 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (embedded store in ./vexil-data unless configured).
+    /// Run the server (embedded store in ./vexil-data, or Redis with --redis).
     Serve(ServeArgs),
     /// Log in with email and password and save the server and a token for later commands.
     Login(LoginArgs),
@@ -85,8 +85,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub bind: Option<String>,
     /// Data directory of the embedded store [default: ./vexil-data].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "redis")]
     pub data: Option<PathBuf>,
+    /// Keep state in Redis instead (redis://HOST:PORT[/DB]); flag states at flags:<env>:<flag>.
+    #[arg(long)]
+    pub redis: Option<String>,
     /// Configuration file (TOML: bind, data, categories, [[environments]]).
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use vexil_core::{Categories, Environment, Environments};
 use vexil_server::{BootstrapOptions, ServerConfig};
-use vexil_store::SqliteStore;
+use vexil_store::{RedisStore, SqliteStore};
 
 use crate::cli::ServeArgs;
 
@@ -17,6 +17,7 @@ use crate::cli::ServeArgs;
 struct FileConfig {
     bind: Option<String>,
     data: Option<PathBuf>,
+    redis: Option<String>,
     categories: Option<Vec<String>>,
     environments: Option<Vec<Environment>>,
     body_limit: Option<usize>,
@@ -35,6 +36,7 @@ struct FileConfig {
 pub struct Settings {
     pub bind: String,
     pub data: PathBuf,
+    pub redis: Option<String>,
     pub change_retention: u64,
     pub server: ServerConfig,
 }
@@ -70,6 +72,7 @@ impl Settings {
         Ok(Self {
             bind: args.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:7070".to_owned()),
             data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from("vexil-data")),
+            redis: args.redis.or(file.redis),
             change_retention: file.change_retention.unwrap_or(vexil_store::sqlite::DEFAULT_CHANGE_RETENTION).max(1),
             server,
         })
@@ -99,10 +102,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let keys: Vec<_> = settings.server.environments.iter().map(|environment| environment.key.clone()).collect();
-    let store =
-        SqliteStore::open_with_retention(&settings.data, &keys, settings.change_retention).map_err(|error| anyhow::anyhow!("{error}"))?;
-    let state =
-        vexil_server::open(settings.server, Arc::new(store)).await.map_err(|error| anyhow::anyhow!("cannot load the store: {error}"))?;
+    let (store, described): (Arc<dyn vexil_store::Store>, String) = match &settings.redis {
+        Some(url) => {
+            let store = RedisStore::open(url, &keys, settings.change_retention).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+            (Arc::new(store), format!("redis store at {}", redact(url)))
+        }
+        None => {
+            let store = SqliteStore::open_with_retention(&settings.data, &keys, settings.change_retention)
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            (Arc::new(store), format!("embedded store in {}", settings.data.display()))
+        }
+    };
+    let state = vexil_server::open(settings.server, store).await.map_err(|error| anyhow::anyhow!("cannot load the store: {error}"))?;
     if let Some(credentials) = vexil_server::bootstrap(&state, bootstrap_options())
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the first admin: {}", error.message))?
@@ -118,13 +129,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
     let address = listener.local_addr()?;
-    println!("vexil: listening on http://{address} (embedded store in {})", settings.data.display());
+    println!("vexil: listening on http://{address} ({described})");
     if address.ip().is_unspecified() {
         tracing::warn!("listening on every interface; put TLS in front of Vexil before exposing it");
     }
     vexil_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// A Redis URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,417 @@
+//! The Redis backend, in the seed's layout: the state of flag F in environment E is the JSON document at
+//! `flags:<E>:<F>` (E the short key), readable with `redis-cli GET flags:prod:ui.new_feature`.
+//!
+//! Everything else lives under `vexil:` so that `SCAN … MATCH flags:prod:*` returns exactly production's states:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `flags:<env>:<flag>` | string | the flag's state in that environment (JSON) |
+//! | `vexil:definitions` | hash | flag name → definition (JSON) |
+//! | `vexil:revisions` | hash | environment key → revision |
+//! | `vexil:changes:<env>` | stream | one entry per change, id `0-<revision>`, field `doc`; trimmed to the retention |
+//! | `vexil:audit` | hash | record id → audit record (JSON) |
+//! | `vexil:audit:all`, `vexil:audit:{flag,environment,user,action}:<value>` | sorted sets | record ids, for queries |
+//! | `vexil:audit:meta` | hash | `tip` (last id) and `hash` (its hash) |
+//! | `vexil:users` | hash | email → user (JSON) |
+//! | `vexil:tokens`, `vexil:token_hashes` | hashes | id → token (JSON); SHA-256 of the secret → id |
+//!
+//! A write is one Lua script (`commit.lua`): every version check first, then every key, so nothing partial is
+//! ever visible. The audit chain is sealed here from the tip read before the script; the script refuses when the
+//! tip moved (another writer got there first) and the write is sealed again and retried.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::Value;
+use vexil_core::audit::GENESIS_HASH;
+use vexil_core::{AuditRecord, EnvKey, FlagDefinition, FlagName, FlagState};
+
+use crate::{
+    AuditPage, AuditQuery, Catalog, ChainReport, Change, ChangesSince, Committed, Store, StoreError, StoreResult, TokenRecord, User, Write,
+};
+
+/// How often a write is sealed again when other writers keep moving the audit tip.
+const SEAL_ATTEMPTS: usize = 20;
+
+/// The Redis store.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    environments: Vec<EnvKey>,
+    retention: u64,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("environments", &self.environments).finish()
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {error}"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("domain types always serialise")
+}
+
+#[derive(Serialize)]
+struct Plan<'a> {
+    definitions: Vec<PlannedDocument<'a>>,
+    states: Vec<PlannedState<'a>>,
+    users: Vec<PlannedUser<'a>>,
+    tokens: Vec<PlannedToken<'a>>,
+    audit: Vec<PlannedAudit<'a>>,
+    audit_tip: u64,
+    environments: Vec<&'a str>,
+    retention: u64,
+}
+
+#[derive(Serialize)]
+struct PlannedDocument<'a> {
+    name: &'a str,
+    expected: u64,
+    doc: String,
+}
+
+#[derive(Serialize)]
+struct PlannedState<'a> {
+    env: &'a str,
+    flag: &'a str,
+    expected: u64,
+    doc: String,
+}
+
+#[derive(Serialize)]
+struct PlannedUser<'a> {
+    email: &'a str,
+    doc: String,
+}
+
+#[derive(Serialize)]
+struct PlannedToken<'a> {
+    id: &'a str,
+    hash: &'a str,
+    doc: String,
+}
+
+#[derive(Serialize)]
+struct PlannedAudit<'a> {
+    id: u64,
+    hash: &'a str,
+    flag: Option<&'a str>,
+    environment: Option<&'a str>,
+    user: &'a str,
+    action: &'a str,
+    doc: String,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port[/db]`) and registers the environments.
+    pub async fn open(url: &str, environments: &[EnvKey], retention: u64) -> StoreResult<Self> {
+        let client = redis::Client::open(url).map_err(|error| StoreError::Unavailable(format!("redis URL `{url}`: {error}")))?;
+        let mut connection = client.get_connection_manager().await.map_err(unavailable)?;
+        for environment in environments {
+            let _: bool = connection.hset_nx("vexil:revisions", environment.as_str(), 0).await.map_err(unavailable)?;
+        }
+        let _: bool = connection.hset_nx("vexil:meta", "layout", 1).await.map_err(unavailable)?;
+        Ok(Self {
+            connection,
+            environments: environments.to_vec(),
+            retention: retention.max(1),
+            script: redis::Script::new(include_str!("commit.lua")),
+        })
+    }
+
+    async fn audit_tip(&self) -> StoreResult<(u64, String)> {
+        let mut connection = self.connection.clone();
+        let (tip, hash): (Option<u64>, Option<String>) =
+            redis::cmd("HMGET").arg("vexil:audit:meta").arg("tip").arg("hash").query_async(&mut connection).await.map_err(unavailable)?;
+        Ok((tip.unwrap_or(0), hash.unwrap_or_else(|| GENESIS_HASH.to_owned())))
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn load(&self) -> StoreResult<Catalog> {
+        let mut connection = self.connection.clone();
+        let mut catalog = Catalog::default();
+        let definitions: BTreeMap<String, String> = connection.hgetall("vexil:definitions").await.map_err(unavailable)?;
+        for (name, doc) in &definitions {
+            let definition: FlagDefinition = decode("definition", doc)?;
+            catalog.definitions.insert(definition.name.clone(), definition);
+            let _ = name;
+        }
+        let names: Vec<&FlagName> = catalog.definitions.keys().collect();
+        for environment in &self.environments {
+            let states = catalog.states.entry(environment.clone()).or_default();
+            if names.is_empty() {
+                continue;
+            }
+            let keys: Vec<String> = names.iter().map(|name| format!("flags:{environment}:{name}")).collect();
+            let documents: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut connection).await.map_err(unavailable)?;
+            for (name, document) in names.iter().zip(documents) {
+                if let Some(document) = document {
+                    states.insert((*name).clone(), decode::<FlagState>("state", &document)?);
+                }
+            }
+        }
+        let revisions: BTreeMap<String, u64> = connection.hgetall("vexil:revisions").await.map_err(unavailable)?;
+        for (environment, revision) in revisions {
+            if let Ok(environment) = EnvKey::parse(&environment) {
+                catalog.revisions.insert(environment, revision);
+            }
+        }
+        Ok(catalog)
+    }
+
+    async fn commit(&self, write: Write) -> StoreResult<Committed> {
+        let mut connection = self.connection.clone();
+        for _ in 0..SEAL_ATTEMPTS {
+            let (tip, tip_hash) = if write.audit.is_empty() { (0, String::new()) } else { self.audit_tip().await? };
+            let mut previous_hash = tip_hash;
+            let mut sealed = Vec::with_capacity(write.audit.len());
+            for (offset, draft) in write.audit.iter().enumerate() {
+                let record = AuditRecord::seal(tip + 1 + offset as u64, &previous_hash, draft.clone());
+                previous_hash = record.hash.clone();
+                sealed.push(record);
+            }
+            let plan = Plan {
+                definitions: write
+                    .definitions
+                    .iter()
+                    .map(|planned| {
+                        let mut definition = planned.definition.clone();
+                        definition.version = planned.expected_version + 1;
+                        PlannedDocument {
+                            name: planned.definition.name.as_str(),
+                            expected: planned.expected_version,
+                            doc: encode(&definition),
+                        }
+                    })
+                    .collect(),
+                states: write
+                    .states
+                    .iter()
+                    .map(|planned| {
+                        let mut state = planned.state.clone();
+                        state.version = planned.expected_version + 1;
+                        PlannedState {
+                            env: planned.environment.as_str(),
+                            flag: planned.flag.as_str(),
+                            expected: planned.expected_version,
+                            doc: encode(&state),
+                        }
+                    })
+                    .collect(),
+                users: write.users.iter().map(|user| PlannedUser { email: &user.email, doc: encode(user) }).collect(),
+                tokens: write.tokens.iter().map(|token| PlannedToken { id: &token.id, hash: &token.hash, doc: encode(token) }).collect(),
+                audit: sealed
+                    .iter()
+                    .map(|record| PlannedAudit {
+                        id: record.id,
+                        hash: &record.hash,
+                        flag: record.flag.as_deref(),
+                        environment: record.environment.as_deref(),
+                        user: &record.user,
+                        action: record.action.as_str(),
+                        doc: encode(record),
+                    })
+                    .collect(),
+                audit_tip: tip,
+                environments: self.environments.iter().map(EnvKey::as_str).collect(),
+                retention: self.retention,
+            };
+            let answer: String = self.script.arg(encode(&plan)).invoke_async(&mut connection).await.map_err(unavailable)?;
+            let answer: Value = decode("script answer", &answer)?;
+            if answer.get("retry").is_some() {
+                continue;
+            }
+            if let Some(target) = answer.get("conflict").and_then(Value::as_str) {
+                return Err(StoreError::Conflict {
+                    target: target.to_owned(),
+                    expected: answer["expected"].as_u64().unwrap_or(0),
+                    actual: answer["actual"].as_u64().unwrap_or(0),
+                });
+            }
+            if let Some(message) = answer.get("invalid").and_then(Value::as_str) {
+                return Err(StoreError::Invalid(message.to_owned()));
+            }
+            // cjson writes an empty list as `{}`.
+            let changes = match answer.get("changes") {
+                Some(Value::Array(documents)) => documents
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|document| decode::<Change>("change", document))
+                    .collect::<StoreResult<Vec<_>>>()?,
+                _ => Vec::new(),
+            };
+            return Ok(Committed { changes, audit: sealed });
+        }
+        Err(StoreError::Unavailable("the audit trail kept moving under concurrent writers; retry".to_owned()))
+    }
+
+    async fn changes_since(&self, environment: &EnvKey, revision: u64, limit: u32) -> StoreResult<ChangesSince> {
+        let mut connection = self.connection.clone();
+        let current: Option<u64> = connection.hget("vexil:revisions", environment.as_str()).await.map_err(unavailable)?;
+        let Some(current) = current else {
+            return Err(StoreError::Invalid(format!("environment `{environment}` is not known to the store")));
+        };
+        if revision >= current {
+            return Ok(ChangesSince::Changes(Vec::new()));
+        }
+        let stream = format!("vexil:changes:{environment}");
+        let oldest: redis::streams::StreamRangeReply = connection.xrange_count(&stream, "-", "+", 1).await.map_err(unavailable)?;
+        let oldest_revision =
+            oldest.ids.first().and_then(|entry| entry.id.split_once('-')).and_then(|(_, sequence)| sequence.parse::<u64>().ok());
+        match oldest_revision {
+            Some(oldest) if oldest <= revision + 1 => {}
+            _ => return Ok(ChangesSince::Gone),
+        }
+        let range: redis::streams::StreamRangeReply =
+            connection.xrange_count(&stream, format!("(0-{revision}"), "+", limit as usize).await.map_err(unavailable)?;
+        let mut changes = Vec::with_capacity(range.ids.len());
+        for entry in range.ids {
+            let document: String = entry.get("doc").ok_or_else(|| StoreError::Corrupt(format!("change {} has no doc", entry.id)))?;
+            changes.push(decode::<Change>("change", &document)?);
+        }
+        Ok(ChangesSince::Changes(changes))
+    }
+
+    async fn audit(&self, query: AuditQuery) -> StoreResult<AuditPage> {
+        let mut connection = self.connection.clone();
+        let limit = query.limit.clamp(1, 1000) as usize;
+        // Walk the most selective index newest first; the other filters are checked on the records.
+        let index = if let Some(flag) = &query.flag {
+            format!("vexil:audit:flag:{flag}")
+        } else if let Some(environment) = &query.environment {
+            format!("vexil:audit:environment:{environment}")
+        } else if let Some(user) = &query.user {
+            format!("vexil:audit:user:{user}")
+        } else if let Some(action) = query.action {
+            format!("vexil:audit:action:{}", action.as_str())
+        } else {
+            "vexil:audit:all".to_owned()
+        };
+        let mut upper = query.before_id.map(|id| id.saturating_sub(1)).unwrap_or(u64::MAX);
+        let batch = (limit * 2).max(200);
+        let mut entries = Vec::new();
+        while entries.len() <= limit && upper > 0 {
+            let maximum = if upper == u64::MAX { "+inf".to_owned() } else { upper.to_string() };
+            let ids: Vec<u64> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&index)
+                .arg(&maximum)
+                .arg("-inf")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(batch)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if ids.is_empty() {
+                break;
+            }
+            let documents: Vec<Option<String>> =
+                redis::cmd("HMGET").arg("vexil:audit").arg(&ids).query_async(&mut connection).await.map_err(unavailable)?;
+            for document in documents.into_iter().flatten() {
+                let record: AuditRecord = decode("audit record", &document)?;
+                let keep = query.flag.as_ref().is_none_or(|flag| record.flag.as_ref() == Some(flag))
+                    && query.environment.as_ref().is_none_or(|environment| record.environment.as_ref() == Some(environment))
+                    && query.user.as_ref().is_none_or(|user| &record.user == user)
+                    && query.action.is_none_or(|action| record.action == action)
+                    && query.since.as_ref().is_none_or(|since| &record.timestamp >= since)
+                    && query.until.as_ref().is_none_or(|until| &record.timestamp < until);
+                if keep {
+                    entries.push(record);
+                    if entries.len() > limit {
+                        break;
+                    }
+                }
+            }
+            upper = ids.last().copied().unwrap_or(1).saturating_sub(1);
+            if ids.len() < batch {
+                break;
+            }
+        }
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|record| record.id)
+        } else {
+            None
+        };
+        Ok(AuditPage { entries, next })
+    }
+
+    async fn verify_audit(&self) -> StoreResult<ChainReport> {
+        let mut connection = self.connection.clone();
+        let (tip, _) = self.audit_tip().await?;
+        let mut previous_hash = GENESIS_HASH.to_owned();
+        let mut start = 1u64;
+        while start <= tip {
+            let end = (start + 999).min(tip);
+            let ids: Vec<u64> = (start..=end).collect();
+            let documents: Vec<Option<String>> =
+                redis::cmd("HMGET").arg("vexil:audit").arg(&ids).query_async(&mut connection).await.map_err(unavailable)?;
+            for (id, document) in ids.into_iter().zip(documents) {
+                let broken = |problem: String| Ok(ChainReport { records: id, intact: false, problem: Some(problem) });
+                let Some(document) = document else { return broken(format!("record {id} is missing")) };
+                let record: AuditRecord = match serde_json::from_str(&document) {
+                    Ok(record) => record,
+                    Err(error) => return broken(format!("record {id} cannot be read: {error}")),
+                };
+                if record.id != id {
+                    return broken(format!("record {id} is missing (found {} in its place)", record.id));
+                }
+                if record.prev_hash != previous_hash {
+                    return broken(format!("record {id} does not chain to record {}", id - 1));
+                }
+                if !record.hash_is_valid() {
+                    return broken(format!("record {id} was altered after it was written"));
+                }
+                previous_hash = record.hash;
+            }
+            start = end + 1;
+        }
+        Ok(ChainReport { records: tip, intact: true, problem: None })
+    }
+
+    async fn user(&self, email: &str) -> StoreResult<Option<User>> {
+        let mut connection = self.connection.clone();
+        let document: Option<String> = connection.hget("vexil:users", email).await.map_err(unavailable)?;
+        document.map(|document| decode("user", &document)).transpose()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let mut connection = self.connection.clone();
+        let documents: BTreeMap<String, String> = connection.hgetall("vexil:users").await.map_err(unavailable)?;
+        documents.values().map(|document| decode("user", document)).collect()
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let mut connection = self.connection.clone();
+        let id: Option<String> = connection.hget("vexil:token_hashes", hash).await.map_err(unavailable)?;
+        let Some(id) = id else { return Ok(None) };
+        let document: Option<String> = connection.hget("vexil:tokens", &id).await.map_err(unavailable)?;
+        document.map(|document| decode("token", &document)).transpose()
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        let mut connection = self.connection.clone();
+        let documents: BTreeMap<String, String> = connection.hgetall("vexil:tokens").await.map_err(unavailable)?;
+        documents.values().map(|document| decode("token", document)).collect()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
