@@ -92,6 +92,12 @@ impl CredentialCache {
         entries.get(hash).filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL).map(|(principal, _)| principal.clone())
     }
 
+    /// The entry whatever its age: used when the store cannot be asked, so evaluation goes on through an outage.
+    fn get_stale(&self, hash: &str) -> Option<Option<Principal>> {
+        let entries = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(hash).map(|(principal, _)| principal.clone())
+    }
+
     fn put(&self, hash: String, principal: Option<Principal>) {
         let mut entries = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= 10_000 {
@@ -114,11 +120,17 @@ pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiR
     let hash = hash_token(token);
     let principal = match state.credentials.get(&hash) {
         Some(principal) => principal,
-        None => {
-            let principal = lookup(state, &hash).await?;
-            state.credentials.put(hash, principal.clone());
-            principal
-        }
+        None => match lookup(state, &hash).await {
+            Ok(principal) => {
+                state.credentials.put(hash, principal.clone());
+                principal
+            }
+            Err(error @ ApiError { .. }) if error.code == "store_unavailable" => match state.credentials.get_stale(&hash) {
+                Some(principal) => principal,
+                None => return Err(error),
+            },
+            Err(error) => return Err(error),
+        },
     };
     Ok(principal.map(|principal| match principal {
         Principal::User(actor) => Principal::User(Actor { source, ..actor }),

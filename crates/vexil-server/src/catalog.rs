@@ -30,6 +30,11 @@ impl SharedCatalog {
         apply_changes(&mut self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()), changes);
     }
 
+    /// Replaces the whole catalog (after reloading it from the store).
+    pub fn replace(&self, catalog: Catalog) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = catalog;
+    }
+
     /// A flag's definition.
     pub fn definition(&self, flag: &FlagName) -> Option<FlagDefinition> {
         self.read().definitions.get(flag).cloned()

@@ -188,17 +188,18 @@ impl Hub {
         }
         for (environment, changes) in by_environment {
             let Some(channel) = self.channels.get(environment) else { continue };
-            {
+            let fresh: Vec<&Change> = {
                 let mut current = channel.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let mut flags = current.flags.clone();
-                let mut revision = current.revision;
-                for change in &changes {
-                    if change.revision <= current.revision {
-                        continue;
-                    }
-                    flags.insert(change.definition.name.clone(), Arc::new(compile(change.definition.clone(), change.state.clone())));
-                    revision = revision.max(change.revision);
+                // A change at or below the snapshot's revision was published already (a follower sees its own writes).
+                let fresh: Vec<&Change> = changes.into_iter().filter(|change| change.revision > current.revision).collect();
+                if fresh.is_empty() {
+                    continue;
                 }
+                let mut flags = current.flags.clone();
+                for change in &fresh {
+                    flags.insert(change.definition.name.clone(), Arc::new(compile(change.definition.clone(), change.state.clone())));
+                }
+                let revision = fresh.iter().map(|change| change.revision).max().unwrap_or(current.revision);
                 *current = Arc::new(EnvironmentSnapshot {
                     environment: current.environment.clone(),
                     revision,
@@ -206,11 +207,35 @@ impl Hub {
                     snapshot_frame: OnceLock::new(),
                     prepared: OnceLock::new(),
                 });
-            }
-            for change in changes {
+                fresh
+            };
+            for change in fresh {
                 // No receivers is fine: nobody is listening to this environment right now.
                 let _ = channel.sender.send(Arc::new(Frame { revision: change.revision, bytes: change_frame(change) }));
             }
+        }
+    }
+
+    /// Replaces every environment's snapshot with one built from `catalog`, announcing nothing: used when changes
+    /// were lost to the store's retention. Clients notice by the heartbeat's revision and resume, getting a snapshot.
+    pub fn reset(&self, catalog: &Catalog) {
+        for (key, channel) in &self.channels {
+            let mut current = channel.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut flags = BTreeMap::new();
+            if let Some(states) = catalog.states.get(key) {
+                for (name, state) in states {
+                    if let Some(definition) = catalog.definitions.get(name) {
+                        flags.insert(name.clone(), Arc::new(compile(definition.clone(), state.clone())));
+                    }
+                }
+            }
+            *current = Arc::new(EnvironmentSnapshot {
+                environment: current.environment.clone(),
+                revision: catalog.revisions.get(key).copied().unwrap_or(0),
+                flags,
+                snapshot_frame: OnceLock::new(),
+                prepared: OnceLock::new(),
+            });
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
+mod follower;
 pub mod hub;
 pub mod listener;
 mod routes;

@@ -6,12 +6,13 @@
 //! and applies what the store committed to memory. Writes are serialised by one lock per server so
 //! memory is updated in commit order; the store's version check catches writers elsewhere.
 
+use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use vexil_core::{AuditAction, AuditDraft, Environment, FlagDefinition, FlagName, FlagState, StateSpec, audit::check_reason};
+use vexil_core::{AuditAction, AuditDraft, EnvKey, Environment, FlagDefinition, FlagName, FlagState, StateSpec, audit::check_reason};
 use vexil_store::{Change, DefinitionWrite, StateWrite, Store, StoreError, Write};
 
 use crate::auth::Actor;
@@ -39,6 +40,8 @@ pub struct Inner {
     pub hub: crate::hub::Hub,
     /// Flips to true when the server begins shutting down, so open streams end.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The revision applied to memory, per environment; commits on a shared store wait on it.
+    applied: tokio::sync::watch::Sender<BTreeMap<EnvKey, u64>>,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -75,7 +78,9 @@ impl AppState {
         let mut catalog = store.load().await?;
         fill_missing_states(&config, store.as_ref(), &mut catalog).await?;
         let hub = crate::hub::Hub::new(config.environments.as_slice(), &catalog, config.stream_buffer);
-        Ok(Self(Arc::new(Inner {
+        let applied = tokio::sync::watch::Sender::new(catalog.revisions.clone());
+        let shared = store.is_shared();
+        let state = Self(Arc::new(Inner {
             store,
             config,
             catalog: SharedCatalog::new(catalog),
@@ -83,8 +88,13 @@ impl AppState {
             credentials: Default::default(),
             hub,
             shutdown: tokio::sync::watch::Sender::new(false),
+            applied,
             write_lock: Default::default(),
-        })))
+        }));
+        if shared {
+            tokio::spawn(crate::follower::follow(state.clone()));
+        }
+        Ok(state)
     }
 
     /// Finds an environment by key or long name.
@@ -266,9 +276,53 @@ impl AppState {
             self.credentials.clear();
         }
         let committed = committed?;
-        self.catalog.apply(&committed.changes);
-        self.hub.publish(&committed.changes);
+        if self.store.is_shared() {
+            // The follower applies every change, ours included, in the store's order; answer once it has ours.
+            self.wait_applied(&committed.changes).await;
+        } else {
+            self.apply(&committed.changes);
+        }
         Ok(committed.changes)
+    }
+
+    /// Applies committed changes to memory and the streams, and records how far each environment got.
+    pub(crate) fn apply(&self, changes: &[Change]) {
+        self.catalog.apply(changes);
+        self.hub.publish(changes);
+        self.applied.send_modify(|applied| {
+            for change in changes {
+                let revision = applied.entry(change.environment.clone()).or_default();
+                *revision = (*revision).max(change.revision);
+            }
+        });
+    }
+
+    /// What memory has applied, per environment.
+    pub(crate) fn applied(&self) -> BTreeMap<EnvKey, u64> {
+        self.applied.borrow().clone()
+    }
+
+    /// After reloading everything from the store (changes were lost to retention), memory starts over from it.
+    pub(crate) fn reset(&self, catalog: vexil_store::Catalog) {
+        self.hub.reset(&catalog);
+        self.applied.send_replace(catalog.revisions.clone());
+        self.catalog.replace(catalog);
+    }
+
+    async fn wait_applied(&self, changes: &[Change]) {
+        let mut targets: BTreeMap<&EnvKey, u64> = BTreeMap::new();
+        for change in changes {
+            let target = targets.entry(&change.environment).or_default();
+            *target = (*target).max(change.revision);
+        }
+        let mut applied = self.applied.subscribe();
+        let reached = applied.wait_for(|applied| {
+            targets.iter().all(|(environment, revision)| applied.get(*environment).is_some_and(|done| done >= revision))
+        });
+        if tokio::time::timeout(std::time::Duration::from_secs(10), reached).await.is_err() {
+            // The write is committed; memory will show it when the follower catches up.
+            tracing::warn!("a committed change took more than 10 s to come back through the change feed");
+        }
     }
 
     /// Ends every open stream: graceful shutdown waits for connections, and streams never end by themselves.

@@ -19,6 +19,7 @@ pub type Guard = Box<dyn Any + Send>;
 /// A `redis-server` of a test's own, on a free port in a temporary directory, stopped when dropped.
 ///
 /// Tests start their own so they can stop and restart it; `scripts/test.sh` installs `redis-server` when missing.
+/// With `VEXIL_DEBUG_REDIS` set, its log goes to the test's standard error.
 #[derive(Debug)]
 pub struct RedisServer {
     child: std::process::Child,
@@ -59,11 +60,20 @@ impl RedisServer {
         let mut lines = std::io::BufReader::new(stdout).lines();
         loop {
             let line = lines.next().expect("redis-server said it is ready before exiting").expect("stdout is readable");
+            if std::env::var_os("VEXIL_DEBUG_REDIS").is_some() {
+                eprintln!("redis {port}: {line}");
+            }
             if line.contains("Ready to accept connections") {
                 break;
             }
         }
-        std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if std::env::var_os("VEXIL_DEBUG_REDIS").is_some() {
+                    eprintln!("redis {port}: {line}");
+                }
+            }
+        });
         Self { child, port, directory }
     }
 

@@ -248,4 +248,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether other servers may write to this store too. A server on a shared store learns of every change,
+    /// its own included, by [`Store::follow`], and applies them in revision order.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Waits up to `block` for changes after `positions` (a revision per environment) and returns them in
+    /// revision order per environment. Only shared stores have a feed to follow.
+    async fn follow(&self, positions: &BTreeMap<EnvKey, u64>, block: std::time::Duration) -> StoreResult<Vec<Change>> {
+        let _ = (positions, block);
+        Ok(Vec::new())
+    }
 }

@@ -39,7 +39,10 @@ const SEAL_ATTEMPTS: usize = 20;
 /// The Redis store.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     connection: ConnectionManager,
+    /// The follower's own connection: a blocking `XREAD` must not hold up other commands.
+    follower: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     environments: Vec<EnvKey>,
     retention: u64,
     script: redis::Script,
@@ -118,13 +121,21 @@ impl RedisStore {
     /// Connects to `url` (`redis://host:port[/db]`) and registers the environments.
     pub async fn open(url: &str, environments: &[EnvKey], retention: u64) -> StoreResult<Self> {
         let client = redis::Client::open(url).map_err(|error| StoreError::Unavailable(format!("redis URL `{url}`: {error}")))?;
-        let mut connection = client.get_connection_manager().await.map_err(unavailable)?;
+        // Short timeouts: while Redis is away a request must fail fast (503), not hang; the manager reconnects by itself.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(2))
+            .set_response_timeout(std::time::Duration::from_secs(2))
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let mut connection = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
         for environment in environments {
             let _: bool = connection.hset_nx("vexil:revisions", environment.as_str(), 0).await.map_err(unavailable)?;
         }
         let _: bool = connection.hset_nx("vexil:meta", "layout", 1).await.map_err(unavailable)?;
         Ok(Self {
+            client,
             connection,
+            follower: Default::default(),
             environments: environments.to_vec(),
             retention: retention.max(1),
             script: redis::Script::new(include_str!("commit.lua")),
@@ -413,5 +424,48 @@ impl Store for RedisStore {
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn follow(&self, positions: &BTreeMap<EnvKey, u64>, block: std::time::Duration) -> StoreResult<Vec<Change>> {
+        let mut slot = self.follower.lock().await;
+        if slot.is_none() {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(std::time::Duration::from_secs(2))
+                .set_response_timeout(block + std::time::Duration::from_secs(5));
+            *slot = Some(self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(unavailable)?);
+        }
+        let connection = slot.as_mut().expect("connected above");
+        let keys: Vec<String> = positions.keys().map(|environment| format!("vexil:changes:{environment}")).collect();
+        let ids: Vec<String> = positions.values().map(|revision| format!("0-{revision}")).collect();
+        let reply: Result<Option<redis::streams::StreamReadReply>, _> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&keys)
+            .arg(&ids)
+            .query_async(connection)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                // Reconnect on the next call.
+                *slot = None;
+                return Err(unavailable(error));
+            }
+        };
+        let mut changes = Vec::new();
+        for key in reply.map(|reply| reply.keys).unwrap_or_default() {
+            for entry in key.ids {
+                let document: String = entry.get("doc").ok_or_else(|| StoreError::Corrupt(format!("change {} has no doc", entry.id)))?;
+                changes.push(decode::<Change>("change", &document)?);
+            }
+        }
+        Ok(changes)
     }
 }

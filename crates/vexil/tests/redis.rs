@@ -4,8 +4,8 @@ mod common;
 
 use std::process::Command;
 
-use common::Server;
-use serde_json::Value;
+use common::{MOMENT, Server, Stream};
+use serde_json::{Value, json};
 use vexil_store::conformance::RedisServer;
 
 fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
@@ -51,4 +51,146 @@ fn flag_states_live_at_flags_env_flag_and_survive_a_restart() {
     server.cli(&["disable", "ui.new_feature", "--env=prod", "--reason=Incident #123"]).ok();
     let state: Value = serde_json::from_str(&redis_cli(&redis, &["GET", "flags:prod:ui.new_feature"])).unwrap();
     assert_eq!(state["enabled"], false);
+}
+
+fn sdk_key(server: &Server, environment: &str) -> String {
+    common::sdk_key_for(server, environment)
+}
+
+#[test]
+fn a_change_through_one_instance_reaches_stream_clients_of_the_others() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let first = Server::start_configured(&config);
+    let second = Server::start_configured(&config);
+    let third = Server::start_configured(&config);
+    assert!(second.first_start_output.is_empty() && third.first_start_output.is_empty(), "one admin for the whole Redis");
+    first.cli(&["define", "ui.new_feature"]).ok();
+    let key = sdk_key(&first, "staging");
+    let on_second = Stream::open(&second, "env=staging", &key, None).unwrap();
+    let on_third = Stream::open(&third, "env=staging", &key, None).unwrap();
+    let snapshot = on_second.next();
+    assert_eq!(snapshot.name, "snapshot");
+    assert_eq!(snapshot.data["flags"][0]["definition"]["name"], "ui.new_feature", "a flag defined through another instance");
+    assert_eq!(on_third.next().name, "snapshot");
+
+    first.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    for stream in [&on_second, &on_third] {
+        let change = stream.next();
+        assert_eq!(change.name, "change");
+        assert_eq!(change.data["state"]["enabled"], true);
+        assert_eq!(change.id, Some(snapshot.id.unwrap() + 1));
+    }
+    // Reads and evaluation on any instance see it too.
+    assert_eq!(third.http().get("/api/flags/ui.new_feature/environments/staging").body["state"]["enabled"], true);
+    let evaluation = third.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.new_feature", &json!({"context": {}}));
+    assert_eq!(evaluation.body["value"], true);
+
+    // Last-Event-ID resumes on any instance: changes made through the second are replayed by the third.
+    let last = snapshot.id.unwrap() + 1;
+    drop(on_third);
+    second.cli(&["set", "ui.new_feature", "--env", "staging", "--rollout", "20"]).ok();
+    second.cli(&["set", "ui.new_feature", "--env", "staging", "--rollout", "40"]).ok();
+    let resumed = Stream::open(&third, "env=staging", &key, Some(last)).unwrap();
+    assert_eq!(resumed.next().data["state"]["split"]["buckets"][0]["weight"], 20000);
+    assert_eq!(resumed.next().data["state"]["split"]["buckets"][0]["weight"], 40000);
+}
+
+#[test]
+fn concurrent_writers_on_different_instances_lose_nothing() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let instances = [Server::start_configured(&config), Server::start_configured(&config)];
+    instances[0].cli(&["define", "ops.counter", "--type", "number", "--default", "0"]).ok();
+    let writers = 4;
+    let increments = 10;
+    let threads: Vec<_> = (0..writers)
+        .map(|writer| {
+            let http = instances[writer % 2].http();
+            std::thread::spawn(move || {
+                let path = "/api/flags/ops.counter/environments/dev";
+                let mut done = 0;
+                let mut refused = 0;
+                while done < increments {
+                    let current = http.get(path);
+                    let value = current.body["state"]["serve"]["value"].as_u64().unwrap();
+                    let response = http.put(path, &json!({"enabled": true, "serve": {"value": value + 1}}), Some(&current.etag.unwrap()));
+                    match response.status {
+                        200 => done += 1,
+                        // 412: this instance saw the stale version; 409: the store refused it (the other instance was first).
+                        412 | 409 => refused += 1,
+                        other => panic!("unexpected {other}: {:?}", response.body),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let refused: u64 = threads.into_iter().map(|thread| thread.join().unwrap()).sum();
+    for instance in &instances {
+        let state = instance.http().get("/api/flags/ops.counter/environments/dev").body;
+        assert_eq!(state["state"]["serve"]["value"], writers as u64 * increments, "every increment landed once, seen from both instances");
+    }
+    eprintln!("{refused} stale writes were refused");
+}
+
+#[test]
+fn through_a_redis_outage_reads_and_streams_go_on_and_writes_fail_clearly() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let first = Server::start_configured(&config);
+    let second = Server::start_configured(&config);
+    first.cli(&["define", "ui.new_feature"]).ok();
+    let key = sdk_key(&first, "dev");
+    let stream = Stream::open(&first, "env=dev", &key, None).unwrap();
+    let snapshot = stream.next();
+    // Use the key once so the instance knows it before the outage.
+    assert_eq!(first.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.new_feature", &json!({})).status, 200);
+    first.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    assert_eq!(stream.next().id, Some(snapshot.id.unwrap() + 1));
+
+    let mut redis = redis;
+    redis.stop();
+    let refused = first.http().post("/api/flags/ui.new_feature/environments/dev/disable", &json!({}));
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "store_unavailable");
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("store unavailable"));
+    let ready = first.http().get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body["status"], "not_ready");
+    // Evaluation and reads go on from memory.
+    let evaluation = first.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.new_feature", &json!({}));
+    assert_eq!((evaluation.status, evaluation.body["value"].clone()), (200, json!(true)));
+    assert_eq!(first.http().get("/api/flags/ui.new_feature").body["environments"]["dev"]["enabled"], true);
+
+    // Redis comes back (same port, its append-only file): writes work again, with no restart of Vexil,
+    // and the stream that stayed open through the outage gets every change, also those made through the other instance.
+    let redis = redis.restart();
+    let deadline = std::time::Instant::now() + MOMENT;
+    loop {
+        if first.http().get("/readyz").status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the instance reconnects by itself");
+        std::thread::yield_now();
+    }
+    let mut written = 0;
+    while written < 2 {
+        let through = if written == 0 { &second } else { &first };
+        let action = if written == 0 { "disable" } else { "enable" };
+        let response = through.http().post(&format!("/api/flags/ui.new_feature/environments/dev/{action}"), &json!({}));
+        if response.status == 200 {
+            written += 1;
+        } else {
+            assert_eq!(response.status, 503, "only 'unavailable' while reconnecting: {:?}", response.body);
+            assert!(std::time::Instant::now() < deadline, "writes recover by themselves");
+        }
+    }
+    let after_disable = stream.next();
+    assert_eq!(after_disable.id, Some(snapshot.id.unwrap() + 2));
+    assert_eq!(after_disable.data["state"]["enabled"], false);
+    let after_enable = stream.next();
+    assert_eq!(after_enable.id, Some(snapshot.id.unwrap() + 3));
+    assert_eq!(after_enable.data["state"]["enabled"], true);
+    drop(redis);
 }

@@ -3,81 +3,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, Server};
+use common::{ADMIN_TOKEN, MOMENT, Server, Stream};
 use serde_json::{Value, json};
-
-/// How long a test waits for an event that should come "within a moment".
-const MOMENT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone)]
-struct Event {
-    id: Option<u64>,
-    name: String,
-    data: Value,
-}
-
-/// An SSE client on its own thread; events arrive on a channel, `None` when the server closes the stream.
-struct Stream {
-    events: Receiver<Option<Event>>,
-}
-
-impl Stream {
-    fn open(server: &Server, query: &str, token: &str, last_event_id: Option<u64>) -> Result<Stream, u16> {
-        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
-        let mut request = client.get(format!("{}/api/feature-flags/stream?{query}", server.url)).bearer_auth(token);
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id.to_string());
-        }
-        let response = request.send().expect("the server answers");
-        if !response.status().is_success() {
-            return Err(response.status().as_u16());
-        }
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        let (sender, events) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut event = Event { id: None, name: String::new(), data: Value::Null };
-            let mut data = String::new();
-            for line in BufReader::new(response).lines() {
-                let Ok(line) = line else { break };
-                if line.is_empty() {
-                    if !data.is_empty() {
-                        event.data = serde_json::from_str(&data).expect("events carry JSON");
-                        if sender.send(Some(event.clone())).is_err() {
-                            return;
-                        }
-                    }
-                    event = Event { id: None, name: String::new(), data: Value::Null };
-                    data.clear();
-                } else if let Some(id) = line.strip_prefix("id: ") {
-                    event.id = Some(id.parse().unwrap());
-                } else if let Some(name) = line.strip_prefix("event: ") {
-                    event.name = name.to_owned();
-                } else if let Some(text) = line.strip_prefix("data: ") {
-                    data.push_str(text);
-                }
-            }
-            let _ = sender.send(None);
-        });
-        Ok(Stream { events })
-    }
-
-    /// The next event that is not a heartbeat.
-    fn next(&self) -> Event {
-        loop {
-            let event = self.events.recv_timeout(MOMENT).expect("an event arrives within a moment").expect("the stream is open");
-            if event.name != "heartbeat" {
-                return event;
-            }
-        }
-    }
-
-    fn next_any(&self) -> Event {
-        self.events.recv_timeout(MOMENT).expect("an event arrives within a moment").expect("the stream is open")
-    }
-}
 
 fn sdk_key(server: &Server, environment: &str) -> String {
     common::sdk_key_for(server, environment)
@@ -435,7 +364,6 @@ fn stream_closes_cleanly_when_the_server_stops() {
             other => panic!("expected the stream to end, got {other:?}"),
         }
     }
-    let _ = RecvTimeoutError::Timeout;
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sse-fanout --server http://127.0.0.1:7080 --token <admin token> --key <SDK key of dev> --pid <server pid> \
-//!            [--clients 10000] [--changes 20] [--flag ops.fanout]
+//!            [--clients 10000] [--changes 20] [--flag ops.fanout] [--write-server http://…]
 //! ```
 //! Opens the clients (each reads the snapshot first), reads the server's resident memory before and after,
 //! then makes `--changes` writes one after another and times each from just before the write request to the
@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 
 struct Options {
     server: String,
+    /// Where writes go; the stream server unless given (two instances on one Redis).
+    write_server: Option<String>,
     token: String,
     key: String,
     pid: u32,
@@ -31,6 +33,7 @@ fn options() -> anyhow::Result<Options> {
     let mut arguments = std::env::args().skip(1);
     let mut options = Options {
         server: String::new(),
+        write_server: None,
         token: String::new(),
         key: String::new(),
         pid: 0,
@@ -42,6 +45,7 @@ fn options() -> anyhow::Result<Options> {
         let value = arguments.next().with_context(|| format!("{name} needs a value"))?;
         match name.as_str() {
             "--server" => options.server = value.trim_end_matches('/').to_owned(),
+            "--write-server" => options.write_server = Some(value.trim_end_matches('/').to_owned()),
             "--token" => options.token = value,
             "--key" => options.key = value,
             "--pid" => options.pid = value.parse()?,
@@ -124,7 +128,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(options: Options) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let state_path = format!("{}/api/flags/{}/environments/dev", options.server, options.flag);
+    let state_path = format!("{}/api/flags/{}/environments/dev", options.write_server.as_deref().unwrap_or(&options.server), options.flag);
     let address = options.server.trim_start_matches("http://").to_owned();
     let request = format!(
         "GET /api/feature-flags/stream?env=dev&token={} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n",

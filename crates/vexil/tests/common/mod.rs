@@ -263,3 +263,73 @@ pub fn sdk_key_for(server: &Server, environment: &str) -> String {
     assert!(key.starts_with("vxs_") && !key.contains(char::is_whitespace), "an SDK key: {key:?}");
     key
 }
+
+/// How long a test waits for an event that should come "within a moment".
+pub const MOMENT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: Option<u64>,
+    pub name: String,
+    pub data: Value,
+}
+
+/// An SSE client on its own thread; events arrive on a channel, `None` when the server closes the stream.
+pub struct Stream {
+    pub events: std::sync::mpsc::Receiver<Option<Event>>,
+}
+
+impl Stream {
+    pub fn open(server: &Server, query: &str, token: &str, last_event_id: Option<u64>) -> Result<Stream, u16> {
+        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+        let mut request = client.get(format!("{}/api/feature-flags/stream?{query}", server.url)).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().expect("the server answers");
+        if !response.status().is_success() {
+            return Err(response.status().as_u16());
+        }
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let (sender, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut event = Event { id: None, name: String::new(), data: Value::Null };
+            let mut data = String::new();
+            for line in BufReader::new(response).lines() {
+                let Ok(line) = line else { break };
+                if line.is_empty() {
+                    if !data.is_empty() {
+                        event.data = serde_json::from_str(&data).expect("events carry JSON");
+                        if sender.send(Some(event.clone())).is_err() {
+                            return;
+                        }
+                    }
+                    event = Event { id: None, name: String::new(), data: Value::Null };
+                    data.clear();
+                } else if let Some(id) = line.strip_prefix("id: ") {
+                    event.id = Some(id.parse().unwrap());
+                } else if let Some(name) = line.strip_prefix("event: ") {
+                    event.name = name.to_owned();
+                } else if let Some(text) = line.strip_prefix("data: ") {
+                    data.push_str(text);
+                }
+            }
+            let _ = sender.send(None);
+        });
+        Ok(Stream { events })
+    }
+
+    /// The next event that is not a heartbeat.
+    pub fn next(&self) -> Event {
+        loop {
+            let event = self.events.recv_timeout(MOMENT).expect("an event arrives within a moment").expect("the stream is open");
+            if event.name != "heartbeat" {
+                return event;
+            }
+        }
+    }
+
+    pub fn next_any(&self) -> Event {
+        self.events.recv_timeout(MOMENT).expect("an event arrives within a moment").expect("the stream is open")
+    }
+}
