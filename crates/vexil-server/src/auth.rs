@@ -64,7 +64,30 @@ impl Principal {
     }
 }
 
-/// The credential a request carries: `Authorization: Bearer`, `X-API-Key`, or (for browsers' EventSource) `?token=`.
+/// The panel's session cookie.
+pub const SESSION_COOKIE: &str = "vexil_session";
+
+/// How long a panel session lasts.
+pub const SESSION_HOURS: i64 = 12;
+
+/// The session secret in the request's `Cookie` header, if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers.get_all(axum::http::header::COOKIE).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(';')).find_map(
+        |pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE && !value.is_empty()).then(|| value.to_owned())
+        },
+    )
+}
+
+/// The CSRF token of a session: derived from its secret, so only a page that was given it (or can read the
+/// HttpOnly cookie, which no page can) knows it. State-changing requests made with the cookie must send it.
+pub fn csrf_token(session_secret: &str) -> String {
+    hex::encode(&Sha256::digest(format!("vexil-csrf\n{session_secret}").as_bytes())[..16])
+}
+
+/// The credential a request carries: `Authorization: Bearer`, `X-API-Key`, `?token=` (for EventSource with a key),
+/// or the panel's session cookie.
 pub fn credential(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
         let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
@@ -73,9 +96,10 @@ pub fn credential(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
         return Some(value.trim().to_owned()).filter(|token| !token.is_empty());
     }
-    parts.uri.query().and_then(|query| {
+    let from_query = parts.uri.query().and_then(|query| {
         query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == "token").map(|(_, value)| value.to_owned())
-    })
+    });
+    from_query.or_else(|| session_cookie(&parts.headers))
 }
 
 /// How long a looked-up credential is trusted without asking the store again. Revocations and role changes
@@ -139,7 +163,9 @@ pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiR
 }
 
 async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
-    let Some(record) = state.store.token_by_hash(hash).await?.filter(|record| record.revoked_at.is_none()) else {
+    let now = crate::time::now();
+    let usable = |record: &TokenRecord| record.revoked_at.is_none() && record.expires_at.as_ref().is_none_or(|expires| *expires > now);
+    let Some(record) = state.store.token_by_hash(hash).await?.filter(usable) else {
         return Ok(None);
     };
     match record.kind {
@@ -165,21 +191,44 @@ impl FromRequestParts<AppState> for Actor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthenticated("no credentials: send `Authorization: Bearer <token>` (vexil login, or vexil token create)")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-        match authenticate(state, token, source_of(parts)).await? {
+        let (token, by_session) = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            Some(header) => {
+                let token = header
+                    .to_str()
+                    .ok()
+                    .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+                    .map(str::trim)
+                    .filter(|token| !token.is_empty())
+                    .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+                (token.to_owned(), false)
+            }
+            None => match session_cookie(&parts.headers) {
+                Some(secret) => (secret, true),
+                None => {
+                    return Err(ApiError::unauthenticated(
+                        "no credentials: send `Authorization: Bearer <token>` (vexil login, or vexil token create)",
+                    ));
+                }
+            },
+        };
+        if by_session && !parts.method.is_safe() {
+            // A cookie is sent by the browser whoever made the page; the CSRF token proves it was ours.
+            let sent = parts.headers.get("x-csrf-token").and_then(|value| value.to_str().ok()).unwrap_or_default();
+            if sent != csrf_token(&token) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "csrf_failed",
+                    "this request carries the session cookie but not its CSRF token (X-CSRF-Token); reload the panel",
+                ));
+            }
+        }
+        let source = if by_session { Source::Panel } else { source_of(parts) };
+        match authenticate(state, &token, source).await? {
             Some(Principal::User(actor)) => Ok(actor),
             Some(Principal::Sdk { .. }) => {
                 Err(ApiError::forbidden("SDK keys are read-only (stream, evaluate, metrics); use a personal API token for this"))
             }
+            None if by_session => Err(ApiError::unauthenticated("the session has ended; log in again")),
             None => Err(ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token")),
         }
     }
@@ -274,6 +323,7 @@ pub fn token_record(secret: &str, kind: TokenKind, user: &str, environment: Opti
         name: name.to_owned(),
         created_at: crate::time::now(),
         revoked_at: None,
+        expires_at: None,
     }
 }
 

@@ -100,6 +100,9 @@ pub struct TokenRecord {
     pub created_at: String,
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
+    /// When it stops working by itself (panel sessions), if ever (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// One atomic write.

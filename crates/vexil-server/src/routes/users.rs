@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,8 @@ use vexil_core::{AuditAction, AuditDraft, Role};
 use vexil_store::{TokenKind, User, Write};
 
 use crate::auth::{
-    Actor, DECOY_HASH, TOKEN_PREFIX, check_email, hash_password, random_password, random_secret, token_record, verify_password,
+    Actor, DECOY_HASH, SESSION_COOKIE, SESSION_HOURS, TOKEN_PREFIX, check_email, csrf_token, hash_password, random_password, random_secret,
+    session_cookie, token_record, verify_password,
 };
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
 use crate::service::AppState;
@@ -18,6 +20,7 @@ use crate::service::AppState;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/auth/login", post(login))
+        .route("/api/auth/session", post(open_session).delete(close_session))
         .route("/api/me", get(me))
         .route("/api/users", get(list_users).post(add_user))
         .route("/api/users/{email}", patch(update_user))
@@ -70,19 +73,25 @@ fn check_label(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+/// Checks an email and password, with the per-account rate limit and the same cost for unknown accounts.
+async fn verify_login(state: &AppState, email: &str, password: &str) -> ApiResult<User> {
     let refused = || ApiError::unauthenticated("email or password is wrong");
-    state.login_limiter.check(&request.email)?;
-    let user = state.store.user(&request.email).await?.filter(|user| !user.disabled);
+    state.login_limiter.check(email)?;
+    let user = state.store.user(email).await?.filter(|user| !user.disabled);
     // Unknown accounts cost the same hash as known ones, so timing does not tell which emails exist.
     let stored = user.as_ref().and_then(|user| user.password_hash.clone()).unwrap_or_else(|| DECOY_HASH.to_owned());
-    let password = request.password.clone();
+    let password = password.to_owned();
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| matches) else {
-        state.login_limiter.failed(&request.email);
+        state.login_limiter.failed(email);
         return Err(refused());
     };
     state.login_limiter.succeeded(&user.email);
+    Ok(user)
+}
+
+async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+    let user = verify_login(&state, &request.email, &request.password).await?;
     let name = request.token_name.unwrap_or_else(|| "vexil login".to_owned());
     check_label(&name)?;
     let secret = random_secret(TOKEN_PREFIX);
@@ -101,8 +110,79 @@ async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginReq
     Ok(Json(LoginResponse { email: user.email, role: user.role, token: secret }))
 }
 
-async fn me(actor: Actor) -> Json<serde_json::Value> {
-    Json(json!({"email": actor.email, "role": actor.role, "token_id": actor.token_id}))
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionRequest {
+    email: String,
+    password: String,
+}
+
+/// `POST /api/auth/session`: the panel's login. The session is a personal token that expires, held in an HttpOnly,
+/// SameSite=Strict cookie (Secure behind HTTPS); the answer carries the CSRF token state-changing requests must send.
+async fn open_session(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ApiJson(request): ApiJson<SessionRequest>,
+) -> ApiResult<Response> {
+    let user = verify_login(&state, &request.email, &request.password).await?;
+    let secret = random_secret(TOKEN_PREFIX);
+    let mut record = token_record(&secret, TokenKind::Personal, &user.email, None, "panel session");
+    record.expires_at = Some(crate::time::format(time::OffsetDateTime::now_utc() + time::Duration::hours(SESSION_HOURS)));
+    let write = Write {
+        tokens: vec![record.clone()],
+        audit: vec![audit(
+            &user.email,
+            vexil_core::Source::Panel,
+            AuditAction::TokenCreate,
+            json!({"id": record.id, "user": user.email, "name": "panel session"}),
+        )],
+        ..Write::default()
+    };
+    state.commit(write).await?;
+    let secure = headers.get("x-forwarded-proto").is_some_and(|value| value == "https");
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_HOURS * 3600,
+        if secure { "; Secure" } else { "" }
+    );
+    let mut response = Json(json!({"email": user.email, "role": user.role, "csrf": csrf_token(&secret)})).into_response();
+    response.headers_mut().insert(axum::http::header::SET_COOKIE, cookie.parse().map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+/// `DELETE /api/auth/session`: log out; the session's token is revoked and the cookie cleared.
+async fn close_session(State(state): State<AppState>, actor: Actor, headers: axum::http::HeaderMap) -> ApiResult<Response> {
+    if let Some(secret) = session_cookie(&headers) {
+        let hash = crate::auth::hash_token(&secret);
+        let _serialised = state.serialised().await;
+        if let Some(mut token) = state.store.token_by_hash(&hash).await?.filter(|token| token.revoked_at.is_none()) {
+            token.revoked_at = Some(crate::time::now());
+            let write = Write {
+                tokens: vec![token.clone()],
+                audit: vec![audit(
+                    &actor.email,
+                    actor.source,
+                    AuditAction::TokenRevoke,
+                    json!({"id": token.id, "user": token.user, "name": "panel session"}),
+                )],
+                ..Write::default()
+            };
+            state.commit(write).await?;
+        }
+    }
+    let mut response = Json(json!({"logged_out": true})).into_response();
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    response.headers_mut().insert(axum::http::header::SET_COOKIE, cookie.parse().map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+async fn me(actor: Actor, headers: axum::http::HeaderMap) -> Json<serde_json::Value> {
+    let csrf = if headers.get(axum::http::header::AUTHORIZATION).is_none() {
+        session_cookie(&headers).map(|secret| csrf_token(&secret))
+    } else {
+        None
+    };
+    Json(json!({"email": actor.email, "role": actor.role, "token_id": actor.token_id, "csrf": csrf}))
 }
 
 #[derive(Debug, Serialize)]
