@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 # Debian packages the suite needs, as "command:package".
-for need in "cc:gcc" "redis-server:redis-server"; do
+for need in "cc:gcc" "redis-server:redis-server" "redis-cli:redis-tools" "chromium:chromium" "chromedriver:chromium-driver"; do
   command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -12,6 +12,7 @@ mod environments;
 mod flags;
 mod health;
 mod ofrep;
+mod panel;
 mod states;
 pub(crate) mod stream;
 mod users;
@@ -36,6 +37,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .merge(health::router())
+        .merge(panel::router())
         .merge(flags::router())
         .merge(states::router())
         .merge(audit::router())

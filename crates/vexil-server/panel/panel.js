@@ -1,0 +1,259 @@
+// Vexil's admin panel: plain JavaScript over the public API, no build step.
+// State: the session (email, role, csrf), environments, flags; the matrix is re-rendered from it on every change,
+// and every environment's SSE stream keeps it current (changes made anywhere appear with who made them).
+"use strict";
+
+const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [] };
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && panel.me && panel.me.csrf) headers["X-CSRF-Token"] = panel.me.csrf;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const error = new Error(data && data.error ? data.error.message : `the server answered ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function show(view) {
+  for (const id of ["login", "flags-view", "history"]) $(id).hidden = id !== view;
+  $("who").hidden = view === "login";
+}
+
+async function start() {
+  try {
+    panel.me = await api("GET", "/api/me");
+  } catch (error) {
+    show("login");
+    return;
+  }
+  $("user").textContent = panel.me.email;
+  $("role").textContent = panel.me.role;
+  const listing = await api("GET", "/api/flags");
+  panel.environments = listing.environments;
+  panel.focus = panel.focus || panel.environments[0].key;
+  panel.flags = new Map(listing.flags.map((flag) => [flag.name, flag]));
+  renderSwitcher();
+  render();
+  show("flags-view");
+  follow();
+}
+
+function renderSwitcher() {
+  const nav = $("switcher");
+  nav.replaceChildren(document.createTextNode("Environment: "));
+  for (const environment of panel.environments) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = environment.title;
+    button.setAttribute("aria-pressed", String(environment.key === panel.focus));
+    button.addEventListener("click", () => { panel.focus = environment.key; renderSwitcher(); render(); });
+    nav.append(button);
+  }
+}
+
+function summary(flag, state) {
+  if (!state || !state.enabled) return "✗ Disabled";
+  if (state.split && flag.type === "boolean") {
+    const share = state.split.buckets.filter((bucket) => bucket.serve.value === true).reduce((sum, bucket) => sum + bucket.weight, 0);
+    return `✓ ${share / 1000}%`;
+  }
+  if (flag.type === "boolean") return "✓ Enabled";
+  return "✓ " + ("variant" in state.serve ? `variant ${state.serve.variant}` : JSON.stringify(state.serve.value));
+}
+
+function mayChange(environment) {
+  const role = panel.me.role;
+  if (role === "admin") return null;
+  if (role === "developer" && !environment.protected) return null;
+  if (role === "developer") return `${environment.name} is protected: changing it needs the admin role`;
+  return "your role is viewer, which can only read";
+}
+
+function render() {
+  const head = $("matrix-head");
+  head.replaceChildren(...["Flag", ...panel.environments.map((environment) => environment.title), "Promote", "History"].map((text) => {
+    const cell = document.createElement("th");
+    cell.scope = "col";
+    cell.textContent = text;
+    return cell;
+  }));
+  const needle = $("filter").value.trim().toLowerCase();
+  const rows = [];
+  for (const flag of [...panel.flags.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    const haystack = [flag.name, flag.category, ...(flag.tags || []), flag.description || ""].join(" ").toLowerCase();
+    if (needle && !haystack.includes(needle)) continue;
+    const row = document.createElement("tr");
+    row.dataset.flag = flag.name;
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = flag.name;
+    row.append(name);
+    for (const environment of panel.environments) {
+      const state = flag.environments[environment.key];
+      const cell = document.createElement("td");
+      cell.className = "state" + (environment.key === panel.focus ? " focus" : "");
+      cell.dataset.environment = environment.key;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = summary(flag, state);
+      button.className = state && state.enabled ? "on" : "off";
+      const verb = state && state.enabled ? "Disable" : "Enable";
+      button.setAttribute("aria-label", `${verb} ${flag.name} in ${environment.name}`);
+      const refusal = mayChange(environment);
+      if (refusal) { button.disabled = true; button.title = refusal; } else { button.title = `${verb} in ${environment.name}`; }
+      button.addEventListener("click", () => toggle(flag, environment, !(state && state.enabled)));
+      cell.append(button);
+      row.append(cell);
+    }
+    const promoteCell = document.createElement("td");
+    panel.environments.slice(1).forEach((target, index) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = `Promote to ${target.title}`;
+      const refusal = mayChange(target);
+      if (refusal) { button.disabled = true; button.title = refusal; }
+      button.addEventListener("click", () => promote(flag, panel.environments[index], target));
+      promoteCell.append(button, " ");
+    });
+    row.append(promoteCell);
+    const history = document.createElement("td");
+    const link = document.createElement("button");
+    link.type = "button";
+    link.textContent = "History";
+    link.setAttribute("aria-label", `History of ${flag.name}`);
+    link.addEventListener("click", () => openHistory(flag.name));
+    history.append(link);
+    row.append(history);
+    rows.push(row);
+  }
+  $("matrix-body").replaceChildren(...rows);
+  $("empty").hidden = panel.flags.size > 0;
+}
+
+// Asks for confirmation (and, in a protected environment, a reason); resolves to the reason or null when cancelled.
+function confirmChange(title, environment, diffText) {
+  return new Promise((resolve) => {
+    const dialog = $("confirm");
+    $("confirm-title").textContent = title;
+    $("confirm-diff").textContent = diffText;
+    $("confirm-protected").hidden = !environment.protected;
+    $("confirm-env").textContent = environment.name;
+    $("confirm-reason").value = "";
+    $("confirm-check").checked = false;
+    $("confirm-error").textContent = "";
+    const finish = (value) => { dialog.close(); cleanup(); resolve(value); };
+    const submit = (event) => {
+      event.preventDefault();
+      const reason = $("confirm-reason").value.trim();
+      if (environment.protected && (!reason || !$("confirm-check").checked)) {
+        $("confirm-error").textContent = `${environment.name} is protected: give a reason and tick the confirmation`;
+        return;
+      }
+      finish(reason || "");
+    };
+    const cancel = () => finish(null);
+    const cleanup = () => { $("confirm-form").removeEventListener("submit", submit); $("confirm-cancel").removeEventListener("click", cancel); };
+    $("confirm-form").addEventListener("submit", submit);
+    $("confirm-cancel").addEventListener("click", cancel);
+    dialog.showModal();
+  });
+}
+
+async function toggle(flag, environment, enable) {
+  const verb = enable ? "enable" : "disable";
+  let reason = "";
+  if (environment.protected) {
+    reason = await confirmChange(`${enable ? "Enable" : "Disable"} ${flag.name} in ${environment.name}`, environment, `enabled: ${!enable} → ${enable}`);
+    if (reason === null) return;
+  }
+  try {
+    await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/${verb}`, reason ? { reason } : {});
+  } catch (error) {
+    alert(error.message);
+  }
+}
+
+function diffText(changes) {
+  if (!changes.length) return "(no difference)";
+  return changes.map((change) => `${change.path}: ${JSON.stringify(change.before)} → ${JSON.stringify(change.after)}`).join("\n");
+}
+
+async function promote(flag, from, to) {
+  try {
+    const preview = await api("POST", `/api/flags/${flag.name}/promote`, { from: from.key, to: to.key, dry_run: true });
+    const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.changes));
+    if (reason === null) return;
+    await api("POST", `/api/flags/${flag.name}/promote`, { from: from.key, to: to.key, expected_version: preview.target_version, reason: reason || undefined });
+  } catch (error) {
+    alert(error.message);
+  }
+}
+
+async function openHistory(flagName) {
+  const query = flagName ? `?flag=${encodeURIComponent(flagName)}` : "";
+  const page = await api("GET", `/api/flags/audit${query}`);
+  $("history-title").textContent = flagName ? `History of ${flagName}` : "History";
+  const rows = page.entries.map((entry) => {
+    const row = document.createElement("tr");
+    const before = entry.before && "enabled" in entry.before ? entry.before.enabled : "";
+    const after = entry.after && "enabled" in entry.after ? entry.after.enabled : "";
+    for (const text of [entry.timestamp, entry.user, entry.action + (entry.from_environment ? ` (from ${entry.from_environment})` : ""),
+                        entry.flag || "", entry.environment || "", entry.reason || "", before === "" ? "" : `enabled ${before} → ${after}`]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  });
+  $("history-body").replaceChildren(...rows);
+  show("history");
+}
+
+// One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.
+function follow() {
+  for (const stream of panel.streams) stream.close();
+  panel.streams = panel.environments.map((environment) => {
+    const source = new EventSource(`/api/feature-flags/stream?env=${environment.key}`);
+    source.addEventListener("change", (event) => {
+      const change = JSON.parse(event.data);
+      const current = panel.flags.get(change.flag) || { ...change.definition, category: change.flag.split(".")[0], environments: {} };
+      const updated = { ...current, ...change.definition, environments: { ...current.environments, [environment.key]: change.state } };
+      panel.flags.set(change.flag, updated);
+      render();
+      const cell = document.querySelector(`tr[data-flag="${change.flag}"] td[data-environment="${environment.key}"]`);
+      if (cell) cell.classList.add("flash");
+      $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, change.state)} — by ${change.state.updated_by}`;
+    });
+    return source;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("POST", "/api/auth/session", { email: $("email").value, password: $("password").value });
+      $("login-error").textContent = "";
+      await start();
+    } catch (error) {
+      $("login-error").textContent = error.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    try { await api("DELETE", "/api/auth/session"); } finally {
+      for (const stream of panel.streams) stream.close();
+      panel.me = null;
+      show("login");
+    }
+  });
+  $("filter").addEventListener("input", render);
+  $("history-close").addEventListener("click", () => show("flags-view"));
+  start();
+});

@@ -1,0 +1,228 @@
+//! The admin panel in headless Chromium (Debian's `chromium` and `chromium-driver`), against the real server.
+//!
+//! A tiny W3C WebDriver client over HTTP drives the browser. Waiting is the driver's own implicit wait for an
+//! element matching an XPath that states the expected condition, so no test sleeps.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::Server;
+use serde_json::{Value, json};
+
+/// A chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("chromedriver is installed (scripts/test.sh installs chromium and chromium-driver)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("chromedriver said it started").unwrap();
+            if line.contains("started successfully") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url: format!("http://127.0.0.1:{port}"), _profile: tempfile::tempdir().unwrap() }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session.
+struct Browser {
+    http: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Browser {
+    fn open(driver: &Driver) -> Self {
+        let http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap();
+        let profile = driver._profile.path().to_str().unwrap().to_owned();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+                "--window-size=1280,900", format!("--user-data-dir={profile}")]}
+        }}});
+        let session: Value = http.post(format!("{}/session", driver.url)).json(&capabilities).send().unwrap().json().unwrap();
+        let id = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_owned();
+        let browser = Self { http, base: format!("{}/session/{id}", driver.url) };
+        browser.call("POST", "/timeouts", json!({"implicit": 10_000}));
+        browser
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let request = match method {
+            "GET" => self.http.get(format!("{}{path}", self.base)),
+            "DELETE" => self.http.delete(format!("{}{path}", self.base)),
+            _ => self.http.post(format!("{}{path}", self.base)).json(&body),
+        };
+        let answer: Value = request.send().unwrap().json().unwrap();
+        if answer["value"].get("error").is_some() {
+            panic!("webdriver {method} {path}: {}", answer["value"]["message"]);
+        }
+        answer["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call("POST", "/url", json!({"url": url}));
+    }
+
+    /// The element matching `xpath`, waiting (implicitly) until one does.
+    fn find(&self, xpath: &str) -> String {
+        let found = self.call("POST", "/element", json!({"using": "xpath", "value": xpath}));
+        found.as_object().and_then(|object| object.values().next()).and_then(Value::as_str).unwrap().to_owned()
+    }
+
+    fn click(&self, xpath: &str) {
+        let element = self.find(xpath);
+        self.call("POST", &format!("/element/{element}/click"), json!({}));
+    }
+
+    fn type_into(&self, xpath: &str, text: &str) {
+        let element = self.find(xpath);
+        self.call("POST", &format!("/element/{element}/value"), json!({"text": text}));
+    }
+
+    fn attribute(&self, xpath: &str, name: &str) -> Value {
+        let element = self.find(xpath);
+        self.call("GET", &format!("/element/{element}/attribute/{name}"), Value::Null)
+    }
+
+    fn screenshot(&self, name: &str) {
+        if let Some(directory) = std::env::var_os("VEXIL_SCREENSHOTS") {
+            use base64_decode::decode;
+            let png = self.call("GET", "/screenshot", Value::Null);
+            std::fs::write(std::path::Path::new(&directory).join(name), decode(png.as_str().unwrap())).unwrap();
+        }
+    }
+
+    fn log_in(&self, server: &Server, email: &str, password: &str) {
+        self.goto(&server.url);
+        self.type_into("//input[@id='email']", email);
+        self.type_into("//input[@id='password']", password);
+        self.click("//form[@id='login']//button[@type='submit']");
+        self.find(&format!("//span[@id='user' and text()='{email}']"));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.http.delete(&self.base).send();
+    }
+}
+
+/// Just enough base64 for screenshots, without a dependency.
+mod base64_decode {
+    pub fn decode(text: &str) -> Vec<u8> {
+        let value = |byte: u8| match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let bytes: Vec<u8> = text.bytes().filter(|byte| *byte != b'=' && !byte.is_ascii_whitespace()).collect();
+        let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+        for chunk in bytes.chunks(4) {
+            let mut buffer = 0u32;
+            for (index, byte) in chunk.iter().enumerate() {
+                buffer |= u32::from(value(*byte)) << (18 - 6 * index);
+            }
+            out.extend_from_slice(&buffer.to_be_bytes()[1..chunk.len()]);
+        }
+        out
+    }
+}
+
+fn cell(flag: &str, environment: &str) -> String {
+    format!("//tr[@data-flag='{flag}']/td[@data-environment='{environment}']/button")
+}
+
+#[test]
+fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_production() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature", "--description", "The new voice panel"]).ok();
+    server.cli(&["define", "experiment.voice_v2", "--tag", "voice"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+
+    // The matrix: every flag, every environment side by side, as the seed's switcher shows them.
+    for title in ["Dev", "Staging", "Prod"] {
+        browser.find(&format!("//thead//th[text()='{title}']"));
+    }
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.new_feature", "prod")));
+    browser.screenshot("panel-matrix.png");
+
+    // A change made with the CLI appears without a reload, saying who made it.
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
+    browser.find("//span[@id='live' and contains(., 'ui.new_feature in staging') and contains(., 'by admin@localhost')]");
+
+    // Promote to production through the modal: the diff, a reason and an explicit confirmation.
+    browser.click("//tr[@data-flag='ui.new_feature']//button[text()='Promote to Prod']");
+    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'enabled: false → true')]");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find("//p[@id='confirm-error' and contains(., 'give a reason')]");
+    browser.type_into("//input[@id='confirm-reason']", "Rollout approved by PM");
+    browser.click("//input[@id='confirm-check']");
+    browser.screenshot("panel-promote.png");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "prod")));
+    let audit = server.http().get("/api/flags/audit?flag=ui.new_feature&env=prod").body;
+    assert_eq!(audit["entries"][0]["action"], "promote");
+    assert_eq!(audit["entries"][0]["reason"], "Rollout approved by PM");
+    assert_eq!(audit["entries"][0]["source"], "panel");
+
+    // The history shows it, with the reason.
+    browser.click("//button[@aria-label='History of ui.new_feature']");
+    browser.find("//tbody[@id='history-body']/tr[1][td[contains(., 'promote (from staging)')] and td[text()='Rollout approved by PM']]");
+    browser.screenshot("panel-history.png");
+}
+
+#[test]
+fn a_developer_sees_production_controls_disabled_with_the_reason() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    common::cli(
+        &server.url,
+        Some(common::ADMIN_TOKEN),
+        &["user", "add", "dev@example.com", "--role", "developer", "--password-stdin"],
+        Some("developer password\n"),
+    )
+    .expect_code(0);
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "dev@example.com", "developer password");
+    browser.find("//span[@id='role' and text()='developer']");
+    let production = cell("ui.new_feature", "prod");
+    assert_eq!(browser.attribute(&production, "disabled"), json!("true"));
+    let reason = browser.attribute(&production, "title");
+    assert!(reason.as_str().unwrap().contains("production is protected: changing it needs the admin role"), "{reason}");
+    // Staging is theirs to change.
+    browser.click(&cell("ui.new_feature", "staging"));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
+    let state = server.http().get("/api/flags/ui.new_feature/environments/staging").body;
+    assert_eq!(state["state"]["updated_by"], "dev@example.com");
+}
