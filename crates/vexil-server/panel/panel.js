@@ -3,7 +3,8 @@
 // and every environment's SSE stream keeps it current (changes made anywhere appear with who made them).
 "use strict";
 
-const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [] };
+const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [], selected: new Set(), historyFlag: null };
+const ACTIONS = ["create", "update", "enable", "disable", "promote", "copy", "import", "archive", "unarchive", "rollout_step", "rollback"];
 const $ = (id) => document.getElementById(id);
 
 async function api(method, path, body) {
@@ -39,6 +40,7 @@ async function start() {
   panel.environments = listing.environments;
   panel.focus = panel.focus || panel.environments[0].key;
   panel.flags = new Map(listing.flags.map((flag) => [flag.name, flag]));
+  $("history-env").replaceChildren(new Option("any", ""), ...panel.environments.map((environment) => new Option(environment.title, environment.key)));
   renderSwitcher();
   render();
   show("flags-view");
@@ -56,6 +58,23 @@ function renderSwitcher() {
     button.addEventListener("click", () => { panel.focus = environment.key; renderSwitcher(); render(); });
     nav.append(button);
   }
+  const focus = focusEnvironment();
+  for (const span of document.querySelectorAll(".focus-name")) span.textContent = focus.title;
+  const from = $("copy-from");
+  const previous = from.value;
+  from.replaceChildren(...panel.environments.filter((environment) => environment.key !== focus.key).map((environment) => {
+    const option = document.createElement("option");
+    option.value = environment.key;
+    option.textContent = environment.title;
+    return option;
+  }));
+  if ([...from.options].some((option) => option.value === previous)) from.value = previous;
+  const viewer = panel.me.role === "viewer";
+  $("actions").hidden = viewer;
+}
+
+function focusEnvironment() {
+  return panel.environments.find((environment) => environment.key === panel.focus);
 }
 
 function summary(flag, state) {
@@ -78,7 +97,10 @@ function mayChange(environment) {
 
 function render() {
   const head = $("matrix-head");
-  head.replaceChildren(...["Flag", ...panel.environments.map((environment) => environment.title), "Promote", "History"].map((text) => {
+  const viewer = panel.me.role === "viewer";
+  const columns = viewer ? ["Flag", ...panel.environments.map((environment) => environment.title), "History"]
+                         : ["Select", "Flag", ...panel.environments.map((environment) => environment.title), "Promote", "History"];
+  head.replaceChildren(...columns.map((text) => {
     const cell = document.createElement("th");
     cell.scope = "col";
     cell.textContent = text;
@@ -89,8 +111,24 @@ function render() {
   for (const flag of [...panel.flags.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     const haystack = [flag.name, flag.category, ...(flag.tags || []), flag.description || ""].join(" ").toLowerCase();
     if (needle && !haystack.includes(needle)) continue;
+    const wanted = $("state-filter").value;
+    const focusState = flag.environments[panel.focus];
+    if (wanted && (wanted === "on") !== Boolean(focusState && focusState.enabled)) continue;
     const row = document.createElement("tr");
     row.dataset.flag = flag.name;
+    if (!viewer) {
+      const pick = document.createElement("td");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = panel.selected.has(flag.name);
+      box.setAttribute("aria-label", `Select ${flag.name}`);
+      box.addEventListener("change", () => {
+        if (box.checked) panel.selected.add(flag.name); else panel.selected.delete(flag.name);
+        $("selected-count").textContent = panel.selected.size;
+      });
+      pick.append(box);
+      row.append(pick);
+    }
     const name = document.createElement("th");
     name.scope = "row";
     name.textContent = flag.name;
@@ -100,6 +138,15 @@ function render() {
       const cell = document.createElement("td");
       cell.className = "state" + (environment.key === panel.focus ? " focus" : "");
       cell.dataset.environment = environment.key;
+      if (viewer) {
+        // A viewer gets the state, not a control.
+        const text = document.createElement("span");
+        text.textContent = summary(flag, state);
+        text.className = state && state.enabled ? "on" : "off";
+        cell.append(text);
+        row.append(cell);
+        continue;
+      }
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = summary(flag, state);
@@ -112,6 +159,11 @@ function render() {
       cell.append(button);
       row.append(cell);
     }
+    if (viewer) {
+      row.append(historyCell(flag));
+      rows.push(row);
+      continue;
+    }
     const promoteCell = document.createElement("td");
     panel.environments.slice(1).forEach((target, index) => {
       const button = document.createElement("button");
@@ -123,22 +175,27 @@ function render() {
       promoteCell.append(button, " ");
     });
     row.append(promoteCell);
-    const history = document.createElement("td");
-    const link = document.createElement("button");
-    link.type = "button";
-    link.textContent = "History";
-    link.setAttribute("aria-label", `History of ${flag.name}`);
-    link.addEventListener("click", () => openHistory(flag.name));
-    history.append(link);
-    row.append(history);
+    row.append(historyCell(flag));
     rows.push(row);
   }
   $("matrix-body").replaceChildren(...rows);
   $("empty").hidden = panel.flags.size > 0;
+  $("selected-count").textContent = panel.selected.size;
+}
+
+function historyCell(flag) {
+  const cell = document.createElement("td");
+  const link = document.createElement("button");
+  link.type = "button";
+  link.textContent = "History";
+  link.setAttribute("aria-label", `History of ${flag.name}`);
+  link.addEventListener("click", () => openHistory(flag.name));
+  cell.append(link);
+  return cell;
 }
 
 // Asks for confirmation (and, in a protected environment, a reason); resolves to the reason or null when cancelled.
-function confirmChange(title, environment, diffText) {
+function confirmChange(title, environment, diffText, requireCheck = true) {
   return new Promise((resolve) => {
     const dialog = $("confirm");
     $("confirm-title").textContent = title;
@@ -147,12 +204,13 @@ function confirmChange(title, environment, diffText) {
     $("confirm-env").textContent = environment.name;
     $("confirm-reason").value = "";
     $("confirm-check").checked = false;
+    $("confirm-check-label").hidden = !requireCheck;
     $("confirm-error").textContent = "";
     const finish = (value) => { dialog.close(); cleanup(); resolve(value); };
     const submit = (event) => {
       event.preventDefault();
       const reason = $("confirm-reason").value.trim();
-      if (environment.protected && (!reason || !$("confirm-check").checked)) {
+      if (environment.protected && (!reason || (requireCheck && !$("confirm-check").checked))) {
         $("confirm-error").textContent = `${environment.name} is protected: give a reason and tick the confirmation`;
         return;
       }
@@ -170,7 +228,8 @@ async function toggle(flag, environment, enable) {
   const verb = enable ? "enable" : "disable";
   let reason = "";
   if (environment.protected) {
-    reason = await confirmChange(`${enable ? "Enable" : "Disable"} ${flag.name} in ${environment.name}`, environment, `enabled: ${!enable} → ${enable}`);
+    // Turning a flag off in production must never wait: a reason is enough (the emergency path).
+    reason = await confirmChange(`${enable ? "Enable" : "Disable"} ${flag.name} in ${environment.name}`, environment, `enabled: ${!enable} → ${enable}`, enable);
     if (reason === null) return;
   }
   try {
@@ -197,8 +256,15 @@ async function promote(flag, from, to) {
 }
 
 async function openHistory(flagName) {
-  const query = flagName ? `?flag=${encodeURIComponent(flagName)}` : "";
-  const page = await api("GET", `/api/flags/audit${query}`);
+  panel.historyFlag = flagName || null;
+  const parameters = new URLSearchParams();
+  if (flagName) parameters.set("flag", flagName);
+  if ($("history-env").value) parameters.set("env", $("history-env").value);
+  if ($("history-user").value.trim()) parameters.set("user", $("history-user").value.trim());
+  if ($("history-action").value) parameters.set("action", $("history-action").value);
+  const query = parameters.toString() ? `?${parameters}` : "";
+  let page;
+  try { page = await api("GET", `/api/flags/audit${query}`); } catch (error) { alert(error.message); return; }
   $("history-title").textContent = flagName ? `History of ${flagName}` : "History";
   const rows = page.entries.map((entry) => {
     const row = document.createElement("tr");
@@ -214,6 +280,71 @@ async function openHistory(flagName) {
   });
   $("history-body").replaceChildren(...rows);
   show("history");
+}
+
+async function bulk(action) {
+  const environment = focusEnvironment();
+  const flags = [...panel.selected];
+  if (!flags.length) { alert("select flags first (the checkboxes in the first column)"); return; }
+  let reason = "";
+  if (environment.protected) {
+    reason = await confirmChange(`${action === "enable" ? "Enable" : "Disable"} ${flags.length} flags in ${environment.name}`, environment, flags.join("\n"), action === "enable");
+    if (reason === null) return;
+  }
+  try {
+    await api("POST", "/api/flags/bulk", { action, environment: environment.key, flags, reason: reason || undefined });
+    panel.selected.clear();
+    render();
+  } catch (error) { alert(error.message); }
+}
+
+function batchText(preview) {
+  const lines = preview.flags.map((flag) => `${flag.flag}\n` + flag.changes.map((change) => `  ${change.path}: ${JSON.stringify(change.before)} → ${JSON.stringify(change.after)}`).join("\n"));
+  if (!lines.length) lines.push("(no difference)");
+  if (preview.unchanged.length) lines.push(`${preview.unchanged.length} already identical`);
+  return lines.join("\n");
+}
+
+async function copyInto() {
+  const to = focusEnvironment();
+  const from = panel.environments.find((environment) => environment.key === $("copy-from").value);
+  const flags = panel.selected.size ? [...panel.selected] : undefined;
+  try {
+    const preview = await api("POST", "/api/flags/copy", { from: from.key, to: to.key, flags, dry_run: true });
+    const reason = await confirmChange(`Copy ${flags ? flags.length + " selected flags" : "every flag"} from ${from.title} into ${to.title}`, to, batchText(preview));
+    if (reason === null || !preview.flags.length) return;
+    const expected_versions = Object.fromEntries(preview.flags.map((flag) => [flag.flag, flag.target_version]));
+    await api("POST", "/api/flags/copy", { from: from.key, to: to.key, flags, reason: reason || undefined, expected_versions });
+  } catch (error) { alert(error.message); }
+}
+
+async function exportFocus() {
+  const environment = focusEnvironment();
+  try {
+    const document_ = await api("GET", `/api/environments/${environment.key}/export`);
+    const link = document.createElement("a");
+    const blob = new Blob([JSON.stringify(document_, null, 2) + "\n"], { type: "application/json" });
+    link.href = URL.createObjectURL(blob);
+    link.blob = blob; // what was offered for download, readable by the page (and its tests)
+    link.download = `vexil-${environment.key}.json`;
+    link.id = "export-link";
+    document.body.append(link);
+    link.click();
+    setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 60_000);
+  } catch (error) { alert(error.message); }
+}
+
+async function importFile(file) {
+  const environment = focusEnvironment();
+  let document_;
+  try { document_ = JSON.parse(await file.text()); } catch (error) { alert(`${file.name} is not JSON: ${error.message}`); return; }
+  try {
+    const preview = await api("POST", `/api/environments/${environment.key}/import`, { document: document_, dry_run: true });
+    const reason = await confirmChange(`Import ${file.name} into ${environment.title}`, environment, batchText(preview));
+    if (reason === null || !preview.flags.length) return;
+    await api("POST", `/api/environments/${environment.key}/import`, { document: document_, reason: reason || undefined });
+  } catch (error) { alert(error.message); }
+  $("import-file").value = "";
 }
 
 // One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.
@@ -254,6 +385,20 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   $("filter").addEventListener("input", render);
+  $("state-filter").addEventListener("change", render);
+  $("bulk-enable").addEventListener("click", () => bulk("enable"));
+  $("bulk-disable").addEventListener("click", () => bulk("disable"));
+  $("copy").addEventListener("click", copyInto);
+  $("export").addEventListener("click", exportFocus);
+  $("import-file").addEventListener("change", () => { const file = $("import-file").files[0]; if (file) importFile(file); });
+  $("history-all").addEventListener("click", () => openHistory(null));
+  $("history-apply").addEventListener("click", () => openHistory(panel.historyFlag));
+  for (const action of ACTIONS) {
+    const option = document.createElement("option");
+    option.value = action;
+    option.textContent = action;
+    $("history-action").append(option);
+  }
   $("history-close").addEventListener("click", () => show("flags-view"));
   start();
 });

@@ -57,7 +57,9 @@ impl Browser {
         let profile = driver._profile.path().to_str().unwrap().to_owned();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium",
+                "prefs": {"download.default_directory": format!("{profile}/downloads"), "download.prompt_for_download": false},
+                "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
                 "--window-size=1280,900", format!("--user-data-dir={profile}")]}
@@ -105,6 +107,11 @@ impl Browser {
     fn attribute(&self, xpath: &str, name: &str) -> Value {
         let element = self.find(xpath);
         self.call("GET", &format!("/element/{element}/attribute/{name}"), Value::Null)
+    }
+
+    /// Runs an async script; it gets a `done` callback as its last argument.
+    fn execute_async(&self, script: &str) -> Value {
+        self.call("POST", "/execute/async", json!({"script": script, "args": []}))
     }
 
     fn screenshot(&self, name: &str) {
@@ -225,4 +232,99 @@ fn a_developer_sees_production_controls_disabled_with_the_reason() {
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
     let state = server.http().get("/api/flags/ui.new_feature/environments/staging").body;
     assert_eq!(state["state"]["updated_by"], "dev@example.com");
+}
+
+#[test]
+fn bulk_disable_copy_with_preview_export_and_import() {
+    let server = Server::start();
+    for flag in ["ui.a", "ui.b", "ui.c"] {
+        server.cli(&["define", flag]).ok();
+        server.cli(&["enable", flag, "--env", "dev"]).ok();
+    }
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+
+    // Bulk: select two flags, disable them in Dev (the focused environment).
+    browser.click("//input[@aria-label='Select ui.a']");
+    browser.click("//input[@aria-label='Select ui.b']");
+    browser.find("//span[@id='selected-count' and text()='2']");
+    browser.click("//button[@id='bulk-disable']");
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.a", "dev")));
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.b", "dev")));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "dev")));
+
+    // Copy Dev into Staging: the preview lists what changes, nothing happens until it is applied.
+    browser.click("//nav[@id='switcher']/button[text()='Staging']");
+    browser.find("//select[@id='copy-from']/option[@value='dev']");
+    browser.click("//button[@id='copy']");
+    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'enabled: false → true') and contains(., '2 already identical')]");
+    browser.screenshot("panel-copy.png");
+    assert_eq!(server.http().get("/api/flags/ui.c/environments/staging").body["state"]["enabled"], false, "the preview changed nothing");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "staging")));
+    let audit = server.http().get("/api/flags/audit?action=copy").body;
+    assert_eq!(audit["entries"][0]["from_environment"], "development");
+
+    // Export Staging: a JSON download in the export format.
+    browser.click("//button[@id='export']");
+    let link = browser.attribute("//a[@id='export-link']", "download");
+    assert_eq!(link, json!("vexil-staging.json"));
+    let exported = browser
+        .execute_async("const done = arguments[arguments.length - 1]; document.getElementById('export-link').blob.text().then(done);");
+    let exported: Value = serde_json::from_str(exported.as_str().unwrap()).unwrap();
+    assert_eq!(exported["format"], "vexil.states");
+    assert_eq!(exported["flags"]["ui.c"]["enabled"], true);
+
+    // Import it into Prod: a dry-run diff first, then applied with a reason and the confirmation.
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("staging.json");
+    std::fs::write(&file, exported.to_string()).unwrap();
+    browser.click("//nav[@id='switcher']/button[text()='Prod']");
+    browser.type_into("//input[@id='import-file']", file.to_str().unwrap());
+    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c')]");
+    browser.type_into("//input[@id='confirm-reason']", "Same as staging for the launch");
+    browser.click("//input[@id='confirm-check']");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "prod")));
+    let audit = server.http().get("/api/flags/audit?action=import&env=prod").body;
+    assert_eq!(audit["entries"][0]["reason"], "Same as staging for the launch");
+}
+
+#[test]
+fn the_emergency_disable_is_one_click_and_a_reason_and_a_viewer_sees_no_controls() {
+    let server = Server::start();
+    server.cli(&["define", "ui.problem_feature"]).ok();
+    server.cli(&["enable", "ui.problem_feature", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click(&cell("ui.problem_feature", "prod"));
+    browser.find("//dialog[@id='confirm' and @open]");
+    assert_eq!(
+        browser.attribute("//label[@id='confirm-check-label']", "hidden"),
+        json!("true"),
+        "no confirmation box to tick when disabling"
+    );
+    browser.type_into("//input[@id='confirm-reason']", "Incident #123");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.problem_feature", "prod")));
+    let audit = server.http().get("/api/flags/audit?flag=ui.problem_feature&action=disable").body;
+    assert_eq!(audit["entries"][0]["reason"], "Incident #123");
+
+    common::cli(
+        &server.url,
+        Some(common::ADMIN_TOKEN),
+        &["user", "add", "pm@example.com", "--role", "viewer", "--password-stdin"],
+        Some("viewer password\n"),
+    )
+    .expect_code(0);
+    browser.click("//button[@id='logout']");
+    browser.log_in(&server, "pm@example.com", "viewer password");
+    browser.find("//tr[@data-flag='ui.problem_feature']/td[@data-environment='prod']/span[normalize-space(.)='✗ Disabled']");
+    let controls = browser.call("POST", "/elements", json!({"using": "xpath", "value": "//tr[@data-flag='ui.problem_feature']//td[@data-environment]//button | //div[@id='actions' and not(@hidden)]"}));
+    assert_eq!(controls.as_array().unwrap().len(), 0, "a viewer gets states, not controls");
+    // The overall history, filtered by action.
+    browser.click("//button[@aria-label='History of ui.problem_feature']");
+    browser.find("//tbody[@id='history-body']/tr[1]/td[text()='Incident #123']");
 }
