@@ -104,6 +104,9 @@ function render() {
     const cell = document.createElement("th");
     cell.scope = "col";
     cell.textContent = text;
+    const environment = panel.environments.find((candidate) => candidate.title === text);
+    if (environment) cell.className = "env" + (environment.key === panel.focus ? " focus" : "");
+    if (text === "Promote") cell.className = "promote";
     return cell;
   }));
   const needle = $("filter").value.trim().toLowerCase();
@@ -131,7 +134,18 @@ function render() {
     }
     const name = document.createElement("th");
     name.scope = "row";
-    name.textContent = flag.name;
+    if (viewer) {
+      name.textContent = flag.name;
+    } else {
+      const edit = document.createElement("button");
+      edit.type = "button";
+      edit.className = "link";
+      edit.textContent = flag.name;
+      edit.title = flag.description || "Edit the definition";
+      edit.setAttribute("aria-label", `Edit ${flag.name}`);
+      edit.addEventListener("click", () => editDefinition(flag));
+      name.append(edit);
+    }
     row.append(name);
     for (const environment of panel.environments) {
       const state = flag.environments[environment.key];
@@ -156,7 +170,15 @@ function render() {
       const refusal = mayChange(environment);
       if (refusal) { button.disabled = true; button.title = refusal; } else { button.title = `${verb} in ${environment.name}`; }
       button.addEventListener("click", () => toggle(flag, environment, !(state && state.enabled)));
-      cell.append(button);
+      const set = document.createElement("button");
+      set.type = "button";
+      set.textContent = "Set…";
+      set.className = "small";
+      set.setAttribute("aria-label", `Set ${flag.name} in ${environment.name}`);
+      set.disabled = Boolean(refusal);
+      if (refusal) set.title = refusal;
+      set.addEventListener("click", () => setState(flag, environment));
+      cell.append(button, " ", set);
       row.append(cell);
     }
     if (viewer) {
@@ -165,6 +187,7 @@ function render() {
       continue;
     }
     const promoteCell = document.createElement("td");
+    promoteCell.className = "promote";
     panel.environments.slice(1).forEach((target, index) => {
       const button = document.createElement("button");
       button.type = "button";
@@ -255,6 +278,16 @@ async function promote(flag, from, to) {
   }
 }
 
+// What an audit record changed, field by field (states: enabled, serve, split, rules, targets; definitions: the rest).
+function changeText(before, after) {
+  if (!after) return "";
+  if (!before) return "created";
+  const skip = new Set(["version", "updated_at", "updated_by", "created_at"]);
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((key) => !skip.has(key));
+  return keys.filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]))
+    .map((key) => `${key}: ${JSON.stringify(before[key] ?? null)} → ${JSON.stringify(after[key] ?? null)}`).join("; ");
+}
+
 async function openHistory(flagName) {
   panel.historyFlag = flagName || null;
   const parameters = new URLSearchParams();
@@ -268,10 +301,8 @@ async function openHistory(flagName) {
   $("history-title").textContent = flagName ? `History of ${flagName}` : "History";
   const rows = page.entries.map((entry) => {
     const row = document.createElement("tr");
-    const before = entry.before && "enabled" in entry.before ? entry.before.enabled : "";
-    const after = entry.after && "enabled" in entry.after ? entry.after.enabled : "";
     for (const text of [entry.timestamp, entry.user, entry.action + (entry.from_environment ? ` (from ${entry.from_environment})` : ""),
-                        entry.flag || "", entry.environment || "", entry.reason || "", before === "" ? "" : `enabled ${before} → ${after}`]) {
+                        entry.flag || "", entry.environment || "", entry.reason || "", changeText(entry.before, entry.after)]) {
       const cell = document.createElement("td");
       cell.textContent = text;
       row.append(cell);
@@ -347,6 +378,134 @@ async function importFile(file) {
   $("import-file").value = "";
 }
 
+// A form in the editor dialog; `fields` are [name, label, kind, value, options]; resolves to the values or null.
+function editor(title, fields, save) {
+  const dialog = $("editor");
+  $("editor-title").textContent = title;
+  $("editor-error").textContent = "";
+  const inputs = {};
+  $("editor-fields").replaceChildren(...fields.map(([name, label, kind, value, options]) => {
+    const wrapper = document.createElement("label");
+    wrapper.append(document.createTextNode(label + " "));
+    let input;
+    if (kind === "select") {
+      input = document.createElement("select");
+      for (const option of options) input.append(new Option(option, option));
+      input.value = value;
+    } else if (kind === "checkbox") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = Boolean(value);
+      wrapper.className = "check";
+    } else {
+      input = document.createElement("input");
+      input.type = kind;
+      input.value = value === undefined || value === null ? "" : value;
+    }
+    input.id = `editor-${name}`;
+    inputs[name] = input;
+    wrapper.append(input);
+    return wrapper;
+  }));
+  return new Promise((resolve) => {
+    const submit = async (event) => {
+      event.preventDefault();
+      const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) => [name, input.type === "checkbox" ? input.checked : input.value]));
+      try {
+        await save(values);
+        finish(true);
+      } catch (error) {
+        $("editor-error").textContent = error.message;
+      }
+    };
+    const cancel = () => finish(false);
+    const finish = (done) => {
+      $("editor-form").removeEventListener("submit", submit);
+      $("editor-cancel").removeEventListener("click", cancel);
+      dialog.close();
+      resolve(done);
+    };
+    $("editor-form").addEventListener("submit", submit);
+    $("editor-cancel").addEventListener("click", cancel);
+    dialog.showModal();
+  });
+}
+
+// Text typed for a value of `type`: JSON where it parses (numbers, booleans, objects), plain text for strings.
+function typedValue(text, type) {
+  if (type === "string") return text;
+  try { return JSON.parse(text); } catch (error) { throw new Error(`\`${text}\` is not a valid ${type} value`); }
+}
+
+const CRITICALITIES = ["low", "medium", "high", "critical"];
+
+async function newFlag() {
+  await editor("New flag", [
+    ["name", "Name (category.snake_case)", "text", ""],
+    ["type", "Type", "select", "boolean", ["boolean", "string", "number", "json"]],
+    ["default", "Default (empty: false, \"\", 0 or {})", "text", ""],
+    ["description", "Description", "text", ""],
+    ["owner", "Owner", "text", ""],
+    ["tags", "Tags (comma-separated)", "text", ""],
+    ["criticality", "Criticality", "select", "medium", CRITICALITIES],
+  ], async (values) => {
+    const body = { name: values.name.trim(), type: values.type, description: values.description, criticality: values.criticality,
+                   tags: values.tags.split(",").map((tag) => tag.trim()).filter(Boolean) };
+    if (values.default.trim()) body.default = typedValue(values.default.trim(), values.type);
+    if (values.owner.trim()) body.owner = values.owner.trim();
+    await api("POST", "/api/flags", body);
+  });
+}
+
+async function editDefinition(flag) {
+  await editor(`Edit ${flag.name} (${flag.type})`, [
+    ["description", "Description", "text", flag.description],
+    ["owner", "Owner", "text", flag.owner || ""],
+    ["tags", "Tags (comma-separated)", "text", (flag.tags || []).join(", ")],
+    ["criticality", "Criticality", "select", flag.criticality, CRITICALITIES],
+    ["default", "Default", "text", flag.type === "string" ? flag.default : JSON.stringify(flag.default)],
+    ["deprecated", "Deprecated", "checkbox", flag.deprecated],
+  ], async (values) => {
+    await api("PATCH", `/api/flags/${flag.name}`, {
+      description: values.description, owner: values.owner, criticality: values.criticality, deprecated: values.deprecated,
+      tags: values.tags.split(",").map((tag) => tag.trim()).filter(Boolean), default: typedValue(values.default, flag.type),
+    });
+  });
+}
+
+async function setState(flag, environment) {
+  const current = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}`);
+  const state = current.state;
+  const rollout = state.split && flag.type === "boolean"
+    ? state.split.buckets.filter((bucket) => bucket.serve.value === true).reduce((sum, bucket) => sum + bucket.weight, 0) / 1000 : "";
+  const fields = [["enabled", "Enabled", "checkbox", state.enabled]];
+  if ((flag.variants || []).length) {
+    fields.push(["variant", "Variant served", "select", state.serve.variant || flag.variants[0].name, flag.variants.map((variant) => variant.name)]);
+  } else {
+    fields.push(["value", "Value served", "text", flag.type === "string" ? state.serve.value : JSON.stringify(state.serve.value)]);
+  }
+  if (flag.type === "boolean") fields.push(["rollout", "Rollout % (empty: everyone)", "number", rollout]);
+  if (environment.protected) fields.push(["reason", "Reason (required in a protected environment)", "text", ""]);
+  await editor(`Set ${flag.name} in ${environment.name}`, fields, async (values) => {
+    const body = { enabled: values.enabled, serve: "variant" in values ? { variant: values.variant } : { value: typedValue(values.value, flag.type) },
+                   targets: state.targets, rules: state.rules, split: state.split || null };
+    if (flag.type === "boolean") {
+      const percent = values.rollout === "" ? null : Number(values.rollout);
+      if (percent !== null && !(percent >= 0 && percent <= 100)) throw new Error("rollout must be between 0 and 100");
+      const share = percent === null ? null : Math.round(percent * 1000);
+      body.split = share === null || share === 100000 ? null
+        : { buckets: [{ serve: { value: true }, weight: share }, { serve: { value: false }, weight: 100000 - share }] };
+    }
+    if (values.reason) body.reason = values.reason;
+    const headers = { "Content-Type": "application/json", "If-Match": `"${state.version}"`, "X-CSRF-Token": panel.me.csrf };
+    const response = await fetch(`/api/flags/${flag.name}/environments/${environment.key}`, { method: "PUT", headers, body: JSON.stringify(body), credentials: "same-origin" });
+    if (!response.ok) {
+      const error = await response.json().catch(() => null);
+      throw new Error(error && error.error ? error.error.message : `the server answered ${response.status}`);
+    }
+  });
+}
+
 // One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.
 function follow() {
   for (const stream of panel.streams) stream.close();
@@ -392,6 +551,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("export").addEventListener("click", exportFocus);
   $("import-file").addEventListener("change", () => { const file = $("import-file").files[0]; if (file) importFile(file); });
   $("history-all").addEventListener("click", () => openHistory(null));
+  $("new-flag").addEventListener("click", newFlag);
   $("history-apply").addEventListener("click", () => openHistory(panel.historyFlag));
   for (const action of ACTIONS) {
     const option = document.createElement("option");

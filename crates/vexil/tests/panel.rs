@@ -181,6 +181,11 @@ fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_producti
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
     browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.new_feature", "prod")));
     browser.screenshot("panel-matrix.png");
+    // At a phone's width the matrix stays usable: the toggles remain, secondary columns fold away.
+    browser.call("POST", "/window/rect", json!({"width": 390, "height": 844}));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+    browser.screenshot("panel-phone.png");
+    browser.call("POST", "/window/rect", json!({"width": 1280, "height": 900}));
 
     // A change made with the CLI appears without a reload, saying who made it.
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
@@ -327,4 +332,42 @@ fn the_emergency_disable_is_one_click_and_a_reason_and_a_viewer_sees_no_controls
     // The overall history, filtered by action.
     browser.click("//button[@aria-label='History of ui.problem_feature']");
     browser.find("//tbody[@id='history-body']/tr[1]/td[text()='Incident #123']");
+}
+
+#[test]
+fn define_edit_and_set_a_flag_from_the_panel() {
+    let server = Server::start();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.find("//p[@id='empty' and not(@hidden)]");
+
+    browser.click("//button[@id='new-flag']");
+    browser.type_into("//input[@id='editor-name']", "UI.Bad Name");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//p[@id='editor-error' and contains(., '<category>.<snake_case>')]");
+    browser.call("POST", &format!("/element/{}/clear", browser.find("//input[@id='editor-name']")), json!({}));
+    browser.type_into("//input[@id='editor-name']", "ui.checkout_v2");
+    browser.type_into("//input[@id='editor-description']", "The new checkout");
+    browser.type_into("//input[@id='editor-tags']", "checkout, launch");
+    browser.click("//button[@id='editor-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.checkout_v2", "prod")));
+    let flag = server.http().get("/api/flags/ui.checkout_v2").body;
+    assert_eq!((flag["description"].as_str(), flag["tags"].clone()), (Some("The new checkout"), json!(["checkout", "launch"])));
+
+    browser.click("//button[@aria-label='Edit ui.checkout_v2']");
+    let description = browser.find("//input[@id='editor-description']");
+    browser.call("POST", &format!("/element/{description}/clear"), json!({}));
+    browser.type_into("//input[@id='editor-description']", "The new checkout flow");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//button[@aria-label='Edit ui.checkout_v2' and @title='The new checkout flow']");
+
+    browser.click("//button[@aria-label='Set ui.checkout_v2 in staging']");
+    browser.click("//input[@id='editor-enabled']");
+    browser.type_into("//input[@id='editor-rollout']", "25");
+    browser.click("//button[@id='editor-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✓ 25%']", cell("ui.checkout_v2", "staging")));
+    let state = server.http().get("/api/flags/ui.checkout_v2/environments/staging").body;
+    assert_eq!(state["state"]["split"]["buckets"][0]["weight"], 25000);
+    assert_eq!(state["state"]["updated_by"], "admin@localhost");
 }
