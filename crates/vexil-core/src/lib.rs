@@ -14,6 +14,7 @@
 //! - [`access`]: roles and what each may do.
 //! - [`audit`]: audit records and the hash chain that makes tampering detectable.
 //! - [`evaluation`]: compiled flags and the evaluation engine (targets, rules, splits, reasons); no allocation when evaluating.
+//! - [`guard`]: the statistics behind automatic rollback (a one-sided two-proportion z-test with a look budget).
 //! - [`bucketing`]: sticky bucketing, murmur3 of `<flag>/<targetingKey>`, pinned by `spec/bucketing.json`.
 //! - [`semver`]: the small, non-allocating semantic-version parser used by rule conditions.
 
@@ -25,6 +26,7 @@ pub mod diff;
 pub mod environment;
 pub mod error;
 pub mod evaluation;
+pub mod guard;
 pub mod name;
 pub mod overrides;
 pub mod semver;
