@@ -170,6 +170,8 @@ async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
     };
     match record.kind {
         TokenKind::Sdk => Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment })),
+        // A trigger's secret works only at its own URL, never as a credential.
+        TokenKind::Trigger => Ok(None),
         TokenKind::Personal => {
             let user = state.store.user(&record.user).await?.filter(|user| !user.disabled);
             Ok(user.map(|user| Principal::User(Actor { email: user.email, role: user.role, token_id: record.id, source: Source::Api })))
@@ -323,6 +325,7 @@ pub fn token_record(secret: &str, kind: TokenKind, user: &str, environment: Opti
         name: name.to_owned(),
         created_at: crate::time::now(),
         revoked_at: None,
+        flag: None,
         expires_at: None,
     }
 }

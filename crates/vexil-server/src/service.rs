@@ -192,6 +192,54 @@ impl AppState {
         self.commit(write).await
     }
 
+    /// Rolls a flag back in one environment: restores the state from before the change that produced the current
+    /// one (from that change's audit record), or disables the flag when there is no earlier state to restore.
+    /// Idempotent: when the current state is itself a rollback's result, nothing changes (an empty list).
+    pub async fn rollback(&self, actor: &Actor, environment: &Environment, flag: &FlagName, reason: String) -> ApiResult<Vec<Change>> {
+        let current = self.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing"))?;
+        let page = self
+            .store
+            .audit(vexil_store::AuditQuery {
+                flag: Some(flag.to_string()),
+                environment: Some(environment.name.clone()),
+                limit: 50,
+                ..Default::default()
+            })
+            .await?;
+        let producing = page
+            .entries
+            .iter()
+            .find(|record| record.after.as_ref().and_then(|after| after.get("version")).and_then(Value::as_u64) == Some(current.version));
+        // Alerts repeat while they fire: rolling back a rollback would put the bad state back.
+        if producing.is_some_and(|record| record.action == AuditAction::Rollback) {
+            return Ok(Vec::new());
+        }
+        let restored =
+            producing.and_then(|record| record.before.clone()).and_then(|before| serde_json::from_value::<FlagState>(before).ok());
+        let plan = |spec: StateSpec| PlannedChange {
+            environment: environment.clone(),
+            flag: flag.clone(),
+            spec,
+            expected_version: Some(current.version),
+            action: AuditAction::Rollback,
+            reason: Some(reason.clone()),
+            from_environment: None,
+        };
+        if let Some(previous) = restored {
+            match self.commit_states(actor, vec![plan(previous.spec)]).await {
+                Ok(changes) => return Ok(changes),
+                // The earlier state no longer fits the definition: turning the flag off is the safe rollback.
+                Err(error) if error.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                    tracing::warn!(%flag, "earlier state no longer valid; disabling instead")
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut disabled = current.spec.clone();
+        disabled.enabled = false;
+        self.commit_states(actor, vec![plan(disabled)]).await
+    }
+
     /// Commits a definition write (create, update, archive) with its audit record.
     pub async fn commit_definition(
         &self,

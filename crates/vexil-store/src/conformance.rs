@@ -344,6 +344,7 @@ pub async fn users_and_tokens_round_trip(store: Arc<dyn Store>) {
         name: "laptop".into(),
         created_at: "2025-12-04T10:00:00Z".into(),
         revoked_at: None,
+        flag: None,
         expires_at: None,
     };
     store.commit(Write { users: vec![user.clone()], tokens: vec![token.clone()], ..Write::default() }).await.unwrap();

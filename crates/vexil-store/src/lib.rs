@@ -79,6 +79,8 @@ pub enum TokenKind {
     Personal,
     /// An SDK key: read-only, scoped to one environment.
     Sdk,
+    /// A monitoring trigger: its secret URL rolls one flag back in one environment.
+    Trigger,
 }
 
 /// A stored token; the secret itself is never stored, only its SHA-256.
@@ -100,6 +102,9 @@ pub struct TokenRecord {
     pub created_at: String,
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
+    /// For triggers: the flag it rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
     /// When it stops working by itself (panel sessions), if ever (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,

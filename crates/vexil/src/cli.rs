@@ -77,6 +77,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Monitoring triggers: secret URLs that roll a flag back when a monitoring system calls them.
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
 }
 
 #[derive(Debug, Args)]
@@ -399,6 +402,28 @@ pub enum TokenCommand {
     /// Revoke a token by id.
     Revoke {
         /// The token's id (from `vexil token list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Create a trigger for a flag in an environment; prints its secret URL (shown once).
+    Create {
+        /// The flag it rolls back.
+        flag: String,
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// A name shown in the audit trail.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List triggers.
+    List,
+    /// Revoke a trigger by id.
+    Revoke {
+        /// The trigger's id (from `vexil trigger list`).
         id: String,
     },
 }

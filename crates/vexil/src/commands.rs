@@ -605,6 +605,47 @@ pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
     Ok(())
 }
 
+/// `vexil trigger …`.
+pub fn trigger(context: &Context, command: crate::cli::TriggerCommand) -> CommandResult {
+    use crate::cli::TriggerCommand;
+    match command {
+        TriggerCommand::Create { flag, env, name } => {
+            let environment = context.environment(&env)?;
+            let reply = context.client.post("/api/triggers", &json!({"flag": flag, "environment": key(&environment), "name": name}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!("{}", reply["url"].as_str().unwrap_or_default()),
+            }
+        }
+        TriggerCommand::List => {
+            let tokens = context.client.get("/api/tokens")?.body;
+            let triggers: Vec<Value> =
+                tokens.as_array().into_iter().flatten().filter(|token| token["kind"] == "trigger").cloned().collect();
+            match context.output {
+                Output::Json => context.print_json(&json!(triggers)),
+                Output::Text => {
+                    let mut rows = vec![vec!["ID".to_owned(), "FLAG".into(), "ENVIRONMENT".into(), "NAME".into(), "STATUS".into()]];
+                    for trigger in &triggers {
+                        rows.push(vec![
+                            trigger["id"].as_str().unwrap_or("?").into(),
+                            trigger["flag"].as_str().unwrap_or("?").into(),
+                            trigger["environment"].as_str().unwrap_or("?").into(),
+                            trigger["name"].as_str().unwrap_or("?").into(),
+                            trigger["revoked_at"].as_str().map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into()),
+                        ]);
+                    }
+                    print!("{}", render::table(&rows));
+                }
+            }
+        }
+        TriggerCommand::Revoke { id } => {
+            context.client.delete(&format!("/api/tokens/{}", segment(&id)))?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
 /// `vexil apply`: see [`crate::registry`].
 pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
     crate::registry::apply(context, args)

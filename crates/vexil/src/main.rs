@@ -66,5 +66,6 @@ fn run(cli: Cli) -> CommandResult {
         Command::Resolve(args) => watch::resolve(&context()?, args),
         Command::User(command) => commands::user(&context()?, command),
         Command::Token(command) => commands::token(&context()?, command),
+        Command::Trigger(command) => commands::trigger(&context()?, command),
     }
 }

@@ -15,6 +15,7 @@ mod ofrep;
 mod panel;
 mod states;
 pub(crate) mod stream;
+mod triggers;
 mod users;
 
 /// Browsers may read the stream and OFREP from any origin: they authenticate with keys in headers or the URL, never cookies.
@@ -42,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(states::router())
         .merge(audit::router())
         .merge(users::router())
+        .merge(triggers::router())
         .merge(stream::router().merge(ofrep::router()).layer(cors()))
         .merge(environments::router(body_limit * 8))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)") })
