@@ -361,6 +361,32 @@ pub async fn users_and_tokens_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.tokens().await.unwrap(), vec![revoked]);
 }
 
+/// SDK counts add up per time bucket and variant, every flag apart.
+pub async fn metrics_add_up_per_bucket_and_variant(store: Arc<dyn Store>) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() / 60;
+    let count = |flag: &str, variant: &str, evaluations: u64, errors: u64| crate::MetricCount {
+        flag: flag.into(),
+        variant: variant.into(),
+        evaluations,
+        errors,
+    };
+    let staging = env("staging");
+    store
+        .add_metrics(&staging, now - 2, &[count("ui.a", "true", 100, 1), count("ui.a", "false", 300, 3), count("ui.b", "true", 7, 7)])
+        .await
+        .unwrap();
+    store.add_metrics(&staging, now - 2, &[count("ui.a", "true", 50, 10)]).await.unwrap();
+    store.add_metrics(&staging, now - 1, &[count("ui.a", "true", 20, 0)]).await.unwrap();
+    store.add_metrics(&env("prod"), now - 1, &[count("ui.a", "true", 999, 999)]).await.unwrap();
+    let rows = store.metrics(&staging, "ui.a", now - 2).await.unwrap();
+    let summary: Vec<(u64, &str, u64, u64)> =
+        rows.iter().map(|row| (row.bucket, row.variant.as_str(), row.evaluations, row.errors)).collect();
+    assert_eq!(summary, [(now - 2, "false", 300, 3), (now - 2, "true", 150, 11), (now - 1, "true", 20, 0)]);
+    let recent = store.metrics(&staging, "ui.a", now - 1).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert!(store.metrics(&staging, "ui.missing", now - 2).await.unwrap().is_empty());
+}
+
 /// Declares one `#[tokio::test]` per conformance check, each on a fresh store from `$open`.
 ///
 /// `$open` is an `async fn(retention: u64) -> (Arc<dyn Store>, conformance::Guard)`.
@@ -371,7 +397,7 @@ macro_rules! conformance_tests {
             empty_store_loads_empty, create_commits_everything_together, stale_versions_are_refused_whole,
             creating_twice_and_dangling_states_are_refused, changes_replay_in_order_until_pruned,
             definition_updates_reach_every_environment, audit_filters_and_pages, audit_chain_verifies,
-            users_and_tokens_round_trip);
+            users_and_tokens_round_trip, metrics_add_up_per_bucket_and_variant);
         $crate::conformance_tests!(@each $open, 3; pruned_changes_are_reported_gone);
     };
     (@each $open:path, $retention:expr; $($check:ident),+ $(,)?) => {

@@ -197,6 +197,32 @@ pub struct ChainReport {
     pub problem: Option<String>,
 }
 
+/// Counts an SDK reported for one flag and variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricCount {
+    /// The flag.
+    pub flag: String,
+    /// The variant served (`true`/`false` for booleans).
+    pub variant: String,
+    /// Evaluations that served it.
+    pub evaluations: u64,
+    /// Errors the application attributed to it.
+    pub errors: u64,
+}
+
+/// Aggregated counts of one variant in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricRow {
+    /// The bucket: whole minutes since the Unix epoch.
+    pub bucket: u64,
+    /// The variant.
+    pub variant: String,
+    /// Evaluations in the bucket.
+    pub evaluations: u64,
+    /// Errors in the bucket.
+    pub errors: u64,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -256,6 +282,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Adds SDK counts to one time bucket (minutes since the epoch) of an environment; every server adds to the same totals.
+    async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()>;
+
+    /// A flag's counts in an environment from `since_bucket` on, by bucket and variant, oldest first.
+    async fn metrics(&self, environment: &EnvKey, flag: &str, since_bucket: u64) -> StoreResult<Vec<MetricRow>>;
 
     /// Whether other servers may write to this store too. A server on a shared store learns of every change,
     /// its own included, by [`Store::follow`], and applies them in revision order.

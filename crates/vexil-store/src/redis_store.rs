@@ -30,7 +30,8 @@ use vexil_core::audit::GENESIS_HASH;
 use vexil_core::{AuditRecord, EnvKey, FlagDefinition, FlagName, FlagState};
 
 use crate::{
-    AuditPage, AuditQuery, Catalog, ChainReport, Change, ChangesSince, Committed, Store, StoreError, StoreResult, TokenRecord, User, Write,
+    AuditPage, AuditQuery, Catalog, ChainReport, Change, ChangesSince, Committed, MetricCount, MetricRow, Store, StoreError, StoreResult,
+    TokenRecord, User, Write,
 };
 
 /// How often a write is sealed again when other writers keep moving the audit tip.
@@ -424,6 +425,46 @@ impl Store for RedisStore {
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()> {
+        let mut connection = self.connection.clone();
+        let key = format!("vexil:metrics:{environment}:{bucket}");
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for count in counts {
+            let field = encode(&(count.flag.as_str(), count.variant.as_str()));
+            pipeline.cmd("HINCRBY").arg(&key).arg(format!("e{field}")).arg(count.evaluations).ignore();
+            pipeline.cmd("HINCRBY").arg(&key).arg(format!("x{field}")).arg(count.errors).ignore();
+        }
+        // Metrics matter for a rollout's watch, not forever: a week is kept.
+        pipeline.cmd("EXPIRE").arg(&key).arg(7 * 24 * 3600).ignore();
+        let _: () = pipeline.query_async(&mut connection).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn metrics(&self, environment: &EnvKey, flag: &str, since_bucket: u64) -> StoreResult<Vec<MetricRow>> {
+        let mut connection = self.connection.clone();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs() / 60).unwrap_or(0);
+        // One hash per minute; a watch looks back hours at most, so the range is bounded to a day.
+        let first = since_bucket.max(now.saturating_sub(24 * 60));
+        let mut rows = Vec::new();
+        for bucket in first..=now.max(first) {
+            let fields: BTreeMap<String, u64> =
+                connection.hgetall(format!("vexil:metrics:{environment}:{bucket}")).await.map_err(unavailable)?;
+            let mut by_variant: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for (field, value) in fields {
+                let (kind, key) = field.split_at(1);
+                let Ok((flag_name, variant)) = serde_json::from_str::<(String, String)>(key) else { continue };
+                if flag_name != flag {
+                    continue;
+                }
+                let slot = by_variant.entry(variant).or_default();
+                if kind == "e" { slot.0 += value } else { slot.1 += value }
+            }
+            rows.extend(by_variant.into_iter().map(|(variant, (evaluations, errors))| MetricRow { bucket, variant, evaluations, errors }));
+        }
+        Ok(rows)
     }
 
     fn is_shared(&self) -> bool {

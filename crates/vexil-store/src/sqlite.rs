@@ -16,7 +16,8 @@ use vexil_core::audit::GENESIS_HASH;
 use vexil_core::{AuditRecord, EnvKey, FlagDefinition, FlagName, FlagState};
 
 use crate::{
-    AuditPage, AuditQuery, Catalog, ChainReport, Change, ChangesSince, Committed, Store, StoreError, StoreResult, TokenRecord, User, Write,
+    AuditPage, AuditQuery, Catalog, ChainReport, Change, ChangesSince, Committed, MetricCount, MetricRow, Store, StoreError, StoreResult,
+    TokenRecord, User, Write,
 };
 
 /// How many change records each environment keeps for resuming clients, unless configured.
@@ -40,6 +41,10 @@ CREATE INDEX IF NOT EXISTS audit_by_user ON audit (user, id);
 CREATE INDEX IF NOT EXISTS audit_by_environment ON audit (environment, id);
 CREATE TABLE IF NOT EXISTS users (email TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics (
+    environment TEXT NOT NULL, flag TEXT NOT NULL, variant TEXT NOT NULL, bucket INTEGER NOT NULL,
+    evaluations INTEGER NOT NULL, errors INTEGER NOT NULL,
+    PRIMARY KEY (environment, flag, bucket, variant));
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
 "#;
 
@@ -332,6 +337,65 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.with_reader(|connection| connection.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
+    }
+
+    async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()> {
+        let environment = environment.clone();
+        let counts = counts.to_vec();
+        self.with_writer(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            for count in &counts {
+                transaction
+                    .execute(
+                        "INSERT INTO metrics (environment, flag, variant, bucket, evaluations, errors) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (environment, flag, bucket, variant)
+                         DO UPDATE SET evaluations = evaluations + excluded.evaluations, errors = errors + excluded.errors",
+                        params![
+                            environment.as_str(),
+                            count.flag,
+                            count.variant,
+                            bucket as i64,
+                            count.evaluations as i64,
+                            count.errors as i64
+                        ],
+                    )
+                    .map_err(sql)?;
+            }
+            // Metrics matter for a rollout's watch, not forever: a week is kept.
+            transaction
+                .execute(
+                    "DELETE FROM metrics WHERE environment = ?1 AND bucket < ?2",
+                    params![environment.as_str(), bucket as i64 - 7 * 24 * 60],
+                )
+                .map_err(sql)?;
+            transaction.commit().map_err(sql)
+        })
+        .await
+    }
+
+    async fn metrics(&self, environment: &EnvKey, flag: &str, since_bucket: u64) -> StoreResult<Vec<MetricRow>> {
+        let environment = environment.clone();
+        let flag = flag.to_owned();
+        self.with_reader(move |connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT bucket, variant, evaluations, errors FROM metrics WHERE environment = ?1 AND flag = ?2 AND bucket >= ?3
+                     ORDER BY bucket, variant",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![environment.as_str(), flag, since_bucket as i64], |row| {
+                    Ok(MetricRow {
+                        bucket: row.get::<_, i64>(0)? as u64,
+                        variant: row.get(1)?,
+                        evaluations: row.get::<_, i64>(2)? as u64,
+                        errors: row.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(sql)?;
+            rows.map(|row| row.map_err(sql)).collect()
+        })
+        .await
     }
 }
 

@@ -11,6 +11,7 @@ mod audit;
 mod environments;
 mod flags;
 mod health;
+mod metrics;
 mod ofrep;
 mod panel;
 mod states;
@@ -44,6 +45,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(users::router())
         .merge(triggers::router())
+        .merge(metrics::router())
         .merge(stream::router().merge(ofrep::router()).layer(cors()))
         .merge(environments::router(body_limit * 8))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)") })

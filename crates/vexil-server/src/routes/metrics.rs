@@ -1,0 +1,153 @@
+//! SDK metrics: evaluations and errors per flag and variant, sent in batches by SDKs and read by the guard and the panel.
+//!
+//! `POST /api/feature-flags/metrics` with an SDK key, format version 1 (docs/api.md):
+//! `{"flags": {"<flag>": {"variants": {"<variant>": {"evaluations": N, "errors": N}}}}}` — a boolean flag's variants are
+//! `"true"` and `"false"`. Counts are added to the current minute's bucket in the store, so every server adds to the same
+//! totals. Unknown flags are ignored and named in the answer; malformed batches are refused whole.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vexil_store::MetricCount;
+
+use crate::auth::{Actor, Principal, authenticate, credential};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::service::AppState;
+
+/// The most a batch may count for one variant, in either field.
+const MAX_COUNT: u64 = 1_000_000_000;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/feature-flags/metrics", post(receive))
+        .route("/api/flags/{flag}/environments/{environment}/metrics", get(read))
+}
+
+#[derive(Debug, Deserialize)]
+struct Batch {
+    flags: BTreeMap<String, FlagCounts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagCounts {
+    variants: BTreeMap<String, VariantCounts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantCounts {
+    #[serde(default)]
+    evaluations: u64,
+    #[serde(default)]
+    errors: u64,
+}
+
+/// The minute bucket now.
+pub(crate) fn current_bucket() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs() / 60).unwrap_or(0)
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+    ApiJson(batch): ApiJson<Batch>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
+    let environment = match authenticate(&state, &token, vexil_core::Source::Api).await? {
+        Some(Principal::Sdk { environment, .. }) => environment,
+        Some(Principal::User(_)) => {
+            return Err(ApiError::forbidden("metrics are sent with an SDK key, which says which environment they come from"));
+        }
+        None => return Err(ApiError::unauthenticated("the SDK key is unknown or revoked")),
+    };
+    let mut counts = Vec::new();
+    let mut ignored = Vec::new();
+    for (flag, flag_counts) in batch.flags {
+        let known = vexil_core::FlagName::parse(&flag).ok().is_some_and(|name| state.catalog.definition(&name).is_some());
+        if !known {
+            ignored.push(vexil_core::name::printable(&flag));
+            continue;
+        }
+        for (variant, variant_counts) in flag_counts.variants {
+            let label_ok = !variant.is_empty() && variant.chars().count() <= 64 && !variant.chars().any(char::is_control);
+            if !label_ok {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    format!(
+                        "variant `{}` of {flag} is invalid; variants are 1 to 64 printable characters",
+                        vexil_core::name::printable(&variant)
+                    ),
+                ));
+            }
+            if variant_counts.evaluations > MAX_COUNT || variant_counts.errors > MAX_COUNT {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    format!("counts of {flag}/{variant} exceed {MAX_COUNT} in one batch"),
+                ));
+            }
+            if variant_counts.evaluations > 0 || variant_counts.errors > 0 {
+                counts.push(MetricCount {
+                    flag: flag.clone(),
+                    variant,
+                    evaluations: variant_counts.evaluations,
+                    errors: variant_counts.errors,
+                });
+            }
+        }
+    }
+    if !counts.is_empty() {
+        state.store.add_metrics(&environment, current_bucket(), &counts).await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"environment": environment, "accepted": counts.len(), "ignored": ignored}))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Window {
+    /// How far back: an age (`30m`, `2h`) or a time; 1 hour by default, a day at most.
+    since: Option<String>,
+}
+
+async fn read(
+    State(state): State<AppState>,
+    _actor: Actor,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiQuery(window): ApiQuery<Window>,
+) -> ApiResult<Json<Value>> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    let since = crate::time::parse_moment(window.since.as_deref().unwrap_or("1h")).map_err(ApiError::bad_request)?;
+    let since = time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339).map_err(ApiError::internal)?;
+    let since_bucket = (since.unix_timestamp().max(0) as u64 / 60).max(current_bucket().saturating_sub(24 * 60));
+    let rows = state.store.metrics(&environment.key, definition.name.as_str(), since_bucket).await?;
+    let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for row in &rows {
+        let total = totals.entry(row.variant.clone()).or_default();
+        total.0 += row.evaluations;
+        total.1 += row.errors;
+    }
+    let buckets: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let at = time::OffsetDateTime::from_unix_timestamp(row.bucket as i64 * 60).map(crate::time::format).unwrap_or_default();
+            json!({"at": at, "variant": row.variant, "evaluations": row.evaluations, "errors": row.errors})
+        })
+        .collect();
+    let totals: serde_json::Map<String, Value> = totals
+        .into_iter()
+        .map(|(variant, (evaluations, errors))| {
+            let rate = if evaluations == 0 { 0.0 } else { errors as f64 / evaluations as f64 };
+            (variant, json!({"evaluations": evaluations, "errors": errors, "error_rate": rate}))
+        })
+        .collect();
+    Ok(Json(json!({"flag": definition.name, "environment": environment.key, "buckets": buckets, "totals": totals})))
+}
