@@ -18,8 +18,8 @@ use crate::wire::{
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/flags/{flag}/environments/{environment}", get(show).put(set))
-        .route("/api/flags/{flag}/environments/{environment}/enable", post(enable))
-        .route("/api/flags/{flag}/environments/{environment}/disable", post(disable))
+        .route("/api/flags/{flag}/environments/{environment}/enable", post(toggle::<true>))
+        .route("/api/flags/{flag}/environments/{environment}/disable", post(toggle::<false>))
         .route("/api/flags/{flag}/promote", post(promote))
         .route("/api/flags/copy", post(copy))
         .route("/api/flags/bulk", post(bulk))
@@ -66,35 +66,15 @@ async fn set(
     respond(&state, &definition.name, &environment, changed)
 }
 
-async fn enable(
+/// `…/enable` (`ENABLED = true`) and `…/disable`.
+async fn toggle<const ENABLED: bool>(
     State(state): State<AppState>,
     actor: Actor,
     headers: HeaderMap,
     ApiPath((flag, environment)): ApiPath<(String, String)>,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
 ) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
-    toggle(state, actor, headers, flag, environment, request, true).await
-}
-
-async fn disable(
-    State(state): State<AppState>,
-    actor: Actor,
-    headers: HeaderMap,
-    ApiPath((flag, environment)): ApiPath<(String, String)>,
-    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
-) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
-    toggle(state, actor, headers, flag, environment, request, false).await
-}
-
-async fn toggle(
-    state: AppState,
-    actor: Actor,
-    headers: HeaderMap,
-    flag: String,
-    environment: String,
-    request: ReasonRequest,
-    enabled: bool,
-) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    let enabled = ENABLED;
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
     state.authorize_change(&actor, &environment, request.reason.as_deref())?;
