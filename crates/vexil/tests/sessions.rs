@@ -87,3 +87,19 @@ fn the_stream_accepts_the_session_cookie_for_eventsource() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
 }
+
+#[test]
+fn the_panel_is_served_from_the_binary_with_a_strict_content_security_policy() {
+    let server = Server::start();
+    let client = reqwest::blocking::Client::new();
+    for (path, kind) in [("/", "text/html"), ("/panel.js", "text/javascript"), ("/panel.css", "text/css")] {
+        let response = client.get(format!("{}{path}", server.url)).send().unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        let policy = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    let page = client.get(&server.url).send().unwrap().text().unwrap();
+    assert!(!page.contains("<script>"), "no inline script, so the policy can forbid them");
+}
