@@ -41,4 +41,4 @@ pub use environment::{Environment, Environments};
 pub use error::ValidationError;
 pub use evaluation::{CompiledFlag, Context, Evaluation, EvaluationContext, Reason};
 pub use name::{Categories, EnvKey, FlagName};
-pub use state::{Condition, FlagState, Operator, Rule, RuleServe, Serve, Split, SplitBucket, StateSpec, Target};
+pub use state::{Condition, FlagState, Operator, RolloutPlan, Rule, RuleServe, Serve, Split, SplitBucket, StateSpec, Target};

@@ -231,6 +231,30 @@ impl StateSpec {
     }
 }
 
+/// A gradual rollout in progress: the percentage steps of a boolean flag, taken one by one on a schedule.
+///
+/// It lives in the flag's state, so a step is an ordinary versioned write (exactly one server takes it), it survives
+/// restarts, and any change by a person ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutPlan {
+    /// The steps, in thousandths of a percent (10 % is 10000), ascending.
+    pub steps: Vec<u32>,
+    /// Seconds between steps.
+    pub every_seconds: u64,
+    /// The index of the next step to take.
+    pub next_step: usize,
+    /// When the next step is due (RFC 3339 UTC).
+    pub next_at: String,
+    /// Paused plans take no step.
+    #[serde(default)]
+    pub paused: bool,
+    /// Who started it.
+    pub started_by: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// A flag's state in one environment: its content plus the version and who changed it when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlagState {
@@ -243,6 +267,9 @@ pub struct FlagState {
     pub updated_by: String,
     /// When it last changed (RFC 3339 UTC).
     pub updated_at: String,
+    /// A rollout in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutPlan>,
 }
 
 fn check_serve(definition: &FlagDefinition, field: &str, serve: &Serve) -> Result<(), ValidationError> {

@@ -26,6 +26,7 @@ pub mod error;
 mod follower;
 pub mod hub;
 pub mod listener;
+pub mod rollout;
 mod routes;
 pub mod service;
 pub mod time;

@@ -70,6 +70,8 @@ pub struct PlannedChange {
     pub reason: Option<String>,
     /// For promote, copy and import: where the state came from (long name).
     pub from_environment: Option<String>,
+    /// The rollout the new state carries: `None` ends any plan in progress (any change by a person does).
+    pub rollout: Option<vexil_core::RolloutPlan>,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
         if shared {
             tokio::spawn(crate::follower::follow(state.clone()));
         }
+        tokio::spawn(crate::rollout::schedule(state.clone()));
         Ok(state)
     }
 
@@ -161,10 +164,11 @@ impl AppState {
                     change.flag, change.environment.key, current.version
                 )));
             }
-            if current.spec == change.spec {
+            if current.spec == change.spec && current.rollout == change.rollout {
                 continue;
             }
             let mut after = new_state(change.spec, &actor.email);
+            after.rollout = change.rollout.clone();
             after.updated_at = now.clone();
             after.version = current.version + 1;
             write.audit.push(AuditDraft {
@@ -224,6 +228,7 @@ impl AppState {
             action: AuditAction::Rollback,
             reason: Some(reason.clone()),
             from_environment: None,
+            rollout: None,
         };
         if let Some(previous) = restored {
             match self.commit_states(actor, vec![plan(previous.spec)]).await {
@@ -414,7 +419,7 @@ async fn fill_missing_states(config: &ServerConfig, store: &dyn Store, catalog: 
 
 /// A state with no version yet, changed by `by`.
 pub fn new_state(spec: StateSpec, by: &str) -> FlagState {
-    FlagState { spec, version: 0, updated_by: by.to_owned(), updated_at: crate::time::now() }
+    FlagState { spec, version: 0, updated_by: by.to_owned(), updated_at: crate::time::now(), rollout: None }
 }
 
 /// Any domain value as JSON, for audit records.

@@ -71,6 +71,7 @@ fn state(enabled: bool) -> FlagState {
         version: 0,
         updated_by: "admin@asimo.io".into(),
         updated_at: "2025-12-04T10:30:00Z".into(),
+        rollout: None,
     }
 }
 

@@ -131,6 +131,7 @@ fn state(enabled: bool, by: &str) -> FlagState {
         version: 0,
         updated_by: by.into(),
         updated_at: "2025-12-04T10:30:00Z".into(),
+        rollout: None,
     }
 }
 

@@ -77,6 +77,8 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Roll a boolean flag out gradually: `rollout FLAG --env E --steps 10,25,50,100 --every 30m`, or status/pause/resume/abort.
+    Rollout(RolloutArgs),
     /// Monitoring triggers: secret URLs that roll a flag back when a monitoring system calls them.
     #[command(subcommand)]
     Trigger(TriggerCommand),
@@ -426,4 +428,48 @@ pub enum TriggerCommand {
         /// The trigger's id (from `vexil trigger list`).
         id: String,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: Option<RolloutAction>,
+    /// The flag (boolean).
+    #[arg(required = true)]
+    pub flag: Option<String>,
+    /// The environment.
+    #[arg(long, required = true)]
+    pub env: Option<String>,
+    /// Percentages, comma-separated and growing: 10,25,50,100.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub steps: Vec<f64>,
+    /// Time between steps: 4s, 30m, 2h, 1d.
+    #[arg(long, required = true)]
+    pub every: Option<String>,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Where a flag's rollout stands.
+    Status(RolloutTarget),
+    /// Stop taking steps until resumed.
+    Pause(RolloutTarget),
+    /// Take steps again (the next one after the interval).
+    Resume(RolloutTarget),
+    /// End the plan; the current percentage stays.
+    Abort(RolloutTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutTarget {
+    /// The flag.
+    pub flag: String,
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    #[command(flatten)]
+    pub confirm: Confirm,
 }

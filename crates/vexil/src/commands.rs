@@ -605,6 +605,96 @@ pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
     Ok(())
 }
 
+/// `vexil rollout …`.
+pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResult {
+    use crate::cli::RolloutAction;
+    let (target, action) = match args.action {
+        Some(RolloutAction::Status(target)) => (target, "status"),
+        Some(RolloutAction::Pause(target)) => (target, "pause"),
+        Some(RolloutAction::Resume(target)) => (target, "resume"),
+        Some(RolloutAction::Abort(target)) => (target, "abort"),
+        None => {
+            let flag = args.flag.ok_or_else(|| Failure::Usage("name the flag".into()))?;
+            let environment = context.environment(args.env.as_deref().unwrap_or_default())?;
+            let what = format!("rolling {flag} out in steps of {:?} %", args.steps);
+            let reason = prompt::protected_change(
+                args.confirm.reason,
+                args.confirm.yes,
+                false,
+                key(&environment),
+                is_protected(&environment),
+                &what,
+            )?;
+            let body = json!({"steps": args.steps, "every": args.every, "reason": reason});
+            let reply =
+                context.client.post(&format!("/api/flags/{}/environments/{}/rollout", segment(&flag), key(&environment)), &body)?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!(
+                    "{flag} in {}: {} — rollout started, next step every {}",
+                    key(&environment),
+                    render::summary(&reply["state"], "boolean"),
+                    args.every.unwrap_or_default()
+                ),
+            }
+            return Ok(());
+        }
+    };
+    let environment = context.environment(&target.env)?;
+    let path = format!("/api/flags/{}/environments/{}/rollout", segment(&target.flag), key(&environment));
+    if action == "status" {
+        let status = context.client.get(&path)?.body;
+        match context.output {
+            Output::Json => context.print_json(&status),
+            Output::Text => match status["plan"].as_object() {
+                None => println!(
+                    "{} in {}: no rollout in progress ({})",
+                    target.flag,
+                    key(&environment),
+                    if status["enabled"] == true { format!("serving {} %", status["percent"]) } else { "disabled".into() }
+                ),
+                Some(plan) => {
+                    let steps: Vec<String> =
+                        plan["steps"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(render::percent).collect();
+                    println!(
+                        "{} in {}: at {} %, step {} of {} ({} %){}, next at {}",
+                        target.flag,
+                        key(&environment),
+                        status["percent"],
+                        plan["next_step"],
+                        steps.len(),
+                        steps.join(" → "),
+                        if plan["paused"] == true { ", paused" } else { "" },
+                        plan["next_at"].as_str().unwrap_or("?")
+                    );
+                }
+            },
+        }
+        return Ok(());
+    }
+    let reason = prompt::protected_change(
+        target.confirm.reason,
+        target.confirm.yes,
+        action == "abort" || action == "pause",
+        key(&environment),
+        is_protected(&environment),
+        &format!("{action} the rollout of {}", target.flag),
+    )?;
+    let reply = context.client.post(&format!("{path}/{action}"), &json!({"reason": reason}))?.body;
+    match context.output {
+        Output::Json => context.print_json(&reply),
+        Output::Text => {
+            let done = match action {
+                "pause" => "paused",
+                "resume" => "resumed",
+                _ => "aborted",
+            };
+            println!("{}: rollout {done} in {}", target.flag, key(&environment));
+        }
+    }
+    Ok(())
+}
+
 /// `vexil trigger …`.
 pub fn trigger(context: &Context, command: crate::cli::TriggerCommand) -> CommandResult {
     use crate::cli::TriggerCommand;

@@ -67,5 +67,6 @@ fn run(cli: Cli) -> CommandResult {
         Command::User(command) => commands::user(&context()?, command),
         Command::Token(command) => commands::token(&context()?, command),
         Command::Trigger(command) => commands::trigger(&context()?, command),
+        Command::Rollout(args) => commands::rollout(&context()?, args),
     }
 }

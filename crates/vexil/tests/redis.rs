@@ -194,3 +194,27 @@ fn through_a_redis_outage_reads_and_streams_go_on_and_writes_fail_clearly() {
     assert_eq!(after_enable.data["state"]["enabled"], true);
     drop(redis);
 }
+
+#[test]
+fn with_two_instances_each_rollout_step_happens_once() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let first = Server::start_configured(&config);
+    let second = Server::start_configured(&config);
+    first.cli(&["define", "ui.checkout_v2"]).ok();
+    let key = sdk_key(&first, "staging");
+    let stream = Stream::open(&second, "env=staging", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    first.cli(&["rollout", "ui.checkout_v2", "--env", "staging", "--steps", "10,20,30,100", "--every", "1s"]).ok();
+    // Wait for the plan to complete, as seen by a client of the other instance.
+    loop {
+        let event = stream.next();
+        if event.data["state"]["rollout"].is_null() {
+            break;
+        }
+    }
+    let audit = second.http().get("/api/flags/audit?flag=ui.checkout_v2&action=rollout_step").body;
+    let reasons: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|entry| entry["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 4, "one record per step, however many schedulers: {reasons:?}");
+    assert_eq!(&reasons[..3], ["rollout step 4/4: 100 %", "rollout step 3/4: 30 %", "rollout step 2/4: 20 %"]);
+}

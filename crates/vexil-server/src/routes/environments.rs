@@ -101,6 +101,7 @@ async fn import(
             action: AuditAction::Import,
             reason: request.reason.clone(),
             from_environment: Some(document.environment.clone()),
+            rollout: None,
         });
     }
     if !unknown.is_empty() {

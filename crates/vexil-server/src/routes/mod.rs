@@ -14,6 +14,7 @@ mod health;
 mod metrics;
 mod ofrep;
 mod panel;
+mod rollouts;
 mod states;
 pub(crate) mod stream;
 mod triggers;
@@ -46,6 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(triggers::router())
         .merge(metrics::router())
+        .merge(rollouts::router())
         .merge(stream::router().merge(ofrep::router()).layer(cors()))
         .merge(environments::router(body_limit * 8))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)") })

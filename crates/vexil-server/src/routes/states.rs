@@ -61,6 +61,7 @@ async fn set(
         action: AuditAction::Update,
         reason: request.reason,
         from_environment: None,
+        rollout: None,
     };
     let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
     respond(&state, &definition.name, &environment, changed)
@@ -90,6 +91,7 @@ async fn toggle<const ENABLED: bool>(
         action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
         reason: request.reason,
         from_environment: None,
+        rollout: None,
     };
     let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
     respond(&state, &definition.name, &environment, changed)
@@ -158,6 +160,7 @@ async fn promote(
         action: AuditAction::Promote,
         reason: request.reason,
         from_environment: Some(from.name.clone()),
+        rollout: None,
     };
     response.applied = !state.commit_states(&actor, vec![planned]).await?.is_empty();
     Ok(Json(response))
@@ -215,6 +218,7 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             action: AuditAction::Copy,
             reason: request.reason.clone(),
             from_environment: Some(from.name.clone()),
+            rollout: None,
         });
     }
     let applied = !request.dry_run && !planned.is_empty();
@@ -276,6 +280,7 @@ async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
             reason: request.reason.clone(),
             from_environment: None,
+            rollout: None,
         });
     }
     let changed = state.commit_states(&actor, planned).await?.into_iter().map(|change| change.definition.name.to_string()).collect();

@@ -1,0 +1,117 @@
+//! Gradual rollouts: plans kept in the flag's state and advanced on schedule by `system:rollout`.
+//!
+//! A plan's steps are percentages of a boolean flag's targeting keys. Each step is an ordinary state write with
+//! the version the scheduler saw, so when several servers share a store exactly one of them takes it (the others
+//! get a conflict and move on). The plan is part of the state, so it survives restarts; a change by a person ends it.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use vexil_core::{AuditAction, FlagName, Role, RolloutPlan, Source, Split};
+
+use crate::auth::Actor;
+use crate::service::{AppState, PlannedChange};
+
+/// How often due steps are looked for.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The actor rollout steps are recorded as.
+pub fn rollout_actor() -> Actor {
+    Actor { email: "system:rollout".to_owned(), role: Role::Admin, token_id: String::new(), source: Source::System }
+}
+
+/// `10` → `"10 %"`, `12500` thousandths → `"12.5 %"`.
+pub fn percent_text(thousandths: u32) -> String {
+    let whole = thousandths / 1000;
+    let fraction = thousandths % 1000;
+    if fraction == 0 { format!("{whole} %") } else { format!("{whole}.{} %", format!("{fraction:03}").trim_end_matches('0')) }
+}
+
+/// The state change that takes step `index` of `plan` (and schedules the next, or ends the plan after the last).
+pub fn step_change(
+    state: &AppState,
+    environment: &vexil_core::Environment,
+    flag: &FlagName,
+    plan: &RolloutPlan,
+    index: usize,
+    expected_version: u64,
+    reason: String,
+) -> Option<PlannedChange> {
+    let current = state.catalog.state(&environment.key, flag)?;
+    let share = *plan.steps.get(index)?;
+    let mut spec = current.spec.clone();
+    spec.enabled = true;
+    spec.serve = vexil_core::Serve::Value(serde_json::Value::Bool(true));
+    spec.split = if share >= vexil_core::state::SPLIT_TOTAL { None } else { Some(Split::boolean_rollout(share)) };
+    let next = (index + 1 < plan.steps.len()).then(|| {
+        let next_at = OffsetDateTime::now_utc() + time::Duration::seconds(plan.every_seconds as i64);
+        RolloutPlan { next_step: index + 1, next_at: crate::time::format(next_at), ..plan.clone() }
+    });
+    Some(PlannedChange {
+        environment: environment.clone(),
+        flag: flag.clone(),
+        spec,
+        expected_version: Some(expected_version),
+        action: AuditAction::RolloutStep,
+        reason: Some(reason),
+        from_environment: None,
+        rollout: next,
+    })
+}
+
+/// Runs until the server shuts down, taking every step that is due.
+pub async fn schedule(state: AppState) {
+    let mut shutdown = state.shutdown_signal();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {},
+            _ = shutdown.changed() => return,
+        }
+        let now = crate::time::now();
+        for environment in state.config.environments.iter() {
+            let Some(snapshot) = state.hub.snapshot(&environment.key) else { continue };
+            for (name, flag) in &snapshot.flags {
+                let Some(plan) = &flag.state.rollout else { continue };
+                if plan.paused || plan.next_at > now {
+                    continue;
+                }
+                let index = plan.next_step;
+                let reason = format!(
+                    "rollout step {}/{}: {}{}",
+                    index + 1,
+                    plan.steps.len(),
+                    percent_text(plan.steps.get(index).copied().unwrap_or(0)),
+                    plan.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+                );
+                let Some(change) = step_change(&state, environment, name, plan, index, flag.state.version, reason) else { continue };
+                match state.commit_states(&rollout_actor(), vec![change]).await {
+                    Ok(_) => tracing::info!(flag = %name, environment = %environment.key, step = index + 1, "rollout step taken"),
+                    // Another server took it, or a person changed the flag meanwhile: either way this step is not ours.
+                    Err(error) if error.status.as_u16() == 412 || error.status.as_u16() == 409 => {}
+                    Err(error) => tracing::warn!(flag = %name, error = %error.message, "rollout step failed; will retry"),
+                }
+            }
+        }
+    }
+}
+
+/// Parses `30m`, `4s`, `2h`, `1d` into seconds (at least 1).
+pub fn parse_every(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let amount: u64 =
+        number.parse().map_err(|_| format!("`{}` is not a duration such as 4s, 30m, 2h or 1d", vexil_core::name::printable(text)))?;
+    let seconds = match unit {
+        "s" => amount,
+        "m" | "" => amount * 60,
+        "h" => amount * 3600,
+        "d" => amount * 86_400,
+        _ => return Err(format!("`{}` is not a duration such as 4s, 30m, 2h or 1d", vexil_core::name::printable(text))),
+    };
+    if seconds == 0 {
+        return Err("the interval between steps must be at least one second".to_owned());
+    }
+    Ok(seconds)
+}

@@ -1,0 +1,153 @@
+//! Rollout plans: start one, read it, pause, resume or abort it (see [`crate::rollout`] for the schedule).
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vexil_core::{AuditAction, FlagType, RolloutPlan};
+
+use crate::auth::Actor;
+use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
+use crate::rollout::{parse_every, percent_text, step_change};
+use crate::service::{AppState, PlannedChange};
+use crate::wire::ReasonRequest;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/flags/{flag}/environments/{environment}/rollout", get(status).post(start))
+        .route("/api/flags/{flag}/environments/{environment}/rollout/{action}", post(control))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    /// Percentages, ascending, each in (0, 100], three decimals at most.
+    steps: Vec<f64>,
+    /// Time between steps: `4s`, `30m`, `2h`, `1d`.
+    every: String,
+    reason: Option<String>,
+}
+
+fn unprocessable(message: impl Into<String>) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
+}
+
+async fn start(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<StartRequest>,
+) -> ApiResult<Json<Value>> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
+    if definition.flag_type != FlagType::Boolean {
+        return Err(unprocessable(format!(
+            "a rollout serves true to a growing share of users, so it needs a boolean flag; {} is {}",
+            definition.name,
+            definition.flag_type.as_str()
+        )));
+    }
+    if request.steps.is_empty() || request.steps.len() > 100 {
+        return Err(unprocessable("steps: give between 1 and 100 percentages, such as 10,25,50,100"));
+    }
+    let mut steps = Vec::with_capacity(request.steps.len());
+    for percent in &request.steps {
+        if !(*percent > 0.0 && *percent <= 100.0) {
+            return Err(unprocessable(format!("step {percent} is out of range; each step is above 0 and at most 100")));
+        }
+        let thousandths = (percent * 1000.0).round() as u32;
+        if steps.last().is_some_and(|last| *last >= thousandths) {
+            return Err(unprocessable("steps must grow: each step serves more users than the one before"));
+        }
+        steps.push(thousandths);
+    }
+    let every_seconds = parse_every(&request.every).map_err(unprocessable)?;
+    let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    let plan = RolloutPlan {
+        steps,
+        every_seconds,
+        next_step: 0,
+        next_at: crate::time::now(),
+        paused: false,
+        started_by: actor.email.clone(),
+        reason: request.reason.clone(),
+    };
+    let reason = format!(
+        "rollout started: {} every {}; step 1/{}: {}{}",
+        plan.steps.iter().map(|step| percent_text(*step)).collect::<Vec<_>>().join(" → "),
+        request.every,
+        plan.steps.len(),
+        percent_text(plan.steps[0]),
+        request.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+    );
+    let change = step_change(&state, &environment, &definition.name, &plan, 0, current.version, reason)
+        .ok_or_else(|| ApiError::internal("no first step"))?;
+    state.commit_states(&actor, vec![change]).await?;
+    let now = state.catalog.state(&environment.key, &definition.name);
+    Ok(Json(json!({"flag": definition.name, "environment": environment.key, "state": now})))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    _actor: Actor,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    Ok(Json(json!({
+        "flag": definition.name,
+        "environment": environment.key,
+        "enabled": current.spec.enabled,
+        "percent": current.spec.rollout_thousandths().map(|share| share as f64 / 1000.0).or(if current.spec.enabled { Some(100.0) } else { None }),
+        "plan": current.rollout,
+    })))
+}
+
+async fn control(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath((flag, environment, action)): ApiPath<(String, String, String)>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<Json<Value>> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
+    let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    let Some(plan) = current.rollout.clone() else {
+        return Err(ApiError::conflict("no_rollout", format!("{} has no rollout in progress in {}", definition.name, environment.key)));
+    };
+    let (rollout, what) = match action.as_str() {
+        "pause" => (Some(RolloutPlan { paused: true, ..plan }), "rollout paused"),
+        "resume" => {
+            let next_at = time::OffsetDateTime::now_utc() + time::Duration::seconds(plan.every_seconds as i64);
+            (Some(RolloutPlan { paused: false, next_at: crate::time::format(next_at), ..plan }), "rollout resumed")
+        }
+        "abort" => (None, "rollout aborted; the current percentage stays"),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "rollout action `{}` is unknown; accepted: pause, resume, abort",
+                vexil_core::name::printable(other)
+            )));
+        }
+    };
+    let reason = match &request.reason {
+        Some(reason) => format!("{what} ({reason})"),
+        None => what.to_owned(),
+    };
+    let change = PlannedChange {
+        environment: environment.clone(),
+        flag: definition.name.clone(),
+        spec: current.spec.clone(),
+        expected_version: Some(current.version),
+        action: AuditAction::Update,
+        reason: Some(reason),
+        from_environment: None,
+        rollout,
+    };
+    state.commit_states(&actor, vec![change]).await?;
+    let now = state.catalog.state(&environment.key, &definition.name);
+    Ok(Json(json!({"flag": definition.name, "environment": environment.key, "state": now})))
+}

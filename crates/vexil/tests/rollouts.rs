@@ -1,0 +1,112 @@
+//! Gradual rollouts through the CLI and the API on a running server: steps on schedule, restarts, pause and abort.
+
+mod common;
+
+use common::{Server, Stream};
+
+fn weight(event: &common::Event) -> Option<u64> {
+    event.data["state"]["split"]["buckets"][0]["weight"].as_u64()
+}
+
+#[test]
+fn a_plan_takes_its_steps_on_schedule_each_one_audited_by_system_rollout() {
+    let server = Server::start();
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+    let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    // Production: refused without confirmation and reason, like any production change.
+    server.cli(&["rollout", "ui.checkout_v2", "--env", "prod", "--steps", "10,50,100", "--every", "1s"]).expect_code(3);
+    server
+        .cli(&[
+            "rollout",
+            "ui.checkout_v2",
+            "--env",
+            "prod",
+            "--steps",
+            "10,50,100",
+            "--every",
+            "1s",
+            "--yes",
+            "--reason",
+            "checkout v2 launch",
+        ])
+        .ok();
+
+    let first = stream.next();
+    assert_eq!((first.data["state"]["enabled"].as_bool(), weight(&first)), (Some(true), Some(10_000)), "step 1 at once");
+    assert_eq!(first.data["state"]["rollout"]["next_step"], 1);
+    let second = stream.next();
+    assert_eq!(weight(&second), Some(50_000));
+    assert_eq!(second.data["state"]["updated_by"], "system:rollout");
+    let last = stream.next();
+    assert!(last.data["state"]["split"].is_null(), "100 % serves everyone: no split left");
+    assert!(last.data["state"]["rollout"].is_null(), "the plan is complete");
+
+    let audit = server.http().get("/api/flags/audit?flag=ui.checkout_v2&action=rollout_step").body;
+    let steps: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["user"].as_str().unwrap(), entry["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(steps[0], ("system:rollout", "rollout step 3/3: 100 % (checkout v2 launch)"));
+    assert_eq!(steps[1], ("system:rollout", "rollout step 2/3: 50 % (checkout v2 launch)"));
+    assert!(steps[2].0 == "admin@localhost" && steps[2].1.starts_with("rollout started: 10 % → 50 % → 100 % every 1s"), "{steps:?}");
+}
+
+#[test]
+fn a_plan_survives_a_restart_and_can_be_paused_and_aborted() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start_on(&data);
+    server.cli(&["define", "ui.search_v3"]).ok();
+    server.cli(&["rollout", "ui.search_v3", "--env", "staging", "--steps", "5,20,60", "--every", "2s"]).ok();
+    let status = server.cli(&["rollout", "status", "ui.search_v3", "--env", "staging", "-o", "json"]).ok().json();
+    assert_eq!((status["percent"].as_f64(), status["plan"]["next_step"].as_u64()), (Some(5.0), Some(1)));
+    assert!(server.terminate());
+
+    // The plan is in the stored state: the restarted server takes the next step by itself.
+    let server = Server::start_on(&data);
+    let key = common::sdk_key_for(&server, "staging");
+    let stream = Stream::open(&server, "env=staging", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    let step = stream.next();
+    assert_eq!(weight(&step), Some(20_000));
+    assert_eq!(step.data["state"]["updated_by"], "system:rollout");
+
+    server.cli(&["rollout", "pause", "ui.search_v3", "--env", "staging"]).ok();
+    assert_eq!(stream.next().data["state"]["rollout"]["paused"], true);
+    server.cli(&["rollout", "abort", "ui.search_v3", "--env", "staging"]).ok();
+    let aborted = stream.next();
+    assert!(aborted.data["state"]["rollout"].is_null());
+    assert_eq!(weight(&aborted), Some(20_000), "aborting keeps the current percentage");
+    let refused = server.cli(&["rollout", "pause", "ui.search_v3", "--env", "staging"]).expect_code(1);
+    assert!(refused.stderr.contains("no rollout in progress"), "{}", refused.stderr);
+    // A change by a person ends a plan too.
+    server.cli(&["rollout", "ui.search_v3", "--env", "staging", "--steps", "30,100", "--every", "1h"]).ok();
+    server.cli(&["set", "ui.search_v3", "--env", "staging", "--rollout", "40"]).ok();
+    let status = server.cli(&["rollout", "status", "ui.search_v3", "--env", "staging", "-o", "json"]).ok().json();
+    assert!(status["plan"].is_null());
+    assert_eq!(status["percent"].as_f64(), Some(40.0));
+}
+
+#[test]
+fn bad_plans_are_refused_with_the_reason() {
+    let server = Server::start();
+    server.cli(&["define", "ui.a"]).ok();
+    server.cli(&["define", "ui.theme", "--type", "string", "--default", "light"]).ok();
+    for (args, explains) in [
+        (vec!["ui.a", "--steps", "50,10", "--every", "1m"], "steps must grow"),
+        (vec!["ui.a", "--steps", "0,10", "--every", "1m"], "out of range"),
+        (vec!["ui.a", "--steps", "10,150", "--every", "1m"], "out of range"),
+        (vec!["ui.a", "--steps", "10,100", "--every", "soon"], "not a duration"),
+        (vec!["ui.theme", "--steps", "10,100", "--every", "1m"], "needs a boolean flag"),
+    ] {
+        let mut command = vec!["rollout"];
+        command.extend(args.iter().copied());
+        command.extend(["--env", "dev"]);
+        let refused = server.cli(&command).expect_code(1);
+        assert!(refused.stderr.contains(explains), "{command:?}: {}", refused.stderr);
+    }
+}
