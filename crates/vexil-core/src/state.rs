@@ -235,7 +235,7 @@ impl StateSpec {
 ///
 /// It lives in the flag's state, so a step is an ordinary versioned write (exactly one server takes it), it survives
 /// restarts, and any change by a person ends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutPlan {
     /// The steps, in thousandths of a percent (10 % is 10000), ascending.
     pub steps: Vec<u32>,
@@ -253,6 +253,12 @@ pub struct RolloutPlan {
     /// Why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When it started (RFC 3339 UTC): the guard compares error rates from then on.
+    #[serde(default)]
+    pub started_at: String,
+    /// The state before the plan started: what the guard restores on a regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Box<StateSpec>>,
 }
 
 /// A flag's state in one environment: its content plus the version and who changed it when.

@@ -17,6 +17,10 @@ pub struct ServerConfig {
     pub stream_buffer: usize,
     /// How long a write to a client may make no progress before the connection is closed.
     pub write_stall: std::time::Duration,
+    /// How often the guard looks at a rollout's error rates.
+    pub guard_interval: std::time::Duration,
+    /// The guard's policy (minimum sample, minimum increase, false-positive budget).
+    pub guard: vexil_core::guard::GuardPolicy,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +32,8 @@ impl Default for ServerConfig {
             heartbeat: std::time::Duration::from_secs(15),
             stream_buffer: crate::hub::CLIENT_BUFFER,
             write_stall: std::time::Duration::from_secs(30),
+            guard_interval: std::time::Duration::from_secs(30),
+            guard: vexil_core::guard::GuardPolicy::default(),
         }
     }
 }

@@ -29,6 +29,12 @@ struct FileConfig {
     change_retention: Option<u64>,
     /// Seconds a write to a client may make no progress before its connection is closed.
     write_stall_seconds: Option<u64>,
+    /// Seconds between the guard's looks at running rollouts.
+    guard_check_seconds: Option<u64>,
+    /// Evaluations each variant needs before the guard decides anything.
+    guard_min_evaluations: Option<u64>,
+    /// The smallest error-rate increase (absolute, 0.01 = one point) worth a rollback.
+    guard_min_increase: Option<f64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -65,6 +71,15 @@ impl Settings {
         }
         if let Some(seconds) = file.write_stall_seconds {
             server.write_stall = std::time::Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = file.guard_check_seconds {
+            server.guard_interval = std::time::Duration::from_secs(seconds.max(1));
+        }
+        if let Some(minimum) = file.guard_min_evaluations {
+            server.guard.min_evaluations = minimum.max(1);
+        }
+        if let Some(increase) = file.guard_min_increase {
+            server.guard.min_increase = increase.clamp(0.0, 1.0);
         }
         if let Some(buffer) = file.stream_buffer {
             server.stream_buffer = buffer.clamp(1, 1 << 16);

@@ -110,3 +110,30 @@ fn bad_plans_are_refused_with_the_reason() {
         assert!(refused.stderr.contains(explains), "{command:?}: {}", refused.stderr);
     }
 }
+
+#[test]
+fn the_guard_rolls_a_plan_back_when_the_new_variant_errors_more_and_says_why() {
+    let server = Server::start_configured("guard_check_seconds = 1\nguard_min_evaluations = 200\n");
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+    let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    server
+        .cli(&["rollout", "ui.checkout_v2", "--env", "prod", "--steps", "10,50,100", "--every", "4s", "--yes", "--reason", "launch"])
+        .ok();
+    assert_eq!(weight(&stream.next()), Some(10_000));
+
+    // An SDK reports: the new variant fails 10 % of the time, the old one 1 %.
+    let batch = serde_json::json!({"flags": {"ui.checkout_v2": {"variants": {
+        "true": {"evaluations": 400, "errors": 40}, "false": {"evaluations": 3600, "errors": 36}}}}});
+    assert_eq!(server.http().with_token(Some(&key)).post("/api/feature-flags/metrics", &batch).status, 202);
+
+    let rolled_back = stream.next();
+    assert_eq!(rolled_back.data["state"]["updated_by"], "system:guard");
+    assert_eq!(rolled_back.data["state"]["enabled"], false, "back to the state before the plan");
+    assert!(rolled_back.data["state"]["rollout"].is_null(), "the plan is stopped");
+    let audit = server.http().get("/api/flags/audit?flag=ui.checkout_v2&action=rollback").body;
+    let reason = audit["entries"][0]["reason"].as_str().unwrap().to_owned();
+    assert_eq!(audit["entries"][0]["user"], "system:guard");
+    assert!(reason.contains("10.00 % (40/400)") && reason.contains("1.00 % (36/3600)") && reason.contains("z = "), "{reason}");
+}

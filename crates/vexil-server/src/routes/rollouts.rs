@@ -73,6 +73,8 @@ async fn start(
         paused: false,
         started_by: actor.email.clone(),
         reason: request.reason.clone(),
+        started_at: crate::time::now(),
+        before: Some(Box::new(current.spec.clone())),
     };
     let reason = format!(
         "rollout started: {} every {}; step 1/{}: {}{}",
