@@ -27,6 +27,56 @@ pub fn percent_text(thousandths: u32) -> String {
     if fraction == 0 { format!("{whole} %") } else { format!("{whole}.{} %", format!("{fraction:03}").trim_end_matches('0')) }
 }
 
+/// The state after step `index` of `plan` (enabled, `true` for that share of targeting keys) and the plan it carries
+/// on: the next step scheduled one interval from now, or none after the last step.
+pub fn apply_step(spec: &vexil_core::StateSpec, plan: &RolloutPlan, index: usize) -> Option<(vexil_core::StateSpec, Option<RolloutPlan>)> {
+    let share = *plan.steps.get(index)?;
+    let mut spec = spec.clone();
+    spec.enabled = true;
+    spec.serve = vexil_core::Serve::Value(serde_json::Value::Bool(true));
+    spec.split = if share >= vexil_core::state::SPLIT_TOTAL { None } else { Some(Split::boolean_rollout(share)) };
+    let next = (index + 1 < plan.steps.len()).then(|| {
+        let next_at = OffsetDateTime::now_utc() + time::Duration::seconds(plan.every_seconds as i64);
+        RolloutPlan { next_step: index + 1, next_at: crate::time::format(next_at), ..plan.clone() }
+    });
+    Some((spec, next))
+}
+
+/// A new plan from percentages and an interval as people type them; the message says what is wrong.
+pub fn new_plan(
+    steps: &[f64],
+    every: &str,
+    started_by: &str,
+    reason: Option<String>,
+    before: vexil_core::StateSpec,
+) -> Result<RolloutPlan, String> {
+    if steps.is_empty() || steps.len() > 100 {
+        return Err("steps: give between 1 and 100 percentages, such as 10,25,50,100".to_owned());
+    }
+    let mut thousandths: Vec<u32> = Vec::with_capacity(steps.len());
+    for percent in steps {
+        if !(*percent > 0.0 && *percent <= 100.0) {
+            return Err(format!("step {percent} is out of range; each step is above 0 and at most 100"));
+        }
+        let share = (percent * 1000.0).round() as u32;
+        if thousandths.last().is_some_and(|last| *last >= share) {
+            return Err("steps must grow: each step serves more users than the one before".to_owned());
+        }
+        thousandths.push(share);
+    }
+    Ok(RolloutPlan {
+        steps: thousandths,
+        every_seconds: parse_every(every)?,
+        next_step: 0,
+        next_at: crate::time::now(),
+        paused: false,
+        started_by: started_by.to_owned(),
+        reason,
+        started_at: crate::time::now(),
+        before: Some(Box::new(before)),
+    })
+}
+
 /// The state change that takes step `index` of `plan` (and schedules the next, or ends the plan after the last).
 pub fn step_change(
     state: &AppState,
@@ -38,15 +88,7 @@ pub fn step_change(
     reason: String,
 ) -> Option<PlannedChange> {
     let current = state.catalog.state(&environment.key, flag)?;
-    let share = *plan.steps.get(index)?;
-    let mut spec = current.spec.clone();
-    spec.enabled = true;
-    spec.serve = vexil_core::Serve::Value(serde_json::Value::Bool(true));
-    spec.split = if share >= vexil_core::state::SPLIT_TOTAL { None } else { Some(Split::boolean_rollout(share)) };
-    let next = (index + 1 < plan.steps.len()).then(|| {
-        let next_at = OffsetDateTime::now_utc() + time::Duration::seconds(plan.every_seconds as i64);
-        RolloutPlan { next_step: index + 1, next_at: crate::time::format(next_at), ..plan.clone() }
-    });
+    let (spec, next) = apply_step(&current.spec, plan, index)?;
     Some(PlannedChange {
         environment: environment.clone(),
         flag: flag.clone(),

@@ -116,6 +116,18 @@ pub struct PromoteRequest {
     /// Only compute the diff.
     #[serde(default)]
     pub dry_run: bool,
+    /// Promote as a gradual rollout instead of all at once (boolean flags).
+    pub rollout: Option<RolloutRequest>,
+}
+
+/// A rollout asked for with a promotion: percentages and the time between steps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// Growing percentages, such as `[10, 50, 100]`.
+    pub steps: Vec<f64>,
+    /// `4s`, `30m`, `2h`, `1d`.
+    pub every: String,
 }
 
 /// `POST /api/flags/copy`.

@@ -247,6 +247,12 @@ pub struct PromoteArgs {
     /// Allow skipping an environment in the promotion order.
     #[arg(long)]
     pub skip: bool,
+    /// Promote as a gradual rollout with these growing percentages: 10,50,100 (boolean flags).
+    #[arg(long, value_delimiter = ',', requires = "every")]
+    pub rollout: Vec<f64>,
+    /// With --rollout: the time between steps (4s, 30m, 2h, 1d).
+    #[arg(long, requires = "rollout")]
+    pub every: Option<String>,
     #[command(flatten)]
     pub confirm: Confirm,
 }

@@ -373,14 +373,18 @@ pub fn promote(context: &Context, args: PromoteArgs) -> CommandResult {
     let protected = is_protected(&to);
     let reason =
         prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &format!("promoting {}", args.flag))?;
-    let body = json!({
+    let mut body = json!({
         "from": key(&from), "to": key(&to), "skip": args.skip, "reason": reason,
         "expected_version": preview["target_version"],
     });
+    if !args.rollout.is_empty() {
+        body["rollout"] = json!({"steps": args.rollout, "every": args.every});
+    }
     let reply = context.client.post(&path, &body)?.body;
     match context.output {
         Output::Json => context.print_json(&reply),
-        Output::Text => println!("promoted {} from {} to {}", args.flag, key(&from), key(&to)),
+        Output::Text if args.rollout.is_empty() => println!("promoted {} from {} to {}", args.flag, key(&from), key(&to)),
+        Output::Text => println!("promoting {} from {} to {} as a rollout: {:?} %", args.flag, key(&from), key(&to), args.rollout),
     }
     Ok(())
 }

@@ -137,3 +137,38 @@ fn the_guard_rolls_a_plan_back_when_the_new_variant_errors_more_and_says_why() {
     assert_eq!(audit["entries"][0]["user"], "system:guard");
     assert!(reason.contains("10.00 % (40/400)") && reason.contains("1.00 % (36/3600)") && reason.contains("z = "), "{reason}");
 }
+
+#[test]
+fn promotion_into_production_can_start_a_rollout() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+    let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    server
+        .cli(&[
+            "promote",
+            "ui.new_feature",
+            "--from=staging",
+            "--to=prod",
+            "--rollout",
+            "10,100",
+            "--every",
+            "1s",
+            "--yes",
+            "--reason",
+            "Rollout approved by PM",
+        ])
+        .ok();
+    let first = stream.next();
+    assert_eq!(weight(&first), Some(10_000), "the promotion lands at the first step");
+    assert_eq!(first.data["state"]["rollout"]["next_step"], 1);
+    let last = stream.next();
+    assert!(last.data["state"]["split"].is_null() && last.data["state"]["rollout"].is_null() && last.data["state"]["enabled"] == true);
+    let audit = server.http().get("/api/flags/audit?flag=ui.new_feature&env=prod").body;
+    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|entry| entry["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["rollout_step", "promote"]);
+    assert_eq!(audit["entries"][1]["from_environment"], "staging");
+    assert_eq!(audit["entries"][1]["reason"], "Rollout approved by PM");
+}

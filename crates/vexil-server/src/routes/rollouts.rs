@@ -9,7 +9,7 @@ use vexil_core::{AuditAction, FlagType, RolloutPlan};
 
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
-use crate::rollout::{parse_every, percent_text, step_change};
+use crate::rollout::{new_plan, percent_text, step_change};
 use crate::service::{AppState, PlannedChange};
 use crate::wire::ReasonRequest;
 
@@ -49,33 +49,9 @@ async fn start(
             definition.flag_type.as_str()
         )));
     }
-    if request.steps.is_empty() || request.steps.len() > 100 {
-        return Err(unprocessable("steps: give between 1 and 100 percentages, such as 10,25,50,100"));
-    }
-    let mut steps = Vec::with_capacity(request.steps.len());
-    for percent in &request.steps {
-        if !(*percent > 0.0 && *percent <= 100.0) {
-            return Err(unprocessable(format!("step {percent} is out of range; each step is above 0 and at most 100")));
-        }
-        let thousandths = (percent * 1000.0).round() as u32;
-        if steps.last().is_some_and(|last| *last >= thousandths) {
-            return Err(unprocessable("steps must grow: each step serves more users than the one before"));
-        }
-        steps.push(thousandths);
-    }
-    let every_seconds = parse_every(&request.every).map_err(unprocessable)?;
     let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
-    let plan = RolloutPlan {
-        steps,
-        every_seconds,
-        next_step: 0,
-        next_at: crate::time::now(),
-        paused: false,
-        started_by: actor.email.clone(),
-        reason: request.reason.clone(),
-        started_at: crate::time::now(),
-        before: Some(Box::new(current.spec.clone())),
-    };
+    let plan =
+        new_plan(&request.steps, &request.every, &actor.email, request.reason.clone(), current.spec.clone()).map_err(unprocessable)?;
     let reason = format!(
         "rollout started: {} every {}; step 1/{}: {}{}",
         plan.steps.iter().map(|step| percent_text(*step)).collect::<Vec<_>>().join(" → "),

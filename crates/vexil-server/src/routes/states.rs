@@ -152,15 +152,31 @@ async fn promote(
             definition.name, to.key, target.version
         )));
     }
+    // Promoted as a rollout: the source's state is where the plan ends; the target starts at the first step.
+    let (spec, rollout) = match &request.rollout {
+        None => (source.spec, None),
+        Some(rollout) => {
+            if definition.flag_type != vexil_core::FlagType::Boolean {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    format!("a rollout needs a boolean flag; {} is {}", definition.name, definition.flag_type.as_str()),
+                ));
+            }
+            let plan = crate::rollout::new_plan(&rollout.steps, &rollout.every, &actor.email, request.reason.clone(), target.spec.clone())
+                .map_err(|message| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message))?;
+            crate::rollout::apply_step(&source.spec, &plan, 0).ok_or_else(|| ApiError::internal("no first step"))?
+        }
+    };
     let planned = PlannedChange {
         environment: to.clone(),
         flag: definition.name.clone(),
-        spec: source.spec,
+        spec,
         expected_version: Some(target.version),
         action: AuditAction::Promote,
         reason: request.reason,
         from_environment: Some(from.name.clone()),
-        rollout: None,
+        rollout,
     };
     response.applied = !state.commit_states(&actor, vec![planned]).await?.is_empty();
     Ok(Json(response))
