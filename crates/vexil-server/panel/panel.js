@@ -179,6 +179,16 @@ function render() {
       if (refusal) set.title = refusal;
       set.addEventListener("click", () => setState(flag, environment));
       cell.append(button, " ", set);
+      if (state && state.rollout) {
+        const badge = document.createElement("button");
+        badge.type = "button";
+        badge.className = "small plan-badge";
+        const plan = state.rollout;
+        badge.textContent = `⟳ step ${plan.next_step}/${plan.steps.length}${plan.paused ? " ⏸" : ""}`;
+        badge.setAttribute("aria-label", `Rollout of ${flag.name} in ${environment.name}`);
+        badge.addEventListener("click", () => openPlan(flag, environment));
+        cell.append(" ", badge);
+      }
       row.append(cell);
     }
     if (viewer) {
@@ -504,6 +514,73 @@ async function setState(flag, environment) {
       throw new Error(error && error.error ? error.error.message : `the server answered ${response.status}`);
     }
   });
+}
+
+// A rollout's progress, its error rates over time as a small chart, and its controls.
+async function openPlan(flag, environment) {
+  const dialog = $("plan");
+  const load = async () => {
+    const status = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}/rollout`);
+    const metrics = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}/metrics?since=1h`);
+    $("plan-title").textContent = `Rollout of ${flag.name} in ${environment.title}`;
+    const plan = status.plan;
+    if (!plan) {
+      $("plan-progress").textContent = status.enabled ? `No rollout in progress; serving ${status.percent} %.` : "No rollout in progress; disabled.";
+    } else {
+      const steps = plan.steps.map((step, index) => (index + 1 === plan.next_step ? `[${step / 1000} %]` : `${step / 1000} %`)).join(" → ");
+      $("plan-progress").textContent = `At ${status.percent} %: step ${plan.next_step} of ${plan.steps.length} (${steps})` +
+        (plan.paused ? ", paused" : `, next step at ${plan.next_at}`) + `; started by ${plan.started_by}.`;
+    }
+    for (const id of ["plan-pause", "plan-resume", "plan-abort"]) $(id).disabled = !plan || Boolean(mayChange(environment));
+    if (plan) { $("plan-pause").hidden = plan.paused; $("plan-resume").hidden = !plan.paused; }
+    drawChart(metrics.buckets);
+    const totals = Object.entries(metrics.totals).map(([variant, total]) =>
+      `${variant}: ${(total.error_rate * 100).toFixed(2)} % errors (${total.errors}/${total.evaluations})`);
+    $("plan-totals").textContent = totals.length ? totals.join("; ") : "No metrics reported yet.";
+  };
+  const control = (action) => async () => {
+    let reason;
+    if (environment.protected) {
+      reason = prompt(`Reason to ${action} this rollout in ${environment.name}`);
+      if (!reason) return;
+    }
+    try { await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/rollout/${action}`, reason ? { reason } : {}); await load(); }
+    catch (error) { alert(error.message); }
+  };
+  $("plan-pause").onclick = control("pause");
+  $("plan-resume").onclick = control("resume");
+  $("plan-abort").onclick = control("abort");
+  $("plan-close").onclick = () => dialog.close();
+  try { await load(); } catch (error) { alert(error.message); return; }
+  dialog.showModal();
+}
+
+// Error rate per minute for the new (true) and old (false) variants, as two polylines.
+function drawChart(buckets) {
+  const svg = $("plan-chart");
+  const namespace = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  const minutes = [...new Set(buckets.map((bucket) => bucket.at))].sort();
+  const rate = (bucket) => (bucket.evaluations ? bucket.errors / bucket.evaluations : 0);
+  const highest = Math.max(0.01, ...buckets.map(rate));
+  for (const [variant, colour] of [["true", "#c0392b"], ["false", "#2e6fd8"]]) {
+    const points = minutes.map((minute, index) => {
+      const bucket = buckets.find((candidate) => candidate.at === minute && candidate.variant === variant);
+      if (!bucket) return null;
+      const x = minutes.length === 1 ? 240 : 10 + (index * 460) / (minutes.length - 1);
+      const y = 150 - (rate(bucket) / highest) * 140;
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    }).filter(Boolean);
+    if (!points.length) continue;
+    const line = document.createElementNS(namespace, "polyline");
+    line.setAttribute("points", points.length === 1 ? `${points[0]} ${points[0]}` : points.join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", colour);
+    line.setAttribute("stroke-width", "2");
+    line.setAttribute("stroke-linecap", "round");
+    line.dataset.variant = variant;
+    svg.append(line);
+  }
 }
 
 // One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.

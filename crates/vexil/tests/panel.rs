@@ -371,3 +371,26 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     assert_eq!(state["state"]["split"]["buckets"][0]["weight"], 25000);
     assert_eq!(state["state"]["updated_by"], "admin@localhost");
 }
+
+#[test]
+fn a_rollout_shows_its_progress_and_both_variants_error_rates() {
+    let server = Server::start();
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    server.cli(&["rollout", "ui.checkout_v2", "--env", "staging", "--steps", "10,50,100", "--every", "1h"]).ok();
+    let key = common::sdk_key_for(&server, "staging");
+    let batch = json!({"flags": {"ui.checkout_v2": {"variants": {"true": {"evaluations": 100, "errors": 5}, "false": {"evaluations": 900, "errors": 9}}}}});
+    assert_eq!(server.http().with_token(Some(&key)).post("/api/feature-flags/metrics", &batch).status, 202);
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click("//button[@aria-label='Rollout of ui.checkout_v2 in staging']");
+    browser.find("//p[@id='plan-progress' and contains(., 'At 10 %: step 1 of 3') and contains(., '[10 %] → 50 % → 100 %')]");
+    browser.find("//p[@id='plan-totals' and contains(., 'true: 5.00 % errors (5/100)') and contains(., 'false: 1.00 % errors (9/900)')]");
+    browser.find("//*[local-name()='svg' and @id='plan-chart']/*[local-name()='polyline' and @data-variant='true']");
+    browser.find("//*[local-name()='svg' and @id='plan-chart']/*[local-name()='polyline' and @data-variant='false']");
+    browser.screenshot("panel-rollout.png");
+    browser.click("//button[@id='plan-pause']");
+    browser.find("//p[@id='plan-progress' and contains(., 'paused')]");
+    browser.click("//button[@id='plan-close']");
+    browser.find("//button[@aria-label='Rollout of ui.checkout_v2 in staging' and contains(., '⏸')]");
+}
