@@ -126,6 +126,13 @@ pub struct SplitBucket {
     pub weight: u32,
 }
 
+/// A share in thousandths of a percent as people read it: 30000 → `30`, 12500 → `12.5`.
+pub fn format_percent(thousandths: u64) -> String {
+    let whole = thousandths / 1000;
+    let fraction = thousandths % 1000;
+    if fraction == 0 { whole.to_string() } else { format!("{whole}.{}", format!("{fraction:03}").trim_end_matches('0')) }
+}
+
 impl Split {
     /// A boolean percentage rollout: `percent` of targeting keys get `true`, the rest `false`.
     pub fn boolean_rollout(percent_thousandths: u32) -> Self {

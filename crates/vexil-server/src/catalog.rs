@@ -4,7 +4,6 @@
 //! does not. Changes are applied by version: an older copy never overwrites a newer one, whatever order
 //! commits finish in.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use vexil_core::{EnvKey, FlagDefinition, FlagName, FlagState};
@@ -48,11 +47,6 @@ impl SharedCatalog {
     /// An environment's revision.
     pub fn revision(&self, environment: &EnvKey) -> u64 {
         self.read().revisions.get(environment).copied().unwrap_or(0)
-    }
-
-    /// Every state of one environment.
-    pub fn states_of(&self, environment: &EnvKey) -> BTreeMap<FlagName, FlagState> {
-        self.read().states.get(environment).cloned().unwrap_or_default()
     }
 }
 

@@ -20,11 +20,9 @@ pub fn rollout_actor() -> Actor {
     Actor { email: "system:rollout".to_owned(), role: Role::Admin, token_id: String::new(), source: Source::System }
 }
 
-/// `10` → `"10 %"`, `12500` thousandths → `"12.5 %"`.
+/// `10000` thousandths → `"10 %"`, `12500` → `"12.5 %"`.
 pub fn percent_text(thousandths: u32) -> String {
-    let whole = thousandths / 1000;
-    let fraction = thousandths % 1000;
-    if fraction == 0 { format!("{whole} %") } else { format!("{whole}.{} %", format!("{fraction:03}").trim_end_matches('0')) }
+    format!("{} %", vexil_core::state::format_percent(u64::from(thousandths)))
 }
 
 /// The state after step `index` of `plan` (enabled, `true` for that share of targeting keys) and the plan it carries

@@ -48,12 +48,7 @@ fn serve_text(serve: Option<&Value>) -> String {
     }
 }
 
-/// 30000 thousandths → `30`, 12500 → `12.5`.
-pub fn percent(thousandths: u64) -> String {
-    let whole = thousandths / 1000;
-    let fraction = thousandths % 1000;
-    if fraction == 0 { whole.to_string() } else { format!("{whole}.{}", format!("{fraction:03}").trim_end_matches('0')) }
-}
+pub use vexil_core::state::format_percent as percent;
 
 /// A value on one line, cut to 40 characters.
 pub fn short(value: &Value) -> String {
