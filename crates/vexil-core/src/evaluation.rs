@@ -200,7 +200,12 @@ pub struct Evaluation<'a> {
     pub matched: Matched,
     /// Set when the reason is `ERROR`.
     pub error: Option<ErrorCode>,
+    /// The index of the served value's label in [`CompiledFlag::labels`], for per-variant counters.
+    pub slot: u16,
 }
+
+/// The label under which a value without a variant name is counted.
+pub const UNNAMED_LABEL: &str = "(value)";
 
 /// A value with its variant name.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +214,8 @@ pub struct Served {
     pub value: Value,
     /// The variant's name, if the value is a named variant (booleans: `true`/`false`).
     pub variant: Option<String>,
+    /// The index of its label in [`CompiledFlag::labels`].
+    pub slot: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -352,19 +359,23 @@ pub struct CompiledFlag {
     split: Option<CompiledSplit>,
     /// Murmur3 after `"<flag>/"`, so bucketing only hashes the targeting key.
     bucket_prefix: Murmur3,
+    /// The distinct labels of everything this flag can serve, indexed by [`Evaluation::slot`].
+    labels: Vec<String>,
 }
 
 impl CompiledFlag {
     /// Compiles a validated state; parts that could not have passed validation never match.
     pub fn compile(definition: &FlagDefinition, state: &FlagState) -> Self {
         let spec = &state.spec;
+        let mut labels = Labels::default();
+        let labels = &mut labels;
         let mut targets = HashMap::new();
         let mut target_serves = Vec::new();
         for target in &spec.targets {
             for key in &target.keys {
                 targets.entry(key.clone()).or_insert(target_serves.len());
             }
-            target_serves.push(served(definition, &target.serve));
+            target_serves.push(served(definition, &target.serve, labels));
         }
         let rules = spec
             .rules
@@ -372,25 +383,60 @@ impl CompiledFlag {
             .map(|rule| CompiledRule {
                 conditions: rule.conditions.iter().map(compile_condition).collect(),
                 outcome: match &rule.serve {
-                    RuleServe::Value(value) => Outcome::Serve(served(definition, &Serve::Value(value.clone()))),
-                    RuleServe::Variant(name) => Outcome::Serve(served(definition, &Serve::Variant(name.clone()))),
-                    RuleServe::Split(split) => Outcome::Split(compile_split(definition, split)),
+                    RuleServe::Value(value) => Outcome::Serve(served(definition, &Serve::Value(value.clone()), labels)),
+                    RuleServe::Variant(name) => Outcome::Serve(served(definition, &Serve::Variant(name.clone()), labels)),
+                    RuleServe::Split(split) => Outcome::Split(compile_split(definition, split, labels)),
                 },
             })
             .collect();
+        let off = served(definition, &Serve::Value(definition.off_value()), labels);
+        let serve = served(definition, &spec.serve, labels);
+        let split = spec.split.as_ref().map(|split| compile_split(definition, split, labels));
         Self {
             name: definition.name.clone(),
             flag_type: definition.flag_type,
             version: state.version,
             enabled: spec.enabled,
-            off: served(definition, &Serve::Value(definition.off_value())),
-            serve: served(definition, &spec.serve),
+            off,
+            serve,
             targets,
             target_serves,
             rules,
-            split: spec.split.as_ref().map(|split| compile_split(definition, split)),
+            split,
             bucket_prefix: prefix(definition.name.as_str()),
+            labels: std::mem::take(&mut labels.0),
         }
+    }
+
+    /// The labels of everything this flag can serve (variant names, [`UNNAMED_LABEL`] for values without one),
+    /// each once, in the order [`Evaluation::slot`] indexes them.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The labels this state can serve as it stands: only the off value's when the flag is disabled, otherwise what
+    /// its targets, rules, split and served value can give (each once, in slot order).
+    pub fn serving_labels(&self) -> Vec<&str> {
+        let mut slots: Vec<u16> = Vec::new();
+        if !self.enabled {
+            slots.push(self.off.slot);
+        } else {
+            let splits = self.split.iter().chain(self.rules.iter().filter_map(|rule| match &rule.outcome {
+                Outcome::Split(split) => Some(split),
+                Outcome::Serve(_) => None,
+            }));
+            let served = self.target_serves.iter().chain(self.rules.iter().filter_map(|rule| match &rule.outcome {
+                Outcome::Serve(served) => Some(served),
+                Outcome::Split(_) => None,
+            }));
+            // Without a split at the fallthrough, the served value answers whoever no target or rule caught.
+            let fallthrough = self.split.is_none().then_some(&self.serve);
+            slots.extend(served.chain(fallthrough).map(|served| served.slot));
+            slots.extend(splits.flat_map(|split| split.ranges.iter().map(|(_, served)| served.slot)));
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        slots.into_iter().filter_map(|slot| self.labels.get(usize::from(slot)).map(String::as_str)).collect()
     }
 
     /// Whether evaluating this flag can depend on the context (targets, rules or a split).
@@ -433,32 +479,51 @@ impl CompiledFlag {
                 reason: Reason::Error,
                 matched,
                 error: Some(ErrorCode::TargetingKeyMissing),
+                slot: self.serve.slot,
             },
         }
     }
 }
 
 fn answer(served: &Served, reason: Reason, matched: Matched) -> Evaluation<'_> {
-    Evaluation { value: &served.value, variant: served.variant.as_deref(), reason, matched, error: None }
+    Evaluation { value: &served.value, variant: served.variant.as_deref(), reason, matched, error: None, slot: served.slot }
 }
 
-fn served(definition: &FlagDefinition, serve: &Serve) -> Served {
-    match serve {
-        Serve::Variant(name) => Served {
-            value: definition.variant(name).map(|variant| variant.value.clone()).unwrap_or_else(|| definition.default.clone()),
-            variant: Some(name.clone()),
-        },
+/// The labels met while compiling one flag.
+#[derive(Default)]
+struct Labels(Vec<String>);
+
+impl Labels {
+    fn slot(&mut self, variant: Option<&str>) -> u16 {
+        let label = variant.unwrap_or(UNNAMED_LABEL);
+        let index = self.0.iter().position(|known| known == label).unwrap_or_else(|| {
+            self.0.push(label.to_owned());
+            self.0.len() - 1
+        });
+        // A flag serves at most a few hundred distinct things: its variants, true/false, and one unnamed label.
+        u16::try_from(index).unwrap_or(u16::MAX)
+    }
+}
+
+fn served(definition: &FlagDefinition, serve: &Serve, labels: &mut Labels) -> Served {
+    let (value, variant) = match serve {
+        Serve::Variant(name) => (
+            definition.variant(name).map(|variant| variant.value.clone()).unwrap_or_else(|| definition.default.clone()),
+            Some(name.clone()),
+        ),
         Serve::Value(value) => {
             let variant = match value {
                 Value::Bool(flag) if definition.flag_type == FlagType::Boolean => Some(flag.to_string()),
                 _ => definition.variants.iter().find(|variant| &variant.value == value).map(|variant| variant.name.clone()),
             };
-            Served { value: value.clone(), variant }
+            (value.clone(), variant)
         }
-    }
+    };
+    let slot = labels.slot(variant.as_deref());
+    Served { value, variant, slot }
 }
 
-fn compile_split(definition: &FlagDefinition, split: &Split) -> CompiledSplit {
+fn compile_split(definition: &FlagDefinition, split: &Split, labels: &mut Labels) -> CompiledSplit {
     let mut upper = 0;
     let ranges = split
         .buckets
@@ -466,7 +531,7 @@ fn compile_split(definition: &FlagDefinition, split: &Split) -> CompiledSplit {
         .filter(|bucket| bucket.weight > 0)
         .map(|bucket| {
             upper += bucket.weight;
-            (upper.min(SPLIT_TOTAL), served(definition, &bucket.serve))
+            (upper.min(SPLIT_TOTAL), served(definition, &bucket.serve, labels))
         })
         .collect();
     CompiledSplit { ranges }

@@ -27,5 +27,12 @@ fn every_evaluation_case_gives_the_expected_answer() {
         assert_eq!(evaluation.reason.as_str(), expect["reason"].as_str().unwrap(), "{name}: reason");
         assert_eq!(evaluation.variant, expect["variant"].as_str(), "{name}: variant");
         assert_eq!(evaluation.error.map(|error| error.as_str()), expect["error"].as_str(), "{name}: error");
+        // What SDKs count evaluations under: the served variant's label, each label once per flag.
+        let label = compiled.labels().get(usize::from(evaluation.slot)).map(String::as_str);
+        assert_eq!(label, Some(evaluation.variant.unwrap_or(vexil_core::evaluation::UNNAMED_LABEL)), "{name}: label");
+        let mut distinct = compiled.labels().to_vec();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), compiled.labels().len(), "{name}: labels {:?}", compiled.labels());
     }
 }

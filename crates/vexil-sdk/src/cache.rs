@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use vexil_core::{CompiledFlag, FlagDefinition, FlagName, FlagState, FlagType};
 
+use crate::metrics::{FlagCounters, Metrics};
 use crate::overrides::{Overrides, ResolvedOverride};
 use crate::wire::{Change, STREAM_FORMAT_VERSION, Snapshot, SnapshotFlag};
 
@@ -74,14 +75,17 @@ pub(crate) struct FlagEntry {
     pub override_value: Option<Arc<ResolvedOverride>>,
     /// The override's variant name: `true`/`false` for booleans, else the variant with that value.
     pub override_variant: Option<String>,
+    /// Evaluations and errors per label of `compiled` (`crate::metrics`).
+    pub counters: Arc<FlagCounters>,
 }
 
 impl FlagEntry {
-    fn new(definition: FlagDefinition, state: Option<FlagState>, overrides: &Overrides) -> Self {
+    fn new(definition: FlagDefinition, state: Option<FlagState>, overrides: &Overrides, metrics: &Metrics) -> Self {
         let compiled = state.as_ref().map(|state| CompiledFlag::compile(&definition, state));
         let override_value = overrides.resolve(&definition.name, definition.flag_type);
         let override_variant = override_value.as_ref().and_then(|resolved| variant_of(&definition, &resolved.value));
-        Self { definition, state, compiled, override_value, override_variant }
+        let counters = metrics.counters(definition.name.as_str(), compiled.as_ref().map(CompiledFlag::labels).unwrap_or_default());
+        Self { definition, state, compiled, override_value, override_variant, counters }
     }
 }
 
@@ -109,24 +113,26 @@ impl FlagCache {
     }
 
     /// Builds the cache of a snapshot; done outside any lock, since compiling every flag takes a while.
-    pub(crate) fn from_snapshot(snapshot: Snapshot, origin: CacheOrigin, overrides: &Overrides) -> Self {
+    pub(crate) fn from_snapshot(snapshot: Snapshot, origin: CacheOrigin, overrides: &Overrides, metrics: &Metrics) -> Self {
         let flags = snapshot
             .flags
             .into_iter()
-            .map(|flag| (flag.definition.name.as_str().to_owned(), Arc::new(FlagEntry::new(flag.definition, flag.state, overrides))))
+            .map(|flag| {
+                (flag.definition.name.as_str().to_owned(), Arc::new(FlagEntry::new(flag.definition, flag.state, overrides, metrics)))
+            })
             .collect();
         Self { origin, environment: snapshot.environment, revision: snapshot.revision, flags }
     }
 
     /// Applies one change; returns `false` (and changes nothing) when it is not newer than what the cache holds.
-    pub(crate) fn apply_change(&mut self, change: Change, overrides: &Overrides) -> bool {
+    pub(crate) fn apply_change(&mut self, change: Change, overrides: &Overrides, metrics: &Metrics) -> bool {
         if change.revision <= self.revision {
             return false;
         }
         self.revision = change.revision;
         match change.definition {
             Some(definition) => {
-                let entry = FlagEntry::new(definition, change.state, overrides);
+                let entry = FlagEntry::new(definition, change.state, overrides, metrics);
                 self.flags.insert(change.flag.as_str().to_owned(), Arc::new(entry));
             }
             None => {

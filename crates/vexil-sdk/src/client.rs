@@ -21,6 +21,7 @@ use vexil_core::{EvaluationContext, FlagDefinition, FlagName, FlagType};
 use crate::cache::{CacheOrigin, FlagCache};
 use crate::connection::{self, ConnectionSettings};
 use crate::details::{EvaluationDetails, FlagValue, details_of, resolve, value_of};
+use crate::metrics::{Metrics, Sender as MetricsSender};
 use crate::overrides::{OverrideWarning, Overrides};
 use crate::{SdkError, Snapshot};
 
@@ -108,6 +109,10 @@ pub(crate) struct Shared {
     pub last_error: Mutex<Option<String>>,
     /// The environment as configured (key or long name), for messages until a snapshot names it.
     pub configured_environment: String,
+    /// Evaluation and error counts (`crate::metrics`).
+    pub metrics: Metrics,
+    /// Where the counts are sent; `None` for clients that do not send them.
+    pub metrics_sender: Option<MetricsSender>,
 }
 
 impl Shared {
@@ -118,6 +123,11 @@ impl Shared {
     /// Swaps in a new cache, then bumps the generation: a handle that sees the new generation finds the new cache.
     pub(crate) fn store_cache(&self, cache: FlagCache) {
         self.cache.store(Arc::new(cache));
+        self.bump_generation();
+    }
+
+    /// Makes every [`FlagHandle`](crate::FlagHandle) look its flag up again on its next read (and hand over its counts).
+    pub(crate) fn bump_generation(&self) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
@@ -149,7 +159,11 @@ pub struct ClientBuilder {
     initial_backoff: Duration,
     max_backoff: Duration,
     idle_timeout: Duration,
+    metrics_interval: Option<Duration>,
 }
+
+/// How often a connected client sends its evaluation counts by default.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 
 impl ClientBuilder {
     fn new(server_url: Option<String>, environment: String, sdk_key: String, snapshot: Option<Snapshot>) -> Self {
@@ -164,7 +178,21 @@ impl ClientBuilder {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(45),
+            metrics_interval: Some(DEFAULT_METRICS_INTERVAL),
         }
+    }
+
+    /// How often the evaluation counts and reported errors are sent to the server (default 10 s). The server's
+    /// rollout guard judges from them, so a longer interval delays its decisions.
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = Some(interval.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// Sends no evaluation metrics (and counts none). The server's guard then has nothing from this client to judge by.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics_interval = None;
+        self
     }
 
     /// Reads `FF_` overrides from this file instead of `.env.local` in the working directory.
@@ -233,9 +261,15 @@ impl ClientBuilder {
             Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| SdkError::NoRuntime)?),
             None => None,
         };
+        let metrics_interval = self.metrics_interval.filter(|_| settings.is_some());
+        let metrics = Metrics::new(metrics_interval.is_some());
         let (cache, status) = match self.snapshot {
-            Some(snapshot) => (FlagCache::from_snapshot(snapshot, CacheOrigin::Bootstrap, &overrides), Status::Stale),
+            Some(snapshot) => (FlagCache::from_snapshot(snapshot, CacheOrigin::Bootstrap, &overrides, &metrics), Status::Stale),
             None => (FlagCache::empty(), Status::Connecting),
+        };
+        let metrics_sender = match (&settings, metrics_interval) {
+            (Some(settings), Some(_)) => Some(settings.metrics.clone()),
+            _ => None,
         };
         let environment = if cache.environment.is_empty() { self.environment } else { cache.environment.clone() };
         let shared = Arc::new(Shared {
@@ -246,9 +280,14 @@ impl ClientBuilder {
             events: broadcast::Sender::new(EVENT_CAPACITY),
             last_error: Mutex::new(None),
             configured_environment: environment,
+            metrics,
+            metrics_sender,
         });
         let (shutdown, shutdown_receiver) = watch::channel(false);
         if let (Some(settings), Some(runtime)) = (settings, runtime) {
+            if let (Some(sender), Some(interval)) = (&shared.metrics_sender, metrics_interval) {
+                runtime.spawn(crate::metrics::run(Arc::clone(&shared), sender.clone(), interval, shutdown_receiver.clone()));
+            }
             runtime.spawn(connection::run(Arc::clone(&shared), settings, shutdown_receiver));
         }
         Ok(VexilClient { shared, shutdown: Arc::new(shutdown) })
@@ -339,6 +378,29 @@ impl VexilClient {
         resolve(&cache, &self.shared.overrides, flag, T::FLAG_TYPE, context, |resolution| {
             details_of(resolution, flag, environment, fallback)
         })
+    }
+
+    /// Reports that the application hit an error while serving `context` with `flag`: the error is counted for the
+    /// variant `context` is served now, and the server's rollout guard compares the variants' error rates.
+    ///
+    /// Returns whether it was counted: not when the flag is unknown, overridden by an `FF_` variable, or has no
+    /// state (only what the stored state serves is judged). Cheap enough for every failed request; sent with the
+    /// next batch of metrics.
+    pub fn report_error<C: EvaluationContext + ?Sized>(&self, flag: &str, context: &C) -> bool {
+        let cache = self.shared.read_cache();
+        let Some(entry) = cache.flags.get(flag) else { return false };
+        let asked = entry.definition.flag_type;
+        crate::details::resolve_entry(Some(entry), cache.origin, &self.shared.overrides, flag, asked, context, |resolution| {
+            resolution.slot.map(|slot| entry.counters.add_error(slot)).is_some()
+        })
+    }
+
+    /// Sends the evaluation counts and reported errors now, rather than at the next interval, and waits for the
+    /// server's answer. Counts a [`FlagHandle`](crate::FlagHandle) holds are handed over when it is dropped or
+    /// next read, so they go with the batch after.
+    pub async fn flush_metrics(&self) -> Result<(), SdkError> {
+        let sender = self.shared.metrics_sender.as_ref().ok_or(SdkError::MetricsOff)?;
+        crate::metrics::flush(&self.shared, sender).await
     }
 
     /// The client's status now.

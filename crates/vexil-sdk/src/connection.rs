@@ -35,6 +35,8 @@ pub(crate) struct ConnectionSettings {
     max_backoff: Duration,
     idle_timeout: Duration,
     http: reqwest::Client,
+    /// Where metrics go, on the same server and with the same key and HTTP client.
+    pub(crate) metrics: crate::metrics::Sender,
 }
 
 impl ConnectionSettings {
@@ -63,7 +65,8 @@ impl ConnectionSettings {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(SdkError::HttpClient)?;
-        Ok(Self { stream_url, sdk_key: sdk_key.to_owned(), bootstrap_file, initial_backoff, max_backoff, idle_timeout, http })
+        let metrics = crate::metrics::Sender::new(&base, sdk_key, http.clone()).map_err(invalid)?;
+        Ok(Self { stream_url, sdk_key: sdk_key.to_owned(), bootstrap_file, initial_backoff, max_backoff, idle_timeout, http, metrics })
     }
 }
 
@@ -140,7 +143,7 @@ async fn load_bootstrap(shared: &Shared, path: &PathBuf) {
 /// Swaps in a new cache built from `snapshot` and tells subscribers which flags differ.
 fn replace_cache(shared: &Shared, snapshot: Snapshot, origin: CacheOrigin) -> u64 {
     let revision = snapshot.revision;
-    let new_cache = FlagCache::from_snapshot(snapshot, origin, &shared.overrides);
+    let new_cache = FlagCache::from_snapshot(snapshot, origin, &shared.overrides, &shared.metrics);
     // Only this connection task writes the cache, so load-then-store loses nothing.
     let changed = shared.cache.load().changed_flags(&new_cache);
     shared.store_cache(new_cache);
@@ -232,7 +235,7 @@ impl Connection<'_> {
                     }
                     // Copy-on-write: readers keep the cache they loaded; entries are shared, only the map is copied.
                     let mut next = (*current).clone();
-                    let applied = next.apply_change(change, &self.shared.overrides);
+                    let applied = next.apply_change(change, &self.shared.overrides, &self.shared.metrics);
                     if applied {
                         self.shared.store_cache(next);
                     }
@@ -260,7 +263,7 @@ impl Connection<'_> {
 }
 
 /// The message of a JSON error body (`{"error": {"code", "message"}}`), or the body itself, shortened.
-fn error_message(body: &str) -> String {
+pub(crate) fn error_message(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|value| value["error"]["message"].as_str().map(str::to_owned))

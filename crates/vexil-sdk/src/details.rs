@@ -150,6 +150,8 @@ pub(crate) struct Resolution<'a> {
     pub failure: Option<Failure>,
     pub override_variable: Option<&'a str>,
     pub state_version: Option<u64>,
+    /// For stored state: the served label's index in the entry's counters.
+    pub slot: Option<u16>,
 }
 
 impl<'a> Resolution<'a> {
@@ -162,6 +164,7 @@ impl<'a> Resolution<'a> {
             failure: Some(failure),
             override_variable: None,
             state_version: None,
+            slot: None,
         }
     }
 
@@ -175,11 +178,13 @@ impl<'a> Resolution<'a> {
             failure: None,
             override_variable: Some(&resolved.variable),
             state_version: None,
+            slot: None,
         }
     }
 }
 
-/// Resolves `flag` as `asked` for `context` and hands the answer to `answer`.
+/// Resolves `flag` as `asked` for `context`, counts the evaluation when the stored state answered, and hands the
+/// answer to `answer`.
 ///
 /// A callback rather than a return value because an override of a flag the server has not sent lives in the
 /// override table's memo, not in the cache, and the resolution borrows from whichever holds it.
@@ -194,7 +199,13 @@ pub(crate) fn resolve<C, R>(
 where
     C: EvaluationContext + ?Sized,
 {
-    resolve_entry(cache.flags.get(flag).map(|entry| &**entry), cache.origin, overrides, flag, asked, context, answer)
+    let entry = cache.flags.get(flag).map(|entry| &**entry);
+    resolve_entry(entry, cache.origin, overrides, flag, asked, context, |resolution| {
+        if let (Some(slot), Some(entry)) = (resolution.slot, entry) {
+            entry.counters.add_evaluations(slot, 1);
+        }
+        answer(resolution)
+    })
 }
 
 /// [`resolve`] for an entry already looked up (`None`: the cache has no such flag), as flag handles keep it.
@@ -240,6 +251,7 @@ where
             failure: None,
             override_variable: None,
             state_version: None,
+            slot: None,
         });
     };
     let evaluation = compiled.evaluate(context);
@@ -253,6 +265,7 @@ where
         }),
         override_variable: None,
         state_version: Some(compiled.version),
+        slot: Some(evaluation.slot),
     })
 }
 

@@ -63,6 +63,18 @@ pub enum SdkError {
         /// The last connection error, if any.
         last_error: Option<String>,
     },
+    /// Evaluation metrics could not be delivered.
+    #[error("evaluation metrics were not sent: {reason}{}", if *kept { "; they are kept and sent with the next batch" } else { "; they were dropped" })]
+    MetricsNotSent {
+        /// Why.
+        reason: String,
+        /// Whether the counts are kept for the next batch (the server was unreachable or failed), or dropped
+        /// (it refused them for good: a revoked key, a format it does not accept).
+        kept: bool,
+    },
+    /// This client does not send metrics: it is offline or was built with `without_metrics`.
+    #[error("this client does not send evaluation metrics (it is offline or was built with `without_metrics`)")]
+    MetricsOff,
     /// The client was closed while waiting.
     #[error("the Vexil client was closed")]
     Closed,

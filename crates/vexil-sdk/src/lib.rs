@@ -27,6 +27,7 @@
 //! - `overrides`: reading `FF_` variables and `.env.local` without touching the process environment.
 //! - `details`: the override priority itself, and [`EvaluationDetails`] saying which layer answered and why.
 //! - `client`: [`VexilClient`], its builder, [`Status`] and [`FlagEvent`] notifications.
+//! - `metrics`: evaluations and reported errors per flag and variant, sent in batches for the server's rollout guard.
 //! - `openfeature`: [`VexilProvider`], the provider for the `open-feature` crate.
 //!
 //! The SDK is documented for application developers in `docs/sdk.md`.
@@ -40,12 +41,13 @@ mod connection;
 mod details;
 mod error;
 mod handle;
+mod metrics;
 mod openfeature;
 mod overrides;
 mod sse;
 pub mod wire;
 
-pub use client::{ClientBuilder, FlagEvent, Status, VexilClient};
+pub use client::{ClientBuilder, DEFAULT_METRICS_INTERVAL, FlagEvent, Status, VexilClient};
 pub use details::{ErrorKind, EvaluationDetails, EvaluationError, FlagValue, Source};
 pub use error::SdkError;
 pub use handle::FlagHandle;

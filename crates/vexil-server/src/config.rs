@@ -17,8 +17,10 @@ pub struct ServerConfig {
     pub stream_buffer: usize,
     /// How long a write to a client may make no progress before the connection is closed.
     pub write_stall: std::time::Duration,
-    /// How often the guard looks at a rollout's error rates.
+    /// How often the guard looks at watched flags' error rates.
     pub guard_interval: std::time::Duration,
+    /// How long after a change in a protected environment the guard watches it (zero: only rollouts are watched).
+    pub guard_window: std::time::Duration,
     /// The guard's policy (minimum sample, minimum increase, false-positive budget).
     pub guard: vexil_core::guard::GuardPolicy,
 }
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
             stream_buffer: crate::hub::CLIENT_BUFFER,
             write_stall: std::time::Duration::from_secs(30),
             guard_interval: std::time::Duration::from_secs(30),
+            guard_window: std::time::Duration::from_secs(30 * 60),
             guard: vexil_core::guard::GuardPolicy::default(),
         }
     }

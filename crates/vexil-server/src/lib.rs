@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 mod follower;
+pub mod guard;
 pub mod hub;
 pub mod listener;
 pub mod rollout;

@@ -113,7 +113,7 @@ pub async fn schedule(state: AppState) {
         }
         if last_guard.elapsed() >= state.config.guard_interval {
             last_guard = tokio::time::Instant::now();
-            guard(&state).await;
+            crate::guard::look(&state).await;
         }
         let now = crate::time::now();
         for environment in state.config.environments.iter() {
@@ -160,81 +160,4 @@ pub fn parse_every(text: &str) -> Result<u64, String> {
         return Err("the interval between steps must be at least one second".to_owned());
     }
     Ok(seconds)
-}
-
-/// The guard's actor.
-fn guard_actor() -> Actor {
-    Actor { email: "system:guard".to_owned(), role: Role::Admin, token_id: String::new(), source: Source::System }
-}
-
-/// Looks at every running plan: the new variant (`true`) against the old one (`false`), from the plan's start.
-/// On a regression it restores the state from before the plan, which ends it, with the figures as the reason.
-async fn guard(state: &AppState) {
-    use vexil_core::guard::{Counts, judge};
-    for environment in state.config.environments.iter() {
-        let Some(snapshot) = state.hub.snapshot(&environment.key) else { continue };
-        for (name, flag) in &snapshot.flags {
-            let Some(plan) = &flag.state.rollout else { continue };
-            let Ok(started) = OffsetDateTime::parse(&plan.started_at, &time::format_description::well_known::Rfc3339) else { continue };
-            let since = started.unix_timestamp().max(0) as u64 / 60;
-            let rows = match state.store.metrics(&environment.key, name.as_str(), since).await {
-                Ok(rows) => rows,
-                Err(error) => {
-                    tracing::warn!(%error, "guard cannot read metrics");
-                    continue;
-                }
-            };
-            let mut candidate = Counts::default();
-            let mut baseline = Counts::default();
-            for row in rows {
-                let counts = match row.variant.as_str() {
-                    "true" => &mut candidate,
-                    "false" => &mut baseline,
-                    _ => continue,
-                };
-                counts.evaluations += row.evaluations;
-                counts.errors += row.errors;
-            }
-            let verdict = judge(baseline, candidate, &state.config.guard);
-            if !verdict.regression {
-                continue;
-            }
-            let reason = format!(
-                "guard: error rate of the new variant {:.2} % ({}/{}) against {:.2} % ({}/{}) for the old one; z = {:.2} > {:.2} (one-sided two-proportion z-test, false-positive budget {} % over {} looks)",
-                verdict.candidate_rate * 100.0,
-                candidate.errors,
-                candidate.evaluations,
-                verdict.baseline_rate * 100.0,
-                baseline.errors,
-                baseline.evaluations,
-                verdict.z,
-                verdict.critical_z,
-                state.config.guard.false_positive_budget * 100.0,
-                state.config.guard.max_looks
-            );
-            let mut restored = plan.before.as_deref().cloned().unwrap_or_else(|| {
-                let mut spec = flag.state.spec.clone();
-                spec.enabled = false;
-                spec
-            });
-            if restored == flag.state.spec {
-                restored.enabled = false;
-            }
-            let change = PlannedChange {
-                environment: environment.clone(),
-                flag: name.clone(),
-                spec: restored,
-                expected_version: Some(flag.state.version),
-                action: AuditAction::Rollback,
-                reason: Some(reason),
-                from_environment: None,
-                rollout: None,
-            };
-            match state.commit_states(&guard_actor(), vec![change]).await {
-                Ok(_) => tracing::warn!(flag = %name, environment = %environment.key, "guard rolled back a regression"),
-                Err(error) if error.status.as_u16() == 412 || error.status.as_u16() == 409 => {}
-                Err(error) => tracing::warn!(flag = %name, error = %error.message, "guard rollback failed; will retry"),
-            }
-        }
-    }
 }

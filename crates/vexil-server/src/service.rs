@@ -36,6 +36,8 @@ pub struct Inner {
     pub login_limiter: crate::auth::LoginLimiter,
     /// Recently used credentials.
     pub credentials: crate::auth::CredentialCache,
+    /// What the guard watches and what its last looks saw.
+    pub guard: crate::guard::Guard,
     /// Each environment's compiled snapshot and change broadcast.
     pub hub: crate::hub::Hub,
     /// Flips to true when the server begins shutting down, so open streams end.
@@ -88,6 +90,7 @@ impl AppState {
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
             credentials: Default::default(),
+            guard: Default::default(),
             hub,
             shutdown: tokio::sync::watch::Sender::new(false),
             applied,

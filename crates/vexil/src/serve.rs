@@ -29,8 +29,10 @@ struct FileConfig {
     change_retention: Option<u64>,
     /// Seconds a write to a client may make no progress before its connection is closed.
     write_stall_seconds: Option<u64>,
-    /// Seconds between the guard's looks at running rollouts.
+    /// Seconds between the guard's looks at running rollouts and recent changes.
     guard_check_seconds: Option<u64>,
+    /// Seconds the guard watches a change in a protected environment (0: only rollouts).
+    guard_window_seconds: Option<u64>,
     /// Evaluations each variant needs before the guard decides anything.
     guard_min_evaluations: Option<u64>,
     /// The smallest error-rate increase (absolute, 0.01 = one point) worth a rollback.
@@ -74,6 +76,12 @@ impl Settings {
         }
         if let Some(seconds) = file.guard_check_seconds {
             server.guard_interval = std::time::Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = file.guard_window_seconds {
+            if seconds > 7 * 86_400 {
+                anyhow::bail!("configuration: guard_window_seconds is {seconds}; accepted: 0 (off) to 604800 (a week)");
+            }
+            server.guard_window = std::time::Duration::from_secs(seconds);
         }
         if let Some(minimum) = file.guard_min_evaluations {
             server.guard.min_evaluations = minimum.max(1);

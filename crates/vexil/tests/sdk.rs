@@ -253,3 +253,124 @@ async fn a_key_of_another_environment_is_refused_and_said_so() {
     assert!(last_error.contains("403"), "{last_error}");
     assert_eq!(client.bool_details("ui.anything", &Context::default(), true).error.map(|error| error.kind), Some(ErrorKind::NotReady));
 }
+
+/// The totals the server holds for `flag` in `environment` over the last ten minutes: variant → (evaluations, errors).
+fn metric_totals(server: &Server, flag: &str, environment: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let read =
+        tokio::task::block_in_place(|| server.http().get(&format!("/api/flags/{flag}/environments/{environment}/metrics?since=10m")));
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    read.body["totals"]
+        .as_object()
+        .expect("totals")
+        .iter()
+        .map(|(variant, totals)| (variant.clone(), (totals["evaluations"].as_u64().unwrap(), totals["errors"].as_u64().unwrap())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_counts_evaluations_and_reported_errors_per_variant_and_sends_them() {
+    let server = Server::start();
+    cli(&server, &["define", "ui.new_feature"]);
+    cli(&server, &["define", "ui.dark_mode"]);
+    cli(&server, &["enable", "ui.new_feature", "--env", "staging"]);
+    cli(&server, &["set", "ui.new_feature", "--env", "staging", "--rollout", "30"]);
+    cli(&server, &["enable", "ui.dark_mode", "--env", "staging"]);
+    let key = sdk_key(&server, "staging");
+    // A long interval, so the counts move only when the test says so.
+    let client = VexilClient::builder(&server.url, "staging", &key)
+        .environment_variables([("FF_UI_DARK_MODE", "false")])
+        .without_dotenv()
+        .metrics_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    client.wait_ready(MOMENT).await.unwrap();
+
+    // Getters: 400 users, each served its sticky variant; every fourth user served `true` has an error.
+    let mut expected: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for user in 0u32..400 {
+        let context = Context::new(format!("user-{user}"));
+        let served = client.bool_value("ui.new_feature", &context, false);
+        let counts = expected.entry(served.to_string()).or_default();
+        counts.0 += 1;
+        if served && user.is_multiple_of(4) {
+            assert!(client.report_error("ui.new_feature", &context), "an error of a served flag is counted");
+            counts.1 += 1;
+        }
+    }
+    assert!(expected["true"].0 > 60 && expected["false"].0 > 200, "a 30 % split serves both: {expected:?}");
+    // Details getters count too; a handle counts in its own cells and hands them over when dropped.
+    let details = client.bool_details("ui.new_feature", &Context::new("user-1"), false);
+    expected.get_mut(&details.value.to_string()).unwrap().0 += 1;
+    let handle = client.flag::<bool>("ui.new_feature");
+    let handle_user = Context::new("user-2");
+    let handle_variant = handle.value(&handle_user, false).to_string();
+    for _ in 1..250 {
+        handle.value(&handle_user, false);
+    }
+    expected.get_mut(&handle_variant).unwrap().0 += 250;
+    drop(handle);
+    // An overridden flag is the developer's decision, not the stored state's: neither counted nor attributable.
+    assert!(!client.bool_value("ui.dark_mode", &Context::new("user-1"), true));
+    assert!(!client.report_error("ui.dark_mode", &Context::new("user-1")));
+    assert!(!client.report_error("ui.unknown", &Context::new("user-1")));
+
+    client.flush_metrics().await.expect("the server accepts the batch");
+    assert_eq!(metric_totals(&server, "ui.new_feature", "staging"), expected);
+    assert!(metric_totals(&server, "ui.dark_mode", "staging").is_empty());
+    // Nothing is sent twice.
+    client.flush_metrics().await.unwrap();
+    assert_eq!(metric_totals(&server, "ui.new_feature", "staging"), expected);
+
+    // A handle that lives on hands its counts over on its first read after a send, so they go with the next one.
+    let handle = client.flag::<bool>("ui.new_feature");
+    for _ in 0..10 {
+        handle.value(&handle_user, false);
+    }
+    client.flush_metrics().await.unwrap();
+    assert_eq!(metric_totals(&server, "ui.new_feature", "staging"), expected, "still in the handle");
+    handle.value(&handle_user, false);
+    client.flush_metrics().await.unwrap();
+    expected.get_mut(&handle_variant).unwrap().0 += 10;
+    assert_eq!(metric_totals(&server, "ui.new_feature", "staging"), expected, "handed over by the read after the send");
+    drop(handle);
+    client.flush_metrics().await.unwrap();
+    expected.get_mut(&handle_variant).unwrap().0 += 1;
+    assert_eq!(metric_totals(&server, "ui.new_feature", "staging"), expected, "handed over when dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_the_server_did_not_take_are_sent_when_it_is_back() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start_on(&data);
+    cli(&server, &["define", "ui.new_feature"]);
+    cli(&server, &["enable", "ui.new_feature", "--env", "dev"]);
+    let key = sdk_key(&server, "dev");
+    let client = VexilClient::builder(&server.url, "dev", &key)
+        .environment_variables(Vec::<(String, String)>::new())
+        .without_dotenv()
+        .metrics_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    client.wait_ready(MOMENT).await.unwrap();
+    for user in 0..30 {
+        client.bool_value("ui.new_feature", &Context::new(format!("user-{user}")), false);
+    }
+    client.report_error("ui.new_feature", &Context::new("user-1"));
+
+    let address = server.url.strip_prefix("http://").unwrap().to_owned();
+    assert!(tokio::task::block_in_place(|| server.terminate()));
+    let error = client.flush_metrics().await.unwrap_err();
+    assert!(matches!(error, SdkError::MetricsNotSent { kept: true, .. }), "{error}");
+    // Served from the cache while the server is away, and counted with the rest.
+    for user in 30..50 {
+        client.bool_value("ui.new_feature", &Context::new(format!("user-{user}")), false);
+    }
+    let server = tokio::task::block_in_place(|| start_on_address(&data, &address));
+    client.flush_metrics().await.expect("sent once the server is back");
+    assert_eq!(metric_totals(&server, "ui.new_feature", "dev"), [("true".to_owned(), (50, 1))].into());
+
+    // A client that does not send says so rather than pretending.
+    let offline = VexilClient::offline(client.snapshot().unwrap()).without_dotenv().build().unwrap();
+    assert!(matches!(offline.flush_metrics().await, Err(SdkError::MetricsOff)));
+}

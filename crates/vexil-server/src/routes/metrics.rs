@@ -27,12 +27,19 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/feature-flags/metrics", post(receive))
         .route("/api/flags/{flag}/environments/{environment}/metrics", get(read))
+        .route("/api/flags/{flag}/environments/{environment}/guard", get(guard_report))
 }
 
 #[derive(Debug, Deserialize)]
 struct Batch {
     flags: BTreeMap<String, FlagCounts>,
+    /// When the counted evaluations began (RFC 3339): the counts are filed in that minute. Optional; a batch held back
+    /// by an outage keeps its time this way. At most an hour in the past, not in the future.
+    start: Option<String>,
 }
+
+/// How far back a batch's `start` may lie, in minutes.
+const MAX_START_AGE_MINUTES: u64 = 60;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +73,27 @@ async fn receive(
             return Err(ApiError::forbidden("metrics are sent with an SDK key, which says which environment they come from"));
         }
         None => return Err(ApiError::unauthenticated("the SDK key is unknown or revoked")),
+    };
+    let bucket = match &batch.start {
+        None => current_bucket(),
+        Some(start) => {
+            let start = time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "start `{}` is not an RFC 3339 time such as 2026-11-24T10:30:00Z",
+                    vexil_core::name::printable(start)
+                ))
+            })?;
+            let bucket = start.unix_timestamp().max(0) as u64 / 60;
+            let now = current_bucket();
+            if bucket > now + 1 || bucket + MAX_START_AGE_MINUTES < now {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    format!("start must lie within the last {MAX_START_AGE_MINUTES} minutes, not in the future"),
+                ));
+            }
+            bucket.min(now)
+        }
     };
     let mut counts = Vec::new();
     let mut ignored = Vec::new();
@@ -105,7 +133,7 @@ async fn receive(
         }
     }
     if !counts.is_empty() {
-        state.store.add_metrics(&environment, current_bucket(), &counts).await?;
+        state.store.add_metrics(&environment, bucket, &counts).await?;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"environment": environment, "accepted": counts.len(), "ignored": ignored}))))
 }
@@ -150,4 +178,27 @@ async fn read(
         })
         .collect();
     Ok(Json(json!({"flag": definition.name, "environment": environment.key, "buckets": buckets, "totals": totals})))
+}
+
+/// What the guard last saw of a flag in an environment: whether it is watched, on what basis, and each comparison.
+async fn guard_report(
+    State(state): State<AppState>,
+    _actor: Actor,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    let settings = json!({
+        "check_seconds": state.config.guard_interval.as_secs(),
+        "window_seconds": if environment.protected { state.config.guard_window.as_secs() } else { 0 },
+        "min_evaluations": state.config.guard.min_evaluations,
+        "min_increase": state.config.guard.min_increase,
+        "false_positive_budget": state.config.guard.false_positive_budget,
+    });
+    let mut answer = json!({"flag": definition.name, "environment": environment.key, "watched": false, "settings": settings});
+    if let Some(report) = state.guard.report(&environment.key, &definition.name) {
+        answer["watched"] = json!(true);
+        answer["report"] = serde_json::to_value(report).map_err(ApiError::internal)?;
+    }
+    Ok(Json(answer))
 }
