@@ -79,6 +79,25 @@ pub fn judge(baseline: Counts, candidate: Counts, policy: &GuardPolicy) -> Verdi
     }
 }
 
+/// What a watch has seen: the candidate (the labels a change or plan made servable), what is served alongside it
+/// since, and the flag as a whole before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Arms {
+    /// The new variant's counts since the change.
+    pub candidate: Counts,
+    /// The other labels' counts since the change.
+    pub alongside: Counts,
+    /// Every label's counts before the change.
+    pub before: Counts,
+}
+
+/// One look of a watch: the candidate against what is served alongside, then against before, each at half the
+/// false-positive budget so that the two together keep within it. A regression in either is a regression.
+pub fn judge_watch(arms: Arms, policy: &GuardPolicy) -> [Verdict; 2] {
+    let half = GuardPolicy { false_positive_budget: policy.false_positive_budget / 2.0, ..*policy };
+    [judge(arms.alongside, arms.candidate, &half), judge(arms.before, arms.candidate, &half)]
+}
+
 /// The z above which a standard normal lies with probability `alpha` (one-sided), by bisection on the
 /// complementary error function; exact enough for thresholds.
 pub fn critical_z(alpha: f64) -> f64 {
@@ -144,6 +163,30 @@ pub fn simulate(seed: u64, baseline_rate: f64, candidate_rate: f64, per_look: u6
     None
 }
 
+/// Simulates one watch as the server runs it ([`judge_watch`]): `before` evaluations at the baseline rate are known
+/// from before the change, and each look adds `per_look` evaluations to the candidate and to what is served alongside;
+/// returns the look at which either comparison would roll back, if any.
+pub fn simulate_watch(seed: u64, baseline_rate: f64, candidate_rate: f64, per_look: u64, before: u64, policy: &GuardPolicy) -> Option<u32> {
+    let mut random = Seeded::new(seed);
+    let mut arms = Arms::default();
+    for _ in 0..before {
+        arms.before.evaluations += 1;
+        arms.before.errors += u64::from(random.next_unit() < baseline_rate);
+    }
+    for look in 1..=policy.max_looks {
+        for _ in 0..per_look {
+            arms.alongside.evaluations += 1;
+            arms.candidate.evaluations += 1;
+            arms.alongside.errors += u64::from(random.next_unit() < baseline_rate);
+            arms.candidate.errors += u64::from(random.next_unit() < candidate_rate);
+        }
+        if judge_watch(arms, policy).iter().any(|verdict| verdict.regression) {
+            return Some(look);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +213,17 @@ mod tests {
         let policy = GuardPolicy::default();
         let false_alarms = (0..200).filter(|seed| simulate(*seed, 0.01, 0.01, 100, &policy).is_some()).count();
         assert_eq!(false_alarms, 0, "{false_alarms} false alarms in 200 watches of 120 looks");
+    }
+
+    #[test]
+    fn a_watch_with_both_comparisons_keeps_within_the_budget_and_still_catches_a_tenfold_regression() {
+        let policy = GuardPolicy::default();
+        let false_alarms = (0..200).filter(|seed| simulate_watch(*seed, 0.01, 0.01, 100, 3000, &policy).is_some()).count();
+        assert_eq!(false_alarms, 0, "{false_alarms} false alarms in 200 watches");
+        for seed in 0..50 {
+            let look = simulate_watch(seed, 0.01, 0.10, 100, 3000, &policy).expect("a tenfold error rate is caught");
+            assert_eq!(look, 5, "seed {seed}: caught at look {look}, the first with enough data");
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //!   change made servable (the candidate; all of them when it made none new) against the labels served alongside since
 //!   the change, and against the flag's error rate in the hour before the change.
 //!
-//! Each comparison is a one-sided two-proportion z-test ([`vexil_core::guard::judge`]) run at half the false-positive
-//! budget, so one watch's two comparisons together keep within it. On a regression the guard restores the state from
+//! Each comparison is a one-sided two-proportion z-test at half the false-positive budget
+//! ([`vexil_core::guard::judge_watch`]), so one watch's two comparisons together keep within it. On a regression the guard restores the state from
 //! before (the plan's `before`, or the state the change replaced, like `vexil rollback`), records a `rollback` by
 //! `system:guard` with the figures as the reason, and the change is streamed like any other.
 //!
@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use vexil_core::guard::{Counts, GuardPolicy, Verdict, judge};
+use vexil_core::guard::{Arms, Counts, GuardPolicy, Verdict, judge_watch};
 use vexil_core::{AuditAction, CompiledFlag, EnvKey, Environment, FlagName, FlagState, Role, Source};
 
 use crate::auth::Actor;
@@ -128,7 +128,7 @@ pub async fn look(state: &AppState) {
                 state.guard.set_report(key, None);
                 continue;
             };
-            let report = judge_watch(state, environment, name, flag, &basis, now).await;
+            let report = look_at(state, environment, name, flag, &basis, now).await;
             state.guard.set_report(key, report);
         }
     }
@@ -213,7 +213,7 @@ async fn producing_record(
 }
 
 /// Looks at one watch: reads its metrics, runs both comparisons and rolls back on a regression.
-async fn judge_watch(
+async fn look_at(
     state: &AppState,
     environment: &Environment,
     name: &FlagName,
@@ -256,11 +256,11 @@ async fn judge_watch(
         arm.evaluations += row.evaluations;
         arm.errors += row.errors;
     }
-    // Two comparisons per look, each at half the budget: together they keep the watch's false-positive rate in it.
-    let policy = GuardPolicy { false_positive_budget: state.config.guard.false_positive_budget / 2.0, ..state.config.guard };
+    let arms = Arms { candidate, alongside, before };
+    let [against_alongside, against_before] = judge_watch(arms, &state.config.guard);
     report.comparisons = vec![
-        Comparison { against: "old variant", candidate, baseline: alongside, verdict: judge(alongside, candidate, &policy) },
-        Comparison { against: "before the change", candidate, baseline: before, verdict: judge(before, candidate, &policy) },
+        Comparison { against: "old variant", candidate, baseline: alongside, verdict: against_alongside },
+        Comparison { against: "before the change", candidate, baseline: before, verdict: against_before },
     ];
     let Some(fired) = report.comparisons.iter().find(|comparison| comparison.verdict.regression) else {
         let waiting = report.comparisons.iter().all(|comparison| comparison.verdict.insufficient_data);

@@ -37,6 +37,8 @@ struct FileConfig {
     guard_min_evaluations: Option<u64>,
     /// The smallest error-rate increase (absolute, 0.01 = one point) worth a rollback.
     guard_min_increase: Option<f64>,
+    /// The chance a watch of equal error rates is rolled back anyway (0.01 = 1 %).
+    guard_false_positive_budget: Option<f64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -85,6 +87,12 @@ impl Settings {
         }
         if let Some(minimum) = file.guard_min_evaluations {
             server.guard.min_evaluations = minimum.max(1);
+        }
+        if let Some(budget) = file.guard_false_positive_budget {
+            if !(budget > 0.0 && budget <= 0.2) {
+                anyhow::bail!("configuration: guard_false_positive_budget is {budget}; accepted: above 0 and at most 0.2 (20 %)");
+            }
+            server.guard.false_positive_budget = budget;
         }
         if let Some(increase) = file.guard_min_increase {
             server.guard.min_increase = increase.clamp(0.0, 1.0);

@@ -350,3 +350,28 @@ fn the_cli_refuses_bad_input_with_usage_errors() {
     let no_token = common::cli(&server.url, None, &["flags"], None).expect_code(3);
     assert!(no_token.stderr.contains("vexil login"), "{}", no_token.stderr);
 }
+
+#[test]
+fn a_configuration_out_of_range_stops_the_server_at_start_and_says_what_is_accepted() {
+    let directory = tempfile::tempdir().unwrap();
+    for (line, expected) in [
+        ("guard_false_positive_budget = 0.5", "accepted: above 0 and at most 0.2"),
+        ("guard_window_seconds = 99999999", "accepted: 0 (off) to 604800"),
+        ("heartbeat_seconds = 60", "accepted: 1 to 15"),
+        ("guard_window_seconds = \"soon\"", "guard_window_seconds"),
+    ] {
+        let path = directory.path().join("vexil.toml");
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vexil"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .arg("--data")
+            .arg(directory.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{line}: the server must not start");
+        assert!(stderr.contains(expected), "{line}: {stderr}");
+        assert!(!directory.path().join("data").exists(), "{line}: nothing is created");
+    }
+}
