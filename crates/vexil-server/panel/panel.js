@@ -188,6 +188,15 @@ function render() {
         badge.setAttribute("aria-label", `Rollout of ${flag.name} in ${environment.name}`);
         badge.addEventListener("click", () => openPlan(flag, environment));
         cell.append(" ", badge);
+      } else if (guarded(state, environment)) {
+        const badge = document.createElement("button");
+        badge.type = "button";
+        badge.className = "small plan-badge";
+        badge.textContent = "🛡 guarded";
+        badge.title = `The guard compares error rates for ${environment.guard_window_seconds / 60} minutes after a change`;
+        badge.setAttribute("aria-label", `Guard of ${flag.name} in ${environment.name}`);
+        badge.addEventListener("click", () => openPlan(flag, environment));
+        cell.append(" ", badge);
       }
       row.append(cell);
     }
@@ -516,14 +525,35 @@ async function setState(flag, environment) {
   });
 }
 
-// A rollout's progress, its error rates over time as a small chart, and its controls.
+// Whether the guard watches this state: an enabled state a person set in a protected environment, within the window.
+function guarded(state, environment) {
+  if (!state || !state.enabled || !environment.guard_window_seconds || state.updated_by.startsWith("system:")) return false;
+  return Date.now() - Date.parse(state.updated_at) < environment.guard_window_seconds * 1000;
+}
+
+// What the guard's last look saw, in a sentence.
+function guardSentence(guard) {
+  if (!guard.watched) return "Guard: not watching (no rollout running and no recent change in a protected environment).";
+  const report = guard.report;
+  const percent = (rate) => `${(rate * 100).toFixed(2)} %`;
+  const parts = report.comparisons.map((comparison) =>
+    `${percent(comparison.verdict.candidate_rate)} (${comparison.candidate.errors}/${comparison.candidate.evaluations}) against ` +
+    `${percent(comparison.verdict.baseline_rate)} (${comparison.baseline.errors}/${comparison.baseline.evaluations}) for the ${comparison.against}`);
+  const until = report.until ? ` until ${report.until}` : "";
+  const candidate = report.candidate.length ? ` New variant: ${report.candidate.join(", ")}:` : "";
+  return `Guard (${report.watching}${until}): ${report.decision}.${candidate} ${parts.join("; ")}${parts.length ? "." : ""} Checked ${report.checked_at}.`;
+}
+
+// A rollout's progress (or a guarded change's watch), its error rates over time as a small chart, and its controls.
 async function openPlan(flag, environment) {
   const dialog = $("plan");
   const load = async () => {
     const status = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}/rollout`);
     const metrics = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}/metrics?since=1h`);
-    $("plan-title").textContent = `Rollout of ${flag.name} in ${environment.title}`;
+    const guard = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}/guard`);
     const plan = status.plan;
+    $("plan-title").textContent = `${plan ? "Rollout" : "Guard"} of ${flag.name} in ${environment.title}`;
+    $("plan-guard").textContent = guardSentence(guard);
     if (!plan) {
       $("plan-progress").textContent = status.enabled ? `No rollout in progress; serving ${status.percent} %.` : "No rollout in progress; disabled.";
     } else {

@@ -163,27 +163,22 @@ async fn basis(state: &AppState, environment: &Environment, name: &FlagName, fla
         return Some(known.clone());
     }
     let mut basis = Basis { kind: "change", version, since: changed_at, until: Some(until), candidate: BTreeSet::new(), exempt: None };
-    if !flag.state.spec.enabled {
-        basis.exempt = Some("the change turned the flag off, which the guard never undoes");
-    } else {
-        match producing_record(state, environment, name, version).await {
-            Ok(Some(record)) if record.action == AuditAction::Rollback => basis.exempt = Some("a rollback is never rolled back"),
-            Ok(record) => {
-                let after: BTreeSet<String> = flag.compiled.serving_labels().into_iter().map(str::to_owned).collect();
-                let before: BTreeSet<String> = record
-                    .and_then(|record| record.before)
-                    .and_then(|before| serde_json::from_value::<FlagState>(before).ok())
-                    .map(|before| {
-                        CompiledFlag::compile(&flag.definition, &before).serving_labels().into_iter().map(str::to_owned).collect()
-                    })
-                    .unwrap_or_default();
-                let new: BTreeSet<String> = after.difference(&before).cloned().collect();
-                basis.candidate = if new.is_empty() { after } else { new };
-            }
-            Err(error) => {
-                tracing::warn!(flag = %name, error = %error.message, "guard cannot read the audit trail; will retry");
-                return Some(Basis { exempt: Some("the audit trail could not be read; retrying"), ..basis });
-            }
+    match producing_record(state, environment, name, version).await {
+        Ok(Some(record)) if record.action == AuditAction::Rollback => basis.exempt = Some("a rollback is never rolled back"),
+        Ok(_) if !flag.state.spec.enabled => basis.exempt = Some("the change turned the flag off, which the guard never undoes"),
+        Ok(record) => {
+            let after: BTreeSet<String> = flag.compiled.serving_labels().into_iter().map(str::to_owned).collect();
+            let before: BTreeSet<String> = record
+                .and_then(|record| record.before)
+                .and_then(|before| serde_json::from_value::<FlagState>(before).ok())
+                .map(|before| CompiledFlag::compile(&flag.definition, &before).serving_labels().into_iter().map(str::to_owned).collect())
+                .unwrap_or_default();
+            let new: BTreeSet<String> = after.difference(&before).cloned().collect();
+            basis.candidate = if new.is_empty() { after } else { new };
+        }
+        Err(error) => {
+            tracing::warn!(flag = %name, error = %error.message, "guard cannot read the audit trail; will retry");
+            return Some(Basis { exempt: Some("the audit trail could not be read; retrying"), ..basis });
         }
     }
     state.guard.bases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, basis.clone());

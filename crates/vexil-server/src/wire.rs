@@ -213,11 +213,13 @@ pub struct EnvironmentView {
     pub protected: bool,
     /// Current revision.
     pub revision: u64,
+    /// How long the guard watches a change here (0: only rollouts are watched).
+    pub guard_window_seconds: u64,
 }
 
 impl EnvironmentView {
-    /// The view of `environment` at `revision`.
-    pub fn new(environment: &Environment, revision: u64) -> Self {
+    /// The view of `environment` at `revision`, on a server whose guard watches protected changes for `guard_window`.
+    pub fn new(environment: &Environment, revision: u64, guard_window: std::time::Duration) -> Self {
         Self {
             key: environment.key.to_string(),
             name: environment.name.clone(),
@@ -225,6 +227,7 @@ impl EnvironmentView {
             url: environment.url.clone(),
             protected: environment.protected,
             revision,
+            guard_window_seconds: if environment.protected { guard_window.as_secs() } else { 0 },
         }
     }
 }

@@ -76,6 +76,9 @@ fn a_production_change_whose_new_variant_errors_more_than_before_is_undone_by_th
     assert!(reason.contains("z = ") && reason.contains("z-test"), "{reason}");
     assert_eq!(latest["before"]["enabled"], true);
     assert_eq!(audit["entries"][1]["reason"], "launch search v2");
+    let after = now_text();
+    let report = report_after(&server, "ui.search_v2", &after);
+    assert_eq!(report["report"]["decision"], "a rollback is never rolled back", "{report}");
 }
 
 #[test]

@@ -394,3 +394,33 @@ fn a_rollout_shows_its_progress_and_both_variants_error_rates() {
     browser.click("//button[@id='plan-close']");
     browser.find("//button[@aria-label='Rollout of ui.checkout_v2 in staging' and contains(., '⏸')]");
 }
+
+#[test]
+fn a_guarded_production_change_shows_what_the_guard_sees() {
+    let server = Server::start_configured("guard_check_seconds = 1\nguard_min_evaluations = 200\n");
+    server.cli(&["define", "ui.search_v2"]).ok();
+    server.cli(&["enable", "ui.search_v2", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+    let batch = json!({"flags": {"ui.search_v2": {"variants": {"true": {"evaluations": 300, "errors": 3}}}}});
+    assert_eq!(server.http().with_token(Some(&key)).post("/api/feature-flags/metrics", &batch).status, 202);
+    // The guard looks every second; the panel shows its last look, so wait for one that saw the counts.
+    let deadline = std::time::Instant::now() + common::MOMENT;
+    while server.http().get("/api/flags/ui.search_v2/environments/prod/guard").body["report"]["comparisons"][0]["candidate"]["evaluations"]
+        != 300
+    {
+        assert!(std::time::Instant::now() < deadline, "the guard did not look within a moment");
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    }
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click("//button[@aria-label='Guard of ui.search_v2 in production' and contains(., 'guarded')]");
+    browser.find("//h2[@id='plan-title' and normalize-space(.)='Guard of ui.search_v2 in Prod']");
+    browser.find("//p[@id='plan-guard' and contains(., 'Guard (change until') and contains(., 'waiting for data') and contains(., 'New variant: true') and contains(., '1.00 % (3/300)')]");
+    browser.find("//p[@id='plan-totals' and contains(., 'true: 1.00 % errors (3/300)')]");
+    // Staging changes are not watched: no badge there.
+    server.cli(&["enable", "ui.search_v2", "--env", "staging"]).ok();
+    browser.click("//button[@id='plan-close']");
+    browser.find("//tr[@data-flag='ui.search_v2']/td[@data-environment='staging' and contains(., '✓') and not(contains(., 'guarded'))]");
+    browser.find("//tr[@data-flag='ui.search_v2']/td[@data-environment='prod' and contains(., 'guarded')]");
+}

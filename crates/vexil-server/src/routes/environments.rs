@@ -25,7 +25,7 @@ async fn list(State(state): State<AppState>, _actor: Actor) -> Json<Vec<Environm
             .config
             .environments
             .iter()
-            .map(|environment| EnvironmentView::new(environment, state.catalog.revision(&environment.key)))
+            .map(|environment| EnvironmentView::new(environment, state.catalog.revision(&environment.key), state.config.guard_window))
             .collect(),
     )
 }

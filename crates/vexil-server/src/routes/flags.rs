@@ -53,7 +53,9 @@ async fn list(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): A
         .config
         .environments
         .iter()
-        .map(|environment| EnvironmentView::new(environment, catalog.revisions.get(&environment.key).copied().unwrap_or(0)))
+        .map(|environment| {
+            EnvironmentView::new(environment, catalog.revisions.get(&environment.key).copied().unwrap_or(0), state.config.guard_window)
+        })
         .collect();
     Json(FlagsResponse { environments, flags })
 }
