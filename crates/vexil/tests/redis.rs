@@ -218,3 +218,35 @@ fn with_two_instances_each_rollout_step_happens_once() {
     assert_eq!(reasons.len(), 4, "one record per step, however many schedulers: {reasons:?}");
     assert_eq!(&reasons[..3], ["rollout step 4/4: 100 %", "rollout step 3/4: 30 %", "rollout step 2/4: 20 %"]);
 }
+
+#[test]
+fn with_two_instances_the_guard_undoes_a_bad_production_change_once() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\nguard_check_seconds = 1\nguard_min_evaluations = 200\n", redis.url());
+    let first = Server::start_configured(&config);
+    let second = Server::start_configured(&config);
+    first.cli(&["define", "ui.search_v2"]).ok();
+    first.cli(&["set", "ui.search_v2", "--env", "prod", "--rollout", "50", "--enabled", "true", "--yes", "--reason", "try it"]).ok();
+    let key = sdk_key(&first, "prod");
+    let stream = Stream::open(&first, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    // Counts sent to the other instance reach the same totals in Redis, which both guards read.
+    let batch = serde_json::json!({"flags": {"ui.search_v2": {"variants": {
+        "true": {"evaluations": 500, "errors": 50}, "false": {"evaluations": 500, "errors": 5}}}}});
+    assert_eq!(second.http().with_token(Some(&key)).post("/api/feature-flags/metrics", &batch).status, 202);
+    let rolled_back = stream.next();
+    assert_eq!(rolled_back.data["state"]["updated_by"], "system:guard");
+    assert_eq!(rolled_back.data["state"]["enabled"], false);
+    // Both guards look again after the rollback (and say it is not to be undone) before the trail is counted.
+    for server in [&first, &second] {
+        let deadline = std::time::Instant::now() + common::MOMENT;
+        while server.http().get("/api/flags/ui.search_v2/environments/prod/guard").body["report"]["decision"]
+            != "a rollback is never rolled back"
+        {
+            assert!(std::time::Instant::now() < deadline, "the guard of {} did not look within a moment", server.url);
+            std::thread::park_timeout(std::time::Duration::from_millis(100));
+        }
+    }
+    let audit = second.http().get("/api/flags/audit?flag=ui.search_v2&action=rollback").body;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "one rollback, however many guards: {audit}");
+}
