@@ -628,6 +628,16 @@ function follow() {
       if (cell) cell.classList.add("flash");
       $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, change.state)} — by ${change.state.updated_by}`;
     });
+    // A snapshot comes first on every connection, and again when the server could not replay what this page missed
+    // (a reconnection past retention, a server that reloaded): it is the environment's whole truth.
+    source.addEventListener("snapshot", (event) => {
+      const snapshot = JSON.parse(event.data);
+      for (const { definition, state } of snapshot.flags) {
+        const current = panel.flags.get(definition.name) || { ...definition, category: definition.name.split(".")[0], environments: {} };
+        panel.flags.set(definition.name, { ...current, ...definition, environments: { ...current.environments, [environment.key]: state } });
+      }
+      render();
+    });
     return source;
   });
 }

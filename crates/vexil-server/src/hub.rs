@@ -216,8 +216,8 @@ impl Hub {
         }
     }
 
-    /// Replaces every environment's snapshot with one built from `catalog`, announcing nothing: used when changes
-    /// were lost to the store's retention. Clients notice by the heartbeat's revision and resume, getting a snapshot.
+    /// Replaces every environment's snapshot with one built from `catalog`, used when changes were lost to the store's
+    /// retention; each environment that moved sends its connected clients the new snapshot.
     pub fn reset(&self, catalog: &Catalog) {
         for (key, channel) in &self.channels {
             let mut current = channel.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -229,6 +229,7 @@ impl Hub {
                     }
                 }
             }
+            let previous = current.revision;
             *current = Arc::new(EnvironmentSnapshot {
                 environment: current.environment.clone(),
                 revision: catalog.revisions.get(key).copied().unwrap_or(0),
@@ -236,6 +237,11 @@ impl Hub {
                 snapshot_frame: OnceLock::new(),
                 prepared: OnceLock::new(),
             });
+            // Connected clients missed the changes in between (that is why there was a reset): they get the whole
+            // snapshot, which they take in place of what they had, as after a resume past retention.
+            if current.revision > previous {
+                let _ = channel.sender.send(Arc::new(Frame { revision: current.revision, bytes: current.snapshot_frame() }));
+            }
         }
     }
 }

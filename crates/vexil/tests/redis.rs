@@ -250,3 +250,43 @@ fn with_two_instances_the_guard_undoes_a_bad_production_change_once() {
     let audit = second.http().get("/api/flags/audit?flag=ui.search_v2&action=rollback").body;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "one rollback, however many guards: {audit}");
 }
+
+#[test]
+fn an_instance_that_fell_behind_the_retention_reloads_and_sends_its_clients_a_snapshot() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\nchange_retention = 3\n", redis.url());
+    let first = Server::start_configured(&config);
+    let second = Server::start_configured(&config);
+    first.cli(&["define", "ui.new_feature"]).ok();
+    let key = sdk_key(&first, "dev");
+    let stream = Stream::open(&second, "env=dev", &key, None).unwrap();
+    let snapshot = stream.next();
+    assert_eq!(snapshot.name, "snapshot");
+    let start = snapshot.id.unwrap();
+
+    // The second instance stops reading (frozen) while the first makes more changes than the feed retains.
+    let pid = second.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    for round in 0..10 {
+        first.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+        if round < 9 {
+            first.cli(&["disable", "ui.new_feature", "--env", "dev"]).ok();
+        }
+    }
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+
+    // Whatever the feed still had arrives first; then the reload's snapshot, with the latest state.
+    let latest = start + 19;
+    let snapshot = loop {
+        let event = stream.next();
+        if event.name == "snapshot" {
+            break event;
+        }
+        assert_eq!(event.name, "change", "{event:?}");
+        assert!(event.id.unwrap() <= latest);
+    };
+    assert_eq!(snapshot.id, Some(latest), "the snapshot is at the latest revision");
+    let flags = snapshot.data["flags"].as_array().unwrap();
+    assert_eq!(flags[0]["state"]["enabled"], true, "{snapshot:?}");
+    assert_eq!(second.http().get("/api/flags/ui.new_feature/environments/dev").body["state"]["enabled"], true);
+}
