@@ -135,12 +135,12 @@ function render() {
     const name = document.createElement("th");
     name.scope = "row";
     if (viewer) {
-      name.textContent = flag.name;
+      name.append(...breakable(flag.name));
     } else {
       const edit = document.createElement("button");
       edit.type = "button";
       edit.className = "link";
-      edit.textContent = flag.name;
+      edit.append(...breakable(flag.name));
       edit.title = flag.description || "Edit the definition";
       edit.setAttribute("aria-label", `Edit ${flag.name}`);
       edit.addEventListener("click", () => editDefinition(flag));
@@ -223,6 +223,17 @@ function render() {
   $("matrix-body").replaceChildren(...rows);
   $("empty").hidden = panel.flags.size > 0;
   $("selected-count").textContent = panel.selected.size;
+}
+
+// A flag name in pieces ending at its dot and underscores, which narrow screens may put on separate lines (panel.css);
+// the text is unchanged.
+function breakable(name) {
+  return name.split(/(?<=[._])/).map((part) => {
+    const piece = document.createElement("span");
+    piece.className = "piece";
+    piece.textContent = part;
+    return piece;
+  });
 }
 
 function historyCell(flag) {
@@ -632,11 +643,17 @@ function follow() {
     // (a reconnection past retention, a server that reloaded): it is the environment's whole truth.
     source.addEventListener("snapshot", (event) => {
       const snapshot = JSON.parse(event.data);
+      let changed = false;
       for (const { definition, state } of snapshot.flags) {
-        const current = panel.flags.get(definition.name) || { ...definition, category: definition.name.split(".")[0], environments: {} };
-        panel.flags.set(definition.name, { ...current, ...definition, environments: { ...current.environments, [environment.key]: state } });
+        const current = panel.flags.get(definition.name);
+        // Usually (on connecting) the page already shows exactly this: re-rendering then would only disturb the user.
+        if (current && JSON.stringify(current.environments[environment.key]) === JSON.stringify(state) &&
+            current.version === definition.version) continue;
+        const base = current || { ...definition, category: definition.name.split(".")[0], environments: {} };
+        panel.flags.set(definition.name, { ...base, ...definition, environments: { ...base.environments, [environment.key]: state } });
+        changed = true;
       }
-      render();
+      if (changed) render();
     });
     return source;
   });

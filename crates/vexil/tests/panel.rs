@@ -118,7 +118,9 @@ impl Browser {
         if let Some(directory) = std::env::var_os("VEXIL_SCREENSHOTS") {
             use base64_decode::decode;
             let png = self.call("GET", "/screenshot", Value::Null);
-            std::fs::write(std::path::Path::new(&directory).join(name), decode(png.as_str().unwrap())).unwrap();
+            // A relative directory is taken from the workspace root: `VEXIL_SCREENSHOTS=docs cargo test -p vexil --test panel`.
+            let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(directory);
+            std::fs::write(directory.join(name), decode(png.as_str().unwrap())).unwrap();
         }
     }
 
@@ -184,6 +186,12 @@ fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_producti
     // At a phone's width the matrix stays usable: the toggles remain, secondary columns fold away.
     browser.call("POST", "/window/rect", json!({"width": 390, "height": 844}));
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+    let widths = browser.call(
+        "POST",
+        "/execute/sync",
+        json!({"script": "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];", "args": []}),
+    );
+    assert!(widths[0].as_u64() <= widths[1].as_u64(), "the page scrolls sideways on a phone: {widths}");
     browser.screenshot("panel-phone.png");
     browser.call("POST", "/window/rect", json!({"width": 1280, "height": 900}));
 
