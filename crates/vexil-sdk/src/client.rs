@@ -388,11 +388,7 @@ impl VexilClient {
     /// next batch of metrics.
     pub fn report_error<C: EvaluationContext + ?Sized>(&self, flag: &str, context: &C) -> bool {
         let cache = self.shared.read_cache();
-        let Some(entry) = cache.flags.get(flag) else { return false };
-        let asked = entry.definition.flag_type;
-        crate::details::resolve_entry(Some(entry), cache.origin, &self.shared.overrides, flag, asked, context, |resolution| {
-            resolution.slot.map(|slot| entry.counters.add_error(slot)).is_some()
-        })
+        cache.flags.get(flag).is_some_and(|entry| crate::details::report_error(entry, cache.origin, &self.shared.overrides, flag, context))
     }
 
     /// Sends the evaluation counts and reported errors now, rather than at the next interval, and waits for the

@@ -269,6 +269,20 @@ where
     })
 }
 
+/// Counts an error for the label `entry`'s stored state serves `context`; `false` (nothing counted) when something
+/// else answers (an override, the registry default).
+pub(crate) fn report_error<C: EvaluationContext + ?Sized>(
+    entry: &FlagEntry,
+    origin: CacheOrigin,
+    overrides: &Overrides,
+    flag: &str,
+    context: &C,
+) -> bool {
+    resolve_entry(Some(entry), origin, overrides, flag, entry.definition.flag_type, context, |resolution| {
+        resolution.slot.map(|slot| entry.counters.add_error(slot)).is_some()
+    })
+}
+
 /// The Rust types the typed getters return, with the flag type each reads: `bool`, `String`, `f64`, `serde_json::Value`.
 pub trait FlagValue: Sized + sealed::Sealed {
     /// The flag type a getter of this Rust type reads.

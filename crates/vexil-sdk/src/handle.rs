@@ -17,7 +17,7 @@ use vexil_core::EvaluationContext;
 
 use crate::cache::{CacheOrigin, FlagEntry};
 use crate::client::Shared;
-use crate::details::{EvaluationDetails, FlagValue, details_of, resolve_entry, value_of};
+use crate::details::{EvaluationDetails, FlagValue, details_of, report_error, resolve_entry, value_of};
 
 /// A handle on one flag of type `T` (`bool`, `String`, `f64` or `serde_json::Value`), from [`VexilClient::flag`](crate::VexilClient::flag).
 ///
@@ -131,11 +131,7 @@ impl<T: FlagValue> FlagHandle<T> {
     /// Reports an error for `context`, counted for the variant it is served: see [`VexilClient::report_error`](crate::VexilClient::report_error).
     pub fn report_error<C: EvaluationContext + ?Sized>(&self, context: &C) -> bool {
         let cached = self.current();
-        let Some(entry) = cached.entry.as_deref() else { return false };
-        let asked = entry.definition.flag_type;
-        resolve_entry(Some(entry), cached.origin, &self.shared.overrides, &self.name, asked, context, |resolution| {
-            resolution.slot.map(|slot| entry.counters.add_error(slot)).is_some()
-        })
+        cached.entry.as_deref().is_some_and(|entry| report_error(entry, cached.origin, &self.shared.overrides, &self.name, context))
     }
 
     /// [`FlagHandle::value`] with where the value came from and why.

@@ -624,6 +624,14 @@ function drawChart(buckets) {
   }
 }
 
+// Takes a flag's definition and its state in one environment from the stream; returns the flag as the page now has it.
+function remember(name, definition, environment, state) {
+  const current = panel.flags.get(name) || { ...definition, category: name.split(".")[0], environments: {} };
+  const updated = { ...current, ...definition, environments: { ...current.environments, [environment.key]: state } };
+  panel.flags.set(name, updated);
+  return updated;
+}
+
 // One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.
 function follow() {
   for (const stream of panel.streams) stream.close();
@@ -631,9 +639,7 @@ function follow() {
     const source = new EventSource(`/api/feature-flags/stream?env=${environment.key}`);
     source.addEventListener("change", (event) => {
       const change = JSON.parse(event.data);
-      const current = panel.flags.get(change.flag) || { ...change.definition, category: change.flag.split(".")[0], environments: {} };
-      const updated = { ...current, ...change.definition, environments: { ...current.environments, [environment.key]: change.state } };
-      panel.flags.set(change.flag, updated);
+      const updated = remember(change.flag, change.definition, environment, change.state);
       render();
       const cell = document.querySelector(`tr[data-flag="${change.flag}"] td[data-environment="${environment.key}"]`);
       if (cell) cell.classList.add("flash");
@@ -649,8 +655,7 @@ function follow() {
         // Usually (on connecting) the page already shows exactly this: re-rendering then would only disturb the user.
         if (current && JSON.stringify(current.environments[environment.key]) === JSON.stringify(state) &&
             current.version === definition.version) continue;
-        const base = current || { ...definition, category: definition.name.split(".")[0], environments: {} };
-        panel.flags.set(definition.name, { ...base, ...definition, environments: { ...base.environments, [environment.key]: state } });
+        remember(definition.name, definition, environment, state);
         changed = true;
       }
       if (changed) render();

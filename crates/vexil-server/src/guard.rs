@@ -40,11 +40,32 @@ fn guard_actor() -> Actor {
     Actor { email: "system:guard".to_owned(), role: Role::Admin, token_id: String::new(), source: Source::System }
 }
 
+/// What a watch is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watching {
+    /// A rollout plan runs.
+    Rollout,
+    /// A change in a protected environment, within the window after it.
+    Change,
+}
+
+/// What the candidate is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Against {
+    /// The labels served alongside the candidate since the change.
+    #[serde(rename = "old variant")]
+    OldVariant,
+    /// The whole flag in the hour before the change.
+    #[serde(rename = "before the change")]
+    Before,
+}
+
 /// What the guard last saw of one watched flag.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `rollout` (a plan runs) or `change` (within the window after a change).
-    pub watching: &'static str,
+    /// What is watched.
+    pub watching: Watching,
     /// The state version watched.
     pub version: u64,
     /// When the watched change or plan began.
@@ -64,8 +85,8 @@ pub struct Report {
 /// One comparison of a look.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// `old variant` (served alongside, since the change) or `before the change`.
-    pub against: &'static str,
+    /// The baseline.
+    pub against: Against,
     /// The candidate's counts.
     pub candidate: Counts,
     /// The baseline's counts.
@@ -74,10 +95,10 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
-/// Why a flag is watched, worked out once per state version.
+/// Why a flag is watched; for a change, worked out once per state version (it reads the audit trail).
 #[derive(Debug, Clone)]
 struct Basis {
-    kind: &'static str,
+    watching: Watching,
     version: u64,
     since: OffsetDateTime,
     until: Option<OffsetDateTime>,
@@ -86,25 +107,20 @@ struct Basis {
     exempt: Option<&'static str>,
 }
 
-/// The guard's memory on one server: the basis of each watch and its last report.
+/// The guard's memory on one server: each watched flag's basis and the report of its last look.
 #[derive(Debug, Default)]
 pub struct Guard {
-    bases: Mutex<HashMap<(EnvKey, FlagName), Basis>>,
-    reports: Mutex<HashMap<(EnvKey, FlagName), Report>>,
+    watches: Mutex<HashMap<(EnvKey, FlagName), (Basis, Report)>>,
 }
 
 impl Guard {
     /// The last report on `flag` in `environment`, while it is watched.
     pub fn report(&self, environment: &EnvKey, flag: &FlagName) -> Option<Report> {
-        self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&(environment.clone(), flag.clone())).cloned()
+        self.lock().get(&(environment.clone(), flag.clone())).map(|(_, report)| report.clone())
     }
 
-    fn set_report(&self, key: (EnvKey, FlagName), report: Option<Report>) {
-        let mut reports = self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match report {
-            Some(report) => reports.insert(key, report),
-            None => reports.remove(&key),
-        };
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(EnvKey, FlagName), (Basis, Report)>> {
+        self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -123,23 +139,25 @@ pub async fn look(state: &AppState) {
         let Some(snapshot) = state.hub.snapshot(&environment.key) else { continue };
         for (name, flag) in &snapshot.flags {
             let key = (environment.key.clone(), name.clone());
-            let Some(basis) = basis(state, environment, name, flag, now).await else {
-                state.guard.bases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
-                state.guard.set_report(key, None);
-                continue;
-            };
-            let report = look_at(state, environment, name, flag, &basis, now).await;
-            state.guard.set_report(key, report);
+            match basis(state, environment, name, flag, now).await {
+                Some(basis) => {
+                    let report = look_at(state, environment, name, flag, &basis, now).await;
+                    state.guard.lock().insert(key, (basis, report));
+                }
+                None => {
+                    state.guard.lock().remove(&key);
+                }
+            }
         }
     }
 }
 
-/// Whether `flag` is watched now, and on what basis; the audit trail is read once per state version.
+/// Whether `flag` is watched now, and on what basis.
 async fn basis(state: &AppState, environment: &Environment, name: &FlagName, flag: &SnapshotFlag, now: OffsetDateTime) -> Option<Basis> {
     let version = flag.state.version;
     if let Some(plan) = &flag.state.rollout {
         return Some(Basis {
-            kind: "rollout",
+            watching: Watching::Rollout,
             version,
             since: parse_time(&plan.started_at)?,
             until: None,
@@ -156,14 +174,13 @@ async fn basis(state: &AppState, environment: &Environment, name: &FlagName, fla
     if until <= now {
         return None;
     }
-    let key = (environment.key.clone(), name.clone());
-    if let Some(known) = state.guard.bases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key)
-        && known.version == version
-    {
-        return Some(known.clone());
+    let known = state.guard.lock().get(&(environment.key.clone(), name.clone())).map(|(basis, _)| basis.clone());
+    if let Some(known) = known.filter(|known| known.version == version && known.watching == Watching::Change) {
+        return Some(known);
     }
-    let mut basis = Basis { kind: "change", version, since: changed_at, until: Some(until), candidate: BTreeSet::new(), exempt: None };
-    match producing_record(state, environment, name, version).await {
+    let mut basis =
+        Basis { watching: Watching::Change, version, since: changed_at, until: Some(until), candidate: BTreeSet::new(), exempt: None };
+    match state.producing_record(environment, name, version).await {
         Ok(Some(record)) if record.action == AuditAction::Rollback => basis.exempt = Some("a rollback is never rolled back"),
         Ok(_) if !flag.state.spec.enabled => basis.exempt = Some("the change turned the flag off, which the guard never undoes"),
         Ok(record) => {
@@ -178,33 +195,11 @@ async fn basis(state: &AppState, environment: &Environment, name: &FlagName, fla
         }
         Err(error) => {
             tracing::warn!(flag = %name, error = %error.message, "guard cannot read the audit trail; will retry");
-            return Some(Basis { exempt: Some("the audit trail could not be read; retrying"), ..basis });
+            // A different version makes the next look read it again.
+            return Some(Basis { exempt: Some("the audit trail could not be read; retrying"), version: u64::MAX, ..basis });
         }
     }
-    state.guard.bases.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, basis.clone());
     Some(basis)
-}
-
-/// The audit record that produced `version` of the flag's state.
-async fn producing_record(
-    state: &AppState,
-    environment: &Environment,
-    flag: &FlagName,
-    version: u64,
-) -> crate::error::ApiResult<Option<vexil_core::AuditRecord>> {
-    let page = state
-        .store
-        .audit(vexil_store::AuditQuery {
-            flag: Some(flag.to_string()),
-            environment: Some(environment.name.clone()),
-            limit: 50,
-            ..Default::default()
-        })
-        .await?;
-    Ok(page
-        .entries
-        .into_iter()
-        .find(|record| record.after.as_ref().and_then(|after| after.get("version")).and_then(serde_json::Value::as_u64) == Some(version)))
 }
 
 /// Looks at one watch: reads its metrics, runs both comparisons and rolls back on a regression.
@@ -215,10 +210,10 @@ async fn look_at(
     flag: &SnapshotFlag,
     basis: &Basis,
     now: OffsetDateTime,
-) -> Option<Report> {
+) -> Report {
     let mut report = Report {
-        watching: basis.kind,
-        version: basis.version,
+        watching: basis.watching,
+        version: flag.state.version,
         since: crate::time::format(basis.since),
         until: basis.until.map(crate::time::format),
         candidate: basis.candidate.iter().cloned().collect(),
@@ -228,7 +223,7 @@ async fn look_at(
     };
     if let Some(exempt) = basis.exempt {
         report.decision = exempt.to_owned();
-        return Some(report);
+        return report;
     }
     let since = minute_of(basis.since);
     let rows = match state.store.metrics(&environment.key, name.as_str(), since.saturating_sub(BEFORE_MINUTES)).await {
@@ -236,35 +231,34 @@ async fn look_at(
         Err(error) => {
             tracing::warn!(%error, "guard cannot read metrics");
             report.decision = "metrics could not be read; retrying".to_owned();
-            return Some(report);
+            return report;
         }
     };
-    let (mut candidate, mut alongside, mut before) = (Counts::default(), Counts::default(), Counts::default());
+    let mut arms = Arms::default();
     for row in &rows {
         let arm = if row.bucket < since {
-            &mut before
+            &mut arms.before
         } else if basis.candidate.contains(&row.variant) {
-            &mut candidate
+            &mut arms.candidate
         } else {
-            &mut alongside
+            &mut arms.alongside
         };
         arm.evaluations += row.evaluations;
         arm.errors += row.errors;
     }
-    let arms = Arms { candidate, alongside, before };
     let [against_alongside, against_before] = judge_watch(arms, &state.config.guard);
     report.comparisons = vec![
-        Comparison { against: "old variant", candidate, baseline: alongside, verdict: against_alongside },
-        Comparison { against: "before the change", candidate, baseline: before, verdict: against_before },
+        Comparison { against: Against::OldVariant, candidate: arms.candidate, baseline: arms.alongside, verdict: against_alongside },
+        Comparison { against: Against::Before, candidate: arms.candidate, baseline: arms.before, verdict: against_before },
     ];
     let Some(fired) = report.comparisons.iter().find(|comparison| comparison.verdict.regression) else {
         let waiting = report.comparisons.iter().all(|comparison| comparison.verdict.insufficient_data);
         report.decision = if waiting { "waiting for data" } else { "healthy" }.to_owned();
-        return Some(report);
+        return report;
     };
     let reason = rollback_reason(basis, fired, &state.config.guard);
-    let outcome = match (basis.kind, &flag.state.rollout) {
-        ("rollout", Some(plan)) => {
+    let outcome = match &flag.state.rollout {
+        Some(plan) => {
             let mut restored = plan.before.as_deref().cloned().unwrap_or_else(|| {
                 let mut spec = flag.state.spec.clone();
                 spec.enabled = false;
@@ -285,34 +279,34 @@ async fn look_at(
             };
             state.commit_states(&guard_actor(), vec![change]).await
         }
-        _ => state.rollback(&guard_actor(), environment, name, reason).await,
+        None => state.rollback(&guard_actor(), environment, name, reason).await,
     };
-    match outcome {
+    report.decision = match outcome {
         Ok(_) => {
             tracing::warn!(flag = %name, environment = %environment.key, "guard rolled back a regression");
-            report.decision = "rolled back".to_owned();
+            "rolled back".to_owned()
         }
         // Another server did it, or a person changed the flag meanwhile.
-        Err(error) if error.status.as_u16() == 412 || error.status.as_u16() == 409 => report.decision = "changed meanwhile".to_owned(),
+        Err(error) if error.status.as_u16() == 412 || error.status.as_u16() == 409 => "changed meanwhile".to_owned(),
         Err(error) => {
             tracing::warn!(flag = %name, error = %error.message, "guard rollback failed; will retry");
-            report.decision = format!("rollback failed, retrying: {}", error.message);
+            format!("rollback failed, retrying: {}", error.message)
         }
-    }
-    Some(report)
+    };
+    report
 }
 
 /// The audit reason of a rollback: which comparison fired, with its rates, samples and test statistic.
 fn rollback_reason(basis: &Basis, fired: &Comparison, policy: &GuardPolicy) -> String {
     let labels: Vec<&str> = basis.candidate.iter().map(String::as_str).collect();
-    let rollout = basis.kind == "rollout";
-    let against = match (fired.against, rollout) {
-        ("old variant", true) => "for the old one since the rollout started",
-        ("old variant", false) => "for the old one since the change",
-        (_, true) => "before the rollout started",
-        (_, false) => "before the change",
+    let (against, what) = match (fired.against, basis.watching) {
+        (Against::OldVariant, Watching::Rollout) => {
+            ("for the old one since the rollout started", "the rollout is stopped and its state before restored")
+        }
+        (Against::Before, Watching::Rollout) => ("before the rollout started", "the rollout is stopped and its state before restored"),
+        (Against::OldVariant, Watching::Change) => ("for the old one since the change", "the change is undone"),
+        (Against::Before, Watching::Change) => ("before the change", "the change is undone"),
     };
-    let what = if rollout { "the rollout is stopped and its state before restored" } else { "the change is undone" };
     format!(
         "guard: error rate of the new variant ({}) {:.2} % ({}/{}) against {:.2} % ({}/{}) {against}; z = {:.2} > {:.2} (one-sided two-proportion z-test, half of the {} % false-positive budget over {} looks); {what}",
         labels.join(", "),

@@ -199,11 +199,14 @@ impl AppState {
         self.commit(write).await
     }
 
-    /// Rolls a flag back in one environment: restores the state from before the change that produced the current
-    /// one (from that change's audit record), or disables the flag when there is no earlier state to restore.
-    /// Idempotent: when the current state is itself a rollback's result, nothing changes (an empty list).
-    pub async fn rollback(&self, actor: &Actor, environment: &Environment, flag: &FlagName, reason: String) -> ApiResult<Vec<Change>> {
-        let current = self.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing"))?;
+    /// The audit record of the change that produced `version` of `flag`'s state in `environment`, looked for among
+    /// the flag's latest 50 records there; `None` when it is older than that (or the state was never changed).
+    pub async fn producing_record(
+        &self,
+        environment: &Environment,
+        flag: &FlagName,
+        version: u64,
+    ) -> ApiResult<Option<vexil_core::AuditRecord>> {
         let page = self
             .store
             .audit(vexil_store::AuditQuery {
@@ -213,16 +216,23 @@ impl AppState {
                 ..Default::default()
             })
             .await?;
-        let producing = page
+        Ok(page
             .entries
-            .iter()
-            .find(|record| record.after.as_ref().and_then(|after| after.get("version")).and_then(Value::as_u64) == Some(current.version));
+            .into_iter()
+            .find(|record| record.after.as_ref().and_then(|after| after.get("version")).and_then(Value::as_u64) == Some(version)))
+    }
+
+    /// Rolls a flag back in one environment: restores the state from before the change that produced the current
+    /// one (from that change's audit record), or disables the flag when there is no earlier state to restore.
+    /// Idempotent: when the current state is itself a rollback's result, nothing changes (an empty list).
+    pub async fn rollback(&self, actor: &Actor, environment: &Environment, flag: &FlagName, reason: String) -> ApiResult<Vec<Change>> {
+        let current = self.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing"))?;
+        let producing = self.producing_record(environment, flag, current.version).await?;
         // Alerts repeat while they fire: rolling back a rollback would put the bad state back.
-        if producing.is_some_and(|record| record.action == AuditAction::Rollback) {
+        if producing.as_ref().is_some_and(|record| record.action == AuditAction::Rollback) {
             return Ok(Vec::new());
         }
-        let restored =
-            producing.and_then(|record| record.before.clone()).and_then(|before| serde_json::from_value::<FlagState>(before).ok());
+        let restored = producing.and_then(|record| record.before).and_then(|before| serde_json::from_value::<FlagState>(before).ok());
         let plan = |spec: StateSpec| PlannedChange {
             environment: environment.clone(),
             flag: flag.clone(),

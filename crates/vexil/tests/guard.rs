@@ -46,17 +46,23 @@ fn report_after(server: &Server, flag: &str, after: &str) -> Value {
     }
 }
 
-#[test]
-fn a_production_change_whose_new_variant_errors_more_than_before_is_undone_by_the_guard() {
+/// A server with `ui.search_v2` defined (off everywhere), an SDK key of prod, and prod's history: five minutes ago,
+/// while the flag was off, 1 % of 2 000 requests failed.
+fn server_with_history() -> (Server, String) {
     let server = Server::start_configured(CONFIG);
     server.cli(&["define", "ui.search_v2"]).ok();
     let key = common::sdk_key_for(&server, "prod");
-    // Five minutes ago, while the flag was off, 1 % of requests failed.
     post_metrics(
         &server,
         &key,
         &json!({"start": minutes_ago(5), "flags": {"ui.search_v2": {"variants": {"false": {"evaluations": 2000, "errors": 20}}}}}),
     );
+    (server, key)
+}
+
+#[test]
+fn a_production_change_whose_new_variant_errors_more_than_before_is_undone_by_the_guard() {
+    let (server, key) = server_with_history();
     let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
     assert_eq!(stream.next().name, "snapshot");
     server.cli(&["enable", "ui.search_v2", "--env", "prod", "--yes", "--reason", "launch search v2"]).ok();
@@ -83,14 +89,7 @@ fn a_production_change_whose_new_variant_errors_more_than_before_is_undone_by_th
 
 #[test]
 fn the_guard_explains_its_looks_and_leaves_healthy_changes_disables_and_other_environments_alone() {
-    let server = Server::start_configured(CONFIG);
-    server.cli(&["define", "ui.search_v2"]).ok();
-    let key = common::sdk_key_for(&server, "prod");
-    post_metrics(
-        &server,
-        &key,
-        &json!({"start": minutes_ago(5), "flags": {"ui.search_v2": {"variants": {"false": {"evaluations": 2000, "errors": 20}}}}}),
-    );
+    let (server, key) = server_with_history();
     server.cli(&["enable", "ui.search_v2", "--env", "prod", "--yes", "--reason", "launch"]).ok();
 
     // Too few evaluations since the change: nothing is decided, and the report says it waits.

@@ -370,6 +370,36 @@ async fn counts_the_server_did_not_take_are_sent_when_it_is_back() {
     client.flush_metrics().await.expect("sent once the server is back");
     assert_eq!(metric_totals(&server, "ui.new_feature", "dev"), [("true".to_owned(), (50, 1))].into());
 
+    // Closing sends what was counted since, without waiting for the interval.
+    for user in 50..57 {
+        client.bool_value("ui.new_feature", &Context::new(format!("user-{user}")), false);
+    }
+    client.close();
+    let deadline = tokio::time::Instant::now() + MOMENT;
+    while metric_totals(&server, "ui.new_feature", "dev") != [("true".to_owned(), (57, 1))].into() {
+        assert!(tokio::time::Instant::now() < deadline, "the counts counted before close did not arrive");
+        tokio::task::yield_now().await;
+    }
+
+    // A batch refused for good (here: the key was revoked) is dropped, not retried forever.
+    let key = sdk_key(&server, "dev");
+    let client = VexilClient::builder(&server.url, "dev", &key)
+        .environment_variables(Vec::<(String, String)>::new())
+        .without_dotenv()
+        .metrics_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    client.wait_ready(MOMENT).await.unwrap();
+    client.bool_value("ui.new_feature", &Context::new("user-1"), false);
+    let tokens = tokio::task::block_in_place(|| server.http().get("/api/tokens").body);
+    for token in tokens.as_array().unwrap().iter().filter(|token| token["kind"] == "sdk") {
+        cli(&server, &["token", "revoke", token["id"].as_str().unwrap()]);
+    }
+    let error = client.flush_metrics().await.unwrap_err();
+    assert!(matches!(&error, SdkError::MetricsNotSent { kept: false, reason } if reason.contains("401")), "{error}");
+    client.flush_metrics().await.expect("nothing is left to send");
+    assert_eq!(metric_totals(&server, "ui.new_feature", "dev"), [("true".to_owned(), (57, 1))].into());
+
     // A client that does not send says so rather than pretending.
     let offline = VexilClient::offline(client.snapshot().unwrap()).without_dotenv().build().unwrap();
     assert!(matches!(offline.flush_metrics().await, Err(SdkError::MetricsOff)));
