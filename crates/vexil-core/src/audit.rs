@@ -150,6 +150,10 @@ pub struct AuditDraft {
     pub after: Option<Value>,
     /// Where the change came from.
     pub source: Source,
+    /// For an environment's record of a definition change that altered what the environment serves (its state
+    /// is the same, the values it resolves to are not): the definition before and after, `{"before", "after"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Value>,
 }
 
 /// A stored audit record.
@@ -178,6 +182,9 @@ pub struct AuditRecord {
     pub after: Option<Value>,
     /// Where the change came from.
     pub source: Source,
+    /// For a definition change that altered what this environment serves: the definition before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Value>,
     /// The hash of the previous record ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// `sha256(prev_hash ‖ canonical record)`, hex.
@@ -200,6 +207,7 @@ impl AuditRecord {
             before: draft.before,
             after: draft.after,
             source: draft.source,
+            definition: draft.definition,
             prev_hash: prev_hash.to_owned(),
             hash,
         }
@@ -218,6 +226,7 @@ impl AuditRecord {
             before: self.before.clone(),
             after: self.after.clone(),
             source: self.source,
+            definition: self.definition.clone(),
         }
     }
 
@@ -249,6 +258,11 @@ fn chain_hash(id: u64, prev_hash: &str, draft: &AuditDraft) -> String {
         "after": draft.after,
         "source": draft.source,
     });
+    let mut body = body;
+    // Only records that have it hash it, so every record sealed before the field existed still verifies.
+    if let Some(definition) = &draft.definition {
+        body["definition"] = definition.clone();
+    }
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
@@ -305,6 +319,7 @@ mod tests {
             before: Some(json!({"enabled": false, "b": 1, "a": 2})),
             after: Some(json!({"enabled": true})),
             source: Source::Cli,
+            definition: None,
         }
     }
 

@@ -12,6 +12,8 @@
 //! - [`diff`]: the structural difference of two states, shown before promotion, copy and import.
 //! - [`overrides`]: the `FF_<FLAG_NAME>` mapping, typed parsing of override values and `.env.local` files.
 //! - [`access`]: roles and what each may do.
+//! - [`serving`]: what a flag serves, compared over every context at once; the exposure rule.
+//! - [`gate`]: who may make a write, decided by what it changes in what each environment serves.
 //! - [`audit`]: audit records and the hash chain that makes tampering detectable.
 //! - [`evaluation`]: compiled flags and the evaluation engine (targets, rules, splits, reasons); no allocation when evaluating.
 //! - [`guard`]: the statistics behind automatic rollback (a one-sided two-proportion z-test with a look budget).
@@ -26,10 +28,12 @@ pub mod diff;
 pub mod environment;
 pub mod error;
 pub mod evaluation;
+pub mod gate;
 pub mod guard;
 pub mod name;
 pub mod overrides;
 pub mod semver;
+pub mod serving;
 pub mod state;
 mod text;
 

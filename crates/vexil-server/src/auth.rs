@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
+use vexil_core::gate::{Automation, Writer};
 use vexil_core::{AuditAction, AuditDraft, Role, Source};
 use vexil_store::{TokenKind, TokenRecord, User, Write};
 
@@ -32,6 +33,27 @@ pub struct Actor {
     pub token_id: String,
     /// Where the request says it comes from (`X-Vexil-Source`: cli, panel; api otherwise).
     pub source: Source,
+}
+
+impl Actor {
+    /// One of Vexil's own components, as the audit trail records it (`system:guard`); `token_id` names what set it
+    /// off (a trigger's id), if anything.
+    pub fn automatic(automation: Automation, token_id: &str) -> Self {
+        Self { email: automation.actor().to_owned(), role: Role::Admin, token_id: token_id.to_owned(), source: Source::System }
+    }
+
+    /// Who this is to the gate: a person with a role, or one of Vexil's components (which no request can claim to
+    /// be: `X-Vexil-Source: system` is ignored, and only [`Actor::automatic`] makes a system actor).
+    pub fn writer(&self) -> Writer {
+        if self.source != Source::System {
+            return Writer::Person(self.role);
+        }
+        [Automation::Rollout, Automation::Guard, Automation::Trigger]
+            .into_iter()
+            .find(|automation| automation.actor() == self.email)
+            .map(Writer::Automatic)
+            .unwrap_or(Writer::Person(Role::Viewer))
+    }
 }
 
 /// The prefix of SDK keys.
@@ -141,7 +163,11 @@ impl CredentialCache {
 
 /// Finds who `token` belongs to; `None` for unknown, revoked or disabled credentials.
 pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiResult<Option<Principal>> {
-    let hash = hash_token(token);
+    authenticate_hash(state, hash_token(token), source).await
+}
+
+/// [`authenticate`] by the SHA-256 of the secret: open streams recheck their credential this way without keeping it.
+pub async fn authenticate_hash(state: &AppState, hash: String, source: Source) -> ApiResult<Option<Principal>> {
     let principal = match state.credentials.get(&hash) {
         Some(principal) => principal,
         None => match lookup(state, &hash).await {
@@ -327,6 +353,7 @@ pub fn token_record(secret: &str, kind: TokenKind, user: &str, environment: Opti
         revoked_at: None,
         flag: None,
         expires_at: None,
+        action: None,
     }
 }
 
@@ -406,6 +433,7 @@ pub async fn bootstrap(state: &AppState, options: BootstrapOptions) -> ApiResult
         before: None,
         after: Some(after),
         source: Source::System,
+        definition: None,
     };
     let write = Write {
         users: vec![user],

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub guard_window: std::time::Duration,
     /// The guard's policy (minimum sample, minimum increase, false-positive budget).
     pub guard: vexil_core::guard::GuardPolicy,
+    /// Whether a rollout step waits for the guard's evidence that the current one is healthy (`hold`, true) or
+    /// is taken on schedule whatever the guard has seen (`advance`).
+    pub rollout_holds_without_evidence: bool,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
             guard_interval: std::time::Duration::from_secs(30),
             guard_window: std::time::Duration::from_secs(30 * 60),
             guard: vexil_core::guard::GuardPolicy::default(),
+            rollout_holds_without_evidence: true,
         }
     }
 }

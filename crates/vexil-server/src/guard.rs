@@ -26,18 +26,18 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use vexil_core::guard::{Arms, Counts, GuardPolicy, Verdict, judge_watch};
-use vexil_core::{AuditAction, CompiledFlag, EnvKey, Environment, FlagName, FlagState, Role, Source};
+use vexil_core::{AuditAction, CompiledFlag, EnvKey, Environment, FlagName, FlagState};
 
 use crate::auth::Actor;
 use crate::hub::SnapshotFlag;
-use crate::service::{AppState, PlannedChange};
+use crate::service::{AppState, Remedy, RemedyOutcome};
 
 /// How far before a change "the rate before" reaches, in minutes.
 pub const BEFORE_MINUTES: u64 = 60;
 
 /// The guard's actor.
 fn guard_actor() -> Actor {
-    Actor { email: "system:guard".to_owned(), role: Role::Admin, token_id: String::new(), source: Source::System }
+    Actor::automatic(vexil_core::gate::Automation::Guard, "")
 }
 
 /// What a watch is about.
@@ -78,8 +78,32 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
     /// `waiting for data`, `healthy`, `rolled back` or why the change is not judged.
     pub decision: String,
+    /// For a running plan: what the guard has seen of its current step, which decides whether the next may be taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepEvidence>,
     /// When the last look happened.
     pub checked_at: String,
+}
+
+/// What the guard has seen of a plan's current step: counts since its first look at this step (so nothing served
+/// at an earlier step counts), and whether that is evidence enough to take the next step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepEvidence {
+    /// The step, from 1.
+    pub step: usize,
+    /// The state version of the step.
+    pub version: u64,
+    /// The new variant's counts at this step.
+    pub candidate: Counts,
+    /// The old variant's counts at this step.
+    pub alongside: Counts,
+    /// The minimum each arm needs.
+    pub needed: u64,
+    /// Both arms have the minimum and no comparison found a regression.
+    pub healthy: bool,
+    /// What the plan waits for, while it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// One comparison of a look.
@@ -107,19 +131,32 @@ struct Basis {
     exempt: Option<&'static str>,
 }
 
-/// The guard's memory on one server: each watched flag's basis and the report of its last look.
+/// The plan's counts (candidate, alongside) at the guard's first look at a step's version: a step's evidence is
+/// what came after.
+type StepBaseline = (u64, Counts, Counts);
+
+/// Each watched flag, by environment and name: its basis, its last report, its step baseline.
+type Watches = HashMap<(EnvKey, FlagName), (Basis, Report, Option<StepBaseline>)>;
+
+/// The guard's memory on one server: each watched flag's basis, the report of its last look, and for a plan the
+/// counts its current step started from.
 #[derive(Debug, Default)]
 pub struct Guard {
-    watches: Mutex<HashMap<(EnvKey, FlagName), (Basis, Report)>>,
+    watches: Mutex<Watches>,
 }
 
 impl Guard {
     /// The last report on `flag` in `environment`, while it is watched.
     pub fn report(&self, environment: &EnvKey, flag: &FlagName) -> Option<Report> {
-        self.lock().get(&(environment.clone(), flag.clone())).map(|(_, report)| report.clone())
+        self.lock().get(&(environment.clone(), flag.clone())).map(|(_, report, _)| report.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(EnvKey, FlagName), (Basis, Report)>> {
+    /// Whether the guard has seen enough of `version` (a plan's current step) to let the plan take its next step.
+    pub fn step_is_healthy(&self, environment: &EnvKey, flag: &FlagName, version: u64) -> bool {
+        self.report(environment, flag).and_then(|report| report.step).is_some_and(|step| step.version == version && step.healthy)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watches> {
         self.watches.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -141,8 +178,9 @@ pub async fn look(state: &AppState) {
             let key = (environment.key.clone(), name.clone());
             match basis(state, environment, name, flag, now).await {
                 Some(basis) => {
-                    let report = look_at(state, environment, name, flag, &basis, now).await;
-                    state.guard.lock().insert(key, (basis, report));
+                    let baseline = state.guard.lock().get(&key).and_then(|(_, _, baseline)| *baseline);
+                    let (report, baseline) = look_at(state, environment, name, flag, &basis, baseline, now).await;
+                    state.guard.lock().insert(key, (basis, report, baseline));
                 }
                 None => {
                     state.guard.lock().remove(&key);
@@ -174,13 +212,28 @@ async fn basis(state: &AppState, environment: &Environment, name: &FlagName, fla
     if until <= now {
         return None;
     }
-    let known = state.guard.lock().get(&(environment.key.clone(), name.clone())).map(|(basis, _)| basis.clone());
-    if let Some(known) = known.filter(|known| known.version == version && known.watching == Watching::Change) {
+    let known = state.guard.lock().get(&(environment.key.clone(), name.clone())).map(|(basis, _, _)| basis.clone());
+    if let Some(known) = known.filter(|known| known.version == version && known.until.is_some()) {
         return Some(known);
     }
     let mut basis =
         Basis { watching: Watching::Change, version, since: changed_at, until: Some(until), candidate: BTreeSet::new(), exempt: None };
-    match state.producing_record(environment, name, version).await {
+    let record = state.producing_record(environment, name, version).await;
+    // The last step of a plan: the plan's watch goes on for the window, against the state before the plan.
+    let finished_plan = record.as_ref().ok().and_then(Option::as_ref).and_then(|record| record.before.clone()).and_then(|before| {
+        serde_json::from_value::<FlagState>(before).ok().and_then(|before| before.rollout).filter(|_| flag.state.spec.enabled)
+    });
+    if let Some(plan) = finished_plan {
+        return Some(Basis {
+            watching: Watching::Rollout,
+            version,
+            since: parse_time(&plan.started_at)?,
+            until: Some(until),
+            candidate: BTreeSet::from(["true".to_owned()]),
+            exempt: None,
+        });
+    }
+    match record {
         Ok(Some(record)) if record.action == AuditAction::Rollback => basis.exempt = Some("a rollback is never rolled back"),
         Ok(_) if !flag.state.spec.enabled => basis.exempt = Some("the change turned the flag off, which the guard never undoes"),
         Ok(record) => {
@@ -209,8 +262,9 @@ async fn look_at(
     name: &FlagName,
     flag: &SnapshotFlag,
     basis: &Basis,
+    baseline: Option<StepBaseline>,
     now: OffsetDateTime,
-) -> Report {
+) -> (Report, Option<StepBaseline>) {
     let mut report = Report {
         watching: basis.watching,
         version: flag.state.version,
@@ -219,11 +273,12 @@ async fn look_at(
         candidate: basis.candidate.iter().cloned().collect(),
         comparisons: Vec::new(),
         decision: String::new(),
+        step: None,
         checked_at: crate::time::format(now),
     };
     if let Some(exempt) = basis.exempt {
         report.decision = exempt.to_owned();
-        return report;
+        return (report, None);
     }
     let since = minute_of(basis.since);
     let rows = match state.store.metrics(&environment.key, name.as_str(), since.saturating_sub(BEFORE_MINUTES)).await {
@@ -231,7 +286,7 @@ async fn look_at(
         Err(error) => {
             tracing::warn!(%error, "guard cannot read metrics");
             report.decision = "metrics could not be read; retrying".to_owned();
-            return report;
+            return (report, baseline);
         }
     };
     let mut arms = Arms::default();
@@ -251,41 +306,60 @@ async fn look_at(
         Comparison { against: Against::OldVariant, candidate: arms.candidate, baseline: arms.alongside, verdict: against_alongside },
         Comparison { against: Against::Before, candidate: arms.candidate, baseline: arms.before, verdict: against_before },
     ];
-    let Some(fired) = report.comparisons.iter().find(|comparison| comparison.verdict.regression) else {
+    let regression = report.comparisons.iter().find(|comparison| comparison.verdict.regression).cloned();
+    // A running plan's step: its evidence is what came in since the guard first looked at this version.
+    let baseline = flag.state.rollout.as_ref().map(|plan| {
+        let baseline = baseline.filter(|(version, _, _)| *version == flag.state.version).unwrap_or((
+            flag.state.version,
+            arms.candidate,
+            arms.alongside,
+        ));
+        let since = |now: Counts, then: Counts| Counts {
+            evaluations: now.evaluations.saturating_sub(then.evaluations),
+            errors: now.errors.saturating_sub(then.errors),
+        };
+        let (candidate, alongside) = (since(arms.candidate, baseline.1), since(arms.alongside, baseline.2));
+        let needed = state.config.guard.min_evaluations;
+        let enough = candidate.evaluations >= needed && alongside.evaluations >= needed;
+        let waiting = (!enough).then(|| {
+            format!(
+                "waiting for evidence at this step: {} of {needed} evaluations of the new variant and {} of {needed} of the old one since the guard's first look at it",
+                candidate.evaluations, alongside.evaluations
+            )
+        });
+        report.step = Some(StepEvidence {
+            step: plan.next_step.max(1),
+            version: flag.state.version,
+            candidate,
+            alongside,
+            needed,
+            healthy: enough && regression.is_none(),
+            waiting,
+        });
+        baseline
+    });
+    let Some(fired) = regression else {
         let waiting = report.comparisons.iter().all(|comparison| comparison.verdict.insufficient_data);
         report.decision = if waiting { "waiting for data" } else { "healthy" }.to_owned();
-        return report;
+        return (report, baseline);
     };
-    let reason = rollback_reason(basis, fired, &state.config.guard);
-    let outcome = match &flag.state.rollout {
-        Some(plan) => {
-            let mut restored = plan.before.as_deref().cloned().unwrap_or_else(|| {
-                let mut spec = flag.state.spec.clone();
-                spec.enabled = false;
-                spec
-            });
-            if restored == flag.state.spec {
-                restored.enabled = false;
-            }
-            let change = PlannedChange {
-                environment: environment.clone(),
-                flag: name.clone(),
-                spec: restored,
-                expected_version: Some(flag.state.version),
-                action: AuditAction::Rollback,
-                reason: Some(reason),
-                from_environment: None,
-                rollout: None,
-            };
-            state.commit_states(&guard_actor(), vec![change]).await
+    let rollback = rollback_reason(basis, &fired, &state.config.guard, None);
+    let actor = guard_actor();
+    // The one remedy path: restore the last state a person set before what is watched, or, when that would serve
+    // anything to someone who does not get it now, turn the flag off.
+    let outcome = match state.remedy(&actor, environment, name, Remedy::Rollback, rollback).await {
+        Ok(RemedyOutcome::Nothing(why) | RemedyOutcome::WidensExposure(why)) => {
+            let reason = rollback_reason(basis, &fired, &state.config.guard, Some(&why));
+            state.remedy(&actor, environment, name, Remedy::Disable, reason).await
         }
-        None => state.rollback(&guard_actor(), environment, name, reason).await,
+        other => other,
     };
     report.decision = match outcome {
-        Ok(_) => {
+        Ok(RemedyOutcome::Done(_)) => {
             tracing::warn!(flag = %name, environment = %environment.key, "guard rolled back a regression");
             "rolled back".to_owned()
         }
+        Ok(RemedyOutcome::Nothing(why) | RemedyOutcome::WidensExposure(why)) => why,
         // Another server did it, or a person changed the flag meanwhile.
         Err(error) if error.status.as_u16() == 412 || error.status.as_u16() == 409 => "changed meanwhile".to_owned(),
         Err(error) => {
@@ -293,13 +367,14 @@ async fn look_at(
             format!("rollback failed, retrying: {}", error.message)
         }
     };
-    report
+    (report, baseline)
 }
 
-/// The audit reason of a rollback: which comparison fired, with its rates, samples and test statistic.
-fn rollback_reason(basis: &Basis, fired: &Comparison, policy: &GuardPolicy) -> String {
+/// The audit reason of a rollback: which comparison fired, with its rates, samples and test statistic; `instead`
+/// says why the flag is turned off rather than restored.
+fn rollback_reason(basis: &Basis, fired: &Comparison, policy: &GuardPolicy, instead: Option<&str>) -> String {
     let labels: Vec<&str> = basis.candidate.iter().map(String::as_str).collect();
-    let (against, what) = match (fired.against, basis.watching) {
+    let (against, mut what) = match (fired.against, basis.watching) {
         (Against::OldVariant, Watching::Rollout) => {
             ("for the old one since the rollout started", "the rollout is stopped and its state before restored")
         }
@@ -307,6 +382,11 @@ fn rollback_reason(basis: &Basis, fired: &Comparison, policy: &GuardPolicy) -> S
         (Against::OldVariant, Watching::Change) => ("for the old one since the change", "the change is undone"),
         (Against::Before, Watching::Change) => ("before the change", "the change is undone"),
     };
+    let disabled;
+    if let Some(instead) = instead {
+        disabled = format!("the flag is turned off instead of restored ({instead})");
+        what = &disabled;
+    }
     format!(
         "guard: error rate of the new variant ({}) {:.2} % ({}/{}) against {:.2} % ({}/{}) {against}; z = {:.2} > {:.2} (one-sided two-proportion z-test, half of the {} % false-positive budget over {} looks); {what}",
         labels.join(", "),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use vexil_core::{AuditAction, FlagName, Role, RolloutPlan, Source, Split};
+use vexil_core::{AuditAction, FlagName, RolloutPlan, Split};
 
 use crate::auth::Actor;
 use crate::service::{AppState, PlannedChange};
@@ -17,7 +17,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// The actor rollout steps are recorded as.
 pub fn rollout_actor() -> Actor {
-    Actor { email: "system:rollout".to_owned(), role: Role::Admin, token_id: String::new(), source: Source::System }
+    Actor::automatic(vexil_core::gate::Automation::Rollout, "")
 }
 
 /// `10000` thousandths → `"10 %"`, `12500` → `"12.5 %"`.
@@ -90,7 +90,7 @@ pub fn step_change(
     Some(PlannedChange {
         environment: environment.clone(),
         flag: flag.clone(),
-        spec,
+        edit: crate::service::Edit::Replace(spec),
         expected_version: Some(expected_version),
         action: AuditAction::RolloutStep,
         reason: Some(reason),
@@ -100,7 +100,8 @@ pub fn step_change(
 }
 
 /// Runs until the server shuts down, taking every step that is due and, every guard interval, judging each
-/// running plan's error rates.
+/// running plan's error rates. A due step is taken only once the guard has found the current one healthy on
+/// enough evidence (unless `rollout_without_evidence = "advance"`); until then the plan holds, and its status says why.
 pub async fn schedule(state: AppState) {
     let mut shutdown = state.shutdown_signal();
     let mut ticker = tokio::time::interval(TICK);
@@ -121,6 +122,10 @@ pub async fn schedule(state: AppState) {
             for (name, flag) in &snapshot.flags {
                 let Some(plan) = &flag.state.rollout else { continue };
                 if plan.paused || plan.next_at > now {
+                    continue;
+                }
+                // Guarded steps: the next step waits until the guard has seen this one healthy, with enough data.
+                if state.config.rollout_holds_without_evidence && !state.guard.step_is_healthy(&environment.key, name, flag.state.version) {
                     continue;
                 }
                 let index = plan.next_step;

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::Value;
+use vexil_core::gate::{EnvironmentChange, Refusal, Writer, decide};
+use vexil_core::serving::Side;
 use vexil_core::{AuditAction, AuditDraft, EnvKey, Environment, FlagDefinition, FlagName, FlagState, StateSpec, audit::check_reason};
 use vexil_store::{Change, DefinitionWrite, StateWrite, Store, StoreError, Write};
 
@@ -55,6 +57,16 @@ impl Deref for AppState {
     }
 }
 
+/// What a planned change does to the flag's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// Replace the state's content with this.
+    Replace(StateSpec),
+    /// Set the kill switch on whatever the state is when the write lock is held, so a toggle never overwrites a
+    /// change that landed since it was asked for, and a disable never fails on a race.
+    SetEnabled(bool),
+}
+
 /// One planned state change.
 #[derive(Debug, Clone)]
 pub struct PlannedChange {
@@ -63,8 +75,9 @@ pub struct PlannedChange {
     /// Which flag.
     pub flag: FlagName,
     /// The new content.
-    pub spec: StateSpec,
-    /// The version the caller saw, when it sent one (`If-Match`, or the version shown with a diff).
+    pub edit: Edit,
+    /// The version the caller saw, when it sent one (`If-Match`, or the version shown with a diff). A disable
+    /// ([`Edit::SetEnabled`]`(false)`) ignores it: the kill switch is never refused for a version.
     pub expected_version: Option<u64>,
     /// What the audit trail calls it.
     pub action: AuditAction,
@@ -74,6 +87,35 @@ pub struct PlannedChange {
     pub from_environment: Option<String>,
     /// The rollout the new state carries: `None` ends any plan in progress (any change by a person does).
     pub rollout: Option<vexil_core::RolloutPlan>,
+}
+
+/// What an automatic action (a monitoring trigger, the guard) does to a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// The kill switch: serve the off value to everyone.
+    Disable,
+    /// Restore the last state a person set before the change that produced the current one.
+    Rollback,
+}
+
+/// The answer to a remedy: what was committed, or why nothing was.
+#[derive(Debug)]
+pub enum RemedyOutcome {
+    /// Committed.
+    Done(Vec<Change>),
+    /// Nothing changed, and why (already off, already rolled back, nothing earlier to restore).
+    Nothing(String),
+    /// Not done: the rollback would serve something to contexts that do not get it now (the exposure rule).
+    WidensExposure(String),
+}
+
+/// A refusal of the gate as an API error.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Forbidden(message) => ApiError::forbidden(message),
+        Refusal::ReasonRequired(environment) => ApiError::reason_required(&environment),
+        Refusal::WidensExposure(message) => ApiError::conflict("widens_exposure", message),
+    }
 }
 
 impl AppState {
@@ -124,53 +166,63 @@ impl AppState {
         })
     }
 
-    /// Refuses a change to `environment` that the actor's role does not allow, or that lacks a required reason.
-    pub fn authorize_change(&self, actor: &Actor, environment: &Environment, reason: Option<&str>) -> ApiResult<()> {
-        actor.role.may_change(environment).map_err(ApiError::forbidden)?;
-        if let Some(reason) = reason {
-            check_reason(reason)?;
-        }
-        if environment.protected && reason.is_none_or(|reason| reason.trim().is_empty()) {
-            return Err(ApiError::reason_required(&environment.name));
-        }
-        Ok(())
-    }
-
     /// Commits planned state changes atomically; changes that would not change anything are left out.
     ///
-    /// Returns the committed changes (empty when nothing differed).
+    /// Each change passes the gate ([`vexil_core::gate::decide`]) against the state current under the write lock:
+    /// who may change what that environment serves, with which reason. Returns the committed changes (empty when
+    /// nothing differed).
     pub async fn commit_states(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<Vec<Change>> {
         let _serialised = self.write_lock.lock().await;
         let now = crate::time::now();
+        let writer = actor.writer();
         let mut write = Write::default();
         for change in planned {
             let definition = self
                 .catalog
                 .definition(&change.flag)
                 .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_flag", format!("flag `{}` is not defined", change.flag)))?;
-            if definition.archived {
-                return Err(ApiError::conflict(
-                    "flag_archived",
-                    format!("flag `{}` is archived; unarchive it before changing its state", change.flag),
-                ));
+            if let (Writer::Person(_), Some(reason)) = (writer, &change.reason) {
+                check_reason(reason)?;
             }
-            change.spec.validate(&definition)?;
             let current = self
                 .catalog
                 .state(&change.environment.key, &change.flag)
                 .ok_or_else(|| ApiError::internal(format!("flag {} has no state in {}", change.flag, change.environment.key)))?;
+            let kill_switch = change.edit == Edit::SetEnabled(false);
+            let spec = match change.edit {
+                Edit::Replace(spec) => spec,
+                Edit::SetEnabled(enabled) => StateSpec { enabled, ..current.spec.clone() },
+            };
+            // Only the kill switch reaches an archived flag's frozen state: nothing may ever block turning a flag off.
+            if definition.archived && !(kill_switch || spec == StateSpec { enabled: false, ..current.spec.clone() }) {
+                return Err(ApiError::conflict(
+                    "flag_archived",
+                    format!("flag `{}` is archived; unarchive it before changing its state (disabling it always works)", change.flag),
+                ));
+            }
+            spec.validate(&definition)?;
             if let Some(expected) = change.expected_version
                 && expected != current.version
+                && !kill_switch
             {
                 return Err(ApiError::precondition_failed(format!(
                     "`{}` in {} is at version {}, not {expected}: it changed since you read it; review the new state and retry",
                     change.flag, change.environment.key, current.version
                 )));
             }
-            if current.spec == change.spec && current.rollout == change.rollout {
+            let side = EnvironmentChange {
+                environment: &change.environment,
+                before: Side::new(&definition, &current.spec),
+                after: Side::new(&definition, &spec),
+                plan_changed: current.rollout != change.rollout,
+                plan_running: current.rollout.is_some(),
+                addressed: true,
+            };
+            decide(writer, false, &[side], change.reason.as_deref()).map_err(refused)?;
+            if current.spec == spec && current.rollout == change.rollout {
                 continue;
             }
-            let mut after = new_state(change.spec, &actor.email);
+            let mut after = new_state(spec, &actor.email);
             after.rollout = change.rollout.clone();
             after.updated_at = now.clone();
             after.version = current.version + 1;
@@ -185,6 +237,7 @@ impl AppState {
                 before: Some(to_json(&current)),
                 after: Some(to_json(&after)),
                 source: actor.source,
+                definition: None,
             });
             write.states.push(StateWrite {
                 environment: change.environment.key.clone(),
@@ -222,43 +275,112 @@ impl AppState {
             .find(|record| record.after.as_ref().and_then(|after| after.get("version")).and_then(Value::as_u64) == Some(version)))
     }
 
-    /// Rolls a flag back in one environment: restores the state from before the change that produced the current
-    /// one (from that change's audit record), or disables the flag when there is no earlier state to restore.
-    /// Idempotent: when the current state is itself a rollback's result, nothing changes (an empty list).
-    pub async fn rollback(&self, actor: &Actor, environment: &Environment, flag: &FlagName, reason: String) -> ApiResult<Vec<Change>> {
-        let current = self.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing"))?;
-        let producing = self.producing_record(environment, flag, current.version).await?;
-        // Alerts repeat while they fire: rolling back a rollback would put the bad state back.
-        if producing.as_ref().is_some_and(|record| record.action == AuditAction::Rollback) {
-            return Ok(Vec::new());
+    /// What a rollback of `current` restores: the last state a person set before the change that produced it. For
+    /// a state inside a rollout plan, or the one its last step left, that is the state before the plan started.
+    /// `Err` with why when there is nothing to restore (the current state is a rollback's, or its origin is unknown).
+    pub async fn rollback_target(
+        &self,
+        environment: &Environment,
+        flag: &FlagName,
+        current: &FlagState,
+    ) -> ApiResult<Result<StateSpec, String>> {
+        if let Some(before) = current.rollout.as_ref().and_then(|plan| plan.before.as_deref()) {
+            return Ok(Ok(before.clone()));
         }
-        let restored = producing.and_then(|record| record.before).and_then(|before| serde_json::from_value::<FlagState>(before).ok());
-        let plan = |spec: StateSpec| PlannedChange {
+        let Some(record) = self.producing_record(environment, flag, current.version).await? else {
+            return Ok(Err("the change that produced the current state is not in the flag's recent history".to_owned()));
+        };
+        // Alerts repeat while they fire: rolling back a rollback would put the bad state back.
+        if record.action == AuditAction::Rollback {
+            return Ok(Err("the flag is already rolled back; a repeated alert changes nothing".to_owned()));
+        }
+        let Some(before) = record.before.and_then(|before| serde_json::from_value::<FlagState>(before).ok()) else {
+            return Ok(Err("the current state is the flag's first; there is no earlier state to restore".to_owned()));
+        };
+        Ok(Ok(before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec)))
+    }
+
+    /// An automatic action on a flag in one environment, by `actor` (the guard or a trigger), with the exposure rule
+    /// enforced by the gate: a rollback that would serve anything to a context that does not get it now is not
+    /// made (`RemedyOutcome::Nothing` says why), and a disable of a flag already off changes nothing.
+    pub async fn remedy(
+        &self,
+        actor: &Actor,
+        environment: &Environment,
+        flag: &FlagName,
+        remedy: Remedy,
+        reason: String,
+    ) -> ApiResult<RemedyOutcome> {
+        let current = self.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing"))?;
+        let definition = self.catalog.definition(flag).ok_or_else(|| ApiError::internal("definition missing"))?;
+        let (edit, action) = match remedy {
+            Remedy::Disable if !current.spec.enabled && current.rollout.is_none() => {
+                return Ok(RemedyOutcome::Nothing("the flag is already off".to_owned()));
+            }
+            Remedy::Disable => (Edit::SetEnabled(false), AuditAction::Disable),
+            Remedy::Rollback => {
+                let target = match self.rollback_target(environment, flag, &current).await? {
+                    Ok(target) => target,
+                    Err(why) => return Ok(RemedyOutcome::Nothing(why)),
+                };
+                if target == current.spec && current.rollout.is_none() {
+                    return Ok(RemedyOutcome::Nothing(
+                        "restoring the earlier state changes nothing (the change was to the definition; disable the flag instead)"
+                            .to_owned(),
+                    ));
+                }
+                if !vexil_core::serving::only_reduces_exposure(Side::new(&definition, &current.spec), Side::new(&definition, &target)) {
+                    return Ok(RemedyOutcome::WidensExposure(
+                        "restoring the earlier state would serve something to users who do not get it now (it would undo a disable or widen a rollout); automatic actions only ever reduce exposure".to_owned(),
+                    ));
+                }
+                (Edit::Replace(target), AuditAction::Rollback)
+            }
+        };
+        let change = PlannedChange {
             environment: environment.clone(),
             flag: flag.clone(),
-            spec,
+            edit,
             expected_version: Some(current.version),
-            action: AuditAction::Rollback,
-            reason: Some(reason.clone()),
+            action,
+            reason: Some(reason),
             from_environment: None,
             rollout: None,
         };
-        if let Some(previous) = restored {
-            match self.commit_states(actor, vec![plan(previous.spec)]).await {
-                Ok(changes) => return Ok(changes),
-                // The earlier state no longer fits the definition: turning the flag off is the safe rollback.
-                Err(error) if error.status == StatusCode::UNPROCESSABLE_ENTITY => {
-                    tracing::warn!(%flag, "earlier state no longer valid; disabling instead")
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        let mut disabled = current.spec.clone();
-        disabled.enabled = false;
-        self.commit_states(actor, vec![plan(disabled)]).await
+        Ok(RemedyOutcome::Done(self.commit_states(actor, vec![change]).await?))
+    }
+
+    /// The environments where replacing `previous` by `definition` changes what the flag serves (or its state),
+    /// whoever asks: what a definition edit's dry run shows, so a client can confirm before a protected change.
+    pub fn definition_impact(
+        &self,
+        previous: &FlagDefinition,
+        definition: &FlagDefinition,
+    ) -> Vec<(Environment, vexil_core::gate::Effect)> {
+        self.config
+            .environments
+            .iter()
+            .filter_map(|environment| {
+                let state = self.catalog.state(&environment.key, &definition.name)?;
+                let side = EnvironmentChange {
+                    environment,
+                    before: Side::new(previous, &state.spec),
+                    after: Side::new(definition, &state.spec),
+                    plan_changed: false,
+                    plan_running: state.rollout.is_some(),
+                    addressed: false,
+                };
+                vexil_core::gate::effect(&side).map(|effect| (environment.clone(), effect))
+            })
+            .collect()
     }
 
     /// Commits a definition write (create, update, archive) with its audit record.
+    ///
+    /// An edit passes the gate with every environment's state: where the new definition changes what the state
+    /// serves (a variant's value, a disabled flag's default), that environment's policy applies, and the write
+    /// also bumps the state's version there with an audit record of that environment (carrying both definitions),
+    /// so the change is streamed, listed by `audit --env` and watched by the guard like any other.
     pub async fn commit_definition(
         &self,
         actor: &Actor,
@@ -269,6 +391,7 @@ impl AppState {
     ) -> ApiResult<Vec<Change>> {
         let _serialised = self.write_lock.lock().await;
         let now = crate::time::now();
+        let writer = actor.writer();
         let before = self.catalog.definition(&definition.name);
         let actual = before.as_ref().map(|definition| definition.version).unwrap_or(0);
         if actual != expected_version {
@@ -289,21 +412,29 @@ impl AppState {
         }
         definition.version = expected_version + 1;
         let mut write = Write::default();
-        if expected_version == 0 {
-            for environment in self.config.environments.iter() {
-                let mut state = new_state(StateSpec::initial(&definition), &actor.email);
-                state.updated_at = now.clone();
-                write.states.push(StateWrite {
-                    environment: environment.key.clone(),
-                    flag: definition.name.clone(),
-                    state,
-                    expected_version: 0,
-                });
+        match &before {
+            None => {
+                decide(writer, true, &[], reason.as_deref()).map_err(refused)?;
+                for environment in self.config.environments.iter() {
+                    let mut state = new_state(StateSpec::initial(&definition), &actor.email);
+                    state.updated_at = now.clone();
+                    write.states.push(StateWrite {
+                        environment: environment.key.clone(),
+                        flag: definition.name.clone(),
+                        state,
+                        expected_version: 0,
+                    });
+                }
             }
-        } else {
-            // A definition may not pull the rug from under a state: every environment must still be valid.
-            for environment in self.config.environments.iter() {
-                if let Some(state) = self.catalog.state(&environment.key, &definition.name) {
+            Some(previous) => {
+                let states: Vec<(&Environment, FlagState)> = self
+                    .config
+                    .environments
+                    .iter()
+                    .filter_map(|environment| self.catalog.state(&environment.key, &definition.name).map(|state| (environment, state)))
+                    .collect();
+                // A definition may not pull the rug from under a state: every environment must still be valid.
+                for (environment, state) in &states {
                     state.spec.validate(&definition).map_err(|error| {
                         ApiError::new(
                             StatusCode::UNPROCESSABLE_ENTITY,
@@ -315,20 +446,67 @@ impl AppState {
                         )
                     })?;
                 }
+                let sides: Vec<EnvironmentChange<'_>> = states
+                    .iter()
+                    .map(|(environment, state)| EnvironmentChange {
+                        environment,
+                        before: Side::new(previous, &state.spec),
+                        after: Side::new(&definition, &state.spec),
+                        plan_changed: false,
+                        plan_running: state.rollout.is_some(),
+                        addressed: false,
+                    })
+                    .collect();
+                let affected = decide(writer, true, &sides, reason.as_deref()).map_err(refused)?;
+                let definitions = serde_json::json!({"before": to_json(previous), "after": to_json(&definition)});
+                for (environment, current) in &states {
+                    if !affected.iter().any(|affected| affected.environment == environment.key) {
+                        continue;
+                    }
+                    let after = FlagState {
+                        version: current.version + 1,
+                        updated_by: actor.email.clone(),
+                        updated_at: now.clone(),
+                        ..current.clone()
+                    };
+                    write.audit.push(AuditDraft {
+                        flag: Some(definition.name.to_string()),
+                        action,
+                        environment: Some(environment.name.clone()),
+                        user: actor.email.clone(),
+                        timestamp: now.clone(),
+                        reason: reason.clone(),
+                        from_environment: None,
+                        before: Some(to_json(current)),
+                        after: Some(to_json(&after)),
+                        source: actor.source,
+                        definition: Some(definitions.clone()),
+                    });
+                    write.states.push(StateWrite {
+                        environment: environment.key.clone(),
+                        flag: definition.name.clone(),
+                        state: after,
+                        expected_version: current.version,
+                    });
+                }
             }
         }
-        write.audit.push(AuditDraft {
-            flag: Some(definition.name.to_string()),
-            action,
-            environment: None,
-            user: actor.email.clone(),
-            timestamp: now,
-            reason,
-            from_environment: None,
-            before: before.as_ref().map(to_json),
-            after: Some(to_json(&definition)),
-            source: actor.source,
-        });
+        write.audit.insert(
+            0,
+            AuditDraft {
+                flag: Some(definition.name.to_string()),
+                action,
+                environment: None,
+                user: actor.email.clone(),
+                timestamp: now,
+                reason,
+                from_environment: None,
+                before: before.as_ref().map(to_json),
+                after: Some(to_json(&definition)),
+                source: actor.source,
+                definition: None,
+            },
+        );
         write.definitions.push(DefinitionWrite { definition, expected_version });
         self.commit(write).await
     }

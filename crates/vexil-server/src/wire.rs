@@ -59,6 +59,9 @@ pub struct UpdateFlagRequest {
     pub max: Option<f64>,
     pub deprecated: Option<bool>,
     pub reason: Option<String>,
+    /// Answer which environments the edit would change what they serve in, and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A body that only carries a reason (enable, disable, archive).

@@ -57,6 +57,7 @@ impl Bench {
                 before: Some(json!({"enabled": !enabled})),
                 after: Some(json!({"enabled": enabled})),
                 source: Source::Cli,
+                definition: None,
             }],
             ..Write::default()
         };

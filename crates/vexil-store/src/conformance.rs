@@ -147,6 +147,7 @@ fn draft(flag: &str, action: AuditAction, environment: Option<&str>, user: &str,
         before: None,
         after: Some(json!({"enabled": true})),
         source: Source::Cli,
+        definition: None,
     }
 }
 
@@ -347,6 +348,7 @@ pub async fn users_and_tokens_round_trip(store: Arc<dyn Store>) {
         revoked_at: None,
         flag: None,
         expires_at: None,
+        action: None,
     };
     store.commit(Write { users: vec![user.clone()], tokens: vec![token.clone()], ..Write::default() }).await.unwrap();
     assert_eq!(store.user("dev@example.com").await.unwrap(), Some(user.clone()));

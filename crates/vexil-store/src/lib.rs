@@ -108,6 +108,10 @@ pub struct TokenRecord {
     /// When it stops working by itself (panel sessions), if ever (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// For triggers: what firing does, `disable` or `rollback` (absent on triggers made before actions existed,
+    /// which roll back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// One atomic write.

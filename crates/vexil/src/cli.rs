@@ -181,6 +181,10 @@ pub struct ApplyArgs {
     /// Show what would change without changing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Needed when a definition change alters what a protected environment serves (a served variant's value,
+    /// a disabled flag's default): that is a change to that environment.
+    #[command(flatten)]
+    pub confirm: Confirm,
 }
 
 #[derive(Debug, Args)]
@@ -426,6 +430,10 @@ pub enum TriggerCommand {
         /// A name shown in the audit trail.
         #[arg(long)]
         name: Option<String>,
+        /// What firing does: `disable` (the kill switch) or `rollback` (restore the state before the last change,
+        /// refused when that would serve more than now).
+        #[arg(long, default_value = "disable", value_parser = ["disable", "rollback"])]
+        action: String,
     },
     /// List triggers.
     List,

@@ -660,17 +660,32 @@ pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResul
                 Some(plan) => {
                     let steps: Vec<String> =
                         plan["steps"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(render::percent).collect();
+                    let next = if plan["paused"] == true {
+                        ", paused".to_owned()
+                    } else {
+                        format!(", next step due at {}", plan["next_at"].as_str().unwrap_or("?"))
+                    };
                     println!(
-                        "{} in {}: at {} %, step {} of {} ({} %){}, next at {}",
+                        "{} in {}: at {} %, step {} of {} ({} %){next}",
                         target.flag,
                         key(&environment),
                         status["percent"],
                         plan["next_step"],
                         steps.len(),
                         steps.join(" → "),
-                        if plan["paused"] == true { ", paused" } else { "" },
-                        plan["next_at"].as_str().unwrap_or("?")
                     );
+                    if let Some(step) = status["guard"]["step"].as_object() {
+                        println!(
+                            "guard at this step: {} evaluations of the new variant, {} of the old (needs {} each){}",
+                            step["candidate"]["evaluations"],
+                            step["alongside"]["evaluations"],
+                            step["needed"],
+                            if step["healthy"] == true { ", healthy" } else { "" }
+                        );
+                    }
+                    if let Some(waiting) = status["waiting"].as_str() {
+                        println!("{waiting}");
+                    }
                 }
             },
         }
@@ -703,9 +718,10 @@ pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResul
 pub fn trigger(context: &Context, command: crate::cli::TriggerCommand) -> CommandResult {
     use crate::cli::TriggerCommand;
     match command {
-        TriggerCommand::Create { flag, env, name } => {
+        TriggerCommand::Create { flag, env, name, action } => {
             let environment = context.environment(&env)?;
-            let reply = context.client.post("/api/triggers", &json!({"flag": flag, "environment": key(&environment), "name": name}))?.body;
+            let body = json!({"flag": flag, "environment": key(&environment), "name": name, "action": action});
+            let reply = context.client.post("/api/triggers", &body)?.body;
             match context.output {
                 Output::Json => context.print_json(&reply),
                 Output::Text => println!("{}", reply["url"].as_str().unwrap_or_default()),
@@ -718,13 +734,15 @@ pub fn trigger(context: &Context, command: crate::cli::TriggerCommand) -> Comman
             match context.output {
                 Output::Json => context.print_json(&json!(triggers)),
                 Output::Text => {
-                    let mut rows = vec![vec!["ID".to_owned(), "FLAG".into(), "ENVIRONMENT".into(), "NAME".into(), "STATUS".into()]];
+                    let mut rows =
+                        vec![vec!["ID".to_owned(), "FLAG".into(), "ENVIRONMENT".into(), "NAME".into(), "ACTION".into(), "STATUS".into()]];
                     for trigger in &triggers {
                         rows.push(vec![
                             trigger["id"].as_str().unwrap_or("?").into(),
                             trigger["flag"].as_str().unwrap_or("?").into(),
                             trigger["environment"].as_str().unwrap_or("?").into(),
                             trigger["name"].as_str().unwrap_or("?").into(),
+                            trigger["action"].as_str().unwrap_or("disable").into(),
                             trigger["revoked_at"].as_str().map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into()),
                         ]);
                     }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::cli::{ApplyArgs, Output};
 use crate::client::{CommandResult, Failure, segment};
 use crate::commands::Context;
+use crate::prompt;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +85,13 @@ fn same(left: Option<&Value>, right: Option<&Value>) -> bool {
     normalise(left) == normalise(right)
 }
 
-/// Applies the registry file.
+/// The names of the fields a definition patch changes.
+fn patch_fields(changes: &serde_json::Map<String, Value>) -> String {
+    changes.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// Applies the registry file. A definition change that alters what a protected environment serves is a change to
+/// that environment: it needs `--reason` and confirmation (`--yes` without a terminal), like any other.
 pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
     let text =
         std::fs::read_to_string(&args.file).map_err(|error| Failure::Usage(format!("cannot read {}: {error}", args.file.display())))?;
@@ -145,12 +152,38 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
                 if changes.is_empty() && current["archived"] != Value::Bool(true) {
                     unchanged.push(entry.name.clone());
                 } else {
-                    if !args.dry_run && !changes.is_empty() {
-                        let mut patch = changes.clone();
-                        patch.insert("reason".into(), json!(format!("vexil apply {}", args.file.display())));
-                        context.client.patch(&format!("/api/flags/{}", segment(&entry.name)), &Value::Object(patch))?;
+                    let path = format!("/api/flags/{}", segment(&entry.name));
+                    let mut serves = Vec::new();
+                    if !changes.is_empty() {
+                        // A definition change can alter what an environment serves; the server says where.
+                        let mut dry_run = changes.clone();
+                        dry_run.insert("dry_run".into(), json!(true));
+                        let impact = context.client.patch(&path, &Value::Object(dry_run))?.body;
+                        let serving: Vec<&Value> =
+                            impact["affects"].as_array().into_iter().flatten().filter(|affected| affected["effect"] == "serving").collect();
+                        let key_of = |affected: &&Value| affected["environment"].as_str().map(str::to_owned);
+                        serves = serving.iter().filter_map(key_of).collect();
+                        let protected: Vec<String> =
+                            serving.iter().filter(|affected| affected["protected"] == true).filter_map(key_of).collect();
+                        if !args.dry_run {
+                            let mut patch = changes.clone();
+                            let reason = match protected.first() {
+                                None => Some(format!("vexil apply {}", args.file.display())),
+                                Some(environment) => prompt::protected_change(
+                                    args.confirm.reason.clone(),
+                                    args.confirm.yes,
+                                    false,
+                                    environment,
+                                    true,
+                                    &format!("{} changes what {} serves ({})", entry.name, protected.join(", "), patch_fields(&changes)),
+                                )?,
+                            };
+                            patch.insert("reason".into(), json!(reason));
+                            context.client.patch(&path, &Value::Object(patch))?;
+                        }
                     }
-                    updated.push(format!("{} ({})", entry.name, changes.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    let serving = if serves.is_empty() { String::new() } else { format!("; changes what {} serves", serves.join(", ")) };
+                    updated.push(format!("{} ({}{serving})", entry.name, patch_fields(&changes)));
                 }
             }
         }

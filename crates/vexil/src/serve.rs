@@ -39,6 +39,8 @@ struct FileConfig {
     guard_min_increase: Option<f64>,
     /// The chance a watch of equal error rates is rolled back anyway (0.01 = 1 %).
     guard_false_positive_budget: Option<f64>,
+    /// `hold` (default): a rollout step waits until the guard saw the current one healthy; `advance`: on schedule.
+    rollout_without_evidence: Option<String>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -96,6 +98,11 @@ impl Settings {
         }
         if let Some(increase) = file.guard_min_increase {
             server.guard.min_increase = increase.clamp(0.0, 1.0);
+        }
+        match file.rollout_without_evidence.as_deref() {
+            None | Some("hold") => {}
+            Some("advance") => server.rollout_holds_without_evidence = false,
+            Some(other) => anyhow::bail!("configuration: rollout_without_evidence is `{other}`; accepted: hold (the default), advance"),
         }
         if let Some(buffer) = file.stream_buffer {
             server.stream_buffer = buffer.clamp(1, 1 << 16);

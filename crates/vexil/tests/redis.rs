@@ -198,7 +198,7 @@ fn through_a_redis_outage_reads_and_streams_go_on_and_writes_fail_clearly() {
 #[test]
 fn with_two_instances_each_rollout_step_happens_once() {
     let redis = RedisServer::start();
-    let config = format!("redis = \"{}\"\n", redis.url());
+    let config = format!("redis = \"{}\"\nrollout_without_evidence = \"advance\"\n", redis.url());
     let first = Server::start_configured(&config);
     let second = Server::start_configured(&config);
     first.cli(&["define", "ui.checkout_v2"]).ok();

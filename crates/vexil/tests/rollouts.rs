@@ -1,8 +1,15 @@
-//! Gradual rollouts through the CLI and the API on a running server: steps on schedule, restarts, pause and abort.
+//! Gradual rollouts through the CLI and the API on a running server: steps on schedule, restarts, pause and abort,
+//! and guarded steps (a step waits for the guard's evidence that the current one is healthy).
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{Server, Stream};
+use serde_json::{Value, json};
+
+/// Steps on schedule whatever the guard has seen: these tests are about the schedule's mechanics.
+const ADVANCE: &str = "rollout_without_evidence = \"advance\"\n";
 
 fn weight(event: &common::Event) -> Option<u64> {
     event.data["state"]["split"]["buckets"][0]["weight"].as_u64()
@@ -10,7 +17,7 @@ fn weight(event: &common::Event) -> Option<u64> {
 
 #[test]
 fn a_plan_takes_its_steps_on_schedule_each_one_audited_by_system_rollout() {
-    let server = Server::start();
+    let server = Server::start_configured(ADVANCE);
     server.cli(&["define", "ui.checkout_v2"]).ok();
     let key = common::sdk_key_for(&server, "prod");
     let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
@@ -59,7 +66,9 @@ fn a_plan_takes_its_steps_on_schedule_each_one_audited_by_system_rollout() {
 fn a_plan_survives_a_restart_and_can_be_paused_and_aborted() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
-    let server = Server::start_on(&data);
+    let config = directory.path().join("vexil.toml");
+    std::fs::write(&config, ADVANCE).unwrap();
+    let server = Server::start_with(&data, Some(&config));
     server.cli(&["define", "ui.search_v3"]).ok();
     server.cli(&["rollout", "ui.search_v3", "--env", "staging", "--steps", "5,20,60", "--every", "2s"]).ok();
     let status = server.cli(&["rollout", "status", "ui.search_v3", "--env", "staging", "-o", "json"]).ok().json();
@@ -67,7 +76,7 @@ fn a_plan_survives_a_restart_and_can_be_paused_and_aborted() {
     assert!(server.terminate());
 
     // The plan is in the stored state: the restarted server takes the next step by itself.
-    let server = Server::start_on(&data);
+    let server = Server::start_with(&data, Some(&config));
     let key = common::sdk_key_for(&server, "staging");
     let stream = Stream::open(&server, "env=staging", &key, None).unwrap();
     assert_eq!(stream.next().name, "snapshot");
@@ -140,7 +149,7 @@ fn the_guard_rolls_a_plan_back_when_the_new_variant_errors_more_and_says_why() {
 
 #[test]
 fn promotion_into_production_can_start_a_rollout() {
-    let server = Server::start();
+    let server = Server::start_configured(ADVANCE);
     server.cli(&["define", "ui.new_feature"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
     let key = common::sdk_key_for(&server, "prod");
@@ -171,4 +180,106 @@ fn promotion_into_production_can_start_a_rollout() {
     assert_eq!(actions, ["rollout_step", "promote"]);
     assert_eq!(audit["entries"][1]["from_environment"], "staging");
     assert_eq!(audit["entries"][1]["reason"], "Rollout approved by PM");
+}
+
+fn rollout_status(server: &Server, flag: &str, environment: &str) -> Value {
+    server.cli(&["rollout", "status", flag, "--env", environment, "-o", "json"]).ok().json()
+}
+
+/// The rollout status once `done` holds for it, asking again until it does (the guard looks every second).
+fn status_when(server: &Server, flag: &str, environment: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + common::MOMENT;
+    loop {
+        let status = rollout_status(server, flag, environment);
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what} did not happen within a moment: {status}");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+fn post_metrics(server: &Server, key: &str, flag: &str, variants: Value) {
+    let batch = json!({"flags": {flag: {"variants": variants}}});
+    let answer = server.http().with_token(Some(key)).post("/api/feature-flags/metrics", &batch);
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+}
+
+#[test]
+fn a_plan_that_completed_before_the_guard_saw_its_errors_is_rolled_back_to_the_state_before_the_plan() {
+    let server = Server::start_configured(&format!("{ADVANCE}guard_check_seconds = 1\nguard_min_evaluations = 200\n"));
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+    let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    server
+        .cli(&["rollout", "ui.checkout_v2", "--env", "prod", "--steps", "20,50,100", "--every", "1s", "--yes", "--reason", "launch"])
+        .ok();
+    assert_eq!(weight(&stream.next()), Some(20_000));
+    assert_eq!(weight(&stream.next()), Some(50_000));
+    let complete = stream.next();
+    assert!(complete.data["state"]["rollout"].is_null() && complete.data["state"]["split"].is_null(), "the plan is complete");
+
+    // Only now does the guard get data: the new variant failed 10 % of the time during the plan, the old one 1 %.
+    post_metrics(
+        &server,
+        &key,
+        "ui.checkout_v2",
+        json!({"true": {"evaluations": 400, "errors": 40}, "false": {"evaluations": 3600, "errors": 36}}),
+    );
+    let rolled_back = stream.next();
+    assert_eq!(rolled_back.data["state"]["updated_by"], "system:guard");
+    assert_eq!(rolled_back.data["state"]["enabled"], false, "the state before the plan (off), not the previous step (50 %)");
+    let audit = server.http().get("/api/flags/audit?flag=ui.checkout_v2&action=rollback").body;
+    let reason = audit["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("since the rollout started") && reason.contains("its state before restored"), "{reason}");
+}
+
+#[test]
+fn a_plan_holds_at_each_step_until_the_guard_has_seen_it_healthy_and_says_why() {
+    let server = Server::start_configured("guard_check_seconds = 1\nguard_min_evaluations = 200\n");
+    server.cli(&["define", "ui.search_v3"]).ok();
+    let key = common::sdk_key_for(&server, "staging");
+    let stream = Stream::open(&server, "env=staging", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    server.cli(&["rollout", "ui.search_v3", "--env", "staging", "--steps", "10,50,100", "--every", "1s"]).ok();
+    let first = stream.next();
+    assert_eq!(weight(&first), Some(10_000));
+    let due = first.data["state"]["rollout"]["next_at"].as_str().unwrap().to_owned();
+
+    // No metrics: the step is due, the guard has looked after that, and the plan still holds, saying why.
+    let holding = status_when(&server, "ui.search_v3", "staging", "a look after the step was due", |status| {
+        status["guard"]["checked_at"].as_str().is_some_and(|checked| checked > due.as_str()) && status["guard"]["step"].is_object()
+    });
+    assert_eq!(holding["percent"].as_f64(), Some(10.0), "no evidence, no next step: {holding}");
+    let waiting = holding["waiting"].as_str().unwrap();
+    assert!(waiting.contains("0 of 200 evaluations of the new variant"), "{waiting}");
+    let text = server.cli(&["rollout", "status", "ui.search_v3", "--env", "staging"]).ok().stdout;
+    assert!(text.contains("step 1 of 3") && text.contains("waiting for evidence at this step"), "{text}");
+
+    // Healthy evidence at this step lets the plan go on, to the next step only.
+    post_metrics(
+        &server,
+        &key,
+        "ui.search_v3",
+        json!({"true": {"evaluations": 300, "errors": 3}, "false": {"evaluations": 2700, "errors": 27}}),
+    );
+    let second = stream.next();
+    assert_eq!(weight(&second), Some(50_000));
+    assert_eq!(second.data["state"]["updated_by"], "system:rollout");
+    let version = second.data["state"]["version"].as_u64().unwrap();
+    // What was seen at step 1 does not count for step 2: it waits again.
+    let holding = status_when(&server, "ui.search_v3", "staging", "the guard's first look at step 2", |status| {
+        status["guard"]["step"]["version"].as_u64() == Some(version)
+    });
+    assert_eq!(holding["guard"]["step"]["candidate"]["evaluations"], 0, "{holding}");
+    assert_eq!(holding["percent"].as_f64(), Some(50.0));
+    post_metrics(
+        &server,
+        &key,
+        "ui.search_v3",
+        json!({"true": {"evaluations": 1500, "errors": 15}, "false": {"evaluations": 1500, "errors": 15}}),
+    );
+    let last = stream.next();
+    assert!(last.data["state"]["split"].is_null() && last.data["state"]["rollout"].is_null(), "the plan is complete: {:?}", last.data);
 }

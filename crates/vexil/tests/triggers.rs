@@ -11,30 +11,40 @@ fn post(url: &str, body: &Value) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
+fn alertmanager(status: &str) -> Value {
+    json!({"version": "4", "status": status, "receiver": "vexil",
+        "commonLabels": {"alertname": "CheckoutErrorRate", "severity": "page"},
+        "alerts": [{"status": status, "labels": {"alertname": "CheckoutErrorRate"}}]})
+}
+
+fn prod_state(server: &Server, flag: &str) -> Value {
+    server.http().get(&format!("/api/flags/{flag}/environments/prod")).body["state"].clone()
+}
+
 #[test]
-fn an_alertmanager_webhook_rolls_the_flag_back_and_the_audit_says_which_alert() {
+fn a_rollback_trigger_restores_the_state_before_the_last_change_and_the_audit_says_which_alert() {
     let server = Server::start();
     server.cli(&["define", "ui.checkout_v2"]).ok();
     server
         .cli(&["set", "ui.checkout_v2", "--env", "prod", "--enabled", "true", "--rollout", "10", "--yes", "--reason", "start the rollout"])
         .ok();
     server.cli(&["set", "ui.checkout_v2", "--env", "prod", "--rollout", "50", "--yes", "--reason", "widen the rollout"]).ok();
-    let url =
-        server.cli(&["trigger", "create", "ui.checkout_v2", "--env", "prod", "--name", "checkout errors"]).ok().stdout.trim().to_owned();
+    let url = server
+        .cli(&["trigger", "create", "ui.checkout_v2", "--env", "prod", "--name", "checkout errors", "--action", "rollback"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
     assert!(url.starts_with(&format!("{}/api/triggers/vxt_", server.url)), "{url}");
 
     // A resolved notification changes nothing.
-    let (status, answer) = post(&url, &json!({"status": "resolved", "commonLabels": {"alertname": "CheckoutErrorRate"}}));
-    assert_eq!((status, answer["rolled_back"].clone()), (200, json!(false)));
+    let (status, answer) = post(&url, &alertmanager("resolved"));
+    assert_eq!((status, answer["acted"].clone()), (200, json!(false)), "{answer}");
 
     // A firing one restores the state from before the last change: back to 10 %.
-    let alert = json!({"version": "4", "status": "firing", "receiver": "vexil",
-        "commonLabels": {"alertname": "CheckoutErrorRate", "severity": "page"},
-        "alerts": [{"status": "firing", "labels": {"alertname": "CheckoutErrorRate"}}]});
-    let (status, answer) = post(&url, &alert);
-    assert_eq!((status, answer["rolled_back"].clone()), (200, json!(true)), "{answer}");
-    let state = server.http().get("/api/flags/ui.checkout_v2/environments/prod").body;
-    assert_eq!(state["state"]["split"]["buckets"][0]["weight"], 10000);
+    let (status, answer) = post(&url, &alertmanager("firing"));
+    assert_eq!((status, answer["acted"].clone(), answer["action"].clone()), (200, json!(true), json!("rollback")), "{answer}");
+    assert_eq!(prod_state(&server, "ui.checkout_v2")["split"]["buckets"][0]["weight"], 10000);
     let audit = server.http().get("/api/flags/audit?flag=ui.checkout_v2&action=rollback").body;
     let entry = &audit["entries"][0];
     assert_eq!(entry["user"], "system:trigger");
@@ -42,29 +52,85 @@ fn an_alertmanager_webhook_rolls_the_flag_back_and_the_audit_says_which_alert() 
     assert_eq!(entry["environment"], "production");
     assert_eq!(entry["reason"], "monitoring trigger \"checkout errors\" fired: CheckoutErrorRate");
 
-    // Alerts repeat while they fire (and any JSON is accepted): a flag already rolled back stays as it is.
-    let (status, answer) = post(&url, &json!({"title": "Sentry: checkout exceptions"}));
-    assert_eq!((status, answer["rolled_back"].clone()), (200, json!(false)), "{answer}");
-    let state = server.http().get("/api/flags/ui.checkout_v2/environments/prod").body;
-    assert_eq!(state["state"]["split"]["buckets"][0]["weight"], 10000, "the rollback was not undone");
-    // A new change is rolled back by the next firing: here, back to off.
-    server.cli(&["define", "ui.fresh"]).ok();
-    server.cli(&["enable", "ui.fresh", "--env", "prod", "--yes", "--reason", "launch"]).ok();
-    let fresh = server.cli(&["trigger", "create", "ui.fresh", "--env", "prod"]).ok().stdout.trim().to_owned();
-    assert_eq!(post(&fresh, &json!({})).1["rolled_back"], json!(true));
-    assert_eq!(server.http().get("/api/flags/ui.fresh/environments/prod").body["state"]["enabled"], false);
+    // Alerts repeat while they fire: a flag already rolled back stays as it is.
+    let (status, answer) = post(&url, &alertmanager("firing"));
+    assert_eq!((status, answer["acted"].clone()), (200, json!(false)), "{answer}");
+    assert_eq!(prod_state(&server, "ui.checkout_v2")["split"]["buckets"][0]["weight"], 10000, "the rollback was not undone");
 
-    // Triggers are listed and revoked; a revoked or unknown URL answers 404 and changes nothing.
+    // Triggers are listed with their action and revoked; a revoked or unknown URL answers 404 and changes nothing.
     let listed = server.cli(&["trigger", "list", "-o", "json"]).ok().json();
     let checkout = listed.as_array().unwrap().iter().find(|trigger| trigger["flag"] == "ui.checkout_v2").expect("listed");
     let id = checkout["id"].as_str().unwrap().to_owned();
-    assert_eq!(checkout["name"], "checkout errors");
+    assert_eq!((checkout["name"].as_str(), checkout["action"].as_str()), (Some("checkout errors"), Some("rollback")));
     server.cli(&["trigger", "revoke", &id]).ok();
-    assert_eq!(post(&url, &alert).0, 404);
-    assert_eq!(post(&format!("{}/api/triggers/vxt_guessed", server.url), &alert).0, 404);
+    assert_eq!(post(&url, &alertmanager("firing")).0, 404);
+    assert_eq!(post(&format!("{}/api/triggers/vxt_guessed", server.url), &alertmanager("firing")).0, 404);
     // The secret is no credential anywhere else.
     let secret = url.rsplit('/').next().unwrap();
     assert_eq!(server.http().with_token(Some(secret)).get("/api/flags").status, 401);
+}
+
+#[test]
+fn a_trigger_is_the_kill_switch_by_default_and_never_undoes_a_disable_or_widens_a_rollout() {
+    let server = Server::start();
+    server.cli(&["define", "ui.fresh"]).ok();
+    server.cli(&["enable", "ui.fresh", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let kill = server.cli(&["trigger", "create", "ui.fresh", "--env", "prod"]).ok().stdout.trim().to_owned();
+    let (status, answer) = post(&kill, &alertmanager("firing"));
+    assert_eq!((status, answer["action"].clone(), answer["acted"].clone()), (200, json!("disable"), json!(true)), "{answer}");
+    assert_eq!(prod_state(&server, "ui.fresh")["enabled"], false);
+    let audit = server.http().get("/api/flags/audit?flag=ui.fresh&env=prod").body;
+    assert_eq!((audit["entries"][0]["action"].as_str(), audit["entries"][0]["user"].as_str()), (Some("disable"), Some("system:trigger")));
+
+    // A person's kill switch: enable, then disable for an incident; a rollback trigger must not turn it back on.
+    server.cli(&["define", "ui.incident"]).ok();
+    server.cli(&["enable", "ui.incident", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    server.cli(&["disable", "ui.incident", "--env=prod", "--reason=INCIDENT"]).ok();
+    let rollback = server.cli(&["trigger", "create", "ui.incident", "--env", "prod", "--action", "rollback"]).ok().stdout.trim().to_owned();
+    let (status, answer) = post(&rollback, &alertmanager("firing"));
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("only ever reduce exposure"), "{answer}");
+    assert_eq!(prod_state(&server, "ui.incident")["enabled"], false, "the disable stands");
+
+    // A rollout cut back from 100 % to 33 %: the alert does not put it back to 100 %.
+    server.cli(&["define", "ui.cutback"]).ok();
+    server.cli(&["enable", "ui.cutback", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    server.cli(&["set", "ui.cutback", "--env", "prod", "--rollout", "33", "--yes", "--reason", "errors: cut back"]).ok();
+    let rollback = server.cli(&["trigger", "create", "ui.cutback", "--env", "prod", "--action", "rollback"]).ok().stdout.trim().to_owned();
+    assert_eq!(post(&rollback, &alertmanager("firing")).0, 409);
+    assert_eq!(prod_state(&server, "ui.cutback")["split"]["buckets"][0]["weight"], 33000);
+    let rollbacks = server.http().get("/api/flags/audit?action=rollback").body;
+    assert_eq!(rollbacks["entries"].as_array().unwrap().len(), 0, "nothing was rolled back: {rollbacks}");
+}
+
+#[test]
+fn only_a_recognised_firing_notification_fires_and_anything_else_is_refused_with_what_is_expected() {
+    let server = Server::start();
+    server.cli(&["define", "ui.fresh"]).ok();
+    server.cli(&["enable", "ui.fresh", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let url = server.cli(&["trigger", "create", "ui.fresh", "--env", "prod"]).ok().stdout.trim().to_owned();
+    let refused = [
+        json!({"status": "Resolved", "alerts": []}),
+        json!({"status": "Resolved"}),
+        json!({"title": "Sentry: checkout exceptions"}),
+        json!({"state": "exploded"}),
+        json!([1, 2]),
+    ];
+    for body in refused {
+        let (status, answer) = post(&url, &body);
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("expected an Alertmanager"), "{answer}");
+    }
+    let quiet = [json!({"state": "ok", "ruleName": "checkout"}), json!({"action": "resolved", "data": {}}), alertmanager("resolved")];
+    for body in quiet {
+        let (status, answer) = post(&url, &body);
+        assert_eq!((status, answer["acted"].clone()), (200, json!(false)), "{body}: {answer}");
+    }
+    assert_eq!(prod_state(&server, "ui.fresh")["enabled"], true, "nothing above fired");
+    let (status, answer) = post(&url, &json!({"state": "alerting", "ruleName": "checkout latency"}));
+    assert_eq!((status, answer["acted"].clone()), (200, json!(true)), "a Grafana alert fires: {answer}");
+    let audit = server.http().get("/api/flags/audit?flag=ui.fresh&env=prod").body;
+    assert!(audit["entries"][0]["reason"].as_str().unwrap().ends_with("fired: checkout latency"), "{audit}");
 }
 
 #[test]

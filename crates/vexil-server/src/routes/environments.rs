@@ -9,7 +9,7 @@ use vexil_core::{AuditAction, FlagName, diff_specs};
 
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
-use crate::service::{AppState, PlannedChange};
+use crate::service::{AppState, Edit, PlannedChange};
 use crate::wire::{BatchDiffResponse, EXPORT_FORMAT, EnvironmentView, ExportDocument, FlagDiff, ImportRequest};
 
 pub(super) fn router(import_limit: usize) -> Router<AppState> {
@@ -69,9 +69,6 @@ async fn import(
             document.version
         )));
     }
-    if !request.dry_run {
-        state.authorize_change(&actor, &environment, request.reason.as_deref())?;
-    }
     let mut diffs = Vec::new();
     let mut unchanged = Vec::new();
     let mut planned = Vec::new();
@@ -96,7 +93,7 @@ async fn import(
         planned.push(PlannedChange {
             environment: environment.clone(),
             flag,
-            spec,
+            edit: Edit::Replace(spec),
             expected_version: Some(current.version),
             action: AuditAction::Import,
             reason: request.reason.clone(),

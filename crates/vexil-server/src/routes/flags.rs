@@ -108,7 +108,7 @@ async fn update(
     headers: HeaderMap,
     ApiPath(flag): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateFlagRequest>,
-) -> ApiResult<Json<FlagView>> {
+) -> ApiResult<Json<serde_json::Value>> {
     actor.role.may_define().map_err(ApiError::forbidden)?;
     let current = state.definition(&flag)?;
     let expected = if_match(&headers)?.unwrap_or(current.version);
@@ -147,14 +147,30 @@ async fn update(
         definition.deprecated = deprecated;
     }
     definition.validate()?;
+    if request.dry_run {
+        // What the edit would change where: a protected environment in this list needs the admin role and a reason.
+        let affects: Vec<serde_json::Value> = state
+            .definition_impact(&current, &definition)
+            .into_iter()
+            .map(|(environment, effect)| {
+                serde_json::json!({
+                    "environment": environment.key,
+                    "name": environment.name,
+                    "protected": environment.protected,
+                    "effect": match effect { vexil_core::gate::Effect::Serving => "serving", vexil_core::gate::Effect::State => "state" },
+                })
+            })
+            .collect();
+        return Ok(Json(serde_json::json!({"flag": current.name, "dry_run": true, "changed": definition != current, "affects": affects})));
+    }
     if definition == current {
         let catalog = state.catalog.read();
-        return Ok(Json(view(&state, &catalog, &current)));
+        return Ok(Json(to_json(&view(&state, &catalog, &current))));
     }
     state.commit_definition(&actor, definition, expected, AuditAction::Update, request.reason).await?;
     let definition = state.definition(&flag)?;
     let catalog = state.catalog.read();
-    Ok(Json(view(&state, &catalog, &definition)))
+    Ok(Json(to_json(&view(&state, &catalog, &definition))))
 }
 
 async fn archive(

@@ -144,12 +144,13 @@ async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Respo
     response
 }
 
-/// The bulk body for a context, and an ETag derived from its bytes.
+/// The bulk body for a context, and an ETag derived from its bytes. Archived flags are in it: an archived flag
+/// keeps serving its frozen state through every endpoint (single evaluation, bulk, the stream), so archiving never
+/// changes what an application gets.
 fn render_bulk(snapshot: &EnvironmentSnapshot, context: &Map<String, Value>) -> (Bytes, String) {
     let flags: Vec<Value> = snapshot
         .flags
         .iter()
-        .filter(|(_, flag)| !flag.definition.archived)
         .map(|(name, flag)| match evaluate(snapshot, name.as_str(), flag, context) {
             Ok(success) => success,
             Err((code, details)) => json!({"key": name.as_str(), "errorCode": code, "errorDetails": details}),

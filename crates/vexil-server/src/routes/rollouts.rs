@@ -10,7 +10,7 @@ use vexil_core::{AuditAction, FlagType, RolloutPlan};
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
 use crate::rollout::{new_plan, percent_text, step_change};
-use crate::service::{AppState, PlannedChange};
+use crate::service::{AppState, Edit, PlannedChange};
 use crate::wire::ReasonRequest;
 
 pub(super) fn router() -> Router<AppState> {
@@ -41,7 +41,6 @@ async fn start(
 ) -> ApiResult<Json<Value>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
-    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
     if definition.flag_type != FlagType::Boolean {
         return Err(unprocessable(format!(
             "a rollout serves true to a growing share of users, so it needs a boolean flag; {} is {}",
@@ -75,12 +74,25 @@ async fn status(
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
     let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
+    let report = state.guard.report(&environment.key, &definition.name);
+    let step = report.as_ref().and_then(|report| report.step.clone()).filter(|step| step.version == current.version);
+    // Why the next step is not taken yet, when it is due and held.
+    let waiting =
+        current.rollout.as_ref().filter(|plan| !plan.paused && state.config.rollout_holds_without_evidence).and_then(|_| match &step {
+            Some(step) if step.healthy => None,
+            Some(step) => step.waiting.clone().or_else(|| Some("waiting: the guard found a regression at this step".to_owned())),
+            None => Some(
+                "waiting for the guard's first look at this step (the next step needs its evidence that this one is healthy)".to_owned(),
+            ),
+        });
     Ok(Json(json!({
         "flag": definition.name,
         "environment": environment.key,
         "enabled": current.spec.enabled,
         "percent": current.spec.rollout_thousandths().map(|share| share as f64 / 1000.0).or(if current.spec.enabled { Some(100.0) } else { None }),
         "plan": current.rollout,
+        "guard": report,
+        "waiting": waiting,
     })))
 }
 
@@ -92,7 +104,6 @@ async fn control(
 ) -> ApiResult<Json<Value>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
-    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
     let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
     let Some(plan) = current.rollout.clone() else {
         return Err(ApiError::conflict("no_rollout", format!("{} has no rollout in progress in {}", definition.name, environment.key)));
@@ -118,7 +129,7 @@ async fn control(
     let change = PlannedChange {
         environment: environment.clone(),
         flag: definition.name.clone(),
-        spec: current.spec.clone(),
+        edit: Edit::Replace(current.spec.clone()),
         expected_version: Some(current.version),
         action: AuditAction::Update,
         reason: Some(reason),

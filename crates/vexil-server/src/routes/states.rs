@@ -9,7 +9,7 @@ use vexil_core::{AuditAction, Environment, FlagName, diff_specs};
 use super::flags::{etag, if_match};
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
-use crate::service::{AppState, PlannedChange};
+use crate::service::{AppState, Edit, PlannedChange};
 use crate::wire::{
     BatchDiffResponse, BulkRequest, BulkResponse, CopyRequest, FlagDiff, PromoteRequest, PromoteResponse, ReasonRequest, SetStateRequest,
     StateResponse,
@@ -52,11 +52,10 @@ async fn set(
 ) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
-    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
     let planned = PlannedChange {
         environment: environment.clone(),
         flag: definition.name.clone(),
-        spec: request.spec(),
+        edit: Edit::Replace(request.spec()),
         expected_version: if_match(&headers)?,
         action: AuditAction::Update,
         reason: request.reason,
@@ -75,20 +74,16 @@ async fn toggle<const ENABLED: bool>(
     ApiPath((flag, environment)): ApiPath<(String, String)>,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
 ) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
-    let enabled = ENABLED;
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
-    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
-    let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
-    let mut spec = current.spec.clone();
-    spec.enabled = enabled;
     let planned = PlannedChange {
         environment: environment.clone(),
         flag: definition.name.clone(),
-        spec,
-        // Without If-Match the toggle applies to whatever is current: turning a flag off must not fail on a race.
-        expected_version: if_match(&headers)?.or(Some(current.version)),
-        action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
+        // Applied to whatever is current under the write lock; a disable ignores If-Match (the kill switch never
+        // waits on a version), an enable honours it.
+        edit: Edit::SetEnabled(ENABLED),
+        expected_version: if_match(&headers)?,
+        action: if ENABLED { AuditAction::Enable } else { AuditAction::Disable },
         reason: request.reason,
         from_environment: None,
         rollout: None,
@@ -143,7 +138,6 @@ async fn promote(
     if request.dry_run {
         return Ok(Json(response));
     }
-    state.authorize_change(&actor, &to, request.reason.as_deref())?;
     if let Some(expected) = request.expected_version
         && expected != target.version
     {
@@ -171,7 +165,7 @@ async fn promote(
     let planned = PlannedChange {
         environment: to.clone(),
         flag: definition.name.clone(),
-        spec,
+        edit: Edit::Replace(spec),
         expected_version: Some(target.version),
         action: AuditAction::Promote,
         reason: request.reason,
@@ -201,9 +195,6 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             .map(|definition| definition.name.clone())
             .collect(),
     };
-    if !request.dry_run {
-        state.authorize_change(&actor, &to, request.reason.as_deref())?;
-    }
     let mut diffs = Vec::new();
     let mut unchanged = Vec::new();
     let mut planned = Vec::new();
@@ -229,7 +220,7 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
         planned.push(PlannedChange {
             environment: to.clone(),
             flag: name,
-            spec: source.spec,
+            edit: Edit::Replace(source.spec),
             expected_version: Some(target.version),
             action: AuditAction::Copy,
             reason: request.reason.clone(),
@@ -263,7 +254,6 @@ async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
         }
     };
     let environment = state.environment(&request.environment)?;
-    state.authorize_change(&actor, &environment, request.reason.as_deref())?;
     let names: Vec<FlagName> = match (&request.flags, &request.tag) {
         (Some(flags), None) if !flags.is_empty() => {
             flags.iter().map(|flag| state.definition(flag).map(|definition| definition.name)).collect::<ApiResult<_>>()?
@@ -286,13 +276,11 @@ async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             unchanged.push(name.to_string());
             continue;
         }
-        let mut spec = current.spec.clone();
-        spec.enabled = enabled;
         planned.push(PlannedChange {
             environment: environment.clone(),
             flag: name,
-            spec,
-            expected_version: Some(current.version),
+            edit: Edit::SetEnabled(enabled),
+            expected_version: None,
             action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
             reason: request.reason.clone(),
             from_environment: None,

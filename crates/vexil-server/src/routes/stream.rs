@@ -67,6 +67,7 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
             "no credentials: send `Authorization: Bearer <token>` (an SDK key or an API token), or ?token= for EventSource",
         )
     })?;
+    let credential = crate::auth::hash_token(&token);
     let principal = authenticate(state, &token, vexil_core::Source::Api)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token"))?;
@@ -100,7 +101,8 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
         sent_at: tokio::time::Instant::now(),
         shutdown: state.shutdown_signal(),
         state: state.clone(),
-        environment: environment.key.clone(),
+        environment,
+        credential,
     };
     Ok((opening, live))
 }
@@ -170,7 +172,23 @@ pub(crate) struct Live {
     sent_at: tokio::time::Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
     state: AppState,
-    environment: vexil_core::EnvKey,
+    environment: vexil_core::Environment,
+    /// The SHA-256 of the stream's credential: rechecked every half heartbeat, so a revoked key, an ended session
+    /// or a disabled user loses the stream within the credential cache's lifetime (at once when the change was
+    /// made through this server, which clears the cache).
+    credential: String,
+}
+
+impl Live {
+    /// Whether the stream's credential still reads this environment. Through a store outage the last known
+    /// answer holds (as for any request), so an outage does not cut every stream.
+    async fn still_allowed(&self) -> bool {
+        match crate::auth::authenticate_hash(&self.state, self.credential.clone(), vexil_core::Source::Api).await {
+            Ok(Some(principal)) => principal.may_read(&self.environment).is_ok(),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
 }
 
 impl Live {
@@ -192,6 +210,9 @@ impl Live {
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.heartbeat.tick() => {
+                    if !self.still_allowed().await {
+                        return None;
+                    }
                     // The timer ticks every half heartbeat and is never reset by frames (that would be a timer update
                     // per client per change); a tick sends a heartbeat when nothing went out for half a heartbeat, so
                     // a stream is never silent for longer than the configured heartbeat.
@@ -199,8 +220,8 @@ impl Live {
                         continue;
                     }
                     self.sent_at = tokio::time::Instant::now();
-                    let revision = self.state.hub.snapshot(&self.environment).map(|snapshot| snapshot.revision).unwrap_or(self.last_sent);
-                    return Some((Ok(heartbeat_frame(&self.environment, revision)), self));
+                    let revision = self.state.hub.snapshot(&self.environment.key).map(|snapshot| snapshot.revision).unwrap_or(self.last_sent);
+                    return Some((Ok(heartbeat_frame(&self.environment.key, revision)), self));
                 }
             }
         }

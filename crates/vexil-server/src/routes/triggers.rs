@@ -1,11 +1,15 @@
 //! Monitoring triggers: a secret URL per flag and environment that a monitoring system (Alertmanager, Grafana,
-//! Sentry webhooks) calls to roll the flag back.
+//! Sentry webhooks) calls when an alert fires.
 //!
-//! `POST /api/triggers {"flag", "environment", "name"?}` creates one (with the right to change that environment)
-//! and answers its URL once; the secret is stored hashed, listed and revoked like any token. `POST
-//! /api/triggers/{secret}` with any JSON (or none) rolls the flag back, audited as `rollback` by `system:trigger`
-//! with the trigger's and the alert's names. An Alertmanager notification whose status is `resolved` changes nothing,
-//! and neither does a repeated one: a flag already rolled back is not rolled back again.
+//! `POST /api/triggers {"flag", "environment", "name"?, "action"?}` creates one (with the right to change that
+//! environment) and answers its URL once; the secret is stored hashed, listed and revoked like any token. A trigger
+//! has an explicit action, as LaunchDarkly's do: `disable` (the default: the kill switch) or `rollback` (restore
+//! the last state a person set before the change that produced the current one). Either is an automatic action,
+//! so it only ever reduces exposure: a rollback that would re-enable a disabled flag or widen a rollout is refused
+//! (409) and changes nothing, and a repeated alert changes nothing more.
+//!
+//! `POST /api/triggers/{secret}` acts only on a notification it recognises as firing ([`Notification`]); a resolved
+//! or "ok" notification changes nothing, and anything else is refused with the shapes that are accepted.
 
 use axum::Json;
 use axum::Router;
@@ -15,12 +19,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vexil_core::{AuditAction, FlagName, Role, Source};
+use vexil_core::gate::Automation;
+use vexil_core::{AuditAction, FlagName};
 use vexil_store::{TokenKind, Write};
 
 use crate::auth::{Actor, hash_token, random_secret, token_record};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
-use crate::service::AppState;
+use crate::service::{AppState, Remedy, RemedyOutcome};
 
 /// The prefix of trigger secrets.
 pub const TRIGGER_PREFIX: &str = "vxt_";
@@ -35,6 +40,28 @@ struct CreateTrigger {
     flag: String,
     environment: String,
     name: Option<String>,
+    /// `disable` (default) or `rollback`.
+    action: Option<String>,
+}
+
+/// What firing a trigger does.
+fn parse_action(input: Option<&str>) -> ApiResult<Remedy> {
+    match input.unwrap_or("disable") {
+        "disable" => Ok(Remedy::Disable),
+        "rollback" => Ok(Remedy::Rollback),
+        other => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+            format!("trigger action `{}` is unknown; accepted: disable (the default), rollback", vexil_core::name::printable(other)),
+        )),
+    }
+}
+
+fn action_name(remedy: Remedy) -> &'static str {
+    match remedy {
+        Remedy::Disable => "disable",
+        Remedy::Rollback => "rollback",
+    }
 }
 
 async fn create(
@@ -46,6 +73,7 @@ async fn create(
     let definition = state.definition(&request.flag)?;
     let environment = state.environment(&request.environment)?;
     actor.role.may_change(&environment).map_err(ApiError::forbidden)?;
+    let action = parse_action(request.action.as_deref())?;
     let name = request.name.unwrap_or_else(|| format!("{} in {}", definition.name, environment.key));
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "trigger name must be 1 to 100 printable characters"));
@@ -53,6 +81,7 @@ async fn create(
     let secret = random_secret(TRIGGER_PREFIX);
     let mut record = token_record(&secret, TokenKind::Trigger, &actor.email, Some(environment.key.clone()), &name);
     record.flag = Some(definition.name.to_string());
+    record.action = Some(action_name(action).to_owned());
     let mut entry = vexil_core::AuditDraft {
         flag: Some(definition.name.to_string()),
         action: AuditAction::TokenCreate,
@@ -62,34 +91,78 @@ async fn create(
         reason: None,
         from_environment: None,
         before: None,
-        after: Some(json!({"id": record.id, "kind": "trigger", "name": name})),
+        after: Some(json!({"id": record.id, "kind": "trigger", "name": name, "action": action_name(action)})),
         source: actor.source,
+        definition: None,
     };
-    entry.reason = Some(format!("monitoring trigger \"{name}\" created"));
+    entry.reason = Some(format!("monitoring trigger \"{name}\" created ({})", action_name(action)));
     state.commit(Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
     let host = headers.get("host").and_then(|value| value.to_str().ok()).unwrap_or("127.0.0.1:7070");
     let scheme = if headers.get("x-forwarded-proto").is_some_and(|value| value == "https") { "https" } else { "http" };
     let url = format!("{scheme}://{host}/api/triggers/{secret}");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": record.id, "flag": definition.name, "environment": environment.key, "name": name, "url": url})),
+        Json(
+            json!({"id": record.id, "flag": definition.name, "environment": environment.key, "name": name, "action": action_name(action), "url": url}),
+        ),
     ))
 }
 
-/// The alert's name in an Alertmanager webhook (`commonLabels.alertname`, or the first alert's), or a generic payload's `title`/`name`.
-fn alert_name(payload: &Value) -> String {
-    let candidates = [
-        payload.pointer("/commonLabels/alertname"),
-        payload.pointer("/alerts/0/labels/alertname"),
-        payload.get("title"),
-        payload.get("name"),
-        payload.get("alert"),
-    ];
-    let name = candidates.into_iter().flatten().find_map(Value::as_str).unwrap_or("unnamed alert");
-    vexil_core::name::printable(name)
+/// What a monitoring system's call says, in the shapes a trigger recognises.
+///
+/// - Alertmanager (and Grafana's unified alerting, which sends the same shape): `{"status": "firing" | "resolved",
+///   "alerts": [...]}`; the alert's name is `commonLabels.alertname` or the first alert's.
+/// - Grafana's legacy alerting: `{"state": "alerting" | "ok" | "no_data" | "paused" | "pending", "ruleName": ...}`.
+/// - Sentry: `{"action": "triggered" | "critical" | "warning" | "resolved", "data": {...}}` (issue and metric alerts);
+///   `triggered` and `critical` fire.
+/// - A plain POST with an empty body fires.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Notification {
+    /// Act, for the alert of this name.
+    Firing(String),
+    /// A notification that the alert is over (or not serious): nothing to do.
+    Quiet(&'static str),
 }
 
-async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, body: Bytes) -> ApiResult<Json<Value>> {
+/// Reads a trigger call's body; `Err` says what was expected.
+pub fn notification(body: &[u8]) -> Result<Notification, String> {
+    const EXPECTED: &str = "expected an Alertmanager or Grafana notification ({\"status\": \"firing\", \"alerts\": [...]}), a Grafana legacy alert ({\"state\": \"alerting\"}), a Sentry alert ({\"action\": \"triggered\", \"data\": {...}}) or an empty body";
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Notification::Firing("plain POST".to_owned()));
+    }
+    let payload: Value = serde_json::from_slice(body).map_err(|_| format!("the body is not JSON; {EXPECTED}"))?;
+    let text = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str).map(vexil_core::name::printable);
+    let named = |candidates: &[&str]| candidates.iter().find_map(|pointer| text(pointer)).unwrap_or_else(|| "unnamed alert".to_owned());
+    if let (Some(status), Some(Value::Array(_))) = (payload.get("status").and_then(Value::as_str), payload.get("alerts")) {
+        return match status {
+            "firing" => Ok(Notification::Firing(named(&["/commonLabels/alertname", "/alerts/0/labels/alertname", "/title"]))),
+            "resolved" => Ok(Notification::Quiet("the alert is resolved")),
+            other => Err(format!("status `{}` is neither `firing` nor `resolved`; {EXPECTED}", vexil_core::name::printable(other))),
+        };
+    }
+    if let Some(state) = payload.get("state").and_then(Value::as_str) {
+        return match state {
+            "alerting" => Ok(Notification::Firing(named(&["/ruleName", "/title"]))),
+            "ok" | "no_data" | "paused" | "pending" => Ok(Notification::Quiet("the alert is not firing")),
+            other => Err(format!("state `{}` is not a Grafana alert state; {EXPECTED}", vexil_core::name::printable(other))),
+        };
+    }
+    if let (Some(action), Some(_)) = (payload.get("action").and_then(Value::as_str), payload.get("data")) {
+        return match action {
+            "triggered" | "critical" => Ok(Notification::Firing(named(&[
+                "/data/event/title",
+                "/data/metric_alert/alert_rule/name",
+                "/data/triggered_rule",
+                "/data/description_title",
+            ]))),
+            "resolved" | "warning" => Ok(Notification::Quiet("the alert is not critical")),
+            other => Err(format!("action `{}` is not a Sentry alert action; {EXPECTED}", vexil_core::name::printable(other))),
+        };
+    }
+    Err(format!("the body is not a notification this trigger recognises; {EXPECTED}"))
+}
+
+async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let not_found = || ApiError::not_found("no such trigger");
     let record = state
         .store
@@ -97,22 +170,36 @@ async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, b
         .await?
         .filter(|record| record.kind == TokenKind::Trigger && record.revoked_at.is_none())
         .ok_or_else(not_found)?;
-    let payload: Value =
-        if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
-    if payload.get("status").and_then(Value::as_str) == Some("resolved") {
-        return Ok(Json(json!({"rolled_back": false, "why": "the alert is resolved"})));
-    }
     let flag = record.flag.as_deref().and_then(|flag| FlagName::parse(flag).ok()).ok_or_else(not_found)?;
     let environment =
         record.environment.as_ref().and_then(|environment| state.config.environments.get(environment).cloned()).ok_or_else(not_found)?;
-    let actor = Actor { email: "system:trigger".to_owned(), role: Role::Admin, token_id: record.id.clone(), source: Source::System };
-    let reason = format!("monitoring trigger \"{}\" fired: {}", record.name, alert_name(&payload));
-    let changes = state.rollback(&actor, &environment, &flag, reason).await?;
-    let current = state.catalog.state(&environment.key, &flag);
-    let rolled_back = !changes.is_empty();
-    let mut answer = json!({"rolled_back": rolled_back, "flag": flag, "environment": environment.key, "state": current});
-    if !rolled_back {
-        answer["why"] = json!("the flag is already rolled back; a repeated alert changes nothing");
+    // Triggers made before actions existed rolled back; they keep doing so (under the exposure rule).
+    let remedy = parse_action(Some(record.action.as_deref().unwrap_or("rollback")))?;
+    let base = json!({"flag": flag, "environment": environment.key, "action": action_name(remedy)});
+    let answer = |acted: bool, why: Option<&str>| {
+        let mut answer = base.clone();
+        answer["acted"] = json!(acted);
+        answer["state"] = json!(state.catalog.state(&environment.key, &flag));
+        if let Some(why) = why {
+            answer["why"] = json!(why);
+        }
+        answer
+    };
+    let alert =
+        match notification(&body).map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_notification", message))? {
+            Notification::Firing(alert) => alert,
+            Notification::Quiet(why) => return Ok((StatusCode::OK, Json(answer(false, Some(why))))),
+        };
+    let actor = Actor::automatic(Automation::Trigger, &record.id);
+    let reason = format!("monitoring trigger \"{}\" fired: {alert}", record.name);
+    match state.remedy(&actor, &environment, &flag, remedy, reason).await? {
+        RemedyOutcome::Done(changes) if !changes.is_empty() => Ok((StatusCode::OK, Json(answer(true, None)))),
+        RemedyOutcome::Done(_) => Ok((StatusCode::OK, Json(answer(false, Some("nothing to change"))))),
+        // The exposure rule: say so loudly, so the monitoring system shows the trigger did not act.
+        RemedyOutcome::WidensExposure(why) => Err(ApiError::conflict(
+            "widens_exposure",
+            format!("the trigger did not act: {why}; use a trigger with --action disable to turn the flag off"),
+        )),
+        RemedyOutcome::Nothing(why) => Ok((StatusCode::OK, Json(answer(false, Some(&why))))),
     }
-    Ok(Json(answer))
 }

@@ -56,6 +56,7 @@ fn audit(actor_email: &str, source: vexil_core::Source, action: AuditAction, aft
         before: None,
         after: Some(after),
         source,
+        definition: None,
     }
 }
 
@@ -323,6 +324,9 @@ struct TokenView {
     user: String,
     environment: Option<String>,
     flag: Option<String>,
+    /// For triggers: `disable` or `rollback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
     name: String,
     created_at: String,
     revoked_at: Option<String>,
@@ -416,6 +420,7 @@ async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<J
             kind: token.kind,
             user: token.user,
             environment: token.environment.map(|environment| environment.to_string()),
+            action: (token.kind == TokenKind::Trigger).then(|| token.action.unwrap_or_else(|| "rollback".to_owned())),
             flag: token.flag,
             name: token.name,
             created_at: token.created_at,

@@ -1,0 +1,254 @@
+//! Production is safe by construction, on a running server: the gate judges every write by what it changes in what
+//! each environment serves (so a definition edit can be a production change), archiving never changes what is
+//! served, the kill switch always works, and open streams lose a credential that was revoked.
+
+mod common;
+
+use common::{ADMIN_TOKEN, Server, Stream};
+use serde_json::{Value, json};
+
+/// A developer's personal token.
+fn developer(server: &Server) -> String {
+    server.cli(&["user", "add", "dev@example.com", "--role", "developer"]).ok();
+    server.cli(&["token", "create", "--user", "dev@example.com"]).ok().stdout.trim().to_owned()
+}
+
+/// `ui.button_colour`: a string flag with variants control (grey, also the default) and treatment (blue); production
+/// serves the treatment, staging is off.
+fn colour_flag(server: &Server) {
+    let created = server.http().post(
+        "/api/flags",
+        &json!({"name": "ui.button_colour", "type": "string", "default": "grey", "variants": [
+            {"name": "control", "value": "grey"}, {"name": "treatment", "value": "blue"}]}),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let set = server.http().put(
+        "/api/flags/ui.button_colour/environments/prod",
+        &json!({"enabled": true, "serve": {"variant": "treatment"}, "reason": "treatment wins"}),
+        None,
+    );
+    assert_eq!(set.status, 200, "{:?}", set.body);
+}
+
+fn recolour(treatment: &str, reason: Option<&str>) -> Value {
+    let mut body = json!({"variants": [{"name": "control", "value": "grey"}, {"name": "treatment", "value": treatment}]});
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
+    body
+}
+
+/// The next change of `flag` on `stream`, past changes of other flags.
+fn next_change_of(stream: &Stream, flag: &str) -> common::Event {
+    loop {
+        let event = stream.next();
+        if event.data["flag"] == flag {
+            return event;
+        }
+    }
+}
+
+/// What production's OFREP answers for one flag.
+fn served_in_prod(server: &Server, key: &str, flag: &str) -> Value {
+    let answer =
+        server.http().with_token(Some(key)).post(&format!("/ofrep/v1/evaluate/flags/{flag}"), &json!({"context": {"targetingKey": "u1"}}));
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body["value"].clone()
+}
+
+#[test]
+fn a_definition_change_that_alters_what_production_serves_is_a_production_change() {
+    let server = Server::start_configured("guard_check_seconds = 1\n");
+    colour_flag(&server);
+    let developer = developer(&server);
+    let key = common::sdk_key_for(&server, "prod");
+    let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    let version = server.http().get("/api/flags/ui.button_colour/environments/prod").body["state"]["version"].as_u64().unwrap();
+
+    // A developer cannot change a value production serves through the definition.
+    let as_developer = server.http().with_token(Some(&developer));
+    let refused = as_developer.send("PATCH", "/api/flags/ui.button_colour", Some(recolour("red", Some("rebrand")).to_string()), &[]);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("alters what production serves") && message.contains("needs the admin role"), "{message}");
+    assert_eq!(served_in_prod(&server, &key, "ui.button_colour"), "blue", "nothing changed");
+    // Metadata stays developer-level.
+    let described =
+        as_developer.send("PATCH", "/api/flags/ui.button_colour", Some(json!({"description": "the buy button"}).to_string()), &[]);
+    assert_eq!(described.status, 200, "{:?}", described.body);
+    assert_eq!(next_change_of(&stream, "ui.button_colour").data["definition"]["description"], "the buy button");
+    // A disabled string flag serves its default, so its default is production's too.
+    server.http().post("/api/flags", &json!({"name": "ui.theme", "type": "string", "default": "light"}));
+    let refused = as_developer.send("PATCH", "/api/flags/ui.theme", Some(json!({"default": "dark"}).to_string()), &[]);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(served_in_prod(&server, &key, "ui.theme"), "light");
+
+    // An admin needs a reason, as for any production change; a dry run says what would change where.
+    let admin = server.http();
+    let without_reason = admin.send("PATCH", "/api/flags/ui.button_colour", Some(recolour("red", None).to_string()), &[]);
+    assert_eq!((without_reason.status, without_reason.body["error"]["code"].as_str()), (422, Some("reason_required")));
+    let mut dry_run = recolour("red", None);
+    dry_run["dry_run"] = json!(true);
+    let impact = admin.send("PATCH", "/api/flags/ui.button_colour", Some(dry_run.to_string()), &[]).body;
+    assert_eq!(impact["affects"], json!([{"environment": "prod", "name": "production", "protected": true, "effect": "serving"}]));
+    let done = admin.send("PATCH", "/api/flags/ui.button_colour", Some(recolour("red", Some("rebrand: red buttons")).to_string()), &[]);
+    assert_eq!(done.status, 200, "{:?}", done.body);
+
+    // Production sees it as a change of its own: a new state version, streamed, served, audited there, watched.
+    let change = next_change_of(&stream, "ui.button_colour");
+    assert_eq!(change.data["state"]["version"].as_u64(), Some(version + 1));
+    assert_eq!(change.data["state"]["updated_by"], "admin@localhost");
+    assert_eq!(served_in_prod(&server, &key, "ui.button_colour"), "red");
+    let audit = server.cli(&["audit", "--env", "prod", "--flag", "ui.button_colour", "-o", "json"]).ok().json();
+    let entry = &audit["entries"][0];
+    assert_eq!((entry["action"].as_str(), entry["environment"].as_str()), (Some("update"), Some("production")));
+    assert_eq!(entry["reason"], "rebrand: red buttons");
+    assert_eq!(entry["definition"]["before"]["variants"][1]["value"], "blue");
+    assert_eq!(entry["definition"]["after"]["variants"][1]["value"], "red");
+    assert_eq!(entry["after"]["version"].as_u64(), Some(version + 1));
+    let staging = server.cli(&["audit", "--env", "staging", "--flag", "ui.button_colour", "-o", "json"]).ok().json();
+    assert!(staging["entries"].as_array().unwrap().iter().all(|entry| entry["action"] != "update"), "staging serves control: untouched");
+    // The guard watches it like any production change (it looks every second; asking again is the wait).
+    let deadline = std::time::Instant::now() + common::MOMENT;
+    loop {
+        let guard = server.http().get("/api/flags/ui.button_colour/environments/prod/guard").body;
+        if guard["report"]["version"].as_u64() == Some(version + 1) {
+            assert_eq!(guard["report"]["watching"], "change", "{guard}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the guard never watched the change: {guard}");
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    }
+    assert!(server.cli(&["audit", "verify"]).ok().stdout.contains("intact"));
+}
+
+#[test]
+fn apply_of_a_registry_that_changes_what_production_serves_needs_the_admin_a_reason_and_confirmation() {
+    let server = Server::start();
+    colour_flag(&server);
+    let developer = developer(&server);
+    let directory = tempfile::tempdir().unwrap();
+    let registry = directory.path().join("flags.toml");
+    std::fs::write(
+        &registry,
+        "[[flag]]\nname = \"ui.button_colour\"\ntype = \"string\"\ndefault = \"grey\"\nvariants = [\n  { name = \"control\", value = \"grey\" },\n  { name = \"treatment\", value = \"green\" },\n]\n",
+    )
+    .unwrap();
+    let file = registry.to_str().unwrap();
+    let preview = server.cli(&["apply", file, "--dry-run"]).ok();
+    assert!(preview.stdout.contains("changes what prod serves"), "{}", preview.stdout);
+
+    let refused = server.cli_as(&developer, &["apply", file, "--reason", "green", "--yes"]).expect_code(3);
+    assert!(refused.stderr.contains("alters what production serves"), "{}", refused.stderr);
+    let refused = server.cli(&["apply", file]).expect_code(3);
+    assert!(refused.stderr.contains("--reason") && refused.stderr.contains("--yes"), "{}", refused.stderr);
+    let key = common::sdk_key_for(&server, "prod");
+    assert_eq!(served_in_prod(&server, &key, "ui.button_colour"), "blue", "nothing changed");
+
+    server.cli(&["apply", file, "--reason", "green buttons", "--yes"]).ok();
+    assert_eq!(served_in_prod(&server, &key, "ui.button_colour"), "green");
+    let audit = server.cli(&["audit", "--env", "prod", "-o", "json"]).ok().json();
+    assert_eq!(audit["entries"][0]["reason"], "green buttons");
+}
+
+#[test]
+fn archiving_changes_nothing_served_and_never_blocks_the_kill_switch() {
+    let server = Server::start();
+    let developer = developer(&server);
+    let as_developer = server.http().with_token(Some(&developer));
+    server.http().post("/api/flags", &json!({"name": "ui.theme", "type": "string", "default": "light"}));
+    server.cli(&["define", "ui.banner"]).ok();
+    server.cli(&["enable", "ui.banner", "--env", "staging"]).ok();
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    server.cli(&["enable", "ui.checkout_v2", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+
+    // A flag that serves something in production cannot be archived.
+    let refused = as_developer.post("/api/flags/ui.checkout_v2/archive", &json!({}));
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (409, Some("flag_enabled")), "{:?}", refused.body);
+    // One that is off there can, and it goes on serving what it served, through single and bulk evaluation alike.
+    for flag in ["ui.theme", "ui.banner"] {
+        assert_eq!(as_developer.post(&format!("/api/flags/{flag}/archive"), &json!({})).status, 200);
+    }
+    assert_eq!(served_in_prod(&server, &key, "ui.theme"), "light");
+    let bulk = server.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags", &json!({"context": {"targetingKey": "u1"}})).body;
+    let theme = bulk["flags"].as_array().unwrap().iter().find(|flag| flag["key"] == "ui.theme").cloned();
+    assert_eq!(theme.map(|flag| flag["value"].clone()), Some(json!("light")), "{bulk}");
+
+    // The kill switch works on an archived flag; turning one on does not.
+    let disabled = server.http().post("/api/flags/ui.banner/environments/staging/disable", &json!({}));
+    assert_eq!((disabled.status, disabled.body["state"]["enabled"].as_bool()), (200, Some(false)), "{:?}", disabled.body);
+    let enabled = server.http().post("/api/flags/ui.banner/environments/staging/enable", &json!({}));
+    assert_eq!((enabled.status, enabled.body["error"]["code"].as_str()), (409, Some("flag_archived")));
+}
+
+#[test]
+fn the_emergency_disable_is_never_refused_while_another_writer_changes_the_flag() {
+    let server = Server::start();
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    let url = server.url.clone();
+    let writer = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        for round in 0..150u32 {
+            let share = 1000 * (1 + round % 99);
+            let body = json!({"enabled": true, "serve": {"value": true}, "reason": "widen", "split": {"buckets": [
+                {"serve": {"value": true}, "weight": share}, {"serve": {"value": false}, "weight": 100_000 - share}]}});
+            let answer =
+                client.put(format!("{url}/api/flags/ui.checkout_v2/environments/prod")).bearer_auth(ADMIN_TOKEN).json(&body).send();
+            assert_eq!(answer.unwrap().status().as_u16(), 200);
+        }
+    });
+    let admin = server.http();
+    let mut refused = Vec::new();
+    for _ in 0..100 {
+        let answer = admin.post("/api/flags/ui.checkout_v2/environments/prod/disable", &json!({"reason": "INCIDENT"}));
+        if answer.status != 200 {
+            refused.push((answer.status, answer.body));
+        }
+    }
+    writer.join().unwrap();
+    assert!(refused.is_empty(), "the kill switch was refused {} times: {:?}", refused.len(), refused.first());
+    // Each disable turned off whatever was current: the writer's split survives in the disabled state.
+    let disable = admin.post("/api/flags/ui.checkout_v2/environments/prod/disable", &json!({"reason": "INCIDENT"}));
+    assert_eq!(disable.body["state"]["enabled"], false);
+    assert!(disable.body["state"]["split"].is_object(), "a disable keeps the rest of the state: {:?}", disable.body);
+}
+
+/// Waits for the stream to end, skipping what arrives before (heartbeats keep coming while it is open).
+fn ends(stream: &Stream) {
+    let deadline = std::time::Instant::now() + common::MOMENT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match stream.events.recv_timeout(left) {
+            Ok(None) => return,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("the stream was still open a moment after its credential was withdrawn"),
+        }
+    }
+}
+
+#[test]
+fn a_revoked_key_and_a_disabled_user_lose_their_open_streams() {
+    let server = Server::start_configured("heartbeat_seconds = 1\n");
+    server.cli(&["define", "ui.a"]).ok();
+    let key = common::sdk_key_for(&server, "staging");
+    let developer = developer(&server);
+    let by_key = Stream::open(&server, "env=staging", &key, None).unwrap();
+    let by_user = Stream::open(&server, "env=staging", &developer, None).unwrap();
+    let kept = Stream::open(&server, "env=staging", ADMIN_TOKEN, None).unwrap();
+    for stream in [&by_key, &by_user, &kept] {
+        assert_eq!(stream.next().name, "snapshot");
+    }
+
+    let tokens = server.cli(&["token", "list", "-o", "json"]).ok().json();
+    let id = tokens.as_array().unwrap().iter().find(|token| token["kind"] == "sdk").unwrap()["id"].as_str().unwrap().to_owned();
+    server.cli(&["token", "revoke", &id]).ok();
+    ends(&by_key);
+    server.cli(&["user", "disable", "dev@example.com"]).ok();
+    ends(&by_user);
+
+    // A stream whose credential still holds goes on, and gets the next change.
+    server.cli(&["enable", "ui.a", "--env", "staging"]).ok();
+    assert_eq!(kept.next().data["state"]["enabled"], true);
+}
