@@ -26,6 +26,10 @@ pub struct ServerConfig {
     /// Whether a rollout step waits for the guard's evidence that the current one is healthy (`hold`, true) or
     /// is taken on schedule whatever the guard has seen (`advance`).
     pub rollout_holds_without_evidence: bool,
+    /// The most evaluations one SDK key may report per minute (counted by arrival, whichever minute they are filed in).
+    pub metrics_key_evaluations_per_minute: u64,
+    /// How many minutes back a batch's `start` may lie (a batch held back through a short outage).
+    pub metrics_max_backdate_minutes: u64,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +45,8 @@ impl Default for ServerConfig {
             guard_window: std::time::Duration::from_secs(30 * 60),
             guard: vexil_core::guard::GuardPolicy::default(),
             rollout_holds_without_evidence: true,
+            metrics_key_evaluations_per_minute: 10_000_000,
+            metrics_max_backdate_minutes: 10,
         }
     }
 }

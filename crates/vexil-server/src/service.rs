@@ -38,6 +38,8 @@ pub struct Inner {
     pub login_limiter: crate::auth::LoginLimiter,
     /// Recently used credentials.
     pub credentials: crate::auth::CredentialCache,
+    /// Evaluations each SDK key reported this minute, against `metrics_key_evaluations_per_minute`.
+    pub metrics_budget: crate::routes::metrics::KeyBudget,
     /// What the guard watches and what its last looks saw.
     pub guard: crate::guard::Guard,
     /// Each environment's compiled snapshot and change broadcast.
@@ -132,6 +134,7 @@ impl AppState {
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
             credentials: Default::default(),
+            metrics_budget: Default::default(),
             guard: Default::default(),
             hub,
             shutdown: tokio::sync::watch::Sender::new(false),

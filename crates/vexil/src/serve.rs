@@ -41,6 +41,10 @@ struct FileConfig {
     guard_false_positive_budget: Option<f64>,
     /// `hold` (default): a rollout step waits until the guard saw the current one healthy; `advance`: on schedule.
     rollout_without_evidence: Option<String>,
+    /// The most evaluations one SDK key may report per minute.
+    metrics_key_evaluations_per_minute: Option<u64>,
+    /// How far back (minutes) a metrics batch may be filed.
+    metrics_max_backdate_minutes: Option<u64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -103,6 +107,18 @@ impl Settings {
             None | Some("hold") => {}
             Some("advance") => server.rollout_holds_without_evidence = false,
             Some(other) => anyhow::bail!("configuration: rollout_without_evidence is `{other}`; accepted: hold (the default), advance"),
+        }
+        if let Some(budget) = file.metrics_key_evaluations_per_minute {
+            if budget == 0 {
+                anyhow::bail!("configuration: metrics_key_evaluations_per_minute is 0; accepted: 1 or more");
+            }
+            server.metrics_key_evaluations_per_minute = budget;
+        }
+        if let Some(minutes) = file.metrics_max_backdate_minutes {
+            if minutes > 60 {
+                anyhow::bail!("configuration: metrics_max_backdate_minutes is {minutes}; accepted: 0 to 60");
+            }
+            server.metrics_max_backdate_minutes = minutes;
         }
         if let Some(buffer) = file.stream_buffer {
             server.stream_buffer = buffer.clamp(1, 1 << 16);

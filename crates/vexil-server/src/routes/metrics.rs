@@ -4,6 +4,10 @@
 //! `{"flags": {"<flag>": {"variants": {"<variant>": {"evaluations": N, "errors": N}}}}}` — a boolean flag's variants are
 //! `"true"` and `"false"`. Counts are added to the current minute's bucket in the store, so every server adds to the same
 //! totals. Unknown flags are ignored and named in the answer; malformed batches are refused whole.
+//!
+//! Metrics steer the guard, so what one key can report is bounded: only labels the flag can serve (a label nobody
+//! is served cannot exist), errors never above evaluations, at most `metrics_key_evaluations_per_minute` evaluations
+//! per key and minute of arrival (per server), and filed at most `metrics_max_backdate_minutes` back.
 
 use std::collections::BTreeMap;
 
@@ -38,8 +42,47 @@ struct Batch {
     start: Option<String>,
 }
 
-/// How far back a batch's `start` may lie, in minutes.
-const MAX_START_AGE_MINUTES: u64 = 60;
+/// Evaluations each SDK key reported in the current minute of arrival, on this server.
+#[derive(Debug, Default)]
+pub struct KeyBudget(std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>);
+
+impl KeyBudget {
+    /// Takes `amount` from `key`'s budget for `minute`; `Err` with what is already used when it does not fit.
+    fn take(&self, key: &str, minute: u64, amount: u64, limit: u64) -> Result<(), u64> {
+        let mut entries = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= 100_000 {
+            entries.retain(|_, (at, _)| *at == minute);
+        }
+        let entry = entries.entry(key.to_owned()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1.saturating_add(amount) > limit {
+            return Err(entry.1);
+        }
+        entry.1 += amount;
+        Ok(())
+    }
+
+    /// Returns what a batch took when the store did not take it.
+    fn give_back(&self, key: &str, minute: u64, amount: u64) {
+        let mut entries = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = entries.get_mut(key).filter(|entry| entry.0 == minute) {
+            entry.1 = entry.1.saturating_sub(amount);
+        }
+    }
+}
+
+/// The labels a flag can ever be counted under: its variants, and `true`/`false` for a boolean or the label of
+/// values that are no variant for other types.
+fn servable_labels(definition: &vexil_core::FlagDefinition) -> Vec<String> {
+    let mut labels: Vec<String> = definition.variants.iter().map(|variant| variant.name.clone()).collect();
+    match definition.flag_type {
+        vexil_core::FlagType::Boolean => labels.extend(["true".to_owned(), "false".to_owned()]),
+        _ => labels.push(vexil_core::evaluation::UNNAMED_LABEL.to_owned()),
+    }
+    labels
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +110,8 @@ async fn receive(
     ApiJson(batch): ApiJson<Batch>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
-    let environment = match authenticate(&state, &token, vexil_core::Source::Api).await? {
-        Some(Principal::Sdk { environment, .. }) => environment,
+    let (key_id, environment) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
+        Some(Principal::Sdk { token_id, environment }) => (token_id, environment),
         Some(Principal::User(_)) => {
             return Err(ApiError::forbidden("metrics are sent with an SDK key, which says which environment they come from"));
         }
@@ -85,11 +128,12 @@ async fn receive(
             })?;
             let bucket = start.unix_timestamp().max(0) as u64 / 60;
             let now = current_bucket();
-            if bucket > now + 1 || bucket + MAX_START_AGE_MINUTES < now {
+            let oldest = state.config.metrics_max_backdate_minutes;
+            if bucket > now + 1 || bucket + oldest < now {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_value",
-                    format!("start must lie within the last {MAX_START_AGE_MINUTES} minutes, not in the future"),
+                    format!("start must lie within the last {oldest} minutes (metrics_max_backdate_minutes), not in the future"),
                 ));
             }
             bucket.min(now)
@@ -97,13 +141,28 @@ async fn receive(
     };
     let mut counts = Vec::new();
     let mut ignored = Vec::new();
+    let mut unservable = Vec::new();
     for (flag, flag_counts) in batch.flags {
-        let known = vexil_core::FlagName::parse(&flag).ok().is_some_and(|name| state.catalog.definition(&name).is_some());
-        if !known {
+        let Some(definition) = vexil_core::FlagName::parse(&flag).ok().and_then(|name| state.catalog.definition(&name)) else {
             ignored.push(vexil_core::name::printable(&flag));
             continue;
-        }
+        };
+        let labels = servable_labels(&definition);
         for (variant, variant_counts) in flag_counts.variants {
+            if !labels.contains(&variant) {
+                unservable.push(format!("`{}` of {flag} (it can serve: {})", vexil_core::name::printable(&variant), labels.join(", ")));
+                continue;
+            }
+            if variant_counts.errors > variant_counts.evaluations {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    format!(
+                        "{flag}/{variant} reports {} errors in {} evaluations; errors are evaluations that failed, so never more",
+                        variant_counts.errors, variant_counts.evaluations
+                    ),
+                ));
+            }
             let label_ok = !variant.is_empty() && variant.chars().count() <= 64 && !variant.chars().any(char::is_control);
             if !label_ok {
                 return Err(ApiError::new(
@@ -132,8 +191,29 @@ async fn receive(
             }
         }
     }
+    if !unservable.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+            format!("these variants are not ones the flags can serve: {}; nothing was counted", unservable.join("; ")),
+        ));
+    }
     if !counts.is_empty() {
-        state.store.add_metrics(&environment, bucket, &counts).await?;
+        let total = counts.iter().fold(0u64, |total, count| total.saturating_add(count.evaluations));
+        let (minute, limit) = (current_bucket(), state.config.metrics_key_evaluations_per_minute);
+        if let Err(used) = state.metrics_budget.take(&key_id, minute, total, limit) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this SDK key reported {used} evaluations this minute and the batch adds {total}; at most {limit} per key and minute are counted (metrics_key_evaluations_per_minute); nothing was counted, send it again next minute"
+                ),
+            ));
+        }
+        if let Err(error) = state.store.add_metrics(&environment, bucket, &counts).await {
+            state.metrics_budget.give_back(&key_id, minute, total);
+            return Err(error.into());
+        }
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"environment": environment, "accepted": counts.len(), "ignored": ignored}))))
 }

@@ -11,7 +11,7 @@ mod audit;
 mod environments;
 mod flags;
 mod health;
-mod metrics;
+pub(crate) mod metrics;
 mod ofrep;
 mod panel;
 mod rollouts;
