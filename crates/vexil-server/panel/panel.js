@@ -495,11 +495,20 @@ async function editDefinition(flag) {
     ["criticality", "Criticality", "select", flag.criticality, CRITICALITIES],
     ["default", "Default", "text", flag.type === "string" ? flag.default : JSON.stringify(flag.default)],
     ["deprecated", "Deprecated", "checkbox", flag.deprecated],
+    ["reason", "Reason (needed when the change alters what a protected environment serves)", "text", ""],
   ], async (values) => {
-    await api("PATCH", `/api/flags/${flag.name}`, {
+    const body = {
       description: values.description, owner: values.owner, criticality: values.criticality, deprecated: values.deprecated,
       tags: values.tags.split(",").map((tag) => tag.trim()).filter(Boolean), default: typedValue(values.default, flag.type),
-    });
+    };
+    // A definition can change what an environment serves (a disabled flag's default): the server says where.
+    const impact = await api("PATCH", `/api/flags/${flag.name}`, { ...body, dry_run: true });
+    const protectedServing = impact.affects.filter((affected) => affected.protected && affected.effect === "serving");
+    if (protectedServing.length && !values.reason.trim()) {
+      throw new Error(`this changes what ${protectedServing.map((affected) => affected.name).join(", ")} serves: give a reason (it needs the admin role)`);
+    }
+    if (values.reason.trim()) body.reason = values.reason.trim();
+    await api("PATCH", `/api/flags/${flag.name}`, body);
   });
 }
 
@@ -570,7 +579,8 @@ async function openPlan(flag, environment) {
     } else {
       const steps = plan.steps.map((step, index) => (index + 1 === plan.next_step ? `[${step / 1000} %]` : `${step / 1000} %`)).join(" → ");
       $("plan-progress").textContent = `At ${status.percent} %: step ${plan.next_step} of ${plan.steps.length} (${steps})` +
-        (plan.paused ? ", paused" : `, next step at ${plan.next_at}`) + `; started by ${plan.started_by}.`;
+        (plan.paused ? ", paused" : `, next step due at ${plan.next_at}`) + `; started by ${plan.started_by}.` +
+        (status.waiting ? ` Holding: ${status.waiting}.` : "");
     }
     for (const id of ["plan-pause", "plan-resume", "plan-abort"]) $(id).disabled = !plan || Boolean(mayChange(environment));
     if (plan) { $("plan-pause").hidden = plan.paused; $("plan-resume").hidden = !plan.paused; }

@@ -166,19 +166,55 @@ pub fn diff(changes: &Value) -> String {
 
 /// Audit records, newest first, one line each plus the reason.
 pub fn audit(entries: &Value) -> String {
-    let mut rows = vec![vec!["TIME".to_owned(), "USER".into(), "ACTION".into(), "FLAG".into(), "ENVIRONMENT".into(), "REASON".into()]];
+    let mut rows = vec![vec![
+        "TIME".to_owned(),
+        "USER".into(),
+        "ACTION".into(),
+        "FLAG".into(),
+        "ENVIRONMENT".into(),
+        "CHANGE".into(),
+        "REASON".into(),
+    ]];
     for entry in entries.as_array().into_iter().flatten() {
         let text = |field: &str| entry[field].as_str().unwrap_or("-").to_owned();
         let mut action = text("action");
         if let Some(from) = entry["from_environment"].as_str() {
             action = format!("{action} (from {from})");
         }
-        rows.push(vec![text("timestamp"), text("user"), action, text("flag"), text("environment"), text("reason")]);
+        rows.push(vec![text("timestamp"), text("user"), action, text("flag"), text("environment"), change(entry), text("reason")]);
     }
     if rows.len() == 1 {
         return "no audit records match\n".into();
     }
     table(&rows)
+}
+
+/// What an audit record changed, short: a state's before → after, or the definition fields an edit changed (for an
+/// environment's record of a definition change, what it served through).
+fn change(entry: &Value) -> String {
+    const BOOKKEEPING: [&str; 4] = ["version", "updated_at", "updated_by", "created_at"];
+    let fields = |before: &Value, after: &Value| -> Vec<String> {
+        let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else { return Vec::new() };
+        let mut names: Vec<&String> = before.keys().chain(after.keys()).filter(|name| !BOOKKEEPING.contains(&name.as_str())).collect();
+        names.sort();
+        names.dedup();
+        names.into_iter().filter(|name| before.get(*name) != after.get(*name)).cloned().collect()
+    };
+    if entry["definition"].is_object() {
+        return format!("definition: {}", fields(&entry["definition"]["before"], &entry["definition"]["after"]).join(", "));
+    }
+    let (before, after) = (&entry["before"], &entry["after"]);
+    if after.get("enabled").is_none() {
+        return match fields(before, after).as_slice() {
+            [] => "-".to_owned(),
+            changed => changed.join(", "),
+        };
+    }
+    let flag_type = if after.pointer("/serve/value").is_some_and(Value::is_boolean) { "boolean" } else { "other" };
+    match before.get("enabled") {
+        Some(_) => format!("{} → {}", summary(before, flag_type), summary(after, flag_type)),
+        None => summary(after, flag_type),
+    }
 }
 
 #[cfg(test)]

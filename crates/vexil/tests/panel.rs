@@ -370,6 +370,21 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.click("//button[@id='editor-ok']");
     browser.find("//button[@aria-label='Edit ui.checkout_v2' and @title='The new checkout flow']");
 
+    // A disabled string flag serves its default everywhere, production included: editing it needs a reason.
+    server.http().post("/api/flags", &json!({"name": "ui.theme", "type": "string", "default": "light"}));
+    browser.click("//button[@aria-label='Edit ui.theme']");
+    let default = browser.find("//input[@id='editor-default']");
+    browser.call("POST", &format!("/element/{default}/clear"), json!({}));
+    browser.type_into("//input[@id='editor-default']", "dark");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//p[@id='editor-error' and contains(., 'this changes what production serves: give a reason')]");
+    assert_eq!(server.http().get("/api/flags/ui.theme").body["default"], "light", "nothing changed");
+    browser.type_into("//input[@id='editor-reason']", "dark by default");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//button[@aria-label='Edit ui.checkout_v2']");
+    let audit = server.http().get("/api/flags/audit?flag=ui.theme&env=prod").body;
+    assert_eq!(audit["entries"][0]["reason"], "dark by default", "{audit}");
+
     browser.click("//button[@aria-label='Set ui.checkout_v2 in staging']");
     browser.click("//input[@id='editor-enabled']");
     browser.type_into("//input[@id='editor-rollout']", "25");
@@ -393,6 +408,8 @@ fn a_rollout_shows_its_progress_and_both_variants_error_rates() {
     browser.log_in(&server, "admin@localhost", "correct horse battery");
     browser.click("//button[@aria-label='Rollout of ui.checkout_v2 in staging']");
     browser.find("//p[@id='plan-progress' and contains(., 'At 10 %: step 1 of 3') and contains(., '[10 %] → 50 % → 100 %')]");
+    // Guarded steps: the dialog says what the plan holds for (the guard has not looked at this step yet, or wants more data).
+    browser.find("//p[@id='plan-progress' and contains(., 'Holding: waiting for')]");
     browser.find("//p[@id='plan-totals' and contains(., 'true: 5.00 % errors (5/100)') and contains(., 'false: 1.00 % errors (9/900)')]");
     browser.find("//*[local-name()='svg' and @id='plan-chart']/*[local-name()='polyline' and @data-variant='true']");
     browser.find("//*[local-name()='svg' and @id='plan-chart']/*[local-name()='polyline' and @data-variant='false']");

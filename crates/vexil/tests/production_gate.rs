@@ -107,6 +107,15 @@ fn a_definition_change_that_alters_what_production_serves_is_a_production_change
     assert_eq!(entry["definition"]["before"]["variants"][1]["value"], "blue");
     assert_eq!(entry["definition"]["after"]["variants"][1]["value"], "red");
     assert_eq!(entry["after"]["version"].as_u64(), Some(version + 1));
+    // As a person reads it: every change to what production serves, whatever made it, with what changed.
+    let text = server.cli(&["audit", "--env", "prod", "--flag", "ui.button_colour"]).ok().stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("CHANGE"), "{text}");
+    assert!(
+        lines[1].contains("update") && lines[1].contains("definition: variants") && lines[1].contains("rebrand: red buttons"),
+        "{text}"
+    );
+    assert!(lines.iter().any(|line| line.contains("✗ Disabled → ✓ variant treatment")), "{text}");
     let staging = server.cli(&["audit", "--env", "staging", "--flag", "ui.button_colour", "-o", "json"]).ok().json();
     assert!(staging["entries"].as_array().unwrap().iter().all(|entry| entry["action"] != "update"), "staging serves control: untouched");
     // The guard watches it like any production change (it looks every second; asking again is the wait).
