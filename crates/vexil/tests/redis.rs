@@ -290,3 +290,37 @@ fn an_instance_that_fell_behind_the_retention_reloads_and_sends_its_clients_a_sn
     assert_eq!(flags[0]["state"]["enabled"], true, "{snapshot:?}");
     assert_eq!(second.http().get("/api/flags/ui.new_feature/environments/dev").body["state"]["enabled"], true);
 }
+
+#[test]
+fn a_definition_edit_that_changes_production_is_a_production_change_on_every_instance() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let first = Server::start_configured(&config);
+    let second = Server::start_configured(&config);
+    let variants = |treatment: &str| json!([{"name": "control", "value": "grey"}, {"name": "treatment", "value": treatment}]);
+    let created = first
+        .http()
+        .post("/api/flags", &json!({"name": "ui.button_colour", "type": "string", "default": "grey", "variants": variants("blue")}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let body = json!({"enabled": true, "serve": {"variant": "treatment"}, "reason": "treatment wins"});
+    assert_eq!(first.http().put("/api/flags/ui.button_colour/environments/prod", &body, None).status, 200);
+    let key = sdk_key(&first, "prod");
+    let stream = Stream::open(&second, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    let before: Value = serde_json::from_str(&redis_cli(&redis, &["GET", "flags:prod:ui.button_colour"])).unwrap();
+
+    let edit = json!({"variants": variants("red"), "reason": "rebrand"});
+    let done = first.http().send("PATCH", "/api/flags/ui.button_colour", Some(edit.to_string()), &[]);
+    assert_eq!(done.status, 200, "{:?}", done.body);
+    // The other instance streams it as production's change, with the state's new version, and serves the new value.
+    let change = stream.next();
+    assert_eq!(change.data["state"]["version"], before["version"].as_u64().unwrap() + 1);
+    assert_eq!(change.data["definition"]["variants"][1]["value"], "red");
+    let served =
+        second.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.button_colour", &json!({"context": {"targetingKey": "u1"}}));
+    assert_eq!(served.body["value"], "red");
+    let stored: Value = serde_json::from_str(&redis_cli(&redis, &["GET", "flags:prod:ui.button_colour"])).unwrap();
+    assert_eq!(stored["version"], change.data["state"]["version"]);
+    let audit = second.http().get("/api/flags/audit?flag=ui.button_colour&env=prod").body;
+    assert_eq!((audit["entries"][0]["action"].as_str(), audit["entries"][0]["reason"].as_str()), (Some("update"), Some("rebrand")));
+}
