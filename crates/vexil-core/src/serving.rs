@@ -19,6 +19,8 @@
 //! [`for_all_contexts`] can only answer "no" too often, never "yes" wrongly: a write it cannot prove harmless is
 //! treated as a change, an automatic action it cannot prove safe is not taken.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::FlagDefinition;
@@ -69,12 +71,16 @@ impl Outcome {
 
 /// A state prepared for comparison.
 struct Prepared<'a> {
-    /// For a disabled flag: no targets, no rules, and the off value as the fallthrough.
-    targets: Vec<(&'a str, Value)>,
-    rules: Vec<(&'a [Condition], Outcome)>,
+    /// Targeted keys and what they get (the first target naming a key wins, as in evaluation). A disabled flag has
+    /// no targets, no rules, and the off value as the fallthrough.
+    targets: HashMap<&'a str, Value>,
+    /// Each rule's conditions (as ids shared by both sides) and outcome.
+    rules: Vec<(Vec<usize>, Outcome)>,
     fallthrough: Outcome,
     /// What contexts without a targeting key get where a split would answer (the state's `serve`).
     keyless: Value,
+    /// The rules (and the fallthrough, at `rules.len()`) that can be a context's first match at all.
+    reachable_alone: Vec<usize>,
 }
 
 fn resolve(definition: &FlagDefinition, serve: &Serve) -> Value {
@@ -98,24 +104,47 @@ fn split_outcome(definition: &FlagDefinition, split: &Split) -> Outcome {
     if ranges.is_empty() { Outcome::Constant(definition.off_value()) } else { Outcome::Split(ranges) }
 }
 
-fn prepare<'a>(side: &Side<'a>) -> Prepared<'a> {
+/// Gives structurally equal conditions one id, across both sides of a comparison.
+#[derive(Default)]
+struct Conditions(HashMap<String, usize>);
+
+impl Conditions {
+    fn ids(&mut self, conditions: &[Condition]) -> Vec<usize> {
+        let mut ids: Vec<usize> = conditions
+            .iter()
+            .map(|condition| {
+                let text = serde_json::to_string(condition).unwrap_or_default();
+                let next = self.0.len();
+                *self.0.entry(text).or_insert(next)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
     let definition = side.definition;
     let spec = side.spec;
     if !spec.enabled {
         let off = definition.off_value();
-        return Prepared { targets: Vec::new(), rules: Vec::new(), fallthrough: Outcome::Constant(off.clone()), keyless: off };
+        return Prepared {
+            targets: HashMap::new(),
+            rules: Vec::new(),
+            fallthrough: Outcome::Constant(off.clone()),
+            keyless: off,
+            reachable_alone: vec![0],
+        };
     }
-    let mut targets: Vec<(&str, Value)> = Vec::new();
+    let mut targets: HashMap<&str, Value> = HashMap::new();
     for target in &spec.targets {
         let value = resolve(definition, &target.serve);
         for key in &target.keys {
-            // The first target naming a key wins, as in evaluation.
-            if !targets.iter().any(|(known, _)| *known == key.as_str()) {
-                targets.push((key.as_str(), value.clone()));
-            }
+            targets.entry(key.as_str()).or_insert_with(|| value.clone());
         }
     }
-    let rules = spec
+    let rules: Vec<(Vec<usize>, Outcome)> = spec
         .rules
         .iter()
         .map(|rule| {
@@ -124,7 +153,7 @@ fn prepare<'a>(side: &Side<'a>) -> Prepared<'a> {
                 RuleServe::Variant(name) => Outcome::Constant(resolve(definition, &Serve::Variant(name.clone()))),
                 RuleServe::Split(split) => split_outcome(definition, split),
             };
-            (rule.conditions.as_slice(), outcome)
+            (conditions.ids(&rule.conditions), outcome)
         })
         .collect();
     let serve = resolve(definition, &spec.serve);
@@ -132,7 +161,18 @@ fn prepare<'a>(side: &Side<'a>) -> Prepared<'a> {
         Some(split) => split_outcome(definition, split),
         None => Outcome::Constant(serve.clone()),
     };
-    Prepared { targets, rules, fallthrough, keyless: serve }
+    let reachable_alone = (0..=rules.len())
+        .filter(|index| {
+            let holding = rules.get(*index).map(|(ids, _)| ids.as_slice()).unwrap_or(&[]);
+            rules[..*index].iter().all(|(earlier, _)| escapes(earlier, holding, &[]))
+        })
+        .collect();
+    Prepared { targets, rules, fallthrough, keyless: serve, reachable_alone }
+}
+
+/// Whether a rule with conditions `rule` can fail to match while every condition in `holding` and `also` holds.
+fn escapes(rule: &[usize], holding: &[usize], also: &[usize]) -> bool {
+    rule.iter().any(|id| holding.binary_search(id).is_err() && also.binary_search(id).is_err())
 }
 
 impl Prepared<'_> {
@@ -141,12 +181,8 @@ impl Prepared<'_> {
         self.rules.get(index).map(|(_, outcome)| outcome).unwrap_or(&self.fallthrough)
     }
 
-    fn conditions(&self, index: usize) -> &[Condition] {
-        self.rules.get(index).map(|(conditions, _)| *conditions).unwrap_or(&[])
-    }
-
-    fn target(&self, key: &str) -> Option<&Value> {
-        self.targets.iter().find(|(known, _)| *known == key).map(|(_, value)| value)
+    fn conditions(&self, index: usize) -> &[usize] {
+        self.rules.get(index).map(|(ids, _)| ids.as_slice()).unwrap_or(&[])
     }
 
     /// What a context without a targeting key gets from this outcome.
@@ -156,21 +192,23 @@ impl Prepared<'_> {
             Outcome::Split(_) => &self.keyless,
         }
     }
+
+    /// Everything this side can give a context with this key: its target's value, or any reachable rule's or the
+    /// fallthrough's answer at the key's bucket.
+    fn values_for(&self, key: &str, position: u32) -> Vec<&Value> {
+        match self.targets.get(key) {
+            Some(value) => vec![value],
+            None => self.reachable_alone.iter().map(|index| self.outcome(*index).at(position)).collect(),
+        }
+    }
 }
 
 /// Whether rule `a_index` of `a` and rule `b_index` of `b` (the fallthrough at the end of each list) can both be
 /// the first match of one context, with distinct conditions taken as independent.
 fn reachable(a: &Prepared<'_>, a_index: usize, b: &Prepared<'_>, b_index: usize) -> bool {
-    let holding: Vec<&Condition> = a.conditions(a_index).iter().chain(b.conditions(b_index)).collect();
-    let escapes = |conditions: &[Condition]| conditions.iter().any(|condition| !holding.contains(&condition));
-    a.rules[..a_index.min(a.rules.len())].iter().all(|(conditions, _)| escapes(conditions))
-        && b.rules[..b_index.min(b.rules.len())].iter().all(|(conditions, _)| escapes(conditions))
-}
-
-/// Whether rule `index` of one side can be its first match at all.
-fn reachable_alone(side: &Prepared<'_>, index: usize) -> bool {
-    let holding = side.conditions(index);
-    side.rules[..index.min(side.rules.len())].iter().all(|(conditions, _)| conditions.iter().any(|condition| !holding.contains(condition)))
+    let (holding_a, holding_b) = (a.conditions(a_index), b.conditions(b_index));
+    a.rules[..a_index.min(a.rules.len())].iter().all(|(earlier, _)| escapes(earlier, holding_a, holding_b))
+        && b.rules[..b_index.min(b.rules.len())].iter().all(|(earlier, _)| escapes(earlier, holding_a, holding_b))
 }
 
 /// Whether `holds(a's value, b's value)` is true for every context: with `a` and `b` the values the two sides
@@ -178,46 +216,52 @@ fn reachable_alone(side: &Prepared<'_>, index: usize) -> bool {
 /// never `true` where it does not.
 pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Value, &Value) -> bool) -> bool {
     let flag = a.definition.name.as_str();
-    let (a, b) = (prepare(&a), prepare(&b));
+    let mut conditions = Conditions::default();
+    let (a, b) = (prepare(&a, &mut conditions), prepare(&b, &mut conditions));
 
     // Targeted keys: the targeted side's value against everything the other side can give that key.
-    let mut keys: Vec<&str> = a.targets.iter().chain(&b.targets).map(|(key, _)| *key).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        let position = bucket(flag, key);
-        let values = |side: &Prepared<'_>| -> Vec<Value> {
-            match side.target(key) {
-                Some(value) => vec![value.clone()],
-                None => (0..=side.rules.len())
-                    .filter(|index| reachable_alone(side, *index))
-                    .map(|index| side.outcome(index).at(position).clone())
-                    .collect(),
+    let both = a.targets.keys().chain(b.targets.keys().filter(|key| !a.targets.contains_key(*key)));
+    for key in both {
+        let pair = (a.targets.get(key), b.targets.get(key));
+        let agrees = match pair {
+            (Some(left), Some(right)) => holds(left, right),
+            _ => {
+                let position = bucket(flag, key);
+                let (from_a, from_b) = (a.values_for(key, position), b.values_for(key, position));
+                from_a.iter().all(|left| from_b.iter().all(|right| holds(left, right)))
             }
         };
-        let (from_a, from_b) = (values(&a), values(&b));
-        if !from_a.iter().all(|left| from_b.iter().all(|right| holds(left, right))) {
+        if !agrees {
             return false;
         }
     }
 
-    // Everyone else: each reachable pair of first matches, per bucket segment, and without a targeting key.
-    for a_index in 0..=a.rules.len() {
-        for b_index in 0..=b.rules.len() {
-            if !reachable(&a, a_index, &b, b_index) {
-                continue;
+    // Everyone else: each reachable pair of first matches, per bucket segment, and without a targeting key. When both
+    // sides have the same rule conditions in the same order, a context's first match is the same rule on both.
+    let same_rules = a.rules.len() == b.rules.len() && a.rules.iter().zip(&b.rules).all(|(left, right)| left.0 == right.0);
+    let pairs: Vec<(usize, usize)> = if same_rules {
+        a.reachable_alone.iter().map(|index| (*index, *index)).collect()
+    } else {
+        let mut pairs = Vec::new();
+        for a_index in &a.reachable_alone {
+            for b_index in &b.reachable_alone {
+                if reachable(&a, *a_index, &b, *b_index) {
+                    pairs.push((*a_index, *b_index));
+                }
             }
-            let (left, right) = (a.outcome(a_index), b.outcome(b_index));
-            if !holds(a.keyless_value(left), b.keyless_value(right)) {
-                return false;
-            }
-            let mut starts: Vec<u32> =
-                std::iter::once(0).chain(left.bounds()).chain(right.bounds()).filter(|start| *start < BUCKETS).collect();
-            starts.sort_unstable();
-            starts.dedup();
-            if !starts.into_iter().all(|start| holds(left.at(start), right.at(start))) {
-                return false;
-            }
+        }
+        pairs
+    };
+    for (a_index, b_index) in pairs {
+        let (left, right) = (a.outcome(a_index), b.outcome(b_index));
+        if !holds(a.keyless_value(left), b.keyless_value(right)) {
+            return false;
+        }
+        let mut starts: Vec<u32> = std::iter::once(0).chain(left.bounds()).chain(right.bounds()).filter(|start| *start < BUCKETS).collect();
+        starts.sort_unstable();
+        starts.dedup();
+        if !starts.into_iter().all(|start| holds(left.at(start), right.at(start))) {
+            return false;
         }
     }
     true
