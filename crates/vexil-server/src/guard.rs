@@ -235,6 +235,9 @@ async fn basis(state: &AppState, environment: &Environment, name: &FlagName, fla
     }
     match record {
         Ok(Some(record)) if record.action == AuditAction::Rollback => basis.exempt = Some("a rollback is never rolled back"),
+        Ok(Some(record)) if !flag.state.spec.enabled && record.definition.is_some() => {
+            basis.exempt = Some("the flag is off; the change was to the default it serves while off, which only a definition edit undoes")
+        }
         Ok(_) if !flag.state.spec.enabled => basis.exempt = Some("the change turned the flag off, which the guard never undoes"),
         Ok(record) => {
             let after: BTreeSet<String> = flag.compiled.serving_labels().into_iter().map(str::to_owned).collect();
