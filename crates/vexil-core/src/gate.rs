@@ -13,7 +13,7 @@
 //!   monitoring triggers may only reduce exposure ([`crate::serving::only_reduces_exposure`]). None of them edits
 //!   definitions.
 
-use crate::serving::{Side, only_reduces_exposure, serves_same};
+use crate::serving::{Side, off_answer, only_reduces_exposure, serves_same};
 use crate::{EnvKey, Environment, Role};
 
 /// Vexil's own components that write.
@@ -94,9 +94,12 @@ pub enum Refusal {
     WidensExposure(String),
 }
 
-/// How a write changes one environment, if at all.
+/// How a write changes one environment, if at all. What an environment serves includes what its kill switch would
+/// serve (the off value: `false`, or a non-boolean flag's default), so a new default is a change wherever the flag
+/// has a state, enabled or not: it is what an emergency disable, a trigger or the guard would then put in front of users.
 pub fn effect(change: &EnvironmentChange<'_>) -> Option<Effect> {
-    if !serves_same(change.before, change.after) {
+    let off_changed = off_answer(change.before.definition) != off_answer(change.after.definition);
+    if off_changed || !serves_same(change.before, change.after) {
         Some(Effect::Serving)
     } else if change.plan_changed || change.before.spec != change.after.spec {
         Some(Effect::State)
@@ -199,6 +202,7 @@ mod tests {
     fn kinds() -> Vec<Kind> {
         let serving = spec(json!({"enabled": true, "serve": {"variant": "treatment"}}));
         let disabled = spec(json!({"enabled": false, "serve": {"variant": "treatment"}}));
+        let by_value = spec(json!({"enabled": true, "serve": {"value": "blue"}}));
         let with = |edit: fn(&mut FlagDefinition)| {
             let mut definition = definition();
             edit(&mut definition);
@@ -218,6 +222,8 @@ mod tests {
             kind("served variant's value", with(|d| d.variants[1].value = json!("red")), &serving, &serving, false, false),
             kind("unserved variant's value", with(|d| d.variants[1].value = json!("red")), &disabled, &disabled, false, false),
             kind("default of a disabled flag", with(|d| d.default = json!("white")), &disabled, &disabled, false, false),
+            kind("default of an enabled flag", with(|d| d.default = json!("white")), &serving, &serving, false, false),
+            kind("variant served by value renamed", with(|d| d.variants[1].name = "blue_one".into()), &by_value, &by_value, false, false),
             kind("enable", definition(), &disabled, &serving, false, false),
             kind("disable", definition(), &serving, &disabled, false, false),
             kind("rollout paused", definition(), &serving, &serving, true, true),
@@ -256,12 +262,16 @@ mod tests {
     /// (with a reason), then for the guard (and triggers) and the rollout scheduler.
     #[test]
     fn the_gate_as_a_table() {
-        let table: [Row; 9] = [
+        let table: [Row; 11] = [
             ("metadata edit", [REFUSED, ALLOWED, ALLOWED], [REFUSED, ALLOWED, ALLOWED], REFUSED, REFUSED),
             ("archive", [REFUSED, ALLOWED, ALLOWED], [REFUSED, ALLOWED, ALLOWED], REFUSED, REFUSED),
             ("served variant's value", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
             ("unserved variant's value", [REFUSED, ALLOWED, ALLOWED], [REFUSED, ALLOWED, ALLOWED], REFUSED, REFUSED),
             ("default of a disabled flag", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
+            // What the kill switch would serve is served too.
+            ("default of an enabled flag", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
+            // The label is part of the answer (OFREP's variant, the guard's arms).
+            ("variant served by value renamed", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
             ("enable", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], WIDENS, REFUSED),
             ("disable", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], ALLOWED, REFUSED),
             ("rollout paused", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], ALLOWED, ALLOWED),

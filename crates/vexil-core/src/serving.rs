@@ -43,16 +43,32 @@ impl<'a> Side<'a> {
     }
 }
 
+/// What one context is served: the value, and the label it is reported under (the variant's name, `true`/`false`
+/// for booleans, none for a value that is no variant). The label is part of the answer: OFREP and the stream send it,
+/// SDK metrics count by it, and the guard judges by it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The value.
+    pub value: Value,
+    /// Its label, when it has one.
+    pub label: Option<String>,
+}
+
+/// What a disabled flag serves: its off value, labelled as evaluation labels it.
+pub fn off_answer(definition: &FlagDefinition) -> Answer {
+    resolve(definition, &Serve::Value(definition.off_value()))
+}
+
 /// What a rule or the fallthrough serves, with variants resolved to their values.
 #[derive(Debug, Clone)]
 enum Outcome {
-    Constant(Value),
+    Constant(Answer),
     /// Cumulative exclusive upper bounds over `0..BUCKETS`, and what each range serves.
-    Split(Vec<(u32, Value)>),
+    Split(Vec<(u32, Answer)>),
 }
 
 impl Outcome {
-    fn at(&self, bucket: u32) -> &Value {
+    fn at(&self, bucket: u32) -> &Answer {
         match self {
             Outcome::Constant(value) => value,
             Outcome::Split(ranges) => {
@@ -73,26 +89,36 @@ impl Outcome {
 struct Prepared<'a> {
     /// Targeted keys and what they get (the first target naming a key wins, as in evaluation). A disabled flag has
     /// no targets, no rules, and the off value as the fallthrough.
-    targets: HashMap<&'a str, Value>,
+    targets: HashMap<&'a str, Answer>,
     /// Each rule's conditions (as ids shared by both sides) and outcome.
     rules: Vec<(Vec<usize>, Outcome)>,
     fallthrough: Outcome,
     /// What contexts without a targeting key get where a split would answer (the state's `serve`).
-    keyless: Value,
+    keyless: Answer,
     /// The rules (and the fallthrough, at `rules.len()`) that can be a context's first match at all.
     reachable_alone: Vec<usize>,
 }
 
-fn resolve(definition: &FlagDefinition, serve: &Serve) -> Value {
+/// Resolves what a state serves as evaluation does (`evaluation::served`): a variant to its value, a value to its label.
+fn resolve(definition: &FlagDefinition, serve: &Serve) -> Answer {
     match serve {
-        Serve::Value(value) => value.clone(),
-        Serve::Variant(name) => definition.variant(name).map(|variant| variant.value.clone()).unwrap_or_else(|| definition.default.clone()),
+        Serve::Variant(name) => Answer {
+            value: definition.variant(name).map(|variant| variant.value.clone()).unwrap_or_else(|| definition.default.clone()),
+            label: Some(name.clone()),
+        },
+        Serve::Value(value) => {
+            let label = match value {
+                Value::Bool(flag) if definition.flag_type == crate::FlagType::Boolean => Some(flag.to_string()),
+                _ => definition.variants.iter().find(|variant| &variant.value == value).map(|variant| variant.name.clone()),
+            };
+            Answer { value: value.clone(), label }
+        }
     }
 }
 
 fn split_outcome(definition: &FlagDefinition, split: &Split) -> Outcome {
     let mut upper = 0u32;
-    let ranges: Vec<(u32, Value)> = split
+    let ranges: Vec<(u32, Answer)> = split
         .buckets
         .iter()
         .filter(|bucket| bucket.weight > 0)
@@ -101,7 +127,7 @@ fn split_outcome(definition: &FlagDefinition, split: &Split) -> Outcome {
             (upper.min(BUCKETS), resolve(definition, &bucket.serve))
         })
         .collect();
-    if ranges.is_empty() { Outcome::Constant(definition.off_value()) } else { Outcome::Split(ranges) }
+    if ranges.is_empty() { Outcome::Constant(off_answer(definition)) } else { Outcome::Split(ranges) }
 }
 
 /// Gives structurally equal conditions one id, across both sides of a comparison.
@@ -128,7 +154,7 @@ fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
     let definition = side.definition;
     let spec = side.spec;
     if !spec.enabled {
-        let off = definition.off_value();
+        let off = off_answer(definition);
         return Prepared {
             targets: HashMap::new(),
             rules: Vec::new(),
@@ -137,7 +163,7 @@ fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
             reachable_alone: vec![0],
         };
     }
-    let mut targets: HashMap<&str, Value> = HashMap::new();
+    let mut targets: HashMap<&str, Answer> = HashMap::new();
     for target in &spec.targets {
         let value = resolve(definition, &target.serve);
         for key in &target.keys {
@@ -149,7 +175,7 @@ fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
         .iter()
         .map(|rule| {
             let outcome = match &rule.serve {
-                RuleServe::Value(value) => Outcome::Constant(value.clone()),
+                RuleServe::Value(value) => Outcome::Constant(resolve(definition, &Serve::Value(value.clone()))),
                 RuleServe::Variant(name) => Outcome::Constant(resolve(definition, &Serve::Variant(name.clone()))),
                 RuleServe::Split(split) => split_outcome(definition, split),
             };
@@ -186,7 +212,7 @@ impl Prepared<'_> {
     }
 
     /// What a context without a targeting key gets from this outcome.
-    fn keyless_value<'v>(&'v self, outcome: &'v Outcome) -> &'v Value {
+    fn keyless_value<'v>(&'v self, outcome: &'v Outcome) -> &'v Answer {
         match outcome {
             Outcome::Constant(value) => value,
             Outcome::Split(_) => &self.keyless,
@@ -195,7 +221,7 @@ impl Prepared<'_> {
 
     /// Everything this side can give a context with this key: its target's value, or any reachable rule's or the
     /// fallthrough's answer at the key's bucket.
-    fn values_for(&self, key: &str, position: u32) -> Vec<&Value> {
+    fn values_for(&self, key: &str, position: u32) -> Vec<&Answer> {
         match self.targets.get(key) {
             Some(value) => vec![value],
             None => self.reachable_alone.iter().map(|index| self.outcome(*index).at(position)).collect(),
@@ -214,7 +240,7 @@ fn reachable(a: &Prepared<'_>, a_index: usize, b: &Prepared<'_>, b_index: usize)
 /// Whether `holds(a's value, b's value)` is true for every context: with `a` and `b` the values the two sides
 /// serve that context. May answer `false` for a pair of states where it holds (see the module documentation);
 /// never `true` where it does not.
-pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Value, &Value) -> bool) -> bool {
+pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Answer, &Answer) -> bool) -> bool {
     let flag = a.definition.name.as_str();
     let mut conditions = Conditions::default();
     let (a, b) = (prepare(&a, &mut conditions), prepare(&b, &mut conditions));
@@ -267,7 +293,7 @@ pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Value, &Value)
     true
 }
 
-/// Whether both sides serve every context the same value.
+/// Whether both sides serve every context the same value under the same label.
 pub fn serves_same(a: Side<'_>, b: Side<'_>) -> bool {
     for_all_contexts(a, b, |left, right| left == right)
 }
@@ -279,7 +305,7 @@ pub fn serves_same(a: Side<'_>, b: Side<'_>) -> bool {
 /// This is the one condition every automatic action (the guard, monitoring triggers) must meet.
 pub fn only_reduces_exposure(before: Side<'_>, after: Side<'_>) -> bool {
     let off = after.definition.off_value();
-    for_all_contexts(before, after, |was, will| will == was || *will == off)
+    for_all_contexts(before, after, |was, will| will.value == was.value || will.value == off)
 }
 
 #[cfg(test)]

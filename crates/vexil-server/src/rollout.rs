@@ -75,7 +75,8 @@ pub fn new_plan(
     })
 }
 
-/// The state change that takes step `index` of `plan` (and schedules the next, or ends the plan after the last).
+/// The state change that takes step `index` of `plan` (and schedules the next, or ends the plan after the last),
+/// summarised as `rollout step 2/4: 25 %` with the plan's reason.
 pub fn step_change(
     state: &AppState,
     environment: &vexil_core::Environment,
@@ -83,7 +84,6 @@ pub fn step_change(
     plan: &RolloutPlan,
     index: usize,
     expected_version: u64,
-    reason: String,
 ) -> Option<PlannedChange> {
     let current = state.catalog.state(&environment.key, flag)?;
     let (spec, next) = apply_step(&current.spec, plan, index)?;
@@ -93,8 +93,14 @@ pub fn step_change(
         edit: crate::service::Edit::Replace(spec),
         expected_version: Some(expected_version),
         action: AuditAction::RolloutStep,
-        reason: Some(reason),
+        reason: plan.reason.clone(),
         from_environment: None,
+        summary: Some(format!(
+            "rollout step {}/{}: {}",
+            index + 1,
+            plan.steps.len(),
+            percent_text(plan.steps.get(index).copied().unwrap_or(0))
+        )),
         rollout: next,
     })
 }
@@ -129,14 +135,7 @@ pub async fn schedule(state: AppState) {
                     continue;
                 }
                 let index = plan.next_step;
-                let reason = format!(
-                    "rollout step {}/{}: {}{}",
-                    index + 1,
-                    plan.steps.len(),
-                    percent_text(plan.steps.get(index).copied().unwrap_or(0)),
-                    plan.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()
-                );
-                let Some(change) = step_change(&state, environment, name, plan, index, flag.state.version, reason) else { continue };
+                let Some(change) = step_change(&state, environment, name, plan, index, flag.state.version) else { continue };
                 match state.commit_states(&rollout_actor(), vec![change]).await {
                     Ok(_) => tracing::info!(flag = %name, environment = %environment.key, step = index + 1, "rollout step taken"),
                     // Another server took it, or a person changed the flag meanwhile: either way this step is not ours.

@@ -87,6 +87,9 @@ pub struct PlannedChange {
     pub reason: Option<String>,
     /// For promote, copy and import: where the state came from (long name).
     pub from_environment: Option<String>,
+    /// What the server says of the change (`rollout started: 10 % → 50 % every 1h`), put before the reason in the
+    /// audit record. The gate never takes it for a reason: a person's protected change needs `reason` from them.
+    pub summary: Option<String>,
     /// The rollout the new state carries: `None` ends any plan in progress (any change by a person does).
     pub rollout: Option<vexil_core::RolloutPlan>,
 }
@@ -221,7 +224,17 @@ impl AppState {
                 plan_running: current.rollout.is_some(),
                 addressed: true,
             };
-            decide(writer, false, &[side], change.reason.as_deref()).map_err(refused)?;
+            let audit_reason = match (&change.summary, &change.reason) {
+                (Some(summary), Some(reason)) => Some(format!("{summary} ({reason})")),
+                (Some(summary), None) => Some(summary.clone()),
+                (None, reason) => reason.clone(),
+            };
+            // A person's reason is theirs alone; an automatic action's is what it says of itself.
+            let gate_reason = match writer {
+                Writer::Person(_) => change.reason.as_deref(),
+                Writer::Automatic(_) => audit_reason.as_deref(),
+            };
+            decide(writer, false, &[side], gate_reason).map_err(refused)?;
             if current.spec == spec && current.rollout == change.rollout {
                 continue;
             }
@@ -235,7 +248,7 @@ impl AppState {
                 environment: Some(change.environment.name.clone()),
                 user: actor.email.clone(),
                 timestamp: now.clone(),
-                reason: change.reason.clone(),
+                reason: audit_reason,
                 from_environment: change.from_environment.clone(),
                 before: Some(to_json(&current)),
                 after: Some(to_json(&after)),
@@ -348,6 +361,7 @@ impl AppState {
             action,
             reason: Some(reason),
             from_environment: None,
+            summary: None,
             rollout: None,
         };
         Ok(RemedyOutcome::Done(self.commit_states(actor, vec![change]).await?))
@@ -421,6 +435,21 @@ impl AppState {
                 for environment in self.config.environments.iter() {
                     let mut state = new_state(StateSpec::initial(&definition), &actor.email);
                     state.updated_at = now.clone();
+                    state.version = 1;
+                    // From now on each environment serves the flag's off value (false, or its default): on its record too.
+                    write.audit.push(AuditDraft {
+                        flag: Some(definition.name.to_string()),
+                        action,
+                        environment: Some(environment.name.clone()),
+                        user: actor.email.clone(),
+                        timestamp: now.clone(),
+                        reason: reason.clone(),
+                        from_environment: None,
+                        before: None,
+                        after: Some(to_json(&state)),
+                        source: actor.source,
+                        definition: None,
+                    });
                     write.states.push(StateWrite {
                         environment: environment.key.clone(),
                         flag: definition.name.clone(),

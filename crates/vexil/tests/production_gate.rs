@@ -261,3 +261,84 @@ fn a_revoked_key_and_a_disabled_user_lose_their_open_streams() {
     server.cli(&["enable", "ui.a", "--env", "staging"]).ok();
     assert_eq!(kept.next().data["state"]["enabled"], true);
 }
+
+#[test]
+fn what_the_kill_switch_would_serve_and_the_labels_production_reports_are_production_changes_too() {
+    let server = Server::start();
+    let developer = developer(&server);
+    let as_developer = server.http().with_token(Some(&developer));
+    let key = common::sdk_key_for(&server, "prod");
+
+    // Defining is developer-level, and every environment's trail says what it now serves.
+    let created = as_developer.post(
+        "/api/flags",
+        &json!({"name": "ui.mode", "type": "string", "default": "safe", "variants": [
+        {"name": "safe", "value": "safe"}, {"name": "risky", "value": "risky"}]}),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let audit = server.http().get("/api/flags/audit?flag=ui.mode&env=prod").body;
+    assert_eq!(audit["entries"][0]["action"], "create", "{audit}");
+    assert_eq!(audit["entries"][0]["after"]["enabled"], false);
+
+    // An enabled flag's default is what production serves the moment anyone (or any trigger) turns it off.
+    let set = server.http().put(
+        "/api/flags/ui.mode/environments/prod",
+        &json!({"enabled": true, "serve": {"value": "safe"}, "reason": "on"}),
+        None,
+    );
+    assert_eq!(set.status, 200);
+    let refused = as_developer.send("PATCH", "/api/flags/ui.mode", Some(json!({"default": "risky"}).to_string()), &[]);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("alters what production serves"), "{:?}", refused.body);
+    // A variant renamed where production serves its value changes the label OFREP reports (and the guard counts).
+    let renamed = as_developer.send(
+        "PATCH",
+        "/api/flags/ui.mode",
+        Some(json!({"variants": [{"name": "attacker_label", "value": "safe"}, {"name": "risky", "value": "risky"}]}).to_string()),
+        &[],
+    );
+    assert_eq!(renamed.status, 403, "{:?}", renamed.body);
+    let answer = server.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.mode", &json!({"context": {"targetingKey": "u1"}}));
+    assert_eq!((answer.body["value"].as_str(), answer.body["variant"].as_str()), (Some("safe"), Some("safe")));
+
+    // The kill switch reads no If-Match at all: stale, wildcard or garbage, it disables.
+    for header in ["\"1\"", "*", "W/\"abc\"", "\"5\", \"6\"", "12345678901234567890123"] {
+        server.cli(&["enable", "ui.mode", "--env", "prod", "--yes", "--reason", "again"]).ok();
+        let disabled = server.http().send(
+            "POST",
+            "/api/flags/ui.mode/environments/prod/disable",
+            Some(json!({"reason": "x"}).to_string()),
+            &[("if-match", header)],
+        );
+        assert_eq!(
+            (disabled.status, disabled.body["state"]["enabled"].as_bool()),
+            (200, Some(false)),
+            "If-Match {header}: {:?}",
+            disabled.body
+        );
+    }
+}
+
+#[test]
+fn a_production_rollout_needs_a_persons_reason_to_start_pause_resume_or_abort() {
+    let server = Server::start();
+    server.cli(&["define", "ui.roll"]).ok();
+    let path = "/api/flags/ui.roll/environments/prod/rollout";
+    let start = server.http().post(path, &json!({"steps": [10, 50, 100], "every": "1h"}));
+    assert_eq!((start.status, start.body["error"]["code"].as_str()), (422, Some("reason_required")), "{:?}", start.body);
+    assert_eq!(server.http().get("/api/flags/ui.roll/environments/prod").body["state"]["enabled"], false, "nothing changed");
+    assert_eq!(server.http().post(path, &json!({"steps": [10, 50, 100], "every": "1h", "reason": "launch"})).status, 200);
+    for action in ["pause", "abort"] {
+        let refused = server.http().post(&format!("{path}/{action}"), &json!({}));
+        assert_eq!(
+            (refused.status, refused.body["error"]["code"].as_str()),
+            (422, Some("reason_required")),
+            "{action}: {:?}",
+            refused.body
+        );
+    }
+    assert_eq!(server.http().post(&format!("{path}/pause"), &json!({"reason": "looking into errors"})).status, 200);
+    let audit = server.http().get("/api/flags/audit?flag=ui.roll&env=prod").body;
+    assert_eq!(audit["entries"][0]["reason"], "rollout paused (looking into errors)");
+    assert!(audit["entries"][1]["reason"].as_str().unwrap().starts_with("rollout started: 10 % → 50 % → 100 % every 1h"), "{audit}");
+}

@@ -177,7 +177,7 @@ fn promotion_into_production_can_start_a_rollout() {
     assert!(last.data["state"]["split"].is_null() && last.data["state"]["rollout"].is_null() && last.data["state"]["enabled"] == true);
     let audit = server.http().get("/api/flags/audit?flag=ui.new_feature&env=prod").body;
     let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|entry| entry["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["rollout_step", "promote"]);
+    assert_eq!(actions, ["rollout_step", "promote", "create"]);
     assert_eq!(audit["entries"][1]["from_environment"], "staging");
     assert_eq!(audit["entries"][1]["reason"], "Rollout approved by PM");
 }

@@ -98,6 +98,7 @@ async fn import(
             action: AuditAction::Import,
             reason: request.reason.clone(),
             from_environment: Some(document.environment.clone()),
+            summary: None,
             rollout: None,
         });
     }

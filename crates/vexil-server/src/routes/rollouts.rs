@@ -51,16 +51,16 @@ async fn start(
     let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
     let plan =
         new_plan(&request.steps, &request.every, &actor.email, request.reason.clone(), current.spec.clone()).map_err(unprocessable)?;
-    let reason = format!(
-        "rollout started: {} every {}; step 1/{}: {}{}",
+    let summary = format!(
+        "rollout started: {} every {}; step 1/{}: {}",
         plan.steps.iter().map(|step| percent_text(*step)).collect::<Vec<_>>().join(" → "),
         request.every,
         plan.steps.len(),
         percent_text(plan.steps[0]),
-        request.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()
     );
-    let change = step_change(&state, &environment, &definition.name, &plan, 0, current.version, reason)
+    let mut change = step_change(&state, &environment, &definition.name, &plan, 0, current.version)
         .ok_or_else(|| ApiError::internal("no first step"))?;
+    change.summary = Some(summary);
     state.commit_states(&actor, vec![change]).await?;
     let now = state.catalog.state(&environment.key, &definition.name);
     Ok(Json(json!({"flag": definition.name, "environment": environment.key, "state": now})))
@@ -122,18 +122,15 @@ async fn control(
             )));
         }
     };
-    let reason = match &request.reason {
-        Some(reason) => format!("{what} ({reason})"),
-        None => what.to_owned(),
-    };
     let change = PlannedChange {
         environment: environment.clone(),
         flag: definition.name.clone(),
         edit: Edit::Replace(current.spec.clone()),
         expected_version: Some(current.version),
         action: AuditAction::Update,
-        reason: Some(reason),
+        reason: request.reason,
         from_environment: None,
+        summary: Some(what.to_owned()),
         rollout,
     };
     state.commit_states(&actor, vec![change]).await?;

@@ -60,6 +60,7 @@ async fn set(
         action: AuditAction::Update,
         reason: request.reason,
         from_environment: None,
+        summary: None,
         rollout: None,
     };
     let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
@@ -82,10 +83,12 @@ async fn toggle<const ENABLED: bool>(
         // Applied to whatever is current under the write lock; a disable ignores If-Match (the kill switch never
         // waits on a version), an enable honours it.
         edit: Edit::SetEnabled(ENABLED),
-        expected_version: if_match(&headers)?,
+        // A disable does not even read If-Match: a malformed or stale header must not stand between anyone and the kill switch.
+        expected_version: if ENABLED { if_match(&headers)? } else { None },
         action: if ENABLED { AuditAction::Enable } else { AuditAction::Disable },
         reason: request.reason,
         from_environment: None,
+        summary: None,
         rollout: None,
     };
     let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
@@ -170,6 +173,7 @@ async fn promote(
         action: AuditAction::Promote,
         reason: request.reason,
         from_environment: Some(from.name.clone()),
+        summary: None,
         rollout,
     };
     response.applied = !state.commit_states(&actor, vec![planned]).await?.is_empty();
@@ -225,6 +229,7 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             action: AuditAction::Copy,
             reason: request.reason.clone(),
             from_environment: Some(from.name.clone()),
+            summary: None,
             rollout: None,
         });
     }
@@ -284,6 +289,7 @@ async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
             reason: request.reason.clone(),
             from_environment: None,
+            summary: None,
             rollout: None,
         });
     }
