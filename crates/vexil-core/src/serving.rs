@@ -46,12 +46,33 @@ impl<'a> Side<'a> {
 /// What one context is served: the value, and the label it is reported under (the variant's name, `true`/`false`
 /// for booleans, none for a value that is no variant). The label is part of the answer: OFREP and the stream send it,
 /// SDK metrics count by it, and the guard judges by it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Answer {
     /// The value.
     pub value: Value,
     /// Its label, when it has one.
     pub label: Option<String>,
+}
+
+impl PartialEq for Answer {
+    fn eq(&self, other: &Self) -> bool {
+        self.label == other.label && identical(&self.value, &other.value)
+    }
+}
+
+/// Whether two JSON values are served as the same bytes up to object key order: numbers compare by their text, so
+/// `-0.0` differs from `0.0` (which `serde_json` calls equal) and `1` from `1.0`.
+pub fn identical(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(left), Value::Number(right)) => left.to_string() == right.to_string(),
+        (Value::Array(left), Value::Array(right)) => {
+            left.len() == right.len() && left.iter().zip(right).all(|(left, right)| identical(left, right))
+        }
+        (Value::Object(left), Value::Object(right)) => {
+            left.len() == right.len() && left.iter().all(|(key, value)| right.get(key).is_some_and(|other| identical(value, other)))
+        }
+        _ => left == right,
+    }
 }
 
 /// What a disabled flag serves: its off value, labelled as evaluation labels it.
@@ -305,7 +326,7 @@ pub fn serves_same(a: Side<'_>, b: Side<'_>) -> bool {
 /// This is the one condition every automatic action (the guard, monitoring triggers) must meet.
 pub fn only_reduces_exposure(before: Side<'_>, after: Side<'_>) -> bool {
     let off = after.definition.off_value();
-    for_all_contexts(before, after, |was, will| will.value == was.value || will.value == off)
+    for_all_contexts(before, after, |was, will| identical(&will.value, &was.value) || identical(&will.value, &off))
 }
 
 #[cfg(test)]
@@ -445,6 +466,18 @@ pub(crate) mod tests {
             {"conditions": [{"attribute": "country", "operator": "equals", "values": ["nz"]}], "serve": {"value": false}}]}));
         let plain = spec(json!({"enabled": true, "serve": {"value": false}}));
         assert!(serves_same(Side::new(&flag, &redundant), Side::new(&flag, &plain)));
+    }
+
+    #[test]
+    fn served_values_compare_as_served_not_as_numbers() {
+        let mut before = FlagDefinition::new(FlagName::parse("backend.rate").unwrap(), FlagType::Number, json!(0.0));
+        before.variants = vec![Variant { name: "zero".into(), value: json!(0.0), description: None }];
+        let mut negative = before.clone();
+        negative.variants[0].value = json!(-0.0);
+        let serving = spec(json!({"enabled": true, "serve": {"variant": "zero"}}));
+        assert!(!serves_same(Side::new(&before, &serving), Side::new(&negative, &serving)), "-0.0 is served as another value");
+        assert!(identical(&json!({"a": 1, "b": [2.5]}), &json!({"b": [2.5], "a": 1})), "key order is not a difference");
+        assert!(!identical(&json!(1), &json!(1.0)));
     }
 
     #[test]

@@ -351,7 +351,7 @@ async fn look_at(
     // The one remedy path: restore the last state a person set before what is watched, or, when that would serve
     // anything to someone who does not get it now, turn the flag off.
     let outcome = match state.remedy(&actor, environment, name, Remedy::Rollback, rollback).await {
-        Ok(RemedyOutcome::Nothing(why) | RemedyOutcome::WidensExposure(why)) => {
+        Ok(RemedyOutcome::Nothing(why) | RemedyOutcome::WidensExposure(why) | RemedyOutcome::Unrestorable(why)) => {
             let reason = rollback_reason(basis, &fired, &state.config.guard, Some(&why));
             state.remedy(&actor, environment, name, Remedy::Disable, reason).await
         }
@@ -362,7 +362,7 @@ async fn look_at(
             tracing::warn!(flag = %name, environment = %environment.key, "guard rolled back a regression");
             "rolled back".to_owned()
         }
-        Ok(RemedyOutcome::Nothing(why) | RemedyOutcome::WidensExposure(why)) => why,
+        Ok(RemedyOutcome::Nothing(why) | RemedyOutcome::WidensExposure(why) | RemedyOutcome::Unrestorable(why)) => why,
         // Another server did it, or a person changed the flag meanwhile.
         Err(error) if error.status.as_u16() == 412 || error.status.as_u16() == 409 => "changed meanwhile".to_owned(),
         Err(error) => {

@@ -95,6 +95,7 @@ pub fn step_change(
         action: AuditAction::RolloutStep,
         reason: plan.reason.clone(),
         from_environment: None,
+        expected_definition_version: None,
         summary: Some(format!(
             "rollout step {}/{}: {}",
             index + 1,

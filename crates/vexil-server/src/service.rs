@@ -87,6 +87,9 @@ pub struct PlannedChange {
     pub reason: Option<String>,
     /// For promote, copy and import: where the state came from (long name).
     pub from_environment: Option<String>,
+    /// The definition's version the caller saw with a diff: a change to the definition since (a variant's value, say)
+    /// refuses the write, so an approval of variant names is an approval of their values.
+    pub expected_definition_version: Option<u64>,
     /// What the server says of the change (`rollout started: 10 % → 50 % every 1h`), put before the reason in the
     /// audit record. The gate never takes it for a reason: a person's protected change needs `reason` from them.
     pub summary: Option<String>,
@@ -112,6 +115,9 @@ pub enum RemedyOutcome {
     Nothing(String),
     /// Not done: the rollback would serve something to contexts that do not get it now (the exposure rule).
     WidensExposure(String),
+    /// Not done: the earlier state no longer fits the definition (a variant it served was removed, a constraint
+    /// narrowed), so it cannot be restored; the kill switch still can be used.
+    Unrestorable(String),
 }
 
 /// A refusal of the gate as an API error.
@@ -207,6 +213,14 @@ impl AppState {
                 ));
             }
             spec.validate(&definition)?;
+            if let Some(expected) = change.expected_definition_version
+                && expected != definition.version
+            {
+                return Err(ApiError::precondition_failed(format!(
+                    "the definition of `{}` is at version {}, not {expected}: it changed since the diff was shown (variants may mean other values now); look at it and try again",
+                    change.flag, definition.version
+                )));
+            }
             if let Some(expected) = change.expected_version
                 && expected != current.version
                 && !kill_switch
@@ -339,6 +353,12 @@ impl AppState {
                     Ok(target) => target,
                     Err(why) => return Ok(RemedyOutcome::Nothing(why)),
                 };
+                if let Err(error) = target.validate(&definition) {
+                    return Ok(RemedyOutcome::Unrestorable(format!(
+                        "the earlier state no longer fits the flag's definition ({}), so it cannot be restored",
+                        error.message
+                    )));
+                }
                 if target == current.spec && current.rollout.is_none() {
                     return Ok(RemedyOutcome::Nothing(
                         "restoring the earlier state changes nothing (the change was to the definition; disable the flag instead)"
@@ -361,6 +381,7 @@ impl AppState {
             action,
             reason: Some(reason),
             from_environment: None,
+            expected_definition_version: None,
             summary: None,
             rollout: None,
         };

@@ -116,6 +116,10 @@ pub struct PromoteRequest {
     pub reason: Option<String>,
     /// The target's version when the diff was shown; a different version refuses the promotion.
     pub expected_version: Option<u64>,
+    /// The source's version when the diff was shown: what was approved is what is promoted.
+    pub expected_source_version: Option<u64>,
+    /// The definition's version when the diff was shown: the variants it names still mean what they meant.
+    pub expected_definition_version: Option<u64>,
     /// Only compute the diff.
     #[serde(default)]
     pub dry_run: bool,
@@ -147,6 +151,10 @@ pub struct CopyRequest {
     pub reason: Option<String>,
     /// Target versions as shown with the diff, by flag.
     pub expected_versions: Option<BTreeMap<String, u64>>,
+    /// Source versions as shown with the diff, by flag.
+    pub expected_source_versions: Option<BTreeMap<String, u64>>,
+    /// Definition versions as shown with the diff, by flag.
+    pub expected_definition_versions: Option<BTreeMap<String, u64>>,
     /// Only compute the diff.
     #[serde(default)]
     pub dry_run: bool,
@@ -286,6 +294,8 @@ pub struct PromoteResponse {
     pub source_version: u64,
     /// The target's version the diff was computed against.
     pub target_version: u64,
+    /// The definition's version the diff was computed against.
+    pub definition_version: u64,
     /// Whether the promotion was made (false for a dry run or an empty diff).
     pub applied: bool,
 }
@@ -299,6 +309,11 @@ pub struct FlagDiff {
     pub changes: Vec<FieldChange>,
     /// The target's version the diff was computed against.
     pub target_version: u64,
+    /// For a copy: the source's version the diff was computed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<u64>,
+    /// The definition's version the diff was computed against.
+    pub definition_version: u64,
 }
 
 /// A copy's or import's diff, and whether it was applied.

@@ -313,23 +313,48 @@ pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResu
     let protected = is_protected(&environment);
     let verb = if enabled { "enable" } else { "disable" };
     let gerund = if enabled { "enabling" } else { "disabling" };
-    let what = match &args.tag {
+    // In a protected environment a tag is resolved here, so the confirmation names exactly the flags it changes and
+    // exactly those are sent: a flag tagged after the confirmation was shown is not swept in.
+    let mut flags = args.flags.clone();
+    let mut tag = args.tag.clone();
+    if let (Some(wanted), true) = (&args.tag, protected) {
+        let listing = context.client.get_query("/api/flags", &[("tag", wanted.clone())])?.body;
+        flags = listing["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|flag| flag["environments"][key(&environment)]["enabled"] != Value::Bool(enabled))
+            .filter_map(|flag| flag["name"].as_str().map(str::to_owned))
+            .collect();
+        if flags.is_empty() {
+            println!(
+                "no flag tagged {wanted} is {} in {}; nothing to change",
+                if enabled { "disabled" } else { "enabled" },
+                key(&environment)
+            );
+            return Ok(());
+        }
+        tag = None;
+    }
+    let what = match &tag {
         Some(tag) => format!("{gerund} every flag tagged {tag}"),
-        None => format!("{gerund} {}", args.flags.join(", ")),
+        None if args.tag.is_some() => {
+            format!("{gerund} {} (the flags tagged {} that are not yet {verb}d)", flags.join(", "), args.tag.as_deref().unwrap_or_default())
+        }
+        None => format!("{gerund} {}", flags.join(", ")),
     };
     // The emergency path: `disable … --env=prod --reason=…` runs at once, because turning a flag off must never wait.
     let emergency = !enabled && args.confirm.reason.is_some();
     let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, emergency, key(&environment), protected, &what)?;
-    if args.flags.len() == 1 && args.tag.is_none() {
+    if flags.len() == 1 && args.tag.is_none() {
         let body = json!({"reason": reason});
-        let reply =
-            context.client.post(&format!("/api/flags/{}/environments/{}/{verb}", segment(&args.flags[0]), key(&environment)), &body)?;
-        return report_state(context, &args.flags[0], &environment, &reply.body);
+        let reply = context.client.post(&format!("/api/flags/{}/environments/{}/{verb}", segment(&flags[0]), key(&environment)), &body)?;
+        return report_state(context, &flags[0], &environment, &reply.body);
     }
     let mut body = json!({"action": verb, "environment": key(&environment), "reason": reason});
-    match &args.tag {
+    match &tag {
         Some(tag) => body["tag"] = json!(tag),
-        None => body["flags"] = json!(args.flags),
+        None => body["flags"] = json!(flags),
     }
     let reply = context.client.post("/api/flags/bulk", &body)?;
     match context.output {
@@ -375,7 +400,10 @@ pub fn promote(context: &Context, args: PromoteArgs) -> CommandResult {
         prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &format!("promoting {}", args.flag))?;
     let mut body = json!({
         "from": key(&from), "to": key(&to), "skip": args.skip, "reason": reason,
+        // What was shown is what is promoted: the target, the source and the definition (what variants mean) as seen.
         "expected_version": preview["target_version"],
+        "expected_source_version": preview["source_version"],
+        "expected_definition_version": preview["definition_version"],
     });
     if !args.rollout.is_empty() {
         body["rollout"] = json!({"steps": args.rollout, "every": args.every});
@@ -427,13 +455,18 @@ pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
     let protected = is_protected(&to);
     let what = format!("copying {pending} flag states from {}", key(&from));
     let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &what)?;
-    let expected: serde_json::Map<String, Value> = preview["flags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|flag| (flag["flag"].as_str().unwrap_or("").to_owned(), flag["target_version"].clone()))
-        .collect();
-    let body = json!({"from": key(&from), "to": key(&to), "flags": flags, "reason": reason, "expected_versions": expected});
+    // What was shown is what is copied: each target, source and definition as seen.
+    let versions = |field: &str| -> serde_json::Map<String, Value> {
+        preview["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|flag| (flag["flag"].as_str().unwrap_or("").to_owned(), flag[field].clone()))
+            .collect()
+    };
+    let body = json!({"from": key(&from), "to": key(&to), "flags": flags, "reason": reason,
+        "expected_versions": versions("target_version"), "expected_source_versions": versions("source_version"),
+        "expected_definition_versions": versions("definition_version")});
     let reply = context.client.post("/api/flags/copy", &body)?.body;
     if context.output == Output::Json {
         context.print_json(&reply);

@@ -381,7 +381,8 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     assert_eq!(server.http().get("/api/flags/ui.theme").body["default"], "light", "nothing changed");
     browser.type_into("//input[@id='editor-reason']", "dark by default");
     browser.click("//button[@id='editor-ok']");
-    browser.find("//button[@aria-label='Edit ui.checkout_v2']");
+    // The dialog stays open while it saves (a dry run, then the edit) and closes once the server took it.
+    browser.find("//dialog[@id='editor' and not(@open)]");
     let audit = server.http().get("/api/flags/audit?flag=ui.theme&env=prod").body;
     assert_eq!(audit["entries"][0]["reason"], "dark by default", "{audit}");
 

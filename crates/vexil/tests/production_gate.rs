@@ -342,3 +342,76 @@ fn a_production_rollout_needs_a_persons_reason_to_start_pause_resume_or_abort() 
     assert_eq!(audit["entries"][0]["reason"], "rollout paused (looking into errors)");
     assert!(audit["entries"][1]["reason"].as_str().unwrap().starts_with("rollout started: 10 % → 50 % → 100 % every 1h"), "{audit}");
 }
+
+#[test]
+fn a_bulk_change_by_tag_in_production_confirms_and_sends_exactly_the_flags_it_names() {
+    let server = Server::start();
+    for flag in ["ui.a", "ui.b", "ui.untagged"] {
+        server.cli(&["define", flag]).ok();
+    }
+    for flag in ["ui.a", "ui.b"] {
+        let tagged = server.http().send("PATCH", &format!("/api/flags/{flag}"), Some(json!({"tags": ["release"]}).to_string()), &[]);
+        assert_eq!(tagged.status, 200);
+    }
+    server.cli(&["enable", "ui.b", "--env", "prod", "--yes", "--reason", "early"]).ok();
+    let run =
+        common::cli_on_terminal(&server.url, ADMIN_TOKEN, &["enable", "--tag", "release", "--env", "prod", "--reason", "launch"], "prod\n");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("enabling ui.a (the flags tagged release that are not yet enabled)"), "{}", run.stdout);
+    let bulk = server.http().get("/api/flags/audit?env=prod&action=enable").body;
+    let enabled: Vec<&str> = bulk["entries"].as_array().unwrap().iter().filter_map(|entry| entry["flag"].as_str()).collect();
+    assert_eq!(enabled, ["ui.a", "ui.b"], "ui.a now, ui.b before; nothing else");
+}
+
+#[test]
+fn a_promotion_applies_exactly_what_its_diff_showed_or_nothing() {
+    let server = Server::start();
+    let developer = developer(&server);
+    let as_developer = server.http().with_token(Some(&developer));
+    let created = server.http().post(
+        "/api/flags",
+        &json!({"name": "ui.banner", "type": "string", "default": "plain", "variants": [
+        {"name": "plain", "value": "plain"}, {"name": "new", "value": "shiny"}]}),
+    );
+    assert_eq!(created.status, 201);
+    let staged =
+        as_developer.put("/api/flags/ui.banner/environments/staging", &json!({"enabled": true, "serve": {"variant": "new"}}), None);
+    assert_eq!(staged.status, 200);
+    let promote = |body: Value| server.http().post("/api/flags/ui.banner/promote", &body);
+    let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
+    let approved = |reason: &str| {
+        json!({"from": "staging", "to": "prod", "reason": reason, "expected_version": preview["target_version"],
+               "expected_source_version": preview["source_version"], "expected_definition_version": preview["definition_version"]})
+    };
+
+    // After the admin saw the diff ("serve: variant new"), a developer changes what `new` means (staging is theirs).
+    let recoloured = as_developer.send(
+        "PATCH",
+        "/api/flags/ui.banner",
+        Some(json!({"variants": [{"name": "plain", "value": "plain"}, {"name": "new", "value": "<script>"}]}).to_string()),
+        &[],
+    );
+    assert_eq!(recoloured.status, 200, "{:?}", recoloured.body);
+    let refused = promote(approved("approved"));
+    assert_eq!(refused.status, 412, "{:?}", refused.body);
+    // (The edit changed what staging serves, so staging's state moved too; either pin refuses it.)
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("since the diff"), "{:?}", refused.body);
+
+    // Or changes the source state itself.
+    let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
+    let approved = json!({"from": "staging", "to": "prod", "reason": "approved", "expected_version": preview["target_version"],
+        "expected_source_version": preview["source_version"], "expected_definition_version": preview["definition_version"]});
+    let changed =
+        as_developer.put("/api/flags/ui.banner/environments/staging", &json!({"enabled": true, "serve": {"value": "surprise"}}), None);
+    assert_eq!(changed.status, 200);
+    let refused = promote(approved.clone());
+    assert_eq!(refused.status, 412, "{:?}", refused.body);
+    assert_eq!(server.http().get("/api/flags/ui.banner/environments/prod").body["state"]["enabled"], false, "prod untouched");
+
+    // What was approved goes through.
+    let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
+    let approved = json!({"from": "staging", "to": "prod", "reason": "approved", "expected_version": preview["target_version"],
+        "expected_source_version": preview["source_version"], "expected_definition_version": preview["definition_version"]});
+    assert_eq!(promote(approved).status, 200);
+    assert_eq!(server.http().get("/api/flags/ui.banner/environments/prod").body["state"]["serve"]["value"], "surprise");
+}

@@ -283,3 +283,43 @@ fn a_plan_holds_at_each_step_until_the_guard_has_seen_it_healthy_and_says_why() 
     let last = stream.next();
     assert!(last.data["state"]["split"].is_null() && last.data["state"]["rollout"].is_null(), "the plan is complete: {:?}", last.data);
 }
+
+#[test]
+fn when_the_state_before_a_plan_no_longer_fits_the_definition_the_guard_turns_the_flag_off() {
+    let server = Server::start_configured(&format!("{ADVANCE}guard_check_seconds = 1\nguard_min_evaluations = 200\n"));
+    let created =
+        server.http().post("/api/flags", &json!({"name": "ui.bv", "type": "boolean", "variants": [{"name": "on", "value": true}]}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let set = server.http().put(
+        "/api/flags/ui.bv/environments/prod",
+        &json!({"enabled": false, "serve": {"variant": "on"}, "reason": "ready"}),
+        None,
+    );
+    assert_eq!(set.status, 200);
+    let key = common::sdk_key_for(&server, "prod");
+    let stream = Stream::open(&server, "env=prod", &key, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    server.cli(&["rollout", "ui.bv", "--env", "prod", "--steps", "10,50,100", "--every", "1h", "--yes", "--reason", "launch"]).ok();
+    assert_eq!(weight(&stream.next()), Some(10_000));
+    // A developer removes the variant the pre-plan state served (production serves `true` as a value now, so it may).
+    server.cli(&["user", "add", "dev@example.com", "--role", "developer"]).ok();
+    let developer = server.cli(&["token", "create", "--user", "dev@example.com"]).ok().stdout.trim().to_owned();
+    let removed =
+        server.http().with_token(Some(&developer)).send("PATCH", "/api/flags/ui.bv", Some(json!({"variants": []}).to_string()), &[]);
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    let _definition_change = stream.next();
+
+    post_metrics(
+        &server,
+        &key,
+        "ui.bv",
+        json!({"true": {"evaluations": 400, "errors": 200}, "false": {"evaluations": 3600, "errors": 36}}),
+    );
+    let stopped = stream.next();
+    assert_eq!(stopped.data["state"]["updated_by"], "system:guard");
+    assert_eq!(stopped.data["state"]["enabled"], false, "the kill switch, since the state before cannot be restored");
+    assert!(stopped.data["state"]["rollout"].is_null(), "the plan is stopped");
+    let audit = server.http().get("/api/flags/audit?flag=ui.bv&env=prod").body;
+    let reason = audit["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("turned off instead of restored") && reason.contains("no longer fits"), "{reason}");
+}

@@ -89,7 +89,13 @@ async fn import(
             continue;
         }
         versions.insert(name.clone(), current.version);
-        diffs.push(FlagDiff { flag: name, changes, target_version: current.version });
+        diffs.push(FlagDiff {
+            flag: name,
+            changes,
+            target_version: current.version,
+            source_version: None,
+            definition_version: definition.version,
+        });
         planned.push(PlannedChange {
             environment: environment.clone(),
             flag,
@@ -98,6 +104,7 @@ async fn import(
             action: AuditAction::Import,
             reason: request.reason.clone(),
             from_environment: Some(document.environment.clone()),
+            expected_definition_version: None,
             summary: None,
             rollout: None,
         });

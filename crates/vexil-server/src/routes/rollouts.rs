@@ -130,6 +130,7 @@ async fn control(
         action: AuditAction::Update,
         reason: request.reason,
         from_environment: None,
+        expected_definition_version: None,
         summary: Some(what.to_owned()),
         rollout,
     };

@@ -60,6 +60,7 @@ async fn set(
         action: AuditAction::Update,
         reason: request.reason,
         from_environment: None,
+        expected_definition_version: None,
         summary: None,
         rollout: None,
     };
@@ -88,6 +89,7 @@ async fn toggle<const ENABLED: bool>(
         action: if ENABLED { AuditAction::Enable } else { AuditAction::Disable },
         reason: request.reason,
         from_environment: None,
+        expected_definition_version: None,
         summary: None,
         rollout: None,
     };
@@ -136,10 +138,19 @@ async fn promote(
         changes,
         source_version: source.version,
         target_version: target.version,
+        definition_version: definition.version,
         applied: false,
     };
     if request.dry_run {
         return Ok(Json(response));
+    }
+    if let Some(expected) = request.expected_source_version
+        && expected != source.version
+    {
+        return Err(ApiError::precondition_failed(format!(
+            "{} in {} moved from version {expected} to {} since the diff was computed; look at the new diff and promote again",
+            definition.name, from.key, source.version
+        )));
     }
     if let Some(expected) = request.expected_version
         && expected != target.version
@@ -173,6 +184,7 @@ async fn promote(
         action: AuditAction::Promote,
         reason: request.reason,
         from_environment: Some(from.name.clone()),
+        expected_definition_version: request.expected_definition_version,
         summary: None,
         rollout,
     };
@@ -220,7 +232,27 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
                 to.key, target.version
             )));
         }
-        diffs.push(FlagDiff { flag: name.to_string(), changes, target_version: target.version });
+        let pinned = |versions: &Option<std::collections::BTreeMap<String, u64>>| {
+            versions.as_ref().and_then(|versions| versions.get(name.as_str()).copied())
+        };
+        if !request.dry_run
+            && let Some(expected) = pinned(&request.expected_source_versions)
+            && expected != source.version
+        {
+            return Err(ApiError::precondition_failed(format!(
+                "{name} in {} moved from version {expected} to {} since the diff was computed; look at the new diff and copy again",
+                from.key, source.version
+            )));
+        }
+        let definition_version = state.catalog.definition(&name).map(|definition| definition.version).unwrap_or(0);
+        let expected_definition_version = pinned(&request.expected_definition_versions);
+        diffs.push(FlagDiff {
+            flag: name.to_string(),
+            changes,
+            target_version: target.version,
+            source_version: Some(source.version),
+            definition_version,
+        });
         planned.push(PlannedChange {
             environment: to.clone(),
             flag: name,
@@ -229,6 +261,7 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             action: AuditAction::Copy,
             reason: request.reason.clone(),
             from_environment: Some(from.name.clone()),
+            expected_definition_version,
             summary: None,
             rollout: None,
         });
@@ -289,6 +322,7 @@ async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             action: if enabled { AuditAction::Enable } else { AuditAction::Disable },
             reason: request.reason.clone(),
             from_environment: None,
+            expected_definition_version: None,
             summary: None,
             rollout: None,
         });

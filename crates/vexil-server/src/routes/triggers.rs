@@ -200,6 +200,10 @@ async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, b
             "widens_exposure",
             format!("the trigger did not act: {why}; use a trigger with --action disable to turn the flag off"),
         )),
+        RemedyOutcome::Unrestorable(why) => Err(ApiError::conflict(
+            "cannot_restore",
+            format!("the trigger did not act: {why}; use a trigger with --action disable to turn the flag off"),
+        )),
         RemedyOutcome::Nothing(why) => Ok((StatusCode::OK, Json(answer(false, Some(&why))))),
     }
 }
