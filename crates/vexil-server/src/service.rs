@@ -450,6 +450,21 @@ impl AppState {
         }
         definition.version = expected_version + 1;
         let mut write = Write::default();
+        // One record shape: `environment: None` for the definition itself, an environment's long name for what it serves.
+        let name = definition.name.to_string();
+        let record = |environment: Option<String>, before: Option<Value>, after: Value, definitions: Option<Value>| AuditDraft {
+            flag: Some(name.clone()),
+            action,
+            environment,
+            user: actor.email.clone(),
+            timestamp: now.clone(),
+            reason: reason.clone(),
+            from_environment: None,
+            before,
+            after: Some(after),
+            source: actor.source,
+            definition: definitions,
+        };
         match &before {
             None => {
                 decide(writer, true, &[], reason.as_deref()).map_err(refused)?;
@@ -458,19 +473,7 @@ impl AppState {
                     state.updated_at = now.clone();
                     state.version = 1;
                     // From now on each environment serves the flag's off value (false, or its default): on its record too.
-                    write.audit.push(AuditDraft {
-                        flag: Some(definition.name.to_string()),
-                        action,
-                        environment: Some(environment.name.clone()),
-                        user: actor.email.clone(),
-                        timestamp: now.clone(),
-                        reason: reason.clone(),
-                        from_environment: None,
-                        before: None,
-                        after: Some(to_json(&state)),
-                        source: actor.source,
-                        definition: None,
-                    });
+                    write.audit.push(record(Some(environment.name.clone()), None, to_json(&state), None));
                     write.states.push(StateWrite {
                         environment: environment.key.clone(),
                         flag: definition.name.clone(),
@@ -522,19 +525,12 @@ impl AppState {
                         updated_at: now.clone(),
                         ..current.clone()
                     };
-                    write.audit.push(AuditDraft {
-                        flag: Some(definition.name.to_string()),
-                        action,
-                        environment: Some(environment.name.clone()),
-                        user: actor.email.clone(),
-                        timestamp: now.clone(),
-                        reason: reason.clone(),
-                        from_environment: None,
-                        before: Some(to_json(current)),
-                        after: Some(to_json(&after)),
-                        source: actor.source,
-                        definition: Some(definitions.clone()),
-                    });
+                    write.audit.push(record(
+                        Some(environment.name.clone()),
+                        Some(to_json(current)),
+                        to_json(&after),
+                        Some(definitions.clone()),
+                    ));
                     write.states.push(StateWrite {
                         environment: environment.key.clone(),
                         flag: definition.name.clone(),
@@ -544,22 +540,7 @@ impl AppState {
                 }
             }
         }
-        write.audit.insert(
-            0,
-            AuditDraft {
-                flag: Some(definition.name.to_string()),
-                action,
-                environment: None,
-                user: actor.email.clone(),
-                timestamp: now,
-                reason,
-                from_environment: None,
-                before: before.as_ref().map(to_json),
-                after: Some(to_json(&definition)),
-                source: actor.source,
-                definition: None,
-            },
-        );
+        write.audit.insert(0, record(None, before.as_ref().map(to_json), to_json(&definition), None));
         write.definitions.push(DefinitionWrite { definition, expected_version });
         self.commit(write).await
     }
