@@ -552,7 +552,8 @@ function guarded(state, environment) {
 }
 
 // What the guard's last look saw, in a sentence.
-function guardSentence(guard) {
+function guardSentence(guard, planRunning = false) {
+  if (!guard.watched && planRunning) return `Guard: has not looked at this rollout yet (it looks every ${guard.settings.check_seconds} s).`;
   if (!guard.watched) return "Guard: not watching (no rollout running and no recent change in a protected environment).";
   const report = guard.report;
   const percent = (rate) => `${(rate * 100).toFixed(2)} %`;
@@ -573,7 +574,7 @@ async function openPlan(flag, environment) {
     const guard = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}/guard`);
     const plan = status.plan;
     $("plan-title").textContent = `${plan ? "Rollout" : "Guard"} of ${flag.name} in ${environment.title}`;
-    $("plan-guard").textContent = guardSentence(guard);
+    $("plan-guard").textContent = guardSentence(guard, Boolean(plan));
     if (!plan) {
       $("plan-progress").textContent = status.enabled ? `No rollout in progress; serving ${status.percent} %.` : "No rollout in progress; disabled.";
     } else {

@@ -126,6 +126,8 @@ impl Browser {
 
     fn log_in(&self, server: &Server, email: &str, password: &str) {
         self.goto(&server.url);
+        // The form starts hidden and is shown once the page knows nobody is logged in: typing earlier fails.
+        self.find("//form[@id='login' and not(@hidden)]");
         self.type_into("//input[@id='email']", email);
         self.type_into("//input[@id='password']", password);
         self.click("//form[@id='login']//button[@type='submit']");
@@ -333,6 +335,8 @@ fn the_emergency_disable_is_one_click_and_a_reason_and_a_viewer_sees_no_controls
     )
     .expect_code(0);
     browser.click("//button[@id='logout']");
+    // Logging out ends the session on the server first; the form shows once it has.
+    browser.find("//form[@id='login' and not(@hidden)]");
     browser.log_in(&server, "pm@example.com", "viewer password");
     browser.find("//tr[@data-flag='ui.problem_feature']/td[@data-environment='prod']/span[normalize-space(.)='✗ Disabled']");
     let controls = browser.call("POST", "/elements", json!({"using": "xpath", "value": "//tr[@data-flag='ui.problem_feature']//td[@data-environment]//button | //div[@id='actions' and not(@hidden)]"}));
@@ -411,6 +415,7 @@ fn a_rollout_shows_its_progress_and_both_variants_error_rates() {
     browser.find("//p[@id='plan-progress' and contains(., 'At 10 %: step 1 of 3') and contains(., '[10 %] → 50 % → 100 %')]");
     // Guarded steps: the dialog says what the plan holds for (the guard has not looked at this step yet, or wants more data).
     browser.find("//p[@id='plan-progress' and contains(., 'Holding: waiting for')]");
+    browser.find("//*[@id='plan-guard' and contains(., 'has not looked at this rollout yet')]");
     browser.find("//p[@id='plan-totals' and contains(., 'true: 5.00 % errors (5/100)') and contains(., 'false: 1.00 % errors (9/900)')]");
     browser.find("//*[local-name()='svg' and @id='plan-chart']/*[local-name()='polyline' and @data-variant='true']");
     browser.find("//*[local-name()='svg' and @id='plan-chart']/*[local-name()='polyline' and @data-variant='false']");
