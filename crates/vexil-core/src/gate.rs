@@ -14,7 +14,7 @@
 //!   definitions.
 
 use crate::serving::{Side, off_answer, only_reduces_exposure, serves_same};
-use crate::{EnvKey, Environment, Role};
+use crate::{EnvKey, Environment, Role, StateSpec};
 
 /// Vexil's own components that write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +94,17 @@ pub enum Refusal {
     WidensExposure(String),
 }
 
-/// How a write changes one environment, if at all. What an environment serves includes what its kill switch would
-/// serve (the off value: `false`, or a non-boolean flag's default), so a new default is a change wherever the flag
-/// has a state, enabled or not: it is what an emergency disable, a trigger or the guard would then put in front of users.
+/// How a write changes one environment, if at all. What an environment serves is judged with its kill switch in both
+/// positions: what it serves off (the off value: `false`, or a non-boolean flag's default) is what an emergency
+/// disable, a trigger or the guard would put in front of users, and what a disabled state serves on is what the next
+/// enable will. So a new default, or a new value for a variant an armed (disabled) state names, changes the environment.
 pub fn effect(change: &EnvironmentChange<'_>) -> Option<Effect> {
     let off_changed = off_answer(change.before.definition) != off_answer(change.after.definition);
-    if off_changed || !serves_same(change.before, change.after) {
+    let armed = |side: Side<'_>| StateSpec { enabled: true, ..side.spec.clone() };
+    let (armed_before, armed_after) = (armed(change.before), armed(change.after));
+    let on_changed = (!change.before.spec.enabled || !change.after.spec.enabled)
+        && !serves_same(Side::new(change.before.definition, &armed_before), Side::new(change.after.definition, &armed_after));
+    if off_changed || on_changed || !serves_same(change.before, change.after) {
         Some(Effect::Serving)
     } else if change.plan_changed || change.before.spec != change.after.spec {
         Some(Effect::State)
@@ -203,6 +208,7 @@ mod tests {
         let serving = spec(json!({"enabled": true, "serve": {"variant": "treatment"}}));
         let disabled = spec(json!({"enabled": false, "serve": {"variant": "treatment"}}));
         let by_value = spec(json!({"enabled": true, "serve": {"value": "blue"}}));
+        let serving_control = spec(json!({"enabled": true, "serve": {"variant": "control"}}));
         let with = |edit: fn(&mut FlagDefinition)| {
             let mut definition = definition();
             edit(&mut definition);
@@ -220,7 +226,15 @@ mod tests {
             kind("metadata edit", with(|d| d.description = "the button".into()), &serving, &serving, false, false),
             kind("archive", with(|d| d.archived = true), &disabled, &disabled, false, false),
             kind("served variant's value", with(|d| d.variants[1].value = json!("red")), &serving, &serving, false, false),
-            kind("unserved variant's value", with(|d| d.variants[1].value = json!("red")), &disabled, &disabled, false, false),
+            kind(
+                "unserved variant's value",
+                with(|d| d.variants[1].value = json!("red")),
+                &serving_control,
+                &serving_control,
+                false,
+                false,
+            ),
+            kind("armed variant's value", with(|d| d.variants[1].value = json!("red")), &disabled, &disabled, false, false),
             kind("default of a disabled flag", with(|d| d.default = json!("white")), &disabled, &disabled, false, false),
             kind("default of an enabled flag", with(|d| d.default = json!("white")), &serving, &serving, false, false),
             kind("variant served by value renamed", with(|d| d.variants[1].name = "blue_one".into()), &by_value, &by_value, false, false),
@@ -262,11 +276,13 @@ mod tests {
     /// (with a reason), then for the guard (and triggers) and the rollout scheduler.
     #[test]
     fn the_gate_as_a_table() {
-        let table: [Row; 11] = [
+        let table: [Row; 12] = [
             ("metadata edit", [REFUSED, ALLOWED, ALLOWED], [REFUSED, ALLOWED, ALLOWED], REFUSED, REFUSED),
             ("archive", [REFUSED, ALLOWED, ALLOWED], [REFUSED, ALLOWED, ALLOWED], REFUSED, REFUSED),
             ("served variant's value", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
             ("unserved variant's value", [REFUSED, ALLOWED, ALLOWED], [REFUSED, ALLOWED, ALLOWED], REFUSED, REFUSED),
+            // A disabled state that names a variant serves it on the next enable.
+            ("armed variant's value", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
             ("default of a disabled flag", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),
             // What the kill switch would serve is served too.
             ("default of an enabled flag", [REFUSED, ALLOWED, ALLOWED], [REFUSED, REFUSED, ALLOWED], REFUSED, REFUSED),

@@ -204,6 +204,10 @@ pub struct ImportRequest {
     pub document: ExportDocument,
     /// Why; required for protected environments.
     pub reason: Option<String>,
+    /// Target versions as shown with the diff, by flag: with them, what the diff showed is what is imported.
+    pub expected_versions: Option<BTreeMap<String, u64>>,
+    /// Definition versions as shown with the diff, by flag.
+    pub expected_definition_versions: Option<BTreeMap<String, u64>>,
     /// Only compute the diff.
     #[serde(default)]
     pub dry_run: bool,

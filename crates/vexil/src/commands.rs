@@ -437,6 +437,17 @@ fn print_batch(context: &Context, (done, verb): (&str, &str), body: &Value) {
     );
 }
 
+/// The versions a batch diff was computed against, by flag (`field` of each of its flags): sent back with the change
+/// so the server refuses it when anything moved since the diff was shown.
+fn diff_pins(preview: &Value, field: &str) -> serde_json::Map<String, Value> {
+    preview["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|flag| (flag["flag"].as_str().unwrap_or("").to_owned(), flag[field].clone()))
+        .collect()
+}
+
 /// `vexil copy`.
 pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
     let from = context.environment(&args.from)?;
@@ -456,14 +467,7 @@ pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
     let what = format!("copying {pending} flag states from {}", key(&from));
     let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &what)?;
     // What was shown is what is copied: each target, source and definition as seen.
-    let versions = |field: &str| -> serde_json::Map<String, Value> {
-        preview["flags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|flag| (flag["flag"].as_str().unwrap_or("").to_owned(), flag[field].clone()))
-            .collect()
-    };
+    let versions = |field: &str| diff_pins(&preview, field);
     let body = json!({"from": key(&from), "to": key(&to), "flags": flags, "reason": reason,
         "expected_versions": versions("target_version"), "expected_source_versions": versions("source_version"),
         "expected_definition_versions": versions("definition_version")});
@@ -516,7 +520,11 @@ pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
     let protected = is_protected(&environment);
     let what = format!("importing {pending} flag states");
     let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&environment), protected, &what)?;
-    let reply = context.client.post(&path, &json!({"document": document, "reason": reason}))?.body;
+    // What was shown is what is imported: each target state and definition as the diff saw them.
+    let versions = |field: &str| diff_pins(&preview, field);
+    let body = json!({"document": document, "reason": reason, "expected_versions": versions("target_version"),
+        "expected_definition_versions": versions("definition_version")});
+    let reply = context.client.post(&path, &body)?.body;
     if context.output == Output::Json {
         context.print_json(&reply);
     } else {

@@ -415,3 +415,89 @@ fn a_promotion_applies_exactly_what_its_diff_showed_or_nothing() {
     assert_eq!(promote(approved).status, 200);
     assert_eq!(server.http().get("/api/flags/ui.banner/environments/prod").body["state"]["serve"]["value"], "surprise");
 }
+
+#[test]
+fn approved_batches_apply_what_their_diff_showed_and_an_armed_state_is_production_s() {
+    let server = Server::start();
+    let developer = developer(&server);
+    let as_developer = server.http().with_token(Some(&developer));
+
+    // A disabled production state that names a variant serves it on the next enable: its value is production's.
+    colour_flag(&server);
+    let armed = server.http().put(
+        "/api/flags/ui.button_colour/environments/prod",
+        &json!({"enabled": false, "serve": {"variant": "treatment"}, "reason": "armed for launch"}),
+        None,
+    );
+    assert_eq!(armed.status, 200);
+    let refused = as_developer.send("PATCH", "/api/flags/ui.button_colour", Some(recolour("<evil>", None).to_string()), &[]);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+
+    // Copy: a flag that differs now but was not in the confirmed diff is not swept in.
+    for flag in ["ui.c1", "ui.c2"] {
+        server.cli(&["define", flag]).ok();
+    }
+    server.cli_as(&developer, &["enable", "ui.c1", "--env", "staging"]).ok();
+    let preview =
+        server.http().post("/api/flags/copy", &json!({"from": "staging", "to": "prod", "flags": ["ui.c1", "ui.c2"], "dry_run": true})).body;
+    let pins = |field: &str| -> serde_json::Map<String, Value> {
+        preview["flags"].as_array().unwrap().iter().map(|flag| (flag["flag"].as_str().unwrap().to_owned(), flag[field].clone())).collect()
+    };
+    server.cli_as(&developer, &["enable", "ui.c2", "--env", "staging"]).ok();
+    let copy = server.http().post(
+        "/api/flags/copy",
+        &json!({"from": "staging", "to": "prod", "flags": ["ui.c1", "ui.c2"], "reason": "sync",
+        "expected_versions": pins("target_version"), "expected_source_versions": pins("source_version"),
+        "expected_definition_versions": pins("definition_version")}),
+    );
+    assert_eq!(copy.status, 412, "{:?}", copy.body);
+    assert!(copy.body["error"]["message"].as_str().unwrap().contains("ui.c2 was not in the diff you confirmed"), "{:?}", copy.body);
+    assert_eq!(server.http().get("/api/flags/ui.c1/environments/prod").body["state"]["enabled"], false, "all or nothing");
+
+    // Import: a disable made after the dry run is not undone by the approved import.
+    server.cli(&["define", "ui.imported"]).ok();
+    let document = json!({"format": "vexil.states", "version": 1, "environment": "staging", "exported_at": "2026-12-01T00:00:00Z", "revision": 1,
+        "flags": {"ui.imported": {"enabled": true, "serve": {"value": true}}}});
+    server.cli(&["enable", "ui.imported", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let document_off = {
+        let mut document = document.clone();
+        document["flags"]["ui.imported"]["serve"] = json!({"value": false});
+        document
+    };
+    let path = "/api/environments/prod/import";
+    let preview = server.http().post(path, &json!({"document": document_off, "dry_run": true})).body;
+    let pins = |field: &str| -> serde_json::Map<String, Value> {
+        preview["flags"].as_array().unwrap().iter().map(|flag| (flag["flag"].as_str().unwrap().to_owned(), flag[field].clone())).collect()
+    };
+    server.cli(&["disable", "ui.imported", "--env=prod", "--reason=INCIDENT"]).ok();
+    let import = server.http().post(
+        path,
+        &json!({"document": document_off, "reason": "sync",
+        "expected_versions": pins("target_version"), "expected_definition_versions": pins("definition_version")}),
+    );
+    assert_eq!(import.status, 412, "{:?}", import.body);
+    assert_eq!(server.http().get("/api/flags/ui.imported/environments/prod").body["state"]["enabled"], false, "the disable stands");
+
+    // Promote as a rollout ends at the source's state, so only a source that serves true to everyone it does not target.
+    server.cli(&["define", "ui.off2"]).ok();
+    let staged = as_developer.put("/api/flags/ui.off2/environments/staging", &json!({"enabled": false, "serve": {"value": false}}), None);
+    assert_eq!(staged.status, 200);
+    let refused = server.cli(&[
+        "promote",
+        "ui.off2",
+        "--from",
+        "staging",
+        "--to",
+        "prod",
+        "--rollout",
+        "50,100",
+        "--every",
+        "1h",
+        "--reason",
+        "sync",
+        "--yes",
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("must be on and serve true"), "{}", refused.stderr);
+    assert_eq!(server.http().get("/api/flags/ui.off2/environments/prod").body["state"]["enabled"], false);
+}

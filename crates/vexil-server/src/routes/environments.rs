@@ -88,6 +88,25 @@ async fn import(
             unchanged.push(name);
             continue;
         }
+        let pinned = |versions: &Option<BTreeMap<String, u64>>| versions.as_ref().and_then(|versions| versions.get(&name).copied());
+        let expected_version = pinned(&request.expected_versions);
+        if !request.dry_run && request.expected_versions.is_some() {
+            match expected_version {
+                None => {
+                    return Err(ApiError::precondition_failed(format!(
+                        "{name} was not in the diff you confirmed but differs from the document now; look at the new diff and import again"
+                    )));
+                }
+                Some(expected) if expected != current.version => {
+                    return Err(ApiError::precondition_failed(format!(
+                        "{name} in {} moved from version {expected} to {} since the diff was computed; look at the new diff and import again",
+                        environment.key, current.version
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let expected_definition_version = pinned(&request.expected_definition_versions);
         versions.insert(name.clone(), current.version);
         diffs.push(FlagDiff {
             flag: name,
@@ -104,7 +123,7 @@ async fn import(
             action: AuditAction::Import,
             reason: request.reason.clone(),
             from_environment: Some(document.environment.clone()),
-            expected_definition_version: None,
+            expected_definition_version,
             summary: None,
             rollout: None,
         });

@@ -171,6 +171,21 @@ async fn promote(
                     format!("a rollout needs a boolean flag; {} is {}", definition.name, definition.flag_type.as_str()),
                 ));
             }
+            // A plan grows `true` over the fallthrough and ends at the source's state only when that state serves `true`
+            // to everyone its targets and rules do not answer; anything else would land a state nobody saw in the diff.
+            let ends_at_source = source.spec.enabled
+                && source.spec.serve == vexil_core::Serve::Value(serde_json::Value::Bool(true))
+                && source.spec.split.is_none();
+            if !ends_at_source {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    format!(
+                        "a rollout takes {} in {} step by step to its state in {}, which must be on and serve true to everyone its targets and rules do not answer; it is not (disabled, serving false, or already a percentage): promote without a rollout, or change {} first",
+                        definition.name, to.key, from.key, from.key
+                    ),
+                ));
+            }
             let plan = crate::rollout::new_plan(&rollout.steps, &rollout.every, &actor.email, request.reason.clone(), target.spec.clone())
                 .map_err(|message| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message))?;
             crate::rollout::apply_step(&source.spec, &plan, 0).ok_or_else(|| ApiError::internal("no first step"))?
@@ -223,6 +238,13 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
             continue;
         }
         let expected = request.expected_versions.as_ref().and_then(|versions| versions.get(name.as_str()).copied());
+        // With pins (a confirmed diff), a flag that differs now but was not in that diff is not swept in.
+        if !request.dry_run && expected.is_none() && request.expected_versions.is_some() {
+            return Err(ApiError::precondition_failed(format!(
+                "{name} was not in the diff you confirmed but differs between {} and {} now; look at the new diff and copy again",
+                from.key, to.key
+            )));
+        }
         if !request.dry_run
             && let Some(expected) = expected
             && expected != target.version
