@@ -49,6 +49,36 @@ fn benches(criterion: &mut Criterion) {
             spec(json!({"enabled": true, "serve": {"value": true}, "targets": targets, "rules": rules(20, "b"), "split": split(50)})),
         ),
     ];
+    // The heaviest shape an outside probe found (it held the write lock for a minute before the work budget):
+    // 30 rules, each and the fallthrough a 30-bucket split over a 32 KB JSON variant, conditions changed.
+    let heavy: FlagDefinition = serde_json::from_value(json!({"name": "ops.big", "type": "json", "default": {},
+        "variants": [{"name": "big", "value": vec![0; 16000]}]}))
+    .unwrap();
+    let buckets = |offset: u32| -> Value {
+        let weights: Vec<u32> = (0..30).map(|index| if index == 0 { 100_000 - 29 * (3333 + offset) } else { 3333 + offset }).collect();
+        json!({"buckets": weights.iter().map(|weight| json!({"serve": {"variant": "big"}, "weight": weight})).collect::<Vec<_>>()})
+    };
+    let heavy_rules = |prefix: &str, offset: u32| -> Value {
+        (0..30)
+            .map(|index| {
+                json!({"conditions": [{"attribute": "a", "operator": "equals", "values": [format!("{prefix}{index}")]}],
+            "serve": {"split": buckets(offset)}})
+            })
+            .collect()
+    };
+    let heavy_before = spec(json!({"enabled": true, "serve": {"variant": "big"}, "rules": heavy_rules("x", 0), "split": buckets(0)}));
+    let heavy_after = spec(json!({"enabled": true, "serve": {"variant": "big"}, "rules": heavy_rules("y", 1), "split": buckets(1)}));
+    let heavy_change = EnvironmentChange {
+        environment: &prod,
+        before: Side::new(&heavy, &heavy_before),
+        after: Side::new(&heavy, &heavy_after),
+        plan_changed: false,
+        plan_running: false,
+        addressed: true,
+    };
+    criterion.bench_function("gate/admin/30 rules of 30-bucket splits over a 32 KB value", |bench| {
+        bench.iter(|| decide(black_box(Writer::Person(Role::Admin)), false, black_box(&[heavy_change]), Some("why")))
+    });
     for (name, before, after) in &cases {
         let change = EnvironmentChange {
             environment: &prod,

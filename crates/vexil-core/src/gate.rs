@@ -113,6 +113,24 @@ pub fn effect(change: &EnvironmentChange<'_>) -> Option<Effect> {
     }
 }
 
+/// The cheap part of the gate, which needs no comparison: whether a person's role lets them write to an environment
+/// they name. The server asks it before preparing a write, so nobody can make the server compare states (under its
+/// write lock) for a change they could never make; [`decide`] applies it again.
+pub fn may_address(writer: Writer, environment: &Environment) -> Result<(), Refusal> {
+    match writer {
+        Writer::Person(Role::Viewer) => Err(Refusal::Forbidden(format!(
+            "your role is viewer, which can only read; changing {} needs the developer role",
+            environment.name
+        ))),
+        Writer::Person(role) if environment.protected && role != Role::Admin => Err(Refusal::Forbidden(format!(
+            "{} is protected: changing it needs the admin role; your role is {}",
+            environment.name,
+            role.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The one decision: may `writer` make a write that changes the definition (`definition_changed`) and these
 /// environments, with this reason? Returns the affected environments (each needs a revision, an audit record
 /// and a stream change of its own) or why not.
@@ -125,34 +143,27 @@ pub fn decide(
     let affected: Vec<(&EnvironmentChange<'_>, Effect)> =
         environments.iter().filter_map(|change| effect(change).map(|effect| (change, effect))).collect();
     let has_reason = reason.is_some_and(|reason| !reason.trim().is_empty());
+    for change in environments.iter().filter(|change| change.addressed) {
+        may_address(writer, change.environment)?;
+    }
     match writer {
         Writer::Person(Role::Viewer) if definition_changed || !affected.is_empty() => {
             return Err(Refusal::Forbidden("your role is viewer, which can only read; changing flags needs the developer role".into()));
         }
-        Writer::Person(Role::Viewer) => {
-            if let Some(change) = environments.iter().find(|change| change.addressed) {
-                return Err(Refusal::Forbidden(format!(
-                    "your role is viewer, which can only read; changing {} needs the developer role",
-                    change.environment.name
-                )));
-            }
-        }
         Writer::Person(role) => {
-            let addressed = environments.iter().filter(|change| change.addressed).map(|change| (change, None));
-            let checked = affected.iter().map(|(change, effect)| (*change, Some(*effect))).chain(addressed);
-            for (change, effect) in checked {
+            for (change, effect) in &affected {
                 let environment = change.environment;
                 if !environment.protected {
                     continue;
                 }
                 if role != Role::Admin {
                     let what = match (effect, definition_changed) {
-                        (Some(Effect::Serving), true) => format!("this definition change alters what {} serves", environment.name),
+                        (Effect::Serving, true) => format!("this definition change alters what {} serves", environment.name),
                         _ => format!("{} is protected", environment.name),
                     };
                     return Err(Refusal::Forbidden(format!("{what}: changing it needs the admin role; your role is {}", role.as_str())));
                 }
-                if effect.is_some() && !has_reason {
+                if !has_reason {
                     return Err(Refusal::ReasonRequired(environment.name.clone()));
                 }
             }

@@ -80,20 +80,146 @@ pub fn off_answer(definition: &FlagDefinition) -> Answer {
     resolve(definition, &Serve::Value(definition.off_value()))
 }
 
-/// What a rule or the fallthrough serves, with variants resolved to their values.
+/// What one context is served, interned: ids of the value's canonical text and of the label, shared by both sides of a
+/// comparison, so comparing two answers costs two integer comparisons however large the value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Token {
+    value: usize,
+    label: Option<usize>,
+}
+
+/// The comparison's shared tables (values, labels and conditions to ids) and its work budget.
+struct Tables {
+    values: HashMap<String, usize>,
+    labels: HashMap<String, usize>,
+    conditions: HashMap<String, usize>,
+    /// Steps left before the comparison gives up and answers conservatively.
+    budget: u64,
+}
+
+/// The most steps one comparison takes (each a rule-pair check, a bucket segment or a targeted key's outcome). A write
+/// is judged under the write lock, so no state, however shaped within its limits, may make it slow for everyone;
+/// past this the comparison answers "not the same" / "not provably safe", which only ever asks for more care.
+const WORK_BUDGET: u64 = 2_000_000;
+
+/// JSON text with object keys sorted and numbers as written, so equal text means the same bytes served up to key order.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                out.push(':');
+                canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+impl Tables {
+    fn new() -> Self {
+        Self { values: HashMap::new(), labels: HashMap::new(), conditions: HashMap::new(), budget: WORK_BUDGET }
+    }
+
+    fn intern(map: &mut HashMap<String, usize>, text: String) -> usize {
+        let next = map.len();
+        *map.entry(text).or_insert(next)
+    }
+
+    fn value(&mut self, value: &Value) -> usize {
+        let mut text = String::new();
+        canonical(value, &mut text);
+        Self::intern(&mut self.values, text)
+    }
+
+    fn label(&mut self, label: Option<&str>) -> Option<usize> {
+        label.map(|label| Self::intern(&mut self.labels, label.to_owned()))
+    }
+
+    fn conditions(&mut self, conditions: &[Condition]) -> Vec<usize> {
+        let mut ids: Vec<usize> = conditions
+            .iter()
+            .map(|condition| Self::intern(&mut self.conditions, serde_json::to_string(condition).unwrap_or_default()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Takes `steps` from the budget; false once it is spent.
+    fn spend(&mut self, steps: u64) -> bool {
+        self.budget = self.budget.saturating_sub(steps);
+        self.budget > 0
+    }
+}
+
+/// One side's resolution of what it serves, with each variant resolved once.
+struct Resolver<'a> {
+    definition: &'a FlagDefinition,
+    variants: HashMap<&'a str, Token>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(definition: &'a FlagDefinition) -> Self {
+        Self { definition, variants: HashMap::new() }
+    }
+
+    /// As evaluation resolves (`evaluation::served`): a variant to its value, a value to its label.
+    fn token(&mut self, serve: &'a Serve, tables: &mut Tables) -> Token {
+        match serve {
+            Serve::Variant(name) => self.variant_token(name, tables),
+            Serve::Value(value) => self.value_token(value, tables),
+        }
+    }
+
+    fn variant_token(&mut self, name: &'a str, tables: &mut Tables) -> Token {
+        if let Some(token) = self.variants.get(name) {
+            return *token;
+        }
+        let definition = self.definition;
+        let value = definition.variant(name).map(|variant| &variant.value).unwrap_or(&definition.default);
+        let token = Token { value: tables.value(value), label: tables.label(Some(name)) };
+        self.variants.insert(name, token);
+        token
+    }
+
+    fn value_token(&mut self, value: &Value, tables: &mut Tables) -> Token {
+        let label = value_label(self.definition, value);
+        Token { value: tables.value(value), label: tables.label(label.as_deref()) }
+    }
+}
+
+/// What a rule or the fallthrough serves.
 #[derive(Debug, Clone)]
 enum Outcome {
-    Constant(Answer),
+    Constant(Token),
     /// Cumulative exclusive upper bounds over `0..BUCKETS`, and what each range serves.
-    Split(Vec<(u32, Answer)>),
+    Split(Vec<(u32, Token)>),
 }
 
 impl Outcome {
-    fn at(&self, bucket: u32) -> &Answer {
+    fn at(&self, bucket: u32) -> Token {
         match self {
-            Outcome::Constant(value) => value,
+            Outcome::Constant(token) => *token,
             Outcome::Split(ranges) => {
-                ranges.iter().find(|(upper, _)| bucket < *upper).or(ranges.last()).map(|(_, value)| value).expect("splits have ranges")
+                ranges.iter().find(|(upper, _)| bucket < *upper).or(ranges.last()).map(|(_, token)| *token).expect("splits have ranges")
             }
         }
     }
@@ -110,12 +236,12 @@ impl Outcome {
 struct Prepared<'a> {
     /// Targeted keys and what they get (the first target naming a key wins, as in evaluation). A disabled flag has
     /// no targets, no rules, and the off value as the fallthrough.
-    targets: HashMap<&'a str, Answer>,
+    targets: HashMap<&'a str, Token>,
     /// Each rule's conditions (as ids shared by both sides) and outcome.
     rules: Vec<(Vec<usize>, Outcome)>,
     fallthrough: Outcome,
     /// What contexts without a targeting key get where a split would answer (the state's `serve`).
-    keyless: Answer,
+    keyless: Token,
     /// The rules (and the fallthrough, at `rules.len()`) that can be a context's first match at all.
     reachable_alone: Vec<usize>,
 }
@@ -127,68 +253,56 @@ fn resolve(definition: &FlagDefinition, serve: &Serve) -> Answer {
             value: definition.variant(name).map(|variant| variant.value.clone()).unwrap_or_else(|| definition.default.clone()),
             label: Some(name.clone()),
         },
-        Serve::Value(value) => {
-            let label = match value {
-                Value::Bool(flag) if definition.flag_type == crate::FlagType::Boolean => Some(flag.to_string()),
-                _ => definition.variants.iter().find(|variant| &variant.value == value).map(|variant| variant.name.clone()),
-            };
-            Answer { value: value.clone(), label }
-        }
+        Serve::Value(value) => Answer { value: value.clone(), label: value_label(definition, value) },
     }
 }
 
-fn split_outcome(definition: &FlagDefinition, split: &Split) -> Outcome {
+/// The label evaluation reports a served value under: `true`/`false` for booleans, else the first variant with that value.
+fn value_label(definition: &FlagDefinition, value: &Value) -> Option<String> {
+    match value {
+        Value::Bool(flag) if definition.flag_type == crate::FlagType::Boolean => Some(flag.to_string()),
+        _ => definition.variants.iter().find(|variant| &variant.value == value).map(|variant| variant.name.clone()),
+    }
+}
+
+fn split_outcome<'a>(resolver: &mut Resolver<'a>, split: &'a Split, tables: &mut Tables) -> Outcome {
     let mut upper = 0u32;
-    let ranges: Vec<(u32, Answer)> = split
+    let ranges: Vec<(u32, Token)> = split
         .buckets
         .iter()
         .filter(|bucket| bucket.weight > 0)
         .map(|bucket| {
             upper = upper.saturating_add(bucket.weight);
-            (upper.min(BUCKETS), resolve(definition, &bucket.serve))
+            (upper.min(BUCKETS), resolver.token(&bucket.serve, tables))
         })
         .collect();
-    if ranges.is_empty() { Outcome::Constant(off_answer(definition)) } else { Outcome::Split(ranges) }
-}
-
-/// Gives structurally equal conditions one id, across both sides of a comparison.
-#[derive(Default)]
-struct Conditions(HashMap<String, usize>);
-
-impl Conditions {
-    fn ids(&mut self, conditions: &[Condition]) -> Vec<usize> {
-        let mut ids: Vec<usize> = conditions
-            .iter()
-            .map(|condition| {
-                let text = serde_json::to_string(condition).unwrap_or_default();
-                let next = self.0.len();
-                *self.0.entry(text).or_insert(next)
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+    if ranges.is_empty() {
+        let off = resolver.definition.off_value();
+        Outcome::Constant(resolver.value_token(&off, tables))
+    } else {
+        Outcome::Split(ranges)
     }
 }
 
-fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
-    let definition = side.definition;
+fn prepare<'a>(side: &Side<'a>, tables: &mut Tables) -> Prepared<'a> {
+    let mut resolver = Resolver::new(side.definition);
     let spec = side.spec;
     if !spec.enabled {
-        let off = off_answer(definition);
+        let off = side.definition.off_value();
+        let off = resolver.value_token(&off, tables);
         return Prepared {
             targets: HashMap::new(),
             rules: Vec::new(),
-            fallthrough: Outcome::Constant(off.clone()),
+            fallthrough: Outcome::Constant(off),
             keyless: off,
             reachable_alone: vec![0],
         };
     }
-    let mut targets: HashMap<&str, Answer> = HashMap::new();
+    let mut targets: HashMap<&str, Token> = HashMap::new();
     for target in &spec.targets {
-        let value = resolve(definition, &target.serve);
+        let token = resolver.token(&target.serve, tables);
         for key in &target.keys {
-            targets.entry(key.as_str()).or_insert_with(|| value.clone());
+            targets.entry(key.as_str()).or_insert(token);
         }
     }
     let rules: Vec<(Vec<usize>, Outcome)> = spec
@@ -196,17 +310,17 @@ fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
         .iter()
         .map(|rule| {
             let outcome = match &rule.serve {
-                RuleServe::Value(value) => Outcome::Constant(resolve(definition, &Serve::Value(value.clone()))),
-                RuleServe::Variant(name) => Outcome::Constant(resolve(definition, &Serve::Variant(name.clone()))),
-                RuleServe::Split(split) => split_outcome(definition, split),
+                RuleServe::Value(value) => Outcome::Constant(resolver.value_token(value, tables)),
+                RuleServe::Variant(name) => Outcome::Constant(resolver.variant_token(name, tables)),
+                RuleServe::Split(split) => split_outcome(&mut resolver, split, tables),
             };
-            (conditions.ids(&rule.conditions), outcome)
+            (tables.conditions(&rule.conditions), outcome)
         })
         .collect();
-    let serve = resolve(definition, &spec.serve);
+    let keyless = resolver.token(&spec.serve, tables);
     let fallthrough = match &spec.split {
-        Some(split) => split_outcome(definition, split),
-        None => Outcome::Constant(serve.clone()),
+        Some(split) => split_outcome(&mut resolver, split, tables),
+        None => Outcome::Constant(keyless),
     };
     let reachable_alone = (0..=rules.len())
         .filter(|index| {
@@ -214,7 +328,7 @@ fn prepare<'a>(side: &Side<'a>, conditions: &mut Conditions) -> Prepared<'a> {
             rules[..*index].iter().all(|(earlier, _)| escapes(earlier, holding, &[]))
         })
         .collect();
-    Prepared { targets, rules, fallthrough, keyless: serve, reachable_alone }
+    Prepared { targets, rules, fallthrough, keyless, reachable_alone }
 }
 
 /// Whether a rule with conditions `rule` can fail to match while every condition in `holding` and `also` holds.
@@ -233,18 +347,18 @@ impl Prepared<'_> {
     }
 
     /// What a context without a targeting key gets from this outcome.
-    fn keyless_value<'v>(&'v self, outcome: &'v Outcome) -> &'v Answer {
+    fn keyless_token(&self, outcome: &Outcome) -> Token {
         match outcome {
-            Outcome::Constant(value) => value,
-            Outcome::Split(_) => &self.keyless,
+            Outcome::Constant(token) => *token,
+            Outcome::Split(_) => self.keyless,
         }
     }
 
-    /// Everything this side can give a context with this key: its target's value, or any reachable rule's or the
+    /// Everything this side can give a context with this key: its target's answer, or any reachable rule's or the
     /// fallthrough's answer at the key's bucket.
-    fn values_for(&self, key: &str, position: u32) -> Vec<&Answer> {
+    fn tokens_for(&self, key: &str, position: u32) -> Vec<Token> {
         match self.targets.get(key) {
-            Some(value) => vec![value],
+            Some(token) => vec![*token],
             None => self.reachable_alone.iter().map(|index| self.outcome(*index).at(position)).collect(),
         }
     }
@@ -258,24 +372,42 @@ fn reachable(a: &Prepared<'_>, a_index: usize, b: &Prepared<'_>, b_index: usize)
         && b.rules[..b_index.min(b.rules.len())].iter().all(|(earlier, _)| escapes(earlier, holding_a, holding_b))
 }
 
-/// Whether `holds(a's value, b's value)` is true for every context: with `a` and `b` the values the two sides
-/// serve that context. May answer `false` for a pair of states where it holds (see the module documentation);
-/// never `true` where it does not.
-pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Answer, &Answer) -> bool) -> bool {
-    let flag = a.definition.name.as_str();
-    let mut conditions = Conditions::default();
-    let (a, b) = (prepare(&a, &mut conditions), prepare(&b, &mut conditions));
+/// How two answers for the same context must relate.
+#[derive(Clone, Copy)]
+enum Relation {
+    /// The same value under the same label.
+    Same,
+    /// The second is the first's value, or this value (the off value's id).
+    SameOrOff(usize),
+}
 
-    // Targeted keys: the targeted side's value against everything the other side can give that key.
+impl Relation {
+    fn holds(self, left: Token, right: Token) -> bool {
+        match self {
+            Relation::Same => left == right,
+            Relation::SameOrOff(off) => right.value == left.value || right.value == off,
+        }
+    }
+}
+
+/// Whether `relation` holds between the two sides' answers for every context. May answer `false` where it holds
+/// (see the module documentation, and past the work budget); never `true` where it does not.
+fn for_all_contexts(a: Side<'_>, b: Side<'_>, tables: &mut Tables, relation: Relation) -> bool {
+    let flag = a.definition.name.as_str();
+    let (a, b) = (prepare(&a, tables), prepare(&b, tables));
+
+    // Targeted keys: the targeted side's answer against everything the other side can give that key.
     let both = a.targets.keys().chain(b.targets.keys().filter(|key| !a.targets.contains_key(*key)));
     for key in both {
-        let pair = (a.targets.get(key), b.targets.get(key));
-        let agrees = match pair {
-            (Some(left), Some(right)) => holds(left, right),
+        let agrees = match (a.targets.get(key), b.targets.get(key)) {
+            (Some(left), Some(right)) => relation.holds(*left, *right),
             _ => {
                 let position = bucket(flag, key);
-                let (from_a, from_b) = (a.values_for(key, position), b.values_for(key, position));
-                from_a.iter().all(|left| from_b.iter().all(|right| holds(left, right)))
+                let (from_a, from_b) = (a.tokens_for(key, position), b.tokens_for(key, position));
+                if !tables.spend((from_a.len() * from_b.len()) as u64) {
+                    return false;
+                }
+                from_a.iter().all(|left| from_b.iter().all(|right| relation.holds(*left, *right)))
             }
         };
         if !agrees {
@@ -286,28 +418,33 @@ pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Answer, &Answe
     // Everyone else: each reachable pair of first matches, per bucket segment, and without a targeting key. When both
     // sides have the same rule conditions in the same order, a context's first match is the same rule on both.
     let same_rules = a.rules.len() == b.rules.len() && a.rules.iter().zip(&b.rules).all(|(left, right)| left.0 == right.0);
-    let pairs: Vec<(usize, usize)> = if same_rules {
-        a.reachable_alone.iter().map(|index| (*index, *index)).collect()
+    let mut pairs = Vec::new();
+    if same_rules {
+        pairs.extend(a.reachable_alone.iter().map(|index| (*index, *index)));
     } else {
-        let mut pairs = Vec::new();
         for a_index in &a.reachable_alone {
             for b_index in &b.reachable_alone {
+                if !tables.spend((a_index + b_index + 1) as u64) {
+                    return false;
+                }
                 if reachable(&a, *a_index, &b, *b_index) {
                     pairs.push((*a_index, *b_index));
                 }
             }
         }
-        pairs
-    };
+    }
     for (a_index, b_index) in pairs {
         let (left, right) = (a.outcome(a_index), b.outcome(b_index));
-        if !holds(a.keyless_value(left), b.keyless_value(right)) {
+        if !relation.holds(a.keyless_token(left), b.keyless_token(right)) {
             return false;
         }
         let mut starts: Vec<u32> = std::iter::once(0).chain(left.bounds()).chain(right.bounds()).filter(|start| *start < BUCKETS).collect();
         starts.sort_unstable();
         starts.dedup();
-        if !starts.into_iter().all(|start| holds(left.at(start), right.at(start))) {
+        if !tables.spend(starts.len() as u64) {
+            return false;
+        }
+        if !starts.into_iter().all(|start| relation.holds(left.at(start), right.at(start))) {
             return false;
         }
     }
@@ -316,7 +453,7 @@ pub fn for_all_contexts(a: Side<'_>, b: Side<'_>, holds: impl Fn(&Answer, &Answe
 
 /// Whether both sides serve every context the same value under the same label.
 pub fn serves_same(a: Side<'_>, b: Side<'_>) -> bool {
-    for_all_contexts(a, b, |left, right| left == right)
+    for_all_contexts(a, b, &mut Tables::new(), Relation::Same)
 }
 
 /// The exposure rule: whether going from `before` to `after` only takes things away. Every context must get
@@ -325,8 +462,9 @@ pub fn serves_same(a: Side<'_>, b: Side<'_>) -> bool {
 ///
 /// This is the one condition every automatic action (the guard, monitoring triggers) must meet.
 pub fn only_reduces_exposure(before: Side<'_>, after: Side<'_>) -> bool {
-    let off = after.definition.off_value();
-    for_all_contexts(before, after, |was, will| identical(&will.value, &was.value) || identical(&will.value, &off))
+    let mut tables = Tables::new();
+    let off = tables.value(&after.definition.off_value());
+    for_all_contexts(before, after, &mut tables, Relation::SameOrOff(off))
 }
 
 #[cfg(test)]
@@ -466,6 +604,31 @@ pub(crate) mod tests {
             {"conditions": [{"attribute": "country", "operator": "equals", "values": ["nz"]}], "serve": {"value": false}}]}));
         let plain = spec(json!({"enabled": true, "serve": {"value": false}}));
         assert!(serves_same(Side::new(&flag, &redundant), Side::new(&flag, &plain)));
+    }
+
+    #[test]
+    fn past_its_work_budget_a_comparison_answers_the_careful_way() {
+        let flag = boolean();
+        let rules = |prefix: &str| -> serde_json::Value {
+            (0..20)
+                .map(|index| {
+                    json!({"conditions": [{"attribute": "plan", "operator": "equals", "values": [format!("{prefix}{index}")]}],
+                                    "serve": {"value": false}})
+                })
+                .collect()
+        };
+        // Rules that all serve what the fallthrough serves: the same for every context, but the rule lists differ.
+        let before = spec(json!({"enabled": true, "serve": {"value": false}, "rules": rules("a")}));
+        let after = spec(json!({"enabled": true, "serve": {"value": false}, "rules": rules("b")}));
+        assert!(serves_same(Side::new(&flag, &before), Side::new(&flag, &after)));
+        let mut starved = Tables { budget: 50, ..Tables::new() };
+        assert!(!for_all_contexts(Side::new(&flag, &before), Side::new(&flag, &after), &mut starved, Relation::Same), "not the same, then");
+        let mut starved = Tables { budget: 50, ..Tables::new() };
+        let off = starved.value(&json!(false));
+        assert!(
+            !for_all_contexts(Side::new(&flag, &before), Side::new(&flag, &after), &mut starved, Relation::SameOrOff(off)),
+            "not provably safe, then"
+        );
     }
 
     #[test]

@@ -302,7 +302,11 @@ async function promote(flag, from, to) {
     const preview = await api("POST", `/api/flags/${flag.name}/promote`, { from: from.key, to: to.key, dry_run: true });
     const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.changes));
     if (reason === null) return;
-    await api("POST", `/api/flags/${flag.name}/promote`, { from: from.key, to: to.key, expected_version: preview.target_version, reason: reason || undefined });
+    // What the dialog showed is what is promoted: the server refuses if the target, the source or the definition moved.
+    await api("POST", `/api/flags/${flag.name}/promote`, {
+      from: from.key, to: to.key, reason: reason || undefined, expected_version: preview.target_version,
+      expected_source_version: preview.source_version, expected_definition_version: preview.definition_version,
+    });
   } catch (error) {
     alert(error.message);
   }
@@ -374,8 +378,10 @@ async function copyInto() {
     const preview = await api("POST", "/api/flags/copy", { from: from.key, to: to.key, flags, dry_run: true });
     const reason = await confirmChange(`Copy ${flags ? flags.length + " selected flags" : "every flag"} from ${from.title} into ${to.title}`, to, batchText(preview));
     if (reason === null || !preview.flags.length) return;
-    const expected_versions = Object.fromEntries(preview.flags.map((flag) => [flag.flag, flag.target_version]));
-    await api("POST", "/api/flags/copy", { from: from.key, to: to.key, flags, reason: reason || undefined, expected_versions });
+    await api("POST", "/api/flags/copy", {
+      from: from.key, to: to.key, flags, reason: reason || undefined, expected_versions: pins(preview, "target_version"),
+      expected_source_versions: pins(preview, "source_version"), expected_definition_versions: pins(preview, "definition_version"),
+    });
   } catch (error) { alert(error.message); }
 }
 
@@ -395,6 +401,11 @@ async function exportFocus() {
   } catch (error) { alert(error.message); }
 }
 
+// The versions a batch diff was computed against, by flag: sent back so the server refuses what moved since it was shown.
+function pins(preview, field) {
+  return Object.fromEntries(preview.flags.map((flag) => [flag.flag, flag[field]]));
+}
+
 async function importFile(file) {
   const environment = focusEnvironment();
   let document_;
@@ -403,7 +414,10 @@ async function importFile(file) {
     const preview = await api("POST", `/api/environments/${environment.key}/import`, { document: document_, dry_run: true });
     const reason = await confirmChange(`Import ${file.name} into ${environment.title}`, environment, batchText(preview));
     if (reason === null || !preview.flags.length) return;
-    await api("POST", `/api/environments/${environment.key}/import`, { document: document_, reason: reason || undefined });
+    await api("POST", `/api/environments/${environment.key}/import`, {
+      document: document_, reason: reason || undefined,
+      expected_versions: pins(preview, "target_version"), expected_definition_versions: pins(preview, "definition_version"),
+    });
   } catch (error) { alert(error.message); }
   $("import-file").value = "";
 }

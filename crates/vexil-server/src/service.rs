@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use vexil_core::gate::{EnvironmentChange, Refusal, Writer, decide};
+use vexil_core::gate::{EnvironmentChange, Refusal, Writer, decide, may_address};
 use vexil_core::serving::Side;
 use vexil_core::{AuditAction, AuditDraft, EnvKey, Environment, FlagDefinition, FlagName, FlagState, StateSpec, audit::check_reason};
 use vexil_store::{Change, DefinitionWrite, StateWrite, Store, StoreError, Write};
@@ -193,6 +193,8 @@ impl AppState {
                 .catalog
                 .definition(&change.flag)
                 .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_flag", format!("flag `{}` is not defined", change.flag)))?;
+            // The role first: nobody makes the server compare states (under the write lock) for a change they may not make.
+            may_address(writer, &change.environment).map_err(refused)?;
             if let (Writer::Person(_), Some(reason)) = (writer, &change.reason) {
                 check_reason(reason)?;
             }
