@@ -84,6 +84,20 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// The text of the page's `alert`, once it is open (asking again is the wait), after accepting it.
+    fn accept_alert(&self) -> String {
+        let deadline = std::time::Instant::now() + common::MOMENT;
+        loop {
+            let answer: Value = self.http.get(format!("{}/alert/text", self.base)).send().unwrap().json().unwrap();
+            if let Some(text) = answer["value"].as_str() {
+                self.call("POST", "/alert/accept", json!({}));
+                return text.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "no alert opened: {answer}");
+            std::thread::park_timeout(std::time::Duration::from_millis(50));
+        }
+    }
+
     fn goto(&self, url: &str) {
         self.call("POST", "/url", json!({"url": url}));
     }
@@ -276,6 +290,16 @@ fn bulk_disable_copy_with_preview_export_and_import() {
     browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'enabled: false → true') and contains(., '2 already identical')]");
     browser.screenshot("panel-copy.png");
     assert_eq!(server.http().get("/api/flags/ui.c/environments/staging").body["state"]["enabled"], false, "the preview changed nothing");
+    // Someone changes the source while the dialog is open: the confirmed copy is refused rather than applied as changed.
+    let changed = server.http().put("/api/flags/ui.c/environments/dev", &json!({"enabled": true, "serve": {"value": false}}), None);
+    assert_eq!(changed.status, 200);
+    browser.click("//button[@id='confirm-ok']");
+    let refused = browser.accept_alert();
+    assert!(refused.contains("since the diff was computed"), "{refused}");
+    assert_eq!(server.http().get("/api/flags/ui.c/environments/staging").body["state"]["enabled"], false, "nothing was copied");
+    server.http().put("/api/flags/ui.c/environments/dev", &json!({"enabled": true, "serve": {"value": true}}), None);
+    browser.click("//button[@id='copy']");
+    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'enabled: false → true')]");
     browser.click("//button[@id='confirm-ok']");
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "staging")));
     let audit = server.http().get("/api/flags/audit?action=copy").body;
