@@ -13,6 +13,12 @@ use crate::{FlagDefinition, ValidationError};
 /// Split weights are in thousandths of a percent: all buckets of a split add up to this.
 pub const SPLIT_TOTAL: u32 = 100_000;
 
+/// The most bytes of values one state may serve, counting each target, rule, split bucket and the served value with
+/// the size of what it resolves to. A compiled state holds each of them, so this bounds the memory (and the time) a
+/// state costs every server that compiles it: a small body naming a large variant in many buckets is refused here,
+/// before it is stored, rather than exhausting the server at each start.
+pub const MAX_SERVED_BYTES: usize = 4 << 20;
+
 /// What is served: a literal value of the flag's type, or one of its named variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -228,6 +234,49 @@ impl StateSpec {
         if let Some(split) = &self.split {
             check_split(definition, "split", split)?;
         }
+        self.check_served_bytes(definition)
+    }
+
+    /// Refuses a state whose outcomes together resolve to more than [`MAX_SERVED_BYTES`] of values.
+    fn check_served_bytes(&self, definition: &FlagDefinition) -> Result<(), ValidationError> {
+        let size = |value: &Value| serde_json::to_vec(value).map(|bytes| bytes.len()).unwrap_or(0);
+        let mut values: Vec<&Value> = vec![&definition.default];
+        let mut names: Vec<&str> = Vec::new();
+        let mut serves: Vec<&Serve> = vec![&self.serve];
+        serves.extend(self.targets.iter().map(|target| &target.serve));
+        for rule in &self.rules {
+            match &rule.serve {
+                RuleServe::Value(value) => values.push(value),
+                RuleServe::Variant(name) => names.push(name),
+                RuleServe::Split(split) => serves.extend(split.buckets.iter().map(|bucket| &bucket.serve)),
+            }
+        }
+        if let Some(split) = &self.split {
+            serves.extend(split.buckets.iter().map(|bucket| &bucket.serve));
+        }
+        for serve in serves {
+            match serve {
+                Serve::Value(value) => values.push(value),
+                Serve::Variant(name) => names.push(name),
+            }
+        }
+        let outcomes = values.len() + names.len() - 1;
+        let mut variant_sizes: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut total: usize = values.into_iter().map(size).sum();
+        for name in names {
+            let bytes = *variant_sizes.entry(name).or_insert_with(|| {
+                definition.variant(name).map(|variant| size(&variant.value)).unwrap_or_else(|| size(&definition.default))
+            });
+            total = total.saturating_add(bytes);
+        }
+        if total > MAX_SERVED_BYTES {
+            return Err(ValidationError::new(
+                "state",
+                format!(
+                    "this state serves {total} bytes of values across its {outcomes} outcomes (targets, rules, split buckets); at most {MAX_SERVED_BYTES} are accepted: use fewer buckets or rules, or a smaller value"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -437,6 +486,27 @@ mod tests {
             let error = spec(value.clone()).validate(&flag).unwrap_err();
             assert_eq!(error.field, field, "{value}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn a_small_state_that_would_serve_a_large_variant_in_thousands_of_buckets_is_refused() {
+        let mut flag = FlagDefinition::new(FlagName::parse("ops.flat").unwrap(), FlagType::Json, json!({}));
+        flag.variants = vec![Variant { name: "b".into(), value: json!(vec![0; 16000]), description: None }];
+        let split = |buckets: u32| {
+            let weight = SPLIT_TOTAL / buckets;
+            let mut weights = vec![weight; buckets as usize];
+            weights[0] += SPLIT_TOTAL - weight * buckets;
+            json!({"buckets": weights.iter().map(|weight| json!({"serve": {"variant": "b"}, "weight": weight})).collect::<Vec<_>>()})
+        };
+        let rules: Vec<serde_json::Value> = (0..60)
+            .map(|index| json!({"conditions": [{"attribute": "a", "operator": "equals", "values": [format!("x{index}")]}], "serve": {"split": split(100)}}))
+            .collect();
+        let heavy = spec(json!({"enabled": true, "serve": {"variant": "b"}, "rules": rules, "split": split(100)}));
+        let error = heavy.validate(&flag).unwrap_err();
+        assert_eq!(error.field, "state");
+        assert!(error.message.contains("outcomes") && error.message.contains("at most 4194304"), "{}", error.message);
+        // The same variant served a few times is fine.
+        assert!(spec(json!({"enabled": true, "serve": {"variant": "b"}, "split": split(10)})).validate(&flag).is_ok());
     }
 
     #[test]
