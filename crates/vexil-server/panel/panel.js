@@ -7,8 +7,8 @@ const panel = { me: null, environments: [], flags: new Map(), focus: null, strea
 const ACTIONS = ["create", "update", "enable", "disable", "promote", "copy", "import", "archive", "unarchive", "rollout_step", "rollback"];
 const $ = (id) => document.getElementById(id);
 
-async function api(method, path, body) {
-  const headers = { "Accept": "application/json" };
+async function api(method, path, body, extra = {}) {
+  const headers = { "Accept": "application/json", ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && panel.me && panel.me.csrf) headers["X-CSRF-Token"] = panel.me.csrf;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
@@ -286,7 +286,11 @@ async function toggle(flag, environment, enable) {
     if (reason === null) return;
   }
   try {
-    await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/${verb}`, reason ? { reason } : {});
+    // An enable turns on the state the panel shows: If-Match refuses it when that state changed meanwhile. A disable
+    // never waits on a version.
+    const shown = flag.environments && flag.environments[environment.key];
+    const pin = enable && shown ? { "If-Match": `"${shown.version}"` } : {};
+    await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/${verb}`, reason ? { reason } : {}, pin);
   } catch (error) {
     alert(error.message);
   }
@@ -522,7 +526,8 @@ async function editDefinition(flag) {
       throw new Error(`this changes what ${protectedServing.map((affected) => affected.name).join(", ")} serves: give a reason (it needs the admin role)`);
     }
     if (values.reason.trim()) body.reason = values.reason.trim();
-    await api("PATCH", `/api/flags/${flag.name}`, body);
+    // The form holds every field as loaded: If-Match keeps it from overwriting an edit made since.
+    await api("PATCH", `/api/flags/${flag.name}`, body, { "If-Match": `"${flag.version}"` });
   });
 }
 
