@@ -65,6 +65,25 @@ pub struct EnvironmentChange<'a> {
     pub addressed: bool,
 }
 
+impl<'a> EnvironmentChange<'a> {
+    /// A definition edit as it reaches one environment: the same state, read through the old and the new definition.
+    pub fn definition_edit(
+        environment: &'a Environment,
+        previous: &'a crate::FlagDefinition,
+        definition: &'a crate::FlagDefinition,
+        state: &'a crate::FlagState,
+    ) -> Self {
+        Self {
+            environment,
+            before: Side::new(previous, &state.spec),
+            after: Side::new(definition, &state.spec),
+            plan_changed: false,
+            plan_running: state.rollout.is_some(),
+            addressed: false,
+        }
+    }
+}
+
 /// What a write does to one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {

@@ -522,8 +522,12 @@ async function editDefinition(flag) {
     // A definition can change what an environment serves (a disabled flag's default): the server says where.
     const impact = await api("PATCH", `/api/flags/${flag.name}`, { ...body, dry_run: true });
     const protectedServing = impact.affects.filter((affected) => affected.protected && affected.effect === "serving");
+    const where = protectedServing.map((affected) => affected.name).join(", ");
+    if (protectedServing.length && panel.me.role !== "admin") {
+      throw new Error(`this changes what ${where} serves, which only an admin can change; nothing was saved`);
+    }
     if (protectedServing.length && !values.reason.trim()) {
-      throw new Error(`this changes what ${protectedServing.map((affected) => affected.name).join(", ")} serves: give a reason (it needs the admin role)`);
+      throw new Error(`this changes what ${where} serves: give a reason`);
     }
     if (values.reason.trim()) body.reason = values.reason.trim();
     // The form holds every field as loaded: If-Match keeps it from overwriting an edit made since.

@@ -163,19 +163,19 @@ impl CredentialCache {
 
 /// Finds who `token` belongs to; `None` for unknown, revoked or disabled credentials.
 pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiResult<Option<Principal>> {
-    authenticate_hash(state, hash_token(token), source).await
+    authenticate_hash(state, &hash_token(token), source).await
 }
 
 /// [`authenticate`] by the SHA-256 of the secret: open streams recheck their credential this way without keeping it.
-pub async fn authenticate_hash(state: &AppState, hash: String, source: Source) -> ApiResult<Option<Principal>> {
-    let principal = match state.credentials.get(&hash) {
+pub async fn authenticate_hash(state: &AppState, hash: &str, source: Source) -> ApiResult<Option<Principal>> {
+    let principal = match state.credentials.get(hash) {
         Some(principal) => principal,
-        None => match lookup(state, &hash).await {
+        None => match lookup(state, hash).await {
             Ok(principal) => {
-                state.credentials.put(hash, principal.clone());
+                state.credentials.put(hash.to_owned(), principal.clone());
                 principal
             }
-            Err(error @ ApiError { .. }) if error.code == "store_unavailable" => match state.credentials.get_stale(&hash) {
+            Err(error @ ApiError { .. }) if error.code == "store_unavailable" => match state.credentials.get_stale(hash) {
                 Some(principal) => principal,
                 None => return Err(error),
             },

@@ -377,7 +377,7 @@ async fn look_at(
 /// says why the flag is turned off rather than restored.
 fn rollback_reason(basis: &Basis, fired: &Comparison, policy: &GuardPolicy, instead: Option<&str>) -> String {
     let labels: Vec<&str> = basis.candidate.iter().map(String::as_str).collect();
-    let (against, mut what) = match (fired.against, basis.watching) {
+    let (against, restored) = match (fired.against, basis.watching) {
         (Against::OldVariant, Watching::Rollout) => {
             ("for the old one since the rollout started", "the rollout is stopped and its state before restored")
         }
@@ -385,11 +385,10 @@ fn rollback_reason(basis: &Basis, fired: &Comparison, policy: &GuardPolicy, inst
         (Against::OldVariant, Watching::Change) => ("for the old one since the change", "the change is undone"),
         (Against::Before, Watching::Change) => ("before the change", "the change is undone"),
     };
-    let disabled;
-    if let Some(instead) = instead {
-        disabled = format!("the flag is turned off instead of restored ({instead})");
-        what = &disabled;
-    }
+    let what = match instead {
+        Some(instead) => format!("the flag is turned off instead of restored ({instead})"),
+        None => restored.to_owned(),
+    };
     format!(
         "guard: error rate of the new variant ({}) {:.2} % ({}/{}) against {:.2} % ({}/{}) {against}; z = {:.2} > {:.2} (one-sided two-proportion z-test, half of the {} % false-positive budget over {} looks); {what}",
         labels.join(", "),

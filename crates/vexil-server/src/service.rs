@@ -332,9 +332,10 @@ impl AppState {
         Ok(Ok(before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec)))
     }
 
-    /// An automatic action on a flag in one environment, by `actor` (the guard or a trigger), with the exposure rule
-    /// enforced by the gate: a rollback that would serve anything to a context that does not get it now is not
-    /// made (`RemedyOutcome::Nothing` says why), and a disable of a flag already off changes nothing.
+    /// An automatic action on a flag in one environment, by `actor` (the guard or a trigger), under the exposure rule:
+    /// a rollback that would serve anything to a context that does not get it now is not made
+    /// (`RemedyOutcome::WidensExposure`), nor one whose earlier state no longer fits the definition
+    /// (`Unrestorable`); a disable of a flag already off changes nothing. The gate checks the rule again on commit.
     pub async fn remedy(
         &self,
         actor: &Actor,
@@ -402,14 +403,7 @@ impl AppState {
             .iter()
             .filter_map(|environment| {
                 let state = self.catalog.state(&environment.key, &definition.name)?;
-                let side = EnvironmentChange {
-                    environment,
-                    before: Side::new(previous, &state.spec),
-                    after: Side::new(definition, &state.spec),
-                    plan_changed: false,
-                    plan_running: state.rollout.is_some(),
-                    addressed: false,
-                };
+                let side = EnvironmentChange::definition_edit(environment, previous, definition, &state);
                 vexil_core::gate::effect(&side).map(|effect| (environment.clone(), effect))
             })
             .collect()
@@ -506,14 +500,7 @@ impl AppState {
                 }
                 let sides: Vec<EnvironmentChange<'_>> = states
                     .iter()
-                    .map(|(environment, state)| EnvironmentChange {
-                        environment,
-                        before: Side::new(previous, &state.spec),
-                        after: Side::new(&definition, &state.spec),
-                        plan_changed: false,
-                        plan_running: state.rollout.is_some(),
-                        addressed: false,
-                    })
+                    .map(|(environment, state)| EnvironmentChange::definition_edit(environment, previous, &definition, state))
                     .collect();
                 let affected = decide(writer, true, &sides, reason.as_deref()).map_err(refused)?;
                 let definitions = serde_json::json!({"before": to_json(previous), "after": to_json(&definition)});

@@ -406,7 +406,22 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.type_into("//input[@id='editor-default']", "dark");
     browser.click("//button[@id='editor-ok']");
     browser.find("//p[@id='editor-error' and contains(., 'this changes what production serves: give a reason')]");
+    browser.screenshot("panel-definition-reason.png");
     assert_eq!(server.http().get("/api/flags/ui.theme").body["default"], "light", "nothing changed");
+    // Someone else edits the flag while the form is open: saving the form's (older) fields is refused, not applied over it.
+    let owner = server.http().send("PATCH", "/api/flags/ui.theme", Some(json!({"owner": "team-ui"}).to_string()), &[]);
+    assert_eq!(owner.status, 200);
+    browser.type_into("//input[@id='editor-reason']", "dark by default");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//p[@id='editor-error' and contains(., 'changed since you read it')]");
+    assert_eq!(server.http().get("/api/flags/ui.theme").body["owner"], "team-ui", "the newer edit stands");
+    browser.click("//button[@id='editor-cancel']");
+    // A fresh page reads the flag as it is now; the edit goes through from there.
+    browser.goto(&server.url);
+    browser.click("//button[@aria-label='Edit ui.theme']");
+    let default = browser.find("//input[@id='editor-default']");
+    browser.call("POST", &format!("/element/{default}/clear"), json!({}));
+    browser.type_into("//input[@id='editor-default']", "dark");
     browser.type_into("//input[@id='editor-reason']", "dark by default");
     browser.click("//button[@id='editor-ok']");
     // The dialog stays open while it saves (a dry run, then the edit) and closes once the server took it.

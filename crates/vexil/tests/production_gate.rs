@@ -378,11 +378,12 @@ fn a_promotion_applies_exactly_what_its_diff_showed_or_nothing() {
         as_developer.put("/api/flags/ui.banner/environments/staging", &json!({"enabled": true, "serve": {"variant": "new"}}), None);
     assert_eq!(staged.status, 200);
     let promote = |body: Value| server.http().post("/api/flags/ui.banner/promote", &body);
-    let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
-    let approved = |reason: &str| {
-        json!({"from": "staging", "to": "prod", "reason": reason, "expected_version": preview["target_version"],
+    // What the CLI and the panel send once a person approved a dry run's diff.
+    let approval = |preview: &Value| {
+        json!({"from": "staging", "to": "prod", "reason": "approved", "expected_version": preview["target_version"],
                "expected_source_version": preview["source_version"], "expected_definition_version": preview["definition_version"]})
     };
+    let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
 
     // After the admin saw the diff ("serve: variant new"), a developer changes what `new` means (staging is theirs).
     let recoloured = as_developer.send(
@@ -392,27 +393,23 @@ fn a_promotion_applies_exactly_what_its_diff_showed_or_nothing() {
         &[],
     );
     assert_eq!(recoloured.status, 200, "{:?}", recoloured.body);
-    let refused = promote(approved("approved"));
+    let refused = promote(approval(&preview));
     assert_eq!(refused.status, 412, "{:?}", refused.body);
     // (The edit changed what staging serves, so staging's state moved too; either pin refuses it.)
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("since the diff"), "{:?}", refused.body);
 
     // Or changes the source state itself.
     let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
-    let approved = json!({"from": "staging", "to": "prod", "reason": "approved", "expected_version": preview["target_version"],
-        "expected_source_version": preview["source_version"], "expected_definition_version": preview["definition_version"]});
     let changed =
         as_developer.put("/api/flags/ui.banner/environments/staging", &json!({"enabled": true, "serve": {"value": "surprise"}}), None);
     assert_eq!(changed.status, 200);
-    let refused = promote(approved.clone());
+    let refused = promote(approval(&preview));
     assert_eq!(refused.status, 412, "{:?}", refused.body);
     assert_eq!(server.http().get("/api/flags/ui.banner/environments/prod").body["state"]["enabled"], false, "prod untouched");
 
     // What was approved goes through.
     let preview = promote(json!({"from": "staging", "to": "prod", "dry_run": true})).body;
-    let approved = json!({"from": "staging", "to": "prod", "reason": "approved", "expected_version": preview["target_version"],
-        "expected_source_version": preview["source_version"], "expected_definition_version": preview["definition_version"]});
-    assert_eq!(promote(approved).status, 200);
+    assert_eq!(promote(approval(&preview)).status, 200);
     assert_eq!(server.http().get("/api/flags/ui.banner/environments/prod").body["state"]["serve"]["value"], "surprise");
 }
 

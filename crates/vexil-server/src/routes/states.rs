@@ -81,10 +81,9 @@ async fn toggle<const ENABLED: bool>(
     let planned = PlannedChange {
         environment: environment.clone(),
         flag: definition.name.clone(),
-        // Applied to whatever is current under the write lock; a disable ignores If-Match (the kill switch never
-        // waits on a version), an enable honours it.
+        // Applied to whatever is current under the write lock. A disable does not even read If-Match: a malformed or
+        // stale header must not stand between anyone and the kill switch; an enable honours it.
         edit: Edit::SetEnabled(ENABLED),
-        // A disable does not even read If-Match: a malformed or stale header must not stand between anyone and the kill switch.
         expected_version: if ENABLED { if_match(&headers)? } else { None },
         action: if ENABLED { AuditAction::Enable } else { AuditAction::Disable },
         reason: request.reason,

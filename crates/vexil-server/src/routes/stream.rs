@@ -101,7 +101,7 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
         sent_at: tokio::time::Instant::now(),
         shutdown: state.shutdown_signal(),
         state: state.clone(),
-        environment,
+        environment: environment.key.clone(),
         credential,
     };
     Ok((opening, live))
@@ -172,7 +172,7 @@ pub(crate) struct Live {
     sent_at: tokio::time::Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
     state: AppState,
-    environment: vexil_core::Environment,
+    environment: vexil_core::EnvKey,
     /// The SHA-256 of the stream's credential: rechecked every half heartbeat, so a revoked key, an ended session
     /// or a disabled user loses the stream within the credential cache's lifetime (at once when the change was
     /// made through this server, which clears the cache).
@@ -183,8 +183,9 @@ impl Live {
     /// Whether the stream's credential still reads this environment. Through a store outage the last known
     /// answer holds (as for any request), so an outage does not cut every stream.
     async fn still_allowed(&self) -> bool {
-        match crate::auth::authenticate_hash(&self.state, self.credential.clone(), vexil_core::Source::Api).await {
-            Ok(Some(principal)) => principal.may_read(&self.environment).is_ok(),
+        let Some(environment) = self.state.config.environments.get(&self.environment) else { return false };
+        match crate::auth::authenticate_hash(&self.state, &self.credential, vexil_core::Source::Api).await {
+            Ok(Some(principal)) => principal.may_read(environment).is_ok(),
             Ok(None) => false,
             Err(_) => true,
         }
@@ -220,8 +221,8 @@ impl Live {
                         continue;
                     }
                     self.sent_at = tokio::time::Instant::now();
-                    let revision = self.state.hub.snapshot(&self.environment.key).map(|snapshot| snapshot.revision).unwrap_or(self.last_sent);
-                    return Some((Ok(heartbeat_frame(&self.environment.key, revision)), self));
+                    let revision = self.state.hub.snapshot(&self.environment).map(|snapshot| snapshot.revision).unwrap_or(self.last_sent);
+                    return Some((Ok(heartbeat_frame(&self.environment, revision)), self));
                 }
             }
         }
