@@ -130,12 +130,52 @@ pub const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_
 
 /// Recently used credentials by the SHA-256 of their secret, so evaluation requests do not each query the store.
 #[derive(Debug, Default)]
-pub struct CredentialCache(std::sync::RwLock<std::collections::HashMap<String, (Option<Principal>, std::time::Instant)>>);
+pub struct CredentialCache(
+    std::sync::RwLock<std::collections::HashMap<String, (Option<Principal>, std::time::Instant)>>,
+    /// Whether the store answers credential look-ups, so an outage costs one probe a second, not a round trip per request.
+    Breaker,
+);
+
+/// How long after a failed look-up the next request probes the store again.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A circuit breaker over credential look-ups. Closed, every cache miss asks the store. After a look-up finds the
+/// store unavailable it opens: requests answer from what the cache last knew (or 503) without waiting for a store
+/// that will not answer, and once a second one request probes; the first answer closes it again.
+#[derive(Debug, Default)]
+struct Breaker {
+    open_since: std::sync::Mutex<Option<std::time::Instant>>,
+    probing: std::sync::atomic::AtomicBool,
+}
+
+impl Breaker {
+    /// Whether this request may ask the store.
+    fn may_ask(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut open_since = self.open_since.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *open_since {
+            None => true,
+            Some(since) if since.elapsed() >= PROBE_INTERVAL => {
+                let probe = self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok();
+                if probe {
+                    *open_since = Some(std::time::Instant::now());
+                }
+                probe
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn answered(&self, available: bool) {
+        *self.open_since.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (!available).then(std::time::Instant::now);
+        self.probing.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
 
 impl CredentialCache {
-    fn get(&self, hash: &str) -> Option<Option<Principal>> {
+    fn get(&self, hash: &str, max_age: std::time::Duration) -> Option<Option<Principal>> {
         let entries = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.get(hash).filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL).map(|(principal, _)| principal.clone())
+        entries.get(hash).filter(|(_, at)| at.elapsed() < max_age.min(CREDENTIAL_CACHE_TTL)).map(|(principal, _)| principal.clone())
     }
 
     /// The entry whatever its age: used when the store cannot be asked, so evaluation goes on through an outage.
@@ -155,9 +195,48 @@ impl CredentialCache {
         entries.insert(hash, (principal, std::time::Instant::now()));
     }
 
-    /// Forgets everything: called after any change to users or tokens.
-    pub fn clear(&self) {
-        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    /// After a write to users or tokens (committed or not, since a failed commit may have landed), forgets exactly the
+    /// credentials it names: its tokens, every token acting as its users, and (after a user change) the credentials
+    /// known to be refused, since re-enabling a user makes their tokens good again. Everything else stays, so a
+    /// failed token change during an outage locks nobody out, while a revoked token or a disabled user is never
+    /// answered from the cache again.
+    pub fn forget(&self, touched: &CredentialsTouched) {
+        if touched.is_empty() {
+            return;
+        }
+        let mut entries = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.retain(|hash, (principal, _)| {
+            let named = touched.hashes.contains(hash)
+                || match principal {
+                    Some(Principal::User(actor)) => touched.users.contains(&actor.email),
+                    Some(Principal::Sdk { token_id, .. }) => touched.token_ids.contains(token_id),
+                    None => !touched.users.is_empty(),
+                };
+            !named
+        });
+    }
+}
+
+/// The credentials a write to users or tokens changes, for [`CredentialCache::forget`].
+#[derive(Debug, Default)]
+pub struct CredentialsTouched {
+    hashes: std::collections::HashSet<String>,
+    token_ids: std::collections::HashSet<String>,
+    users: std::collections::HashSet<String>,
+}
+
+impl CredentialsTouched {
+    /// What `write` touches: its tokens (by hash and id) and its users (every token acting as them).
+    pub fn of(write: &vexil_store::Write) -> Self {
+        Self {
+            hashes: write.tokens.iter().map(|token| token.hash.clone()).collect(),
+            token_ids: write.tokens.iter().map(|token| token.id.clone()).collect(),
+            users: write.users.iter().map(|user| user.email.clone()).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hashes.is_empty() && self.users.is_empty()
     }
 }
 
@@ -166,20 +245,42 @@ pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiR
     authenticate_hash(state, &hash_token(token), source).await
 }
 
-/// [`authenticate`] by the SHA-256 of the secret: open streams recheck their credential this way without keeping it.
+/// [`authenticate`] by the SHA-256 of the secret.
 pub async fn authenticate_hash(state: &AppState, hash: &str, source: Source) -> ApiResult<Option<Principal>> {
-    let principal = match state.credentials.get(hash) {
+    authenticate_hash_within(state, hash, source, CREDENTIAL_CACHE_TTL).await
+}
+
+/// [`authenticate_hash`] trusting a cached answer only when it is younger than `max_age`: open streams recheck
+/// their credential this way every half heartbeat with half a heartbeat as the age, so a revocation made on another
+/// server ends a stream within one heartbeat, not a heartbeat plus the cache's lifetime.
+pub async fn authenticate_hash_within(
+    state: &AppState,
+    hash: &str,
+    source: Source,
+    max_age: std::time::Duration,
+) -> ApiResult<Option<Principal>> {
+    let cache = &state.credentials;
+    let unavailable = |error: ApiError| match cache.get_stale(hash) {
+        Some(principal) => Ok(principal),
+        None => Err(error),
+    };
+    let principal = match cache.get(hash, max_age) {
         Some(principal) => principal,
+        None if !cache.1.may_ask() => unavailable(ApiError::store_unavailable())?,
         None => match lookup(state, hash).await {
             Ok(principal) => {
-                state.credentials.put(hash.to_owned(), principal.clone());
+                cache.1.answered(true);
+                cache.put(hash.to_owned(), principal.clone());
                 principal
             }
-            Err(error @ ApiError { .. }) if error.code == "store_unavailable" => match state.credentials.get_stale(hash) {
-                Some(principal) => principal,
-                None => return Err(error),
-            },
-            Err(error) => return Err(error),
+            Err(error) if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+                cache.1.answered(false);
+                unavailable(error)?
+            }
+            Err(error) => {
+                cache.1.answered(true);
+                return Err(error);
+            }
         },
     };
     Ok(principal.map(|principal| match principal {

@@ -30,6 +30,17 @@ pub struct ServerConfig {
     pub metrics_key_evaluations_per_minute: u64,
     /// How many minutes back a batch's `start` may lie (a batch held back through a short outage).
     pub metrics_max_backdate_minutes: u64,
+    /// The origins whose pages may call OFREP and open the stream (CORS); empty means any origin, which is safe
+    /// because those endpoints take keys in headers, never cookies.
+    pub cors_origins: Vec<String>,
+    /// How many connections may be open, in all and from one client address.
+    pub connection_limits: crate::listener::ConnectionLimits,
+    /// How long a client has to send each request head; also how long an idle keep-alive connection is kept.
+    pub header_timeout: std::time::Duration,
+    /// How long a client has to send a request body.
+    pub body_timeout: std::time::Duration,
+    /// How long in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +58,11 @@ impl Default for ServerConfig {
             rollout_holds_without_evidence: true,
             metrics_key_evaluations_per_minute: 10_000_000,
             metrics_max_backdate_minutes: 10,
+            cors_origins: Vec::new(),
+            connection_limits: crate::listener::ConnectionLimits::resolve(0, 0),
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            shutdown_grace: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -68,6 +68,11 @@ impl ApiError {
         )
     }
 
+    /// 503: the store cannot be reached, so nothing was read or changed.
+    pub fn store_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "store unavailable: nothing was changed; retry later")
+    }
+
     /// 500, logged; the client learns nothing of the internals.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
@@ -92,7 +97,16 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(message) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message),
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "store unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "store unavailable; the change was not made, retry later")
+                Self::store_unavailable()
+            }
+            StoreError::Unknown(detail) => {
+                tracing::error!(%detail, "a write's outcome is unknown");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "outcome_unknown",
+                    "the store did not answer in time: the change may or may not have been made. Read it back (or its audit \
+                     record) before trying again, or retry with the same Idempotency-Key header, which carries it out at most once",
+                )
             }
             StoreError::Corrupt(detail) => Self::internal(format!("corrupt store: {detail}")),
         }

@@ -42,16 +42,11 @@ pub fn app(state: AppState) -> Router {
     routes::router(state)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` completes, then ends open streams and finishes in-flight requests.
+/// Serves `app(state)` on `listener` until `shutdown` completes, then ends open streams and gives in-flight requests
+/// the configured grace to finish (see [`listener`]).
 pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let listener = listener::GuardedListener::new(listener, state.clone())?;
-    let stopping = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.begin_shutdown();
-        })
-        .await
+    let router = app(state.clone());
+    listener::serve(listener, state, router, shutdown).await
 }
 
 /// Opens the server state over a store: loads the catalog and gives every flag a state in every configured environment.

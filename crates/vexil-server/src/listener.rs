@@ -1,133 +1,256 @@
-//! The TCP listener `vexil serve` uses: streams on the bare socket, everything else through hyper behind a
-//! write-stall guard.
+//! How `vexil serve` holds its connections: a cap on how many (in all and per client address), a deadline for
+//! every request head, streams on the bare socket, everything else through hyper behind a write-stall guard, and a
+//! bounded drain at shutdown.
 //!
-//! A client that stops reading fills its socket buffers, after which the server's writes to it never
-//! complete. For an SSE stream that would pin the connection forever. The guard fails a write that has made
-//! no progress for the configured time, which closes that connection (and drops its stream) while every
-//! other connection goes on. A slow client that still makes progress is left alone.
+//! - **Caps.** At most `max_connections` are open at once (by default what the process's open-file limit allows,
+//!   less a reserve for the store and logs), and one client address holds at most `max_connections_per_address`.
+//!   A connection over either cap gets a short `503` with `Retry-After` and is closed, so the server stays reachable
+//!   for everyone else instead of failing `accept` for everyone.
+//! - **Heads.** Every request head, the first of a connection and every later one, must arrive within
+//!   `header_timeout`; that is also how long an idle keep-alive connection is kept. A slow or silent client
+//!   holds a connection for that long at most. Request bodies have `body_timeout`.
+//! - **Streams.** A `GET /api/feature-flags/stream` that arrives first on its connection is served on the bare
+//!   socket by [`stream::serve_raw`](crate::routes::stream::serve_raw): the connection then holds only its socket and
+//!   its place in the broadcast, which is what lets one server carry tens of thousands of streams.
+//! - **Stalls.** A client that stops reading fills its socket buffers, after which the server's writes to it never
+//!   complete. The guard fails a write that has made no progress for `write_stall`, which closes that connection
+//!   while every other goes on. A slow client that still makes progress is left alone.
+//! - **Shutdown.** Open streams end, in-flight requests get `shutdown_grace` to finish, then the process goes on
+//!   to exit whatever a client that does not read is doing.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 use crate::service::AppState;
 
-/// How long a new connection may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The largest request head read before deciding where a connection goes; hyper refuses larger ones.
 const HEAD_LIMIT: usize = 16 * 1024;
 
-/// The listener `vexil serve` serves axum on.
-///
-/// Every accepted connection first has its request head read (on its own task, so one slow client never
-/// holds up accepting others). A stream request (`GET /api/feature-flags/stream…`) is then served on the
-/// bare socket by [`stream::serve_raw`](crate::routes::stream::serve_raw); anything else is handed to axum
-/// with the bytes already read put back in front, behind the write-stall guard.
-#[derive(Debug)]
-pub struct GuardedListener {
-    incoming: mpsc::Receiver<(Prefixed, SocketAddr)>,
-    local: SocketAddr,
+/// File descriptors kept for everything that is not a client connection (the store, logs, the runtime).
+const DESCRIPTOR_RESERVE: usize = 128;
+
+/// The most connections when the open-file limit cannot be read.
+const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+
+/// How many connections may be open, in all and from one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// In all.
+    pub total: usize,
+    /// From one client address.
+    pub per_address: usize,
 }
 
-impl GuardedListener {
-    /// Starts accepting on `inner`.
-    pub fn new(inner: TcpListener, state: AppState) -> io::Result<Self> {
-        let local = inner.local_addr()?;
-        let (sender, incoming) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            loop {
-                match inner.accept().await {
-                    Ok((stream, address)) => {
-                        let _ = stream.set_nodelay(true);
-                        tokio::spawn(classify(stream, address, state.clone(), sender.clone()));
-                    }
-                    // Out of file descriptors and the like: wait a moment instead of spinning.
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-                if sender.is_closed() {
-                    return;
-                }
-            }
-        });
-        Ok(Self { incoming, local })
+impl ConnectionLimits {
+    /// The limits for `configured` (0: derived): the configured total, but never more than the open-file limit
+    /// allows; one address may hold half of them unless configured otherwise.
+    pub fn resolve(configured_total: usize, configured_per_address: usize) -> Self {
+        let allowed = open_file_limit().map(|limit| limit.saturating_sub(DESCRIPTOR_RESERVE).max(1));
+        let total = match (configured_total, allowed) {
+            (0, Some(allowed)) => allowed.min(DEFAULT_MAX_CONNECTIONS),
+            (0, None) => DEFAULT_MAX_CONNECTIONS,
+            (configured, Some(allowed)) => configured.min(allowed),
+            (configured, None) => configured,
+        };
+        let per_address = if configured_per_address == 0 { (total / 2).max(1) } else { configured_per_address.min(total) };
+        Self { total, per_address }
     }
 }
 
-async fn classify(mut stream: TcpStream, address: SocketAddr, state: AppState, sender: mpsc::Sender<(Prefixed, SocketAddr)>) {
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere or when unlimited.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
+/// Connections open per client address.
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place under the caps; dropping it frees the place.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    address: IpAddr,
+    per_address: Arc<PerAddress>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut counts = self.per_address.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; see the module documentation.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let limits = state.config.connection_limits;
+    let slots = Arc::new(Semaphore::new(limits.total));
+    let per_address = Arc::new(PerAddress::default());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(state.config.header_timeout).keep_alive(true);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, address) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let admitted = admit(&slots, &per_address, address.ip(), limits);
+        let Some(admitted) = admitted else {
+            tokio::spawn(refuse(stream, state.config.write_stall));
+            continue;
+        };
+        let watcher = graceful.watcher();
+        tokio::spawn(connection(stream, address, state.clone(), app.clone(), builder.clone(), watcher, admitted));
+    }
+    drop(listener);
+    state.begin_shutdown();
+    if tokio::time::timeout(state.config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?state.config.shutdown_grace, "requests still in flight at the end of the shutdown grace; leaving them");
+    }
+    // Commits run as their own tasks: let the one in progress finish, so nothing acknowledged is cut in half.
+    let _ = tokio::time::timeout(state.config.shutdown_grace, state.serialised()).await;
+    Ok(())
+}
+
+fn admit(slots: &Arc<Semaphore>, per_address: &Arc<PerAddress>, address: IpAddr, limits: ConnectionLimits) -> Option<Admitted> {
+    let permit = slots.clone().try_acquire_owned().ok()?;
+    let mut counts = per_address.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let count = counts.entry(address).or_default();
+    if *count >= limits.per_address {
+        return None;
+    }
+    *count += 1;
+    drop(counts);
+    Some(Admitted { _permit: permit, address, per_address: per_address.clone() })
+}
+
+/// A connection over the caps: a short answer it can act on, then the connection is closed.
+async fn refuse(mut stream: TcpStream, write_stall: Duration) {
+    const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the server holds as many connections as it allows (in all, or from your address); retry in a moment"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(write_stall.min(Duration::from_secs(2)), stream.write_all(response.as_bytes())).await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    address: SocketAddr,
+    state: AppState,
+    app: axum::Router,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    watcher: hyper_util::server::graceful::Watcher,
+    admitted: Admitted,
+) {
+    let _admitted = admitted;
+    let Some(head) = read_first_head(&mut stream, state.config.header_timeout).await else { return };
+    if let Some(parts) = stream_request(&head) {
+        drop(head);
+        crate::routes::stream::serve_raw(state, stream, parts).await;
+        return;
+    }
+    let io = Prefixed {
+        prefix: Some(head),
+        position: 0,
+        inner: StallGuard { stream, write_stall: state.config.write_stall, stalled_since: None },
+    };
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(axum::extract::ConnectInfo(address));
+        let mut app = app.clone();
+        async move { tower::Service::call(&mut app, request.map(axum::body::Body::new)).await }
+    });
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let _ = watcher.watch(connection).await;
+}
+
+/// Reads until the first request head is complete (`\r\n\r\n` or bare `\n\n` line ends), turns out malformed, or
+/// reaches [`HEAD_LIMIT`], and returns the bytes read (which may go past the head). The head is only parsed again
+/// when a read brought a line end, so a client sending a byte at a time costs one parse per line, not one per byte.
+/// `None`: closed, failed or too slow before sending a head.
+async fn read_first_head(stream: &mut TcpStream, timeout: Duration) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let read_head = async {
         loop {
-            let read = stream.read(&mut chunk).await?;
+            let read = stream.read(&mut chunk).await.ok()?;
             if read == 0 {
-                return Ok::<bool, io::Error>(false);
+                return None;
             }
             head.extend_from_slice(&chunk[..read]);
-            if head.windows(4).any(|window| window == b"\r\n\r\n") || head.len() >= HEAD_LIMIT {
-                return Ok(true);
+            if head.len() >= HEAD_LIMIT || !chunk[..read].contains(&b'\n') {
+                if head.len() >= HEAD_LIMIT {
+                    return Some(());
+                }
+                continue;
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            match httparse::Request::new(&mut headers).parse(&head) {
+                Ok(httparse::Status::Partial) => continue,
+                // Complete, or malformed (hyper answers it, 400, from the bytes already read).
+                _ => return Some(()),
             }
         }
     };
-    match tokio::time::timeout(HEAD_TIMEOUT, read_head).await {
-        Ok(Ok(true)) => {}
-        // Closed, failed or too slow before sending a request: nothing to answer.
-        _ => return,
+    match tokio::time::timeout(timeout, read_head).await {
+        Ok(Some(())) => Some(head),
+        _ => None,
     }
-    if head.starts_with(b"GET /api/feature-flags/stream")
-        && let Some(parts) = parse_head(&head)
-    {
-        drop(head);
-        crate::routes::stream::serve_raw(state, stream, parts).await;
-        return;
-    }
-    let write_stall = state.config.write_stall;
-    let guarded = StallGuard { stream, write_stall, stalled_since: None };
-    let _ = sender.send((Prefixed { prefix: Some(head), position: 0, inner: guarded }, address)).await;
 }
 
-/// Parses a complete request head into request parts; `None` when it is not a plain, complete GET.
-fn parse_head(head: &[u8]) -> Option<axum::http::request::Parts> {
+/// The request parts of a stream request that can be served on the bare socket: exactly
+/// `GET /api/feature-flags/stream` (with any query), alone on its connection so far (nothing pipelined after it).
+fn stream_request(head: &[u8]) -> Option<axum::http::request::Parts> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(length) = request.parse(head).ok()? else { return None };
     // Bytes after the head would be a pipelined request: leave such connections to hyper.
-    if length != head.len() || request.method != Some("GET") {
+    if length != head.len() {
         return None;
     }
-    let mut builder = axum::http::Request::builder().method("GET").uri(request.path?);
+    let path = request.path?;
+    let route = path.split_once('?').map_or(path, |(route, _)| route);
+    if request.method != Some("GET") || route != "/api/feature-flags/stream" {
+        return None;
+    }
+    let mut builder = axum::http::Request::builder().method("GET").uri(path);
     for header in request.headers.iter() {
         builder = builder.header(header.name, header.value);
     }
     Some(builder.body(()).ok()?.into_parts().0)
-}
-
-impl axum::serve::Listener for GuardedListener {
-    type Io = Prefixed;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(connection) => connection,
-            // The acceptor only stops when the listener is dropped; never resolve then.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 /// A guarded stream with the bytes already read from it put back in front.
@@ -186,6 +309,7 @@ pub struct StallGuard {
 
 impl StallGuard {
     fn on_write<T>(&mut self, context: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        use std::future::Future;
         match poll {
             Poll::Pending => {
                 let write_stall = self.write_stall;
@@ -202,8 +326,6 @@ impl StallGuard {
         }
     }
 }
-
-use std::future::Future;
 
 impl AsyncRead for StallGuard {
     fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -233,5 +355,34 @@ impl AsyncWrite for StallGuard {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_stream_route_goes_to_the_bare_socket() {
+        assert!(stream_request(b"GET /api/feature-flags/stream?env=dev HTTP/1.1\r\nhost: x\r\n\r\n").is_some());
+        assert!(stream_request(b"GET /api/feature-flags/stream HTTP/1.1\nhost: x\n\n").is_some(), "bare LF line ends");
+        for head in [
+            &b"GET /api/feature-flags/streamX?env=dev HTTP/1.1\r\n\r\n"[..],
+            b"GET /api/feature-flags/stream/../../api/flags HTTP/1.1\r\n\r\n",
+            b"POST /api/feature-flags/stream?env=dev HTTP/1.1\r\n\r\n",
+            b"GET /api/feature-flags/stream?env=dev HTTP/1.1\r\nhost: x\r\n",
+        ] {
+            assert!(stream_request(head).is_none(), "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn limits_never_exceed_what_the_process_may_open() {
+        let limits = ConnectionLimits::resolve(usize::MAX, 0);
+        if let Some(allowed) = open_file_limit() {
+            assert!(limits.total <= allowed);
+        }
+        assert_eq!(limits.per_address, (limits.total / 2).max(1));
+        assert_eq!(ConnectionLimits::resolve(10, 3), ConnectionLimits { total: 10.min(limits.total), per_address: 3 });
     }
 }

@@ -33,10 +33,8 @@ pub fn apply_step(spec: &vexil_core::StateSpec, plan: &RolloutPlan, index: usize
     spec.enabled = true;
     spec.serve = vexil_core::Serve::Value(serde_json::Value::Bool(true));
     spec.split = if share >= vexil_core::state::SPLIT_TOTAL { None } else { Some(Split::boolean_rollout(share)) };
-    let next = (index + 1 < plan.steps.len()).then(|| {
-        let next_at = OffsetDateTime::now_utc() + time::Duration::seconds(plan.every_seconds as i64);
-        RolloutPlan { next_step: index + 1, next_at: crate::time::format(next_at), ..plan.clone() }
-    });
+    let next =
+        (index + 1 < plan.steps.len()).then(|| RolloutPlan { next_step: index + 1, next_at: one_interval_from_now(plan), ..plan.clone() });
     Some((spec, next))
 }
 
@@ -148,21 +146,47 @@ pub async fn schedule(state: AppState) {
     }
 }
 
-/// Parses `30m`, `4s`, `2h`, `1d` into seconds (at least 1).
+/// The longest interval between steps: a plan is meant to finish, and the arithmetic on moments stays in range.
+pub const MAX_EVERY_SECONDS: u64 = 365 * 86_400;
+
+/// Parses `30m`, `4s`, `2h`, `1d` into seconds (at least 1, at most a year).
 pub fn parse_every(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let amount: u64 =
-        number.parse().map_err(|_| format!("`{}` is not a duration such as 4s, 30m, 2h or 1d", vexil_core::name::printable(text)))?;
-    let seconds = match unit {
-        "s" => amount,
-        "m" | "" => amount * 60,
-        "h" => amount * 3600,
-        "d" => amount * 86_400,
-        _ => return Err(format!("`{}` is not a duration such as 4s, 30m, 2h or 1d", vexil_core::name::printable(text))),
+    let not_a_duration = || format!("`{}` is not a duration such as 4s, 30m, 2h or 1d", vexil_core::name::printable(text));
+    let amount: u64 = number.parse().map_err(|_| not_a_duration())?;
+    let unit_seconds: u64 = match unit {
+        "s" => 1,
+        "m" | "" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(not_a_duration()),
     };
-    if seconds == 0 {
-        return Err("the interval between steps must be at least one second".to_owned());
+    match amount.checked_mul(unit_seconds) {
+        Some(0) => Err("the interval between steps must be at least one second".to_owned()),
+        Some(seconds) if seconds <= MAX_EVERY_SECONDS => Ok(seconds),
+        _ => Err(format!("`{}` is longer than the longest interval between steps, 365d", vexil_core::name::printable(text))),
     }
-    Ok(seconds)
+}
+
+/// One interval of `plan` from now (a stored interval beyond [`MAX_EVERY_SECONDS`] counts as that).
+pub fn one_interval_from_now(plan: &RolloutPlan) -> String {
+    let seconds = plan.every_seconds.min(MAX_EVERY_SECONDS) as i64;
+    crate::time::format(OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_checked_not_wrapped() {
+        assert_eq!(parse_every("4s"), Ok(4));
+        assert_eq!(parse_every("30m"), Ok(1800));
+        assert_eq!(parse_every("365d"), Ok(MAX_EVERY_SECONDS));
+        for input in ["366d", "5000000d", "18446744073709551615s", "18446744073709551615d", "99999999999999999999999s"] {
+            assert!(parse_every(input).is_err(), "{input}");
+        }
+        assert!(parse_every("0s").unwrap_err().contains("at least one second"));
+    }
 }

@@ -48,8 +48,13 @@ pub struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The revision applied to memory, per environment; commits on a shared store wait on it.
     applied: tokio::sync::watch::Sender<BTreeMap<EnvKey, u64>>,
-    write_lock: tokio::sync::Mutex<()>,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// The server's write lock, held: writes that read memory to decide (states, definitions, users) hold it from
+/// the read to the end of [`AppState::commit_holding`], which keeps it until memory shows the commit.
+#[derive(Debug)]
+pub struct WriteGuard(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
 
 impl Deref for AppState {
     type Target = Inner;
@@ -184,7 +189,27 @@ impl AppState {
     /// who may change what that environment serves, with which reason. Returns the committed changes (empty when
     /// nothing differed).
     pub async fn commit_states(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<Vec<Change>> {
-        let _serialised = self.write_lock.lock().await;
+        Ok(self.commit_states_seen(actor, planned).await?.0)
+    }
+
+    /// Commits one planned change and answers with the state it produced (or, when it changed nothing, the state it
+    /// found under the write lock): never a later state another writer made meanwhile.
+    pub async fn commit_state(&self, actor: &Actor, planned: PlannedChange) -> ApiResult<(bool, FlagState)> {
+        let (mut changes, mut unchanged) = self.commit_states_seen(actor, vec![planned]).await?;
+        match (changes.pop(), unchanged.pop()) {
+            (Some(change), _) => Ok((true, change.state)),
+            (None, Some(state)) => Ok((false, state)),
+            (None, None) => Err(ApiError::internal("a planned change produced no state")),
+        }
+    }
+
+    /// [`AppState::commit_states`], with the states of the changes that changed nothing as they were under the lock.
+    async fn commit_states_seen(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<(Vec<Change>, Vec<FlagState>)> {
+        let guard = self.serialised().await;
+        let mut unchanged = Vec::new();
+        // A flag named twice in one write (`disable a b a`) is one change: a second, different edit of it is refused
+        // (it would be judged against the state before the first), an identical one is left out.
+        let mut named: std::collections::HashMap<(EnvKey, FlagName), Edit> = std::collections::HashMap::new();
         let now = crate::time::now();
         let writer = actor.writer();
         let mut write = Write::default();
@@ -195,6 +220,18 @@ impl AppState {
                 .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_flag", format!("flag `{}` is not defined", change.flag)))?;
             // The role first: nobody makes the server compare states (under the write lock) for a change they may not make.
             may_address(writer, &change.environment).map_err(refused)?;
+            match named.entry((change.environment.key.clone(), change.flag.clone())) {
+                std::collections::hash_map::Entry::Occupied(first) if *first.get() == change.edit => continue,
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "`{}` in {} is named twice with different changes; name each flag once",
+                        change.flag, change.environment.key
+                    )));
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(change.edit.clone());
+                }
+            }
             if let (Writer::Person(_), Some(reason)) = (writer, &change.reason) {
                 check_reason(reason)?;
             }
@@ -208,13 +245,19 @@ impl AppState {
                 Edit::SetEnabled(enabled) => StateSpec { enabled, ..current.spec.clone() },
             };
             // Only the kill switch reaches an archived flag's frozen state: nothing may ever block turning a flag off.
-            if definition.archived && !(kill_switch || spec == StateSpec { enabled: false, ..current.spec.clone() }) {
+            // Turns the flag off and changes nothing else (whether asked as a disable or as a state that only differs so).
+            let only_disables = spec == StateSpec { enabled: false, ..current.spec.clone() };
+            if definition.archived && !only_disables {
                 return Err(ApiError::conflict(
                     "flag_archived",
                     format!("flag `{}` is archived; unarchive it before changing its state (disabling it always works)", change.flag),
                 ));
             }
-            spec.validate(&definition)?;
+            // The kill switch is never refused for what the rest of the state says: a disabled state serves the off
+            // value whatever it names (and enabling it again is validated like any change).
+            if !only_disables {
+                spec.validate(&definition)?;
+            }
             if let Some(expected) = change.expected_definition_version
                 && expected != definition.version
             {
@@ -252,6 +295,7 @@ impl AppState {
             };
             decide(writer, false, &[side], gate_reason).map_err(refused)?;
             if current.spec == spec && current.rollout == change.rollout {
+                unchanged.push(current);
                 continue;
             }
             let mut after = new_state(spec, &actor.email);
@@ -279,9 +323,9 @@ impl AppState {
             });
         }
         if write.states.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), unchanged));
         }
-        self.commit(write).await
+        Ok((self.commit_holding(guard, write).await?, unchanged))
     }
 
     /// The audit record of the change that produced `version` of `flag`'s state in `environment`, looked for among
@@ -423,7 +467,7 @@ impl AppState {
         action: AuditAction,
         reason: Option<String>,
     ) -> ApiResult<Vec<Change>> {
-        let _serialised = self.write_lock.lock().await;
+        let guard = self.serialised().await;
         let now = crate::time::now();
         let writer = actor.writer();
         let before = self.catalog.definition(&definition.name);
@@ -531,25 +575,41 @@ impl AppState {
         }
         write.audit.insert(0, record(None, before.as_ref().map(to_json), to_json(&definition), None));
         write.definitions.push(DefinitionWrite { definition, expected_version });
-        self.commit(write).await
+        self.commit_holding(guard, write).await
     }
 
-    /// Commits any write, applies it to memory and publishes it to the streams; call it holding the write lock.
+    /// Commits a write that needs no lock (a new token, say), applies it to memory and publishes it to the streams.
     pub async fn commit(&self, write: Write) -> ApiResult<Vec<Change>> {
-        let touches_credentials = !write.users.is_empty() || !write.tokens.is_empty();
-        let committed = self.store.commit(write).await;
-        if touches_credentials {
-            // Cleared whether or not the commit succeeded: a failed commit may still have landed.
-            self.credentials.clear();
-        }
-        let committed = committed?;
-        if self.store.is_shared() {
-            // The follower applies every change, ours included, in the store's order; answer once it has ours.
-            self.wait_applied(&committed.changes).await;
-        } else {
-            self.apply(&committed.changes);
-        }
-        Ok(committed.changes)
+        self.commit_inner(None, write).await
+    }
+
+    /// Commits a write decided under the write lock, keeping the lock until memory shows it.
+    pub async fn commit_holding(&self, guard: WriteGuard, write: Write) -> ApiResult<Vec<Change>> {
+        self.commit_inner(Some(guard), write).await
+    }
+
+    /// The store's commit and what follows it (memory, streams, the credential cache) run as one task that the
+    /// request only awaits: a client that hangs up mid-commit cannot leave the store ahead of memory (the next
+    /// write to that flag would then be refused for a version memory never saw), nor the streams without the change.
+    async fn commit_inner(&self, guard: Option<WriteGuard>, write: Write) -> ApiResult<Vec<Change>> {
+        let state = self.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let credentials = crate::auth::CredentialsTouched::of(&write);
+            let committed = state.store.commit(write).await;
+            // Done whether or not the commit succeeded: a failed commit may still have landed. Only the credentials the
+            // write names are forgotten; the rest are merely rechecked, so a failed change during an outage locks no one out.
+            state.credentials.forget(&credentials);
+            let committed = committed?;
+            if state.store.is_shared() {
+                // The follower applies every change, ours included, in the store's order; answer once it has ours.
+                state.wait_applied(&committed.changes).await;
+            } else {
+                state.apply(&committed.changes);
+            }
+            Ok(committed.changes)
+        });
+        task.await.map_err(|error| ApiError::internal(format!("the commit task failed: {error}")))?
     }
 
     /// Applies committed changes to memory and the streams, and records how far each environment got.
@@ -602,9 +662,9 @@ impl AppState {
         self.shutdown.subscribe()
     }
 
-    /// Serialises writes made outside [`AppState::commit_states`] (users, tokens).
-    pub async fn serialised(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.write_lock.lock().await
+    /// Takes the write lock: writes made outside [`AppState::commit_states`] (users, tokens) that read before they write.
+    pub async fn serialised(&self) -> WriteGuard {
+        WriteGuard(self.write_lock.clone().lock_owned().await)
     }
 }
 

@@ -26,15 +26,25 @@ pub fn parse_moment(input: &str) -> Result<String, String> {
     }
     let (number, unit) = input.split_at(input.find(|c: char| !c.is_ascii_digit()).unwrap_or(input.len()));
     let amount: i64 = number.parse().map_err(|_| explain(input))?;
-    let age = match unit {
-        "s" => Duration::seconds(amount),
-        "m" => Duration::minutes(amount),
-        "h" => Duration::hours(amount),
-        "d" => Duration::days(amount),
-        "w" => Duration::weeks(amount),
+    let unit_seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
         _ => return Err(explain(input)),
     };
-    Ok(format(OffsetDateTime::now_utc() - age))
+    amount
+        .checked_mul(unit_seconds)
+        .and_then(|seconds| OffsetDateTime::now_utc().checked_sub(Duration::seconds(seconds)))
+        .filter(|moment| moment.year() >= 1)
+        .map(format)
+        .ok_or_else(|| {
+            format!(
+                "time `{}` is further back than the calendar goes; use an age of at most a few thousand years",
+                vexil_core::name::printable(input)
+            )
+        })
 }
 
 fn explain(input: &str) -> String {
@@ -54,5 +64,9 @@ mod tests {
         assert_eq!(parse_moment("2025-12-04").unwrap(), "2025-12-04T00:00:00Z");
         assert!(parse_moment("7d").unwrap() < now());
         assert!(parse_moment("yesterday").is_err());
+        // Ages too large for the calendar (or for the arithmetic) are refused, not a panic.
+        for input in ["99999999999999999d", "9223372036854775807s", "999999999w", "5000000000d"] {
+            assert!(parse_moment(input).unwrap_err().contains("further back"), "{input}");
+        }
     }
 }

@@ -243,9 +243,13 @@ pub enum StoreError {
     /// The write refers to something that does not exist (a state of an undefined flag, an unknown environment).
     #[error("{0}")]
     Invalid(String),
-    /// The backend cannot be reached.
+    /// The backend cannot be reached; nothing was written.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent but no answer came back (a timeout, a connection lost mid-command, a failover): it may or may
+    /// not have been applied.
+    #[error("no answer from the store: {0}")]
+    Unknown(String),
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

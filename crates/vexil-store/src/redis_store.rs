@@ -242,7 +242,10 @@ impl Store for RedisStore {
                 environments: self.environments.iter().map(EnvKey::as_str).collect(),
                 retention: self.retention,
             };
-            let answer: String = self.script.arg(encode(&plan)).invoke_async(&mut connection).await.map_err(unavailable)?;
+            let answer: String = self.script.arg(encode(&plan)).invoke_async(&mut connection).await.map_err(|error| {
+                // Refused before anything was sent: nothing changed. Any other failure came after the script was sent.
+                if error.is_connection_refusal() { unavailable(error) } else { StoreError::Unknown(format!("redis: {error}")) }
+            })?;
             let answer: Value = decode("script answer", &answer)?;
             if answer.get("retry").is_some() {
                 continue;

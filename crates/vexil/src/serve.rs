@@ -45,6 +45,18 @@ struct FileConfig {
     metrics_key_evaluations_per_minute: Option<u64>,
     /// How far back (minutes) a metrics batch may be filed.
     metrics_max_backdate_minutes: Option<u64>,
+    /// Origins (`https://app.example.com`) whose pages may call OFREP and the stream; any origin when unset.
+    cors_origins: Option<Vec<String>>,
+    /// Connections open at once (0 or unset: what the open-file limit allows, at most 50 000).
+    max_connections: Option<usize>,
+    /// Connections one client address may hold (0 or unset: half of `max_connections`).
+    max_connections_per_address: Option<usize>,
+    /// Seconds a client has to send each request head; also how long an idle keep-alive connection is kept (1 to 300).
+    header_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a request body (1 to 300).
+    body_timeout_seconds: Option<u64>,
+    /// Seconds in-flight requests get to finish after SIGTERM (0 to 300).
+    shutdown_grace_seconds: Option<u64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -119,6 +131,34 @@ impl Settings {
                 anyhow::bail!("configuration: metrics_max_backdate_minutes is {minutes}; accepted: 0 to 60");
             }
             server.metrics_max_backdate_minutes = minutes;
+        }
+        for origin in file.cors_origins.unwrap_or_default() {
+            let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+            let valid = host.is_some_and(|host| {
+                !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+            });
+            if !valid {
+                anyhow::bail!(
+                    "configuration: cors_origins has `{origin}`; accepted: origins such as https://app.example.com (scheme and host, optional port, no path)"
+                );
+            }
+            server.cors_origins.push(origin);
+        }
+        server.connection_limits = vexil_server::listener::ConnectionLimits::resolve(
+            file.max_connections.unwrap_or(0),
+            file.max_connections_per_address.unwrap_or(0),
+        );
+        for (name, value, target, minimum) in [
+            ("header_timeout_seconds", file.header_timeout_seconds, &mut server.header_timeout, 1),
+            ("body_timeout_seconds", file.body_timeout_seconds, &mut server.body_timeout, 1),
+            ("shutdown_grace_seconds", file.shutdown_grace_seconds, &mut server.shutdown_grace, 0),
+        ] {
+            if let Some(seconds) = value {
+                if !(minimum..=300).contains(&seconds) {
+                    anyhow::bail!("configuration: {name} is {seconds}; accepted: {minimum} to 300");
+                }
+                *target = std::time::Duration::from_secs(seconds);
+            }
         }
         if let Some(buffer) = file.stream_buffer {
             server.stream_buffer = buffer.clamp(1, 1 << 16);

@@ -498,3 +498,57 @@ fn approved_batches_apply_what_their_diff_showed_and_an_armed_state_is_productio
     assert!(refused.stderr.contains("must be on and serve true"), "{}", refused.stderr);
     assert_eq!(server.http().get("/api/flags/ui.off2/environments/prod").body["state"]["enabled"], false);
 }
+
+#[test]
+fn a_kill_switch_that_names_a_flag_twice_still_turns_everything_off() {
+    let server = Server::start();
+    for flag in ["ui.dup", "ui.other"] {
+        server.cli(&["define", flag]).ok();
+        server.cli(&["enable", flag, "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    }
+    server.cli(&["disable", "ui.dup", "ui.other", "ui.dup", "--env=prod", "--reason=Incident #9"]).ok();
+    for flag in ["ui.dup", "ui.other"] {
+        assert_eq!(server.http().get(&format!("/api/flags/{flag}/environments/prod")).body["state"]["enabled"], false, "{flag}");
+    }
+    // Any batch may name a flag twice with the same change: it is one change.
+    let bulk = server.http().post("/api/flags/bulk", &json!({"action": "enable", "environment": "dev", "flags": ["ui.dup", "ui.dup"]}));
+    assert_eq!(bulk.status, 200, "the same change twice is one change: {:?}", bulk.body);
+    assert_eq!(server.http().get("/api/flags/ui.dup/environments/dev").body["state"]["enabled"], true);
+}
+
+#[test]
+fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let server = Server::start();
+    server.cli(&["user", "add", "second@example.com", "--role", "admin"]).ok();
+    let second = server.cli(&["token", "create", "--user", "second@example.com"]).ok().stdout.trim().to_owned();
+    for round in 0..10 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let demote = |token: String, whom: &'static str| {
+            let http = server.http().with_token(Some(&token));
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                http.send("PATCH", &format!("/api/users/{whom}"), Some(json!({"role": "developer"}).to_string()), &[]).status
+            })
+        };
+        let first = demote(ADMIN_TOKEN.to_owned(), "second@example.com");
+        let other = demote(second.clone(), "admin@localhost");
+        let statuses = [first.join().unwrap(), other.join().unwrap()];
+        let users = server.cli_as(ADMIN_TOKEN, &["user", "list", "--output", "json"]);
+        let users = if users.code == 0 { users.json() } else { server.cli_as(&second, &["user", "list", "--output", "json"]).ok().json() };
+        let admins = users.as_array().unwrap().iter().filter(|user| user["role"] == "admin" && user["disabled"] != true).count();
+        assert_eq!(admins, 1, "round {round}: {statuses:?} left {admins} admins");
+        assert!(statuses.contains(&200), "round {round}: one of them went through: {statuses:?}");
+        // Make both admins again for the next round, as whoever is still the admin.
+        let admin = if server.http().get("/api/users").status == 200 { ADMIN_TOKEN.to_owned() } else { second.clone() };
+        for whom in ["second@example.com", "admin@localhost"] {
+            let restored = server.http().with_token(Some(&admin)).send(
+                "PATCH",
+                &format!("/api/users/{whom}"),
+                Some(json!({"role": "admin"}).to_string()),
+                &[],
+            );
+            assert_eq!(restored.status, 200, "{:?}", restored.body);
+        }
+    }
+}

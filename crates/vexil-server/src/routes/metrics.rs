@@ -129,7 +129,7 @@ async fn receive(
             let bucket = start.unix_timestamp().max(0) as u64 / 60;
             let now = current_bucket();
             let oldest = state.config.metrics_max_backdate_minutes;
-            if bucket > now + 1 || bucket + oldest < now {
+            if bucket > now.saturating_add(1) || bucket.saturating_add(oldest) < now {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_value",
@@ -240,8 +240,8 @@ async fn read(
     let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for row in &rows {
         let total = totals.entry(row.variant.clone()).or_default();
-        total.0 += row.evaluations;
-        total.1 += row.errors;
+        total.0 = total.0.saturating_add(row.evaluations);
+        total.1 = total.1.saturating_add(row.errors);
     }
     let buckets: Vec<Value> = rows
         .iter()

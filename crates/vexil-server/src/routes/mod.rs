@@ -20,12 +20,19 @@ pub(crate) mod stream;
 mod triggers;
 mod users;
 
-/// Browsers may read the stream and OFREP from any origin: they authenticate with keys in headers or the URL, never cookies.
-fn cors() -> tower_http::cors::CorsLayer {
+/// Browsers may read the stream and OFREP from other origins (any, or the configured `cors_origins`): they
+/// authenticate with keys in headers or the URL, never cookies, so no credentials mode is allowed.
+/// The routes carrying it answer `OPTIONS` themselves, so a preflight gets these headers and never the API's 405.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     use axum::http::{HeaderName, Method, header};
+    let allowed = if origins.is_empty() {
+        tower_http::cors::AllowOrigin::any()
+    } else {
+        tower_http::cors::AllowOrigin::list(origins.iter().filter_map(|origin| axum::http::HeaderValue::from_str(origin).ok()))
+    };
     tower_http::cors::CorsLayer::new()
-        .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_origin(allowed)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -33,7 +40,13 @@ fn cors() -> tower_http::cors::CorsLayer {
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static("x-api-key"),
         ])
-        .expose_headers([header::ETAG])
+        .expose_headers([header::ETAG, header::WWW_AUTHENTICATE])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// The answer to an `OPTIONS` that is not a CORS preflight (the CORS layer answers those first).
+async fn options() -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -48,12 +61,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(triggers::router())
         .merge(metrics::router())
         .merge(rollouts::router())
-        .merge(stream::router().merge(ofrep::router()).layer(cors()))
+        .merge(stream::router().merge(ofrep::router()).layer(cors(&state.config.cors_origins)))
         .merge(environments::router(body_limit * 8))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_timeout))
         .with_state(state)
 }

@@ -22,16 +22,23 @@ use crate::hub::{EnvironmentSnapshot, SnapshotFlag};
 use crate::service::AppState;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/ofrep/v1/evaluate/flags/{key}", post(single)).route("/ofrep/v1/evaluate/flags", post(bulk))
+    Router::new()
+        .route("/ofrep/v1/evaluate/flags/{key}", post(single).options(super::options))
+        .route("/ofrep/v1/evaluate/flags", post(bulk).options(super::options))
 }
 
-/// The environment an SDK key reads; 401 or 403 with no body otherwise, as OFREP specifies.
+/// The environment an SDK key reads; 401 (with the scheme to use) or 403 with no body otherwise, as OFREP specifies.
 async fn environment_of(state: &AppState, parts: &Parts) -> Result<EnvKey, Response> {
-    let token = credential(parts).ok_or_else(|| StatusCode::UNAUTHORIZED.into_response())?;
+    let unauthorized = || {
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vexil\", charset=\"UTF-8\""));
+        response
+    };
+    let token = credential(parts).ok_or_else(unauthorized)?;
     match authenticate(state, &token, vexil_core::Source::Api).await {
         Ok(Some(Principal::Sdk { environment, .. })) => Ok(environment),
         Ok(Some(Principal::User(_))) => Err(StatusCode::FORBIDDEN.into_response()),
-        Ok(None) => Err(StatusCode::UNAUTHORIZED.into_response()),
+        Ok(None) => Err(unauthorized()),
         Err(error) => Err(error.into_response()),
     }
 }
@@ -51,6 +58,9 @@ fn read_context(body: &Bytes) -> Result<Map<String, Value>, (&'static str, Strin
     }
     let request: Value =
         serde_json::from_slice(body).map_err(|error| ("PARSE_ERROR", format!("request body is not valid JSON: {error}")))?;
+    if !request.is_object() {
+        return Err(("PARSE_ERROR", "request body must be a JSON object such as {\"context\": {\"targetingKey\": \"user-1\"}}".to_owned()));
+    }
     let context = match request.get("context") {
         None | Some(Value::Null) => return Ok(Map::new()),
         Some(Value::Object(context)) => context.clone(),
@@ -76,15 +86,15 @@ fn evaluate(
             format!("flag `{key}` serves a percentage split, which needs a targetingKey in the context"),
         ));
     }
-    let mut body = json!({
+    // Every success names a variant (clients such as the official Python provider require one): a value that is no
+    // named variant is reported under the label the metrics count it by.
+    let body = json!({
         "key": key,
         "value": evaluation.value,
         "reason": evaluation.reason.as_str(),
+        "variant": evaluation.variant.unwrap_or(vexil_core::evaluation::UNNAMED_LABEL),
         "metadata": {"environment": snapshot.environment.key.as_str(), "revision": snapshot.revision, "flagVersion": flag.state.version},
     });
-    if let Some(variant) = evaluation.variant {
-        body["variant"] = json!(variant);
-    }
     debug_assert!(evaluation.reason != Reason::Error);
     Ok(body)
 }

@@ -111,8 +111,8 @@ async fn control(
     let (rollout, what) = match action.as_str() {
         "pause" => (Some(RolloutPlan { paused: true, ..plan }), "rollout paused"),
         "resume" => {
-            let next_at = time::OffsetDateTime::now_utc() + time::Duration::seconds(plan.every_seconds as i64);
-            (Some(RolloutPlan { paused: false, next_at: crate::time::format(next_at), ..plan }), "rollout resumed")
+            let next_at = crate::rollout::one_interval_from_now(&plan);
+            (Some(RolloutPlan { paused: false, next_at, ..plan }), "rollout resumed")
         }
         "abort" => (None, "rollout aborted; the current percentage stays"),
         other => {

@@ -25,12 +25,22 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/flags/bulk", post(bulk))
 }
 
-fn respond(state: &AppState, flag: &FlagName, environment: &Environment, changed: bool) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
-    let flag_state = state.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("state missing after commit"))?;
-    Ok((
+fn respond(state: &AppState, flag: &FlagName, environment: &Environment) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    let flag_state = state.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("flag has no state"))?;
+    Ok(answer(flag, environment, false, flag_state))
+}
+
+/// A state as answered: for a write, the state that write produced.
+fn answer(
+    flag: &FlagName,
+    environment: &Environment,
+    changed: bool,
+    flag_state: vexil_core::FlagState,
+) -> (HeaderMap, Json<StateResponse>) {
+    (
         etag(flag_state.version),
         Json(StateResponse { flag: flag.to_string(), environment: environment.key.to_string(), changed, state: flag_state }),
-    ))
+    )
 }
 
 async fn show(
@@ -40,7 +50,7 @@ async fn show(
 ) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
-    respond(&state, &definition.name, &environment, false)
+    respond(&state, &definition.name, &environment)
 }
 
 async fn set(
@@ -64,8 +74,8 @@ async fn set(
         summary: None,
         rollout: None,
     };
-    let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
-    respond(&state, &definition.name, &environment, changed)
+    let (changed, produced) = state.commit_state(&actor, planned).await?;
+    Ok(answer(&definition.name, &environment, changed, produced))
 }
 
 /// `…/enable` (`ENABLED = true`) and `…/disable`.
@@ -92,8 +102,8 @@ async fn toggle<const ENABLED: bool>(
         summary: None,
         rollout: None,
     };
-    let changed = !state.commit_states(&actor, vec![planned]).await?.is_empty();
-    respond(&state, &definition.name, &environment, changed)
+    let (changed, produced) = state.commit_state(&actor, planned).await?;
+    Ok(answer(&definition.name, &environment, changed, produced))
 }
 
 async fn promote(

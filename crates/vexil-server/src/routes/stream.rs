@@ -32,7 +32,7 @@ const RETRY_MILLISECONDS: u64 = 3000;
 const REPLAY_LIMIT: u32 = 10_000;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/feature-flags/stream", get(stream))
+    Router::new().route("/api/feature-flags/stream", get(stream).options(super::options))
 }
 
 /// Other query parameters are ignored: browsers add cache-busters to EventSource URLs.
@@ -44,8 +44,26 @@ struct StreamQuery {
     token: Option<String>,
 }
 
+/// What a stream request gets when the store cannot be asked whether its credential is good: a stream that gives
+/// reconnect advice and ends. EventSource retries after a stream ends but gives up for good on an error status, so
+/// a 503 would leave a browser without flags long after the outage.
+const RETRY_LATER: &str = ": store unavailable: this credential cannot be checked now; reconnect after the retry delay\n\n";
+
+fn retry_later() -> Bytes {
+    Bytes::from(format!("retry: {RETRY_MILLISECONDS}\n\n{RETRY_LATER}"))
+}
+
 async fn stream(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
-    let (opening, live) = start(&state, &parts).await?;
+    let (opening, live) = match start(&state, &parts).await {
+        Ok(started) => started,
+        Err(error) if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            let mut response = retry_later().into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            return Ok(response);
+        }
+        Err(error) => return Err(error),
+    };
     let opening = futures_util::stream::iter(opening.into_iter().map(Ok::<Bytes, Infallible>));
     let body = Body::from_stream(futures_util::StreamExt::chain(opening, futures_util::stream::unfold(live, Live::next)));
     let mut response = body.into_response();
@@ -115,22 +133,36 @@ pub(crate) async fn serve_raw(state: AppState, mut socket: tokio::net::TcpStream
     let write_stall = state.config.write_stall;
     let (opening, mut live) = match start(&state, &parts).await {
         Ok(started) => started,
+        Err(error) if error.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n{}connection: close\r\n\r\n",
+                cors_headers(&state, &parts)
+            );
+            if write_within(&mut socket, head.as_bytes(), write_stall).await {
+                write_within(&mut socket, &retry_later(), write_stall).await;
+            }
+            return;
+        }
         Err(error) => {
             let status = error.status;
             let body = serde_json::json!({"error": {"code": error.code, "message": error.message}}).to_string();
             let response = format!(
-                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}connection: close\r\n\r\n{body}",
                 status.as_u16(),
                 status.canonical_reason().unwrap_or(""),
-                body.len()
+                body.len(),
+                cors_headers(&state, &parts)
             );
             let _ = tokio::time::timeout(write_stall, socket.write_all(response.as_bytes())).await;
             return;
         }
     };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n{}connection: close\r\n\r\n",
+        cors_headers(&state, &parts)
+    );
     drop(parts);
-    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\naccess-control-allow-origin: *\r\naccess-control-expose-headers: etag\r\nconnection: close\r\n\r\n";
-    if !write_within(&mut socket, HEAD, write_stall).await {
+    if !write_within(&mut socket, head.as_bytes(), write_stall).await {
         return;
     }
     for frame in opening {
@@ -145,6 +177,21 @@ pub(crate) async fn serve_raw(state: AppState, mut socket: tokio::net::TcpStream
         if !write_within(&mut socket, &frame, write_stall).await {
             return;
         }
+    }
+}
+
+/// The CORS headers of a stream answered on the bare socket, as the CORS layer gives the routes through axum: any
+/// origin when none are configured, else the request's origin when it is one of them (and `vary: origin`).
+fn cors_headers(state: &AppState, parts: &Parts) -> String {
+    const EXPOSE: &str = "access-control-expose-headers: etag, www-authenticate\r\n";
+    let origins = &state.config.cors_origins;
+    if origins.is_empty() {
+        return format!("access-control-allow-origin: *\r\n{EXPOSE}");
+    }
+    let origin = parts.headers.get(header::ORIGIN).and_then(|value| value.to_str().ok());
+    match origin.filter(|origin| origins.iter().any(|allowed| allowed == origin)) {
+        Some(origin) => format!("access-control-allow-origin: {origin}\r\nvary: origin\r\n{EXPOSE}"),
+        None => "vary: origin\r\n".to_owned(),
     }
 }
 
@@ -173,9 +220,9 @@ pub(crate) struct Live {
     shutdown: tokio::sync::watch::Receiver<bool>,
     state: AppState,
     environment: vexil_core::EnvKey,
-    /// The SHA-256 of the stream's credential: rechecked every half heartbeat, so a revoked key, an ended session
-    /// or a disabled user loses the stream within the credential cache's lifetime (at once when the change was
-    /// made through this server, which clears the cache).
+    /// The SHA-256 of the stream's credential: rechecked every half heartbeat against an answer at most half a
+    /// heartbeat old, so a revoked key, an ended session or a disabled user loses the stream within one heartbeat
+    /// (15 s by default) wherever the change was made, and at the next check when it was made through this server.
     credential: String,
 }
 
@@ -184,7 +231,8 @@ impl Live {
     /// answer holds (as for any request), so an outage does not cut every stream.
     async fn still_allowed(&self) -> bool {
         let Some(environment) = self.state.config.environments.get(&self.environment) else { return false };
-        match crate::auth::authenticate_hash(&self.state, &self.credential, vexil_core::Source::Api).await {
+        let max_age = self.heartbeat.period();
+        match crate::auth::authenticate_hash_within(&self.state, &self.credential, vexil_core::Source::Api, max_age).await {
             Ok(Some(principal)) => principal.may_read(environment).is_ok(),
             Ok(None) => false,
             Err(_) => true,

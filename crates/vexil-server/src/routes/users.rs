@@ -155,7 +155,7 @@ async fn open_session(
 async fn close_session(State(state): State<AppState>, actor: Actor, headers: axum::http::HeaderMap) -> ApiResult<Response> {
     if let Some(secret) = session_cookie(&headers) {
         let hash = crate::auth::hash_token(&secret);
-        let _serialised = state.serialised().await;
+        let guard = state.serialised().await;
         if let Some(mut token) = state.store.token_by_hash(&hash).await?.filter(|token| token.revoked_at.is_none()) {
             token.revoked_at = Some(crate::time::now());
             let write = Write {
@@ -168,7 +168,7 @@ async fn close_session(State(state): State<AppState>, actor: Actor, headers: axu
                 )],
                 ..Write::default()
             };
-            state.commit(write).await?;
+            state.commit_holding(guard, write).await?;
         }
     }
     let mut response = Json(json!({"logged_out": true})).into_response();
@@ -224,7 +224,7 @@ async fn add_user(
     let generated = request.password.is_none().then(random_password);
     let password = request.password.clone().or_else(|| generated.clone()).unwrap_or_default();
     check_password(&password)?;
-    let _serialised = state.serialised().await;
+    let guard = state.serialised().await;
     if state.store.user(&request.email).await?.is_some() {
         return Err(ApiError::conflict(
             "user_exists",
@@ -243,7 +243,7 @@ async fn add_user(
         audit: vec![audit(&actor.email, actor.source, AuditAction::UserAdd, json!({"email": request.email, "role": role}))],
         ..Write::default()
     };
-    state.commit(write).await?;
+    state.commit_holding(guard, write).await?;
     Ok((StatusCode::CREATED, Json(json!({"email": request.email, "role": role, "password": generated}))))
 }
 
@@ -265,12 +265,20 @@ async fn update_user(
     if !changing_self_password_only {
         actor.role.may_administer().map_err(ApiError::forbidden)?;
     }
-    let _serialised = state.serialised().await;
+    let guard = state.serialised().await;
+    // The caller's role as it is now, under the lock: an admin demoted while this request waited is one no longer.
+    if !changing_self_password_only {
+        let caller = state.store.user(&actor.email).await?.filter(|caller| !caller.disabled);
+        if caller.is_none_or(|caller| caller.role != Role::Admin) {
+            return Err(ApiError::forbidden("you are no longer an admin; changing other users needs the admin role"));
+        }
+    }
     let mut user = state
         .store
         .user(&email)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {} does not exist", vexil_core::name::printable(&email))))?;
+    let was_admin = user.role == Role::Admin && !user.disabled;
     let before = json!({"role": user.role, "disabled": user.disabled});
     if let Some(role) = &request.role {
         user.role = Role::parse(role)?;
@@ -282,7 +290,8 @@ async fn update_user(
         check_password(password)?;
         user.password_hash = Some(hash_password(password)?);
     }
-    if email == actor.email && (user.role != Role::Admin || user.disabled) && actor.role == Role::Admin {
+    // Whoever is demoted or disabled, counted under the lock: two admins demoting each other at once leave one.
+    if was_admin && (user.role != Role::Admin || user.disabled) {
         let other_admins = state
             .store
             .users()
@@ -291,7 +300,8 @@ async fn update_user(
             .filter(|other| other.email != email && other.role == Role::Admin && !other.disabled)
             .count();
         if other_admins == 0 {
-            return Err(ApiError::conflict("last_admin", "you are the last admin; make someone else admin first"));
+            let whom = if email == actor.email { "you are".to_owned() } else { format!("{} is", vexil_core::name::printable(&email)) };
+            return Err(ApiError::conflict("last_admin", format!("{whom} the last admin; make someone else admin first")));
         }
     }
     let mut record = audit(
@@ -301,7 +311,7 @@ async fn update_user(
         json!({"email": user.email, "role": user.role, "disabled": user.disabled, "password_changed": request.password.is_some()}),
     );
     record.before = Some(before);
-    state.commit(Write { users: vec![user.clone()], audit: vec![record], ..Write::default() }).await?;
+    state.commit_holding(guard, Write { users: vec![user.clone()], audit: vec![record], ..Write::default() }).await?;
     Ok(Json(user.into()))
 }
 
@@ -431,7 +441,7 @@ async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<J
 }
 
 async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
-    let _serialised = state.serialised().await;
+    let guard = state.serialised().await;
     let mut token = state
         .store
         .tokens()
@@ -449,7 +459,7 @@ async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): 
             audit: vec![audit(&actor.email, actor.source, AuditAction::TokenRevoke, json!({"id": token.id, "user": token.user}))],
             ..Write::default()
         };
-        state.commit(write).await?;
+        state.commit_holding(guard, write).await?;
     }
     Ok(Json(json!({"id": token.id, "revoked_at": token.revoked_at})))
 }

@@ -1,0 +1,250 @@
+//! Faults a production server meets: clients that hang up mid-write, malformed and hostile input, slow or idle
+//! connections. Each test runs the real binary and checks what a user would see afterwards: memory equals the
+//! store, streams converged, and every write is answered truthfully.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{ADMIN_TOKEN, Server, Stream};
+use serde_json::json;
+
+fn address(server: &Server) -> String {
+    server.url.trim_start_matches("http://").to_owned()
+}
+
+/// Sends a PUT of `value` to `flag` in dev and hangs up after `wait` without reading the answer.
+fn abandoned_put(server: &Server, flag: &str, value: u64, wait: Duration) {
+    let body = json!({"enabled": true, "serve": {"value": value}}).to_string();
+    let mut socket = TcpStream::connect(address(server)).unwrap();
+    let request = format!(
+        "PUT /api/flags/{flag}/environments/dev HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).unwrap();
+    // The fault itself: the client gives up at some point while the server works on the write.
+    std::thread::sleep(wait);
+    drop(socket);
+}
+
+#[test]
+fn a_client_that_hangs_up_mid_write_leaves_memory_the_streams_and_the_store_in_step() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start_on(&data);
+    server.cli(&["define", "ops.counter", "--type", "number", "--default", "0"]).ok();
+    let stream = Stream::open(&server, "env=dev", ADMIN_TOKEN, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+
+    for value in 1..=200u64 {
+        abandoned_put(&server, "ops.counter", value, Duration::from_micros(value % 7 * 700));
+    }
+    // A write after all of them is accepted (memory knows the version the store has) and answered with its own state.
+    let http = server.http();
+    let last = http.put("/api/flags/ops.counter/environments/dev", &json!({"enabled": true, "serve": {"value": 1000}}), None);
+    assert_eq!(last.status, 200, "{:?}", last.body);
+    assert_eq!(last.body["state"]["serve"]["value"], 1000);
+    let version = last.body["state"]["version"].as_u64().unwrap();
+
+    // The stream saw every revision up to that write, in order, ending with it.
+    let mut seen = Vec::new();
+    loop {
+        let event = stream.next();
+        assert_eq!(event.name, "change", "{event:?}");
+        let value = event.data["state"]["serve"]["value"].as_u64().unwrap();
+        seen.push(event.data["state"]["version"].as_u64().unwrap());
+        if value == 1000 {
+            break;
+        }
+    }
+    let expected: Vec<u64> = (version + 1 - seen.len() as u64..=version).collect();
+    assert_eq!(seen, expected, "one change per committed version, none missed");
+
+    // What memory serves is what the store holds: the same answer after a restart, with one audit record per version.
+    let before = http.get("/api/flags/ops.counter/environments/dev").body;
+    assert!(server.terminate());
+    let server = Server::start_on(&data);
+    let after = server.http().get("/api/flags/ops.counter/environments/dev").body;
+    assert_eq!(before, after);
+    let audit = server.http().get("/api/flags/audit?flag=ops.counter&env=dev&limit=1000").body;
+    assert_eq!(audit["entries"].as_array().unwrap().len() as u64, version, "the creation and one record per write");
+}
+
+/// Reads from `socket` until the server closes it; `Err` if it is still open at the safety deadline.
+fn read_until_closed(socket: &mut TcpStream) -> Result<String, String> {
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match socket.read(&mut chunk) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&received).into_owned()),
+            Ok(read) => received.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return Ok(String::from_utf8_lossy(&received).into_owned()),
+            Err(error) => return Err(format!("still open after 20 s ({error}); received {:?}", String::from_utf8_lossy(&received))),
+        }
+    }
+}
+
+const SHORT_HEADS: &str = "header_timeout_seconds = 1\n";
+
+#[test]
+fn a_slow_or_idle_client_loses_its_connection_on_every_request_not_only_the_first() {
+    let server = Server::start_configured(SHORT_HEADS);
+    // Slowloris on the second request of a keep-alive connection: the first is answered, the second never finishes.
+    let mut socket = TcpStream::connect(address(&server)).unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ").unwrap();
+    let received = read_until_closed(&mut socket).expect("the server cuts a head that does not arrive");
+    assert!(received.starts_with("HTTP/1.1 200"), "the first request was answered: {received}");
+    assert_eq!(received.matches("HTTP/1.1").count(), 1, "{received}");
+
+    // An idle keep-alive connection is closed too.
+    let mut idle = TcpStream::connect(address(&server)).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let received = read_until_closed(&mut idle).expect("an idle keep-alive connection is closed");
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+
+    // A connection that never sends anything is closed as well.
+    let mut silent = TcpStream::connect(address(&server)).unwrap();
+    assert_eq!(read_until_closed(&mut silent).expect("a silent connection is closed"), "");
+}
+
+#[test]
+fn heads_with_bare_line_feeds_are_answered_and_only_the_stream_route_streams() {
+    let server = Server::start();
+    let mut socket = TcpStream::connect(address(&server)).unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\nhost: x\nconnection: close\n\n").unwrap();
+    let received = read_until_closed(&mut socket).unwrap();
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+
+    for path in ["/api/feature-flags/streamX?env=dev", "/api/feature-flags/stream/../../api/flags?env=dev"] {
+        let mut socket = TcpStream::connect(address(&server)).unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\nconnection: close\r\n\r\n");
+        socket.write_all(request.as_bytes()).unwrap();
+        let received = read_until_closed(&mut socket).unwrap();
+        assert!(received.starts_with("HTTP/1.1 404"), "{path}: {received}");
+        assert!(!received.contains("text/event-stream"), "{path}: {received}");
+    }
+}
+
+#[test]
+fn over_the_connection_cap_a_client_gets_a_clear_refusal_and_others_still_get_in() {
+    let server = Server::start_configured("max_connections = 40\nmax_connections_per_address = 8\n");
+    let held: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut socket = TcpStream::connect(address(&server)).unwrap();
+            // A complete request keeps the connection busy and proves it was admitted.
+            socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            let mut answer = [0u8; 12];
+            socket.read_exact(&mut answer).unwrap();
+            assert_eq!(&answer, b"HTTP/1.1 200");
+            socket
+        })
+        .collect();
+    let mut refused = TcpStream::connect(address(&server)).unwrap();
+    refused.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let answer = read_until_closed(&mut refused).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1") && answer.contains("too_many_connections"), "{answer}");
+    drop(held);
+    // The places are given back when connections close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = server.http().get("/healthz");
+        if response.status == 200 {
+            break;
+        }
+        assert_eq!(response.status, 503);
+        assert!(std::time::Instant::now() < deadline, "closed connections free their places");
+    }
+}
+
+#[test]
+fn sigterm_does_not_wait_for_a_client_that_stops_reading() {
+    let server = Server::start_configured("shutdown_grace_seconds = 1\nwrite_stall_seconds = 120\n");
+    for index in 0..40 {
+        server.cli(&["define", &format!("ops.flag_{index}"), "--description", &"padding ".repeat(120)]).ok();
+    }
+    // A client asks for the audit trail and never reads the answer.
+    let mut stalled = TcpStream::connect(address(&server)).unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    for _ in 0..40 {
+        let request = format!("GET /api/flags/audit?limit=1000 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
+        stalled.write_all(request.as_bytes()).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut server = server;
+    std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // Without the grace it would wait for the write stall (120 s); the bound is generous against a busy machine.
+    assert!(started.elapsed() < Duration::from_secs(30), "shut down in {:?}", started.elapsed());
+}
+
+#[test]
+fn browsers_on_another_origin_pass_the_preflight_for_ofrep_and_the_stream() {
+    let server = Server::start();
+    let client = reqwest::blocking::Client::new();
+    for path in ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/ui.x", "/api/feature-flags/stream?env=dev"] {
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", server.url))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", if path.contains("stream") { "GET" } else { "POST" })
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+            .unwrap();
+        assert!(preflight.status().is_success(), "{path}: {}", preflight.status());
+        let headers = preflight.headers();
+        assert_eq!(headers["access-control-allow-origin"], "*", "{path}");
+        let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+        assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{path}: {allowed}");
+    }
+
+    // With configured origins, only those get the header.
+    let server = Server::start_configured("cors_origins = [\"https://app.example.com\"]\n");
+    let key = common::sdk_key_for(&server, "dev");
+    for (origin, allowed) in [("https://app.example.com", true), ("https://evil.example", false)] {
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, format!("{}/ofrep/v1/evaluate/flags", server.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .unwrap();
+        assert_eq!(preflight.headers().get("access-control-allow-origin").map(|value| value.to_str().unwrap()), allowed.then_some(origin));
+        let stream = client
+            .get(format!("{}/api/feature-flags/stream?env=dev", server.url))
+            .header("origin", origin)
+            .bearer_auth(&key)
+            .send()
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        assert_eq!(stream.headers().get("access-control-allow-origin").map(|value| value.to_str().unwrap()), allowed.then_some(origin));
+    }
+}
+
+#[test]
+fn ofrep_answers_as_the_protocol_and_its_official_clients_expect() {
+    let server = Server::start();
+    server.cli(&["define", "backend.rag_max_results", "--type", "number", "--default", "5"]).ok();
+    server.cli(&["set", "backend.rag_max_results", "--env", "dev", "--value", "20", "--enabled", "true"]).ok();
+    let key = common::sdk_key_for(&server, "dev");
+    let sdk = server.http().with_token(Some(&key));
+    // Every success names a variant (the official Python provider reads it unconditionally).
+    let single = sdk.post("/ofrep/v1/evaluate/flags/backend.rag_max_results", &json!({"context": {}}));
+    assert_eq!((single.status, single.body["value"].clone(), single.body["variant"].clone()), (200, json!(20), json!("(value)")));
+    let bulk = sdk.post("/ofrep/v1/evaluate/flags", &json!({"context": {}}));
+    assert!(bulk.body["flags"].as_array().unwrap().iter().all(|flag| flag["variant"].is_string()), "{:?}", bulk.body);
+    // A body that is no object is a parse error.
+    for body in ["[]", "\"context\"", "42"] {
+        let response = sdk.send("POST", "/ofrep/v1/evaluate/flags/backend.rag_max_results", Some(body.to_owned()), &[]);
+        assert_eq!((response.status, response.body["errorCode"].clone()), (400, json!("PARSE_ERROR")), "{body}");
+    }
+    // 401 says how to authenticate.
+    let anonymous =
+        reqwest::blocking::Client::new().post(format!("{}/ofrep/v1/evaluate/flags", server.url)).json(&json!({})).send().unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+}
