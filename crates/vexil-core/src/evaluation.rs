@@ -555,9 +555,7 @@ fn compile_condition(condition: &crate::Condition) -> CompiledCondition {
         Operator::Contains => Test::Text { operator: TextOperator::Contains, values: strings() },
         Operator::StartsWith => Test::Text { operator: TextOperator::StartsWith, values: strings() },
         Operator::EndsWith => Test::Text { operator: TextOperator::EndsWith, values: strings() },
-        Operator::Regex => {
-            Test::Regex(strings().iter().filter_map(|pattern| regex::RegexBuilder::new(pattern).size_limit(1 << 20).build().ok()).collect())
-        }
+        Operator::Regex => Test::Regex(strings().iter().filter_map(|pattern| crate::state::compile_regex(pattern).ok()).collect()),
         Operator::Gt => Test::Numeric { comparison: Comparison::Greater, values: numbers() },
         Operator::Gte => Test::Numeric { comparison: Comparison::GreaterOrEqual, values: numbers() },
         Operator::Lt => Test::Numeric { comparison: Comparison::Less, values: numbers() },

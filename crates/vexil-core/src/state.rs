@@ -19,6 +19,24 @@ pub const SPLIT_TOTAL: u32 = 100_000;
 /// before it is stored, rather than exhausting the server at each start.
 pub const MAX_SERVED_BYTES: usize = 4 << 20;
 
+/// The most regex patterns one state may hold, across its rules' conditions. With [`REGEX_SIZE_LIMIT`] this bounds
+/// what compiling a state's regexes costs (at most 2 MiB and milliseconds): 400 patterns at the regex crate's default
+/// limits took ~500 MiB and 9 s to compile, under the write lock and again at every start.
+pub const MAX_REGEX_PATTERNS: usize = 32;
+
+/// The most regex patterns one environment's states may hold together (at most 32 MiB of compiled regexes).
+pub const MAX_ENVIRONMENT_REGEX_PATTERNS: usize = 512;
+
+/// The compiled size one regex pattern may reach (the regex crate's `size_limit`): ample for patterns such as
+/// `^.+@example\.com$`, refusing blow-ups such as `\w{1000}` before they are stored.
+pub const REGEX_SIZE_LIMIT: usize = 64 * 1024;
+
+/// Compiles a regex pattern within [`REGEX_SIZE_LIMIT`]: the one place patterns are compiled, for validation and
+/// for evaluation alike.
+pub fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT).build()
+}
+
 /// What is served: a literal value of the flag's type, or one of its named variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -234,7 +252,26 @@ impl StateSpec {
         if let Some(split) = &self.split {
             check_split(definition, "split", split)?;
         }
+        let patterns = self.regex_patterns();
+        if patterns > MAX_REGEX_PATTERNS {
+            return Err(ValidationError::new(
+                "rules",
+                format!(
+                    "this state has {patterns} regex patterns in its conditions; at most {MAX_REGEX_PATTERNS} are accepted: use fewer, or one pattern with alternatives"
+                ),
+            ));
+        }
         self.check_served_bytes(definition)
+    }
+
+    /// How many regex patterns the state's conditions hold.
+    pub fn regex_patterns(&self) -> usize {
+        self.rules
+            .iter()
+            .flat_map(|rule| &rule.conditions)
+            .filter(|condition| condition.operator == Operator::Regex)
+            .map(|condition| condition.values.len())
+            .sum()
     }
 
     /// Refuses a state whose outcomes together resolve to more than [`MAX_SERVED_BYTES`] of values.
@@ -424,7 +461,7 @@ fn check_condition(field: &str, condition: &Condition) -> Result<(), ValidationE
                 ));
             }
             if operator == Operator::Regex {
-                regex::RegexBuilder::new(text).size_limit(1 << 20).build().map_err(|error| {
+                compile_regex(text).map_err(|error| {
                     let detail = error.to_string();
                     let detail = detail.lines().last().unwrap_or_default().trim().trim_start_matches("error: ");
                     ValidationError::new(&values_field, format!("regex `{}` does not compile: {detail}", crate::name::printable(text)))

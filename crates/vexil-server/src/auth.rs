@@ -6,7 +6,7 @@
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand::Rng;
@@ -373,45 +373,130 @@ pub const LOGIN_ATTEMPTS: u32 = 5;
 /// The window failed logins are counted in, and how long an account stays locked after too many.
 pub const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// Counts failed logins per account so a password cannot be guessed at speed.
+/// Failed (and in-flight) logins an address may spend on one account within [`LOGIN_WINDOW`].
+const ADDRESS_ACCOUNT_ATTEMPTS: u32 = LOGIN_ATTEMPTS;
+
+/// Failed (and in-flight) logins an address may spend on all accounts together within [`LOGIN_WINDOW`].
+const ADDRESS_ATTEMPTS: u32 = 10 * LOGIN_ATTEMPTS;
+
+/// Counts logins so a password cannot be guessed at speed, without letting anyone lock an account out.
+///
+/// The budget is per client address *and* account ([`LOGIN_ATTEMPTS`] within [`LOGIN_WINDOW`]) plus per address
+/// across accounts (ten times that), so a guesser is stopped while the account's owner, working from another
+/// address, still logs in. An attempt takes its place in the budget *before* the password is checked (an
+/// [`Attempt`]), so forty concurrent wrong passwords get five checks, not forty; it counts as a failure unless it
+/// succeeds, and a success clears that address's count for the account.
 #[derive(Debug, Default)]
-pub struct LoginLimiter(std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>);
+pub struct LoginLimiter(std::sync::Mutex<std::collections::HashMap<LimiterKey, (u32, std::time::Instant)>>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LimiterKey {
+    AddressAccount(std::net::IpAddr, String),
+    Address(std::net::IpAddr),
+}
+
+/// One login attempt's place in the budget; dropped without [`Attempt::succeeded`], it stays counted as a failure.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    keys: [LimiterKey; 2],
+}
 
 impl LoginLimiter {
-    /// Refuses when the account has failed too often recently; the error says how long to wait.
-    pub fn check(&self, email: &str) -> ApiResult<()> {
-        let failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((count, since)) = failures.get(email)
-            && *count >= LOGIN_ATTEMPTS
-            && since.elapsed() < LOGIN_WINDOW
-        {
-            let minutes = (LOGIN_WINDOW - since.elapsed()).as_secs().div_ceil(60);
-            return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many failed logins for this account; try again in {minutes} minutes"),
-            ));
+    /// Takes a place for an attempt on `email` from `address`, or refuses (429) with how long to wait.
+    pub fn attempt(&self, address: std::net::IpAddr, email: &str) -> ApiResult<Attempt<'_>> {
+        let keys = [LimiterKey::AddressAccount(address, email.to_owned()), LimiterKey::Address(address)];
+        let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if counts.len() > 100_000 {
+            counts.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
         }
-        Ok(())
+        for (key, limit) in keys.iter().zip([ADDRESS_ACCOUNT_ATTEMPTS, ADDRESS_ATTEMPTS]) {
+            if let Some((count, since)) = counts.get(key)
+                && *count >= limit
+                && since.elapsed() < LOGIN_WINDOW
+            {
+                let minutes = (LOGIN_WINDOW - since.elapsed()).as_secs().div_ceil(60);
+                let whose = if matches!(key, LimiterKey::Address(_)) { "from your address" } else { "for this account from your address" };
+                return Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!("too many failed logins {whose}; try again in {minutes} minutes"),
+                ));
+            }
+        }
+        for key in &keys {
+            let entry = counts.entry(key.clone()).or_insert((0, std::time::Instant::now()));
+            if entry.1.elapsed() >= LOGIN_WINDOW {
+                *entry = (0, std::time::Instant::now());
+            }
+            entry.0 += 1;
+        }
+        Ok(Attempt { limiter: self, keys })
     }
+}
 
-    /// Records a failed attempt.
-    pub fn failed(&self, email: &str) {
-        let mut failures = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if failures.len() > 100_000 {
-            failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+impl Attempt<'_> {
+    /// The password was right: this address starts over for this account (and gets this attempt back overall).
+    pub fn succeeded(self) {
+        let mut counts = self.limiter.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.remove(&self.keys[0]);
+        if let Some(entry) = counts.get_mut(&self.keys[1]) {
+            entry.0 = entry.0.saturating_sub(1);
         }
-        let entry = failures.entry(email.to_owned()).or_insert((0, std::time::Instant::now()));
-        if entry.1.elapsed() >= LOGIN_WINDOW {
-            *entry = (0, std::time::Instant::now());
-        }
-        entry.0 += 1;
     }
+}
 
-    /// Forgets the failures of an account after a successful login.
-    pub fn succeeded(&self, email: &str) {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(email);
-    }
+/// Argon2 checks running at once, and how long a login waits for one: each holds ~19 MiB while it runs, so a
+/// flood of logins costs a bounded amount of memory and is answered 503 instead of queueing without end.
+pub const PASSWORD_CHECKS: usize = 4;
+const PASSWORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `work` (an Argon2 hash or check) once one of the [`PASSWORD_CHECKS`] places is free, on one of as many
+/// dedicated threads. Not on the blocking pool: its many threads would each keep a malloc arena holding an Argon2
+/// block after the work is done (100 concurrent logins left ~1 GiB resident even when only four ran at a time).
+pub async fn password_work<T: Send + 'static>(state: &AppState, work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    let permit = tokio::time::timeout(PASSWORD_WAIT, state.password_checks.acquire()).await.ok().and_then(Result::ok).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many logins are being checked at once; retry in a few seconds",
+        )
+    })?;
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let job: PasswordJob = Box::new(move || {
+        let _ = sender.send(work());
+    });
+    password_threads().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).send(job).map_err(ApiError::internal)?;
+    let outcome = receiver.await.map_err(ApiError::internal);
+    drop(permit);
+    outcome
+}
+
+type PasswordJob = Box<dyn FnOnce() + Send>;
+
+/// The queue of the password threads, started on first use.
+fn password_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<PasswordJob>> {
+    static QUEUE: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<PasswordJob>>> = std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<PasswordJob>();
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        for index in 0..PASSWORD_CHECKS {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("vexil-password-{index}"))
+                .spawn(move || {
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("a password thread starts");
+        }
+        std::sync::Mutex::new(sender)
+    })
 }
 
 /// Hex SHA-256 of a token secret, as stored.
@@ -436,9 +521,35 @@ pub fn hash_password(password: &str) -> ApiResult<String> {
     Argon2::default().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(ApiError::internal)
 }
 
-/// Whether `password` matches a stored Argon2 hash.
+/// The largest Argon2 memory a stored hash may ask of a check (ours use 19 MiB).
+const MAX_CHECK_MEMORY_KIB: u32 = 64 * 1024;
+
+/// Whether `password` matches a stored Argon2 hash. The Argon2 memory is one buffer per thread, reused: checks
+/// run on the password threads ([`password_work`]), so a flood of logins holds at most that many buffers.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    thread_local! {
+        static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Ok(hash) = PasswordHash::new(stored) else { return false };
+    let (Ok(algorithm), Ok(params), Some(expected), Some(salt)) =
+        (argon2::Algorithm::try_from(hash.algorithm), argon2::Params::try_from(&hash), hash.hash, hash.salt)
+    else {
+        return false;
+    };
+    let version = hash.version.map(argon2::Version::try_from).unwrap_or(Ok(argon2::Version::V0x13));
+    let (Ok(version), true) = (version, params.m_cost() <= MAX_CHECK_MEMORY_KIB) else { return false };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let hashed = BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        if blocks.len() < params.block_count() {
+            blocks.resize(params.block_count(), argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks[..])
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// A new token record for `secret`.
@@ -564,15 +675,25 @@ mod tests {
     }
 
     #[test]
-    fn the_limiter_locks_an_account_after_repeated_failures() {
+    fn the_limiter_stops_a_guesser_but_not_the_owner_elsewhere() {
         let limiter = LoginLimiter::default();
-        for _ in 0..LOGIN_ATTEMPTS {
-            assert!(limiter.check("a@x").is_ok());
-            limiter.failed("a@x");
+        let (guesser, owner): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        // Places are taken before the check: concurrent attempts beyond the budget are refused at once.
+        let attempts: Vec<_> = (0..LOGIN_ATTEMPTS).map(|_| limiter.attempt(guesser, "a@x").unwrap()).collect();
+        assert_eq!(limiter.attempt(guesser, "a@x").unwrap_err().status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        drop(attempts);
+        assert_eq!(limiter.attempt(guesser, "a@x").unwrap_err().status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        // The owner, from another address, is not locked out, and a success starts that address over.
+        for _ in 0..3 {
+            drop(limiter.attempt(owner, "a@x").unwrap());
         }
-        assert_eq!(limiter.check("a@x").unwrap_err().status, axum::http::StatusCode::TOO_MANY_REQUESTS);
-        assert!(limiter.check("b@x").is_ok(), "other accounts are not affected");
-        limiter.succeeded("a@x");
-        assert!(limiter.check("a@x").is_ok());
+        limiter.attempt(owner, "a@x").unwrap().succeeded();
+        for _ in 0..LOGIN_ATTEMPTS - 1 {
+            drop(limiter.attempt(owner, "a@x").unwrap());
+        }
+        // One address spraying many accounts runs out too.
+        let sprayer: std::net::IpAddr = "10.0.0.3".parse().unwrap();
+        let refused = (0..ADDRESS_ATTEMPTS + 1).filter(|index| limiter.attempt(sprayer, &format!("u{index}@x")).is_err()).count();
+        assert_eq!(refused, 1);
     }
 }

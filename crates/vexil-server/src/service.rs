@@ -15,7 +15,7 @@ use serde_json::Value;
 use vexil_core::gate::{EnvironmentChange, Refusal, Writer, decide, may_address};
 use vexil_core::serving::Side;
 use vexil_core::{AuditAction, AuditDraft, EnvKey, Environment, FlagDefinition, FlagName, FlagState, StateSpec, audit::check_reason};
-use vexil_store::{Change, DefinitionWrite, StateWrite, Store, StoreError, Write};
+use vexil_store::{Change, DefinitionWrite, Read, StateWrite, Store, StoreError, Write};
 
 use crate::auth::Actor;
 use crate::catalog::SharedCatalog;
@@ -38,6 +38,8 @@ pub struct Inner {
     pub login_limiter: crate::auth::LoginLimiter,
     /// Recently used credentials.
     pub credentials: crate::auth::CredentialCache,
+    /// Places for Argon2 work (logins, password changes): [`crate::auth::PASSWORD_CHECKS`].
+    pub password_checks: tokio::sync::Semaphore,
     /// Evaluations each SDK key reported this minute, against `metrics_key_evaluations_per_minute`.
     pub metrics_budget: crate::routes::metrics::KeyBudget,
     /// What the guard watches and what its last looks saw.
@@ -148,6 +150,7 @@ impl AppState {
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
             credentials: Default::default(),
+            password_checks: tokio::sync::Semaphore::new(crate::auth::PASSWORD_CHECKS),
             metrics_budget: Default::default(),
             guard: Default::default(),
             hub,
@@ -204,7 +207,33 @@ impl AppState {
     }
 
     /// [`AppState::commit_states`], with the states of the changes that changed nothing as they were under the lock.
+    ///
+    /// A kill switch is never refused because another server wrote first: on a shared store, a disable that meets
+    /// a newer version in the store waits for this server to apply what it missed and is applied again to that.
     async fn commit_states_seen(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<(Vec<Change>, Vec<FlagState>)> {
+        // Retried for as long as another server keeps winning, up to this long.
+        const PERSISTENCE: std::time::Duration = std::time::Duration::from_secs(10);
+        let kill_switch = planned.iter().all(|change| change.edit == Edit::SetEnabled(false));
+        let deadline = tokio::time::Instant::now() + PERSISTENCE;
+        loop {
+            let mut applied = self.applied.subscribe();
+            applied.borrow_and_update();
+            match self.commit_states_once(actor, planned.clone()).await {
+                Err(error)
+                    if kill_switch
+                        && error.code == "version_conflict"
+                        && error.status == StatusCode::CONFLICT
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    // The store has a change this server has not applied yet: wait until the follower brings one in.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), applied.changed()).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn commit_states_once(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<(Vec<Change>, Vec<FlagState>)> {
         let guard = self.serialised().await;
         let mut unchanged = Vec::new();
         // A flag named twice in one write (`disable a b a`) is one change: a second, different edit of it is refused
@@ -257,6 +286,7 @@ impl AppState {
             // value whatever it names (and enabling it again is validated like any change).
             if !only_disables {
                 spec.validate(&definition)?;
+                self.check_environment_regexes(&change.environment, &change.flag, &spec, &write)?;
             }
             if let Some(expected) = change.expected_definition_version
                 && expected != definition.version
@@ -317,15 +347,58 @@ impl AppState {
             });
             write.states.push(StateWrite {
                 environment: change.environment.key.clone(),
-                flag: change.flag,
+                flag: change.flag.clone(),
                 state: after,
                 expected_version: current.version,
             });
+            // Judged against this definition: an edit of it committed elsewhere meanwhile refuses the write.
+            let read = Read::Definition { flag: change.flag, version: definition.version };
+            if !write.reads.contains(&read) {
+                write.reads.push(read);
+            }
         }
         if write.states.is_empty() {
             return Ok((Vec::new(), unchanged));
         }
         Ok((self.commit_holding(guard, write).await?, unchanged))
+    }
+
+    /// Refuses a state that would take its environment over [`vexil_core::state::MAX_ENVIRONMENT_REGEX_PATTERNS`]
+    /// (counting the states already planned in this write).
+    fn check_environment_regexes(&self, environment: &Environment, flag: &FlagName, spec: &StateSpec, write: &Write) -> ApiResult<()> {
+        let adding = spec.regex_patterns();
+        if adding == 0 {
+            return Ok(());
+        }
+        let planned: Vec<&FlagName> =
+            write.states.iter().filter(|state| state.environment == environment.key).map(|state| &state.flag).collect();
+        let catalog = self.catalog.read();
+        let elsewhere: usize = catalog
+            .states
+            .get(&environment.key)
+            .map(|states| {
+                states
+                    .iter()
+                    .filter(|(name, _)| *name != flag && !planned.contains(name))
+                    .map(|(_, state)| state.spec.regex_patterns())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let in_write: usize =
+            write.states.iter().filter(|state| state.environment == environment.key).map(|state| state.state.spec.regex_patterns()).sum();
+        let total = elsewhere + in_write + adding;
+        let limit = vexil_core::state::MAX_ENVIRONMENT_REGEX_PATTERNS;
+        if total > limit {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                format!(
+                    "{} would hold {total} regex patterns across its flags; at most {limit} are accepted: use fewer regex conditions",
+                    environment.key
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The audit record of the change that produced `version` of `flag`'s state in `environment`, looked for among
@@ -550,6 +623,12 @@ impl AppState {
                 let definitions = serde_json::json!({"before": to_json(previous), "after": to_json(&definition)});
                 for (environment, current) in &states {
                     if !affected.iter().any(|affected| affected.environment == environment.key) {
+                        // Judged as unaffected on this state: another server must not change it before this commits.
+                        write.reads.push(Read::State {
+                            environment: environment.key.clone(),
+                            flag: definition.name.clone(),
+                            version: current.version,
+                        });
                         continue;
                     }
                     let after = FlagState {

@@ -11,6 +11,21 @@ local function version_of(doc)
   return cjson.decode(doc).version
 end
 
+-- Versions the write was decided on without writing them (cjson decodes an absent env as nil).
+for _, read in ipairs(plan.reads or {}) do
+  local actual, target
+  if read.env then
+    actual = version_of(redis.call('GET', 'flags:' .. read.env .. ':' .. read.flag))
+    target = read.flag .. ' in ' .. read.env
+  else
+    actual = version_of(redis.call('HGET', 'vexil:definitions', read.flag))
+    target = 'flag ' .. read.flag
+  end
+  if actual ~= read.expected then
+    return cjson.encode({conflict = target, expected = read.expected, actual = actual})
+  end
+end
+
 for _, definition in ipairs(plan.definitions) do
   local actual = version_of(redis.call('HGET', 'vexil:definitions', definition.name))
   if actual ~= definition.expected then

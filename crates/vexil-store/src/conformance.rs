@@ -224,6 +224,46 @@ pub async fn stale_versions_are_refused_whole(store: Arc<dyn Store>) {
     assert_eq!(audit.entries.len(), 3, "a refused write appends no audit record");
 }
 
+/// A write is refused whole when a version it was decided on (and does not write) moved: a state write judged
+/// against a definition that another writer changed since, a definition edit judged against a state that changed.
+pub async fn versions_a_write_relied_on_are_checked_with_it(store: Arc<dyn Store>) {
+    use crate::Read;
+    store.commit(create("ui.a")).await.unwrap();
+    // A definition edit elsewhere (version 1 → 2) after a state write was judged against version 1.
+    let mut edited = definition("ui.a");
+    edited.description = "edited".into();
+    store
+        .commit(Write { definitions: vec![DefinitionWrite { definition: edited, expected_version: 1 }], ..Write::default() })
+        .await
+        .unwrap();
+    let mut judged = set("prod", "ui.a", true, 1);
+    judged.reads.push(Read::Definition { flag: flag("ui.a"), version: 1 });
+    match store.commit(judged).await {
+        Err(StoreError::Conflict { expected: 1, actual: 2, target }) => assert_eq!(target, "flag ui.a"),
+        other => panic!("expected a conflict on the definition, got {other:?}"),
+    }
+    // A state change elsewhere (prod 1 → 2) after a definition edit was judged against prod at version 1.
+    store.commit(set("prod", "ui.a", true, 1)).await.unwrap();
+    let mut again = definition("ui.a");
+    again.description = "again".into();
+    let write = Write {
+        definitions: vec![DefinitionWrite { definition: again, expected_version: 2 }],
+        reads: vec![Read::State { environment: env("prod"), flag: flag("ui.a"), version: 1 }],
+        ..Write::default()
+    };
+    match store.commit(write).await {
+        Err(StoreError::Conflict { expected: 1, actual: 2, target }) => assert_eq!(target, "ui.a in prod"),
+        other => panic!("expected a conflict on the state, got {other:?}"),
+    }
+    let catalog = store.load().await.unwrap();
+    assert_eq!(catalog.definitions[&flag("ui.a")].description, "edited", "the refused edit did not land");
+    assert_eq!(catalog.states[&env("prod")][&flag("ui.a")].version, 2, "the refused state write did not land");
+    // Reads that hold let the write through.
+    let mut holds = set("prod", "ui.a", false, 2);
+    holds.reads.push(Read::Definition { flag: flag("ui.a"), version: 2 });
+    store.commit(holds).await.unwrap();
+}
+
 /// Creating a flag twice conflicts; a state of an undefined flag or unknown environment is invalid.
 pub async fn creating_twice_and_dangling_states_are_refused(store: Arc<dyn Store>) {
     store.commit(create("ui.a")).await.unwrap();
@@ -398,6 +438,7 @@ macro_rules! conformance_tests {
     ($open:path) => {
         $crate::conformance_tests!(@each $open, 10_000;
             empty_store_loads_empty, create_commits_everything_together, stale_versions_are_refused_whole,
+            versions_a_write_relied_on_are_checked_with_it,
             creating_twice_and_dangling_states_are_refused, changes_replay_in_order_until_pruned,
             definition_updates_reach_every_environment, audit_filters_and_pages, audit_chain_verifies,
             users_and_tokens_round_trip, metrics_add_up_per_bucket_and_variant);

@@ -127,6 +127,31 @@ pub struct Write {
     pub tokens: Vec<TokenRecord>,
     /// Audit records to append, in order.
     pub audit: Vec<AuditDraft>,
+    /// Versions the write was decided on but does not write (the definition a state write was judged against, the
+    /// states a definition edit was judged against): the commit is refused as a conflict unless each still holds, so
+    /// a writer elsewhere cannot slip a change between the decision and the commit.
+    pub reads: Vec<Read>,
+}
+
+/// A version a write relied on, checked by the store in the same atomic step as the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The flag's definition is at this version (0: not defined).
+    Definition {
+        /// The flag.
+        flag: FlagName,
+        /// Its definition's version.
+        version: u64,
+    },
+    /// The flag's state in the environment is at this version (0: none).
+    State {
+        /// The environment.
+        environment: EnvKey,
+        /// The flag.
+        flag: FlagName,
+        /// Its state's version there.
+        version: u64,
+    },
 }
 
 /// One change record: the flag's definition and state in one environment after a commit.

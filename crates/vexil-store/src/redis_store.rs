@@ -77,6 +77,16 @@ struct Plan<'a> {
     audit_tip: u64,
     environments: Vec<&'a str>,
     retention: u64,
+    /// Versions the write relied on: `env` absent for a definition.
+    reads: Vec<PlannedRead<'a>>,
+}
+
+#[derive(Serialize)]
+struct PlannedRead<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env: Option<&'a str>,
+    flag: &'a str,
+    expected: u64,
 }
 
 #[derive(Serialize)]
@@ -241,6 +251,16 @@ impl Store for RedisStore {
                 audit_tip: tip,
                 environments: self.environments.iter().map(EnvKey::as_str).collect(),
                 retention: self.retention,
+                reads: write
+                    .reads
+                    .iter()
+                    .map(|read| match read {
+                        crate::Read::Definition { flag, version } => PlannedRead { env: None, flag: flag.as_str(), expected: *version },
+                        crate::Read::State { environment, flag, version } => {
+                            PlannedRead { env: Some(environment.as_str()), flag: flag.as_str(), expected: *version }
+                        }
+                    })
+                    .collect(),
             };
             let answer: String = self.script.arg(encode(&plan)).invoke_async(&mut connection).await.map_err(|error| {
                 // Refused before anything was sent: nothing changed. Any other failure came after the script was sent.

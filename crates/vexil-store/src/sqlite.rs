@@ -412,6 +412,36 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
         }
     };
 
+    for read in &write.reads {
+        let (target, actual) = match read {
+            crate::Read::Definition { flag, .. } => {
+                let actual: Option<i64> = transaction
+                    .query_row("SELECT version FROM definitions WHERE name = ?1", params![flag.as_str()], |row| row.get(0))
+                    .optional()
+                    .map_err(sql)?;
+                (format!("flag {flag}"), actual)
+            }
+            crate::Read::State { environment, flag, .. } => {
+                let actual: Option<i64> = transaction
+                    .query_row(
+                        "SELECT version FROM states WHERE environment = ?1 AND flag = ?2",
+                        params![environment.as_str(), flag.as_str()],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sql)?;
+                (format!("{flag} in {environment}"), actual)
+            }
+        };
+        let expected = match read {
+            crate::Read::Definition { version, .. } | crate::Read::State { version, .. } => *version,
+        };
+        let actual = actual.unwrap_or(0) as u64;
+        if actual != expected {
+            return Err(StoreError::Conflict { target, expected, actual });
+        }
+    }
+
     for mut definition_write in write.definitions {
         let name = definition_write.definition.name.clone();
         let actual: Option<i64> = transaction

@@ -248,3 +248,104 @@ fn ofrep_answers_as_the_protocol_and_its_official_clients_expect() {
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
 }
+
+fn login_from(server: &Server, source: &str, email: &str, password: &str) -> u16 {
+    let client = reqwest::blocking::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    client
+        .post(format!("{}/api/auth/login", server.url))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .expect("the server answers")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn concurrent_guesses_get_the_budget_and_no_more_and_the_owner_still_logs_in_from_elsewhere() {
+    let server = Server::start();
+    let url = server.url.clone();
+    let guesses: Vec<_> = (0..40)
+        .map(|index| {
+            let server_url = url.clone();
+            std::thread::spawn(move || {
+                let client =
+                    reqwest::blocking::Client::builder().local_address("127.0.0.9".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+                let body = json!({"email": "admin@localhost", "password": format!("guess number {index}")});
+                client.post(format!("{server_url}/api/auth/login")).json(&body).send().unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|guess| guess.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|status| **status == 401).count();
+    assert!(checked <= 5, "{checked} of 40 concurrent guesses were checked: {statuses:?}");
+    assert!(statuses.iter().all(|status| [401, 429].contains(status)), "{statuses:?}");
+    assert_eq!(login_from(&server, "127.0.0.9", "admin@localhost", "correct horse battery"), 429, "the guesser stays locked out");
+    // The admin, from another address, is not locked out by someone else's guesses.
+    assert_eq!(login_from(&server, "127.0.0.10", "admin@localhost", "correct horse battery"), 200);
+}
+
+fn peak_memory_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_flood_of_logins_costs_bounded_memory() {
+    let server = Server::start();
+    let url = server.url.clone();
+    let floods: Vec<_> = (0..100)
+        .map(|index| {
+            let server_url = url.clone();
+            std::thread::spawn(move || {
+                // From many addresses, so the login limiter does not stop them: only the bound on password checks does.
+                let source: std::net::IpAddr = format!("127.0.1.{}", index + 1).parse().unwrap();
+                let client = reqwest::blocking::Client::builder().local_address(source).build().unwrap();
+                let body = json!({"email": format!("nobody{index}@example.com"), "password": "whatever it is"});
+                client.post(format!("{server_url}/api/auth/login")).json(&body).send().unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = floods.into_iter().map(|flood| flood.join().unwrap()).collect();
+    assert!(statuses.iter().all(|status| [401, 503].contains(status)), "{statuses:?}");
+    // Each Argon2 check holds ~19 MiB; unbounded, 100 at once took the server to 2.5 GB.
+    let peak = peak_memory_kib(&server);
+    assert!(peak < 200 * 1024, "peak memory {} MiB", peak / 1024);
+    eprintln!("peak memory after 100 concurrent logins: {} MiB", peak / 1024);
+}
+
+fn regex_rules(patterns: usize) -> serde_json::Value {
+    let values: Vec<String> = (0..patterns).map(|index| format!("^user-{index}-[a-z]+$")).collect();
+    json!({"enabled": true, "serve": {"value": false}, "rules": [
+        {"conditions": [{"attribute": "targetingKey", "operator": "regex", "values": values}], "serve": {"value": true}}]})
+}
+
+#[test]
+fn regex_conditions_have_a_budget_per_state_and_per_environment() {
+    let server = Server::start();
+    let http = server.http();
+    server.cli(&["define", "ui.greedy"]).ok();
+    let refused = http.put("/api/flags/ui.greedy/environments/dev", &regex_rules(33), None);
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("at most 32"), "{:?}", refused.body);
+    let blowup = json!({"enabled": true, "serve": {"value": false}, "rules": [
+        {"conditions": [{"attribute": "email", "operator": "regex", "values": ["\\w{1000}"]}], "serve": {"value": true}}]});
+    let refused = http.put("/api/flags/ui.greedy/environments/dev", &blowup, None);
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("does not compile"), "{:?}", refused.body);
+
+    // 16 flags of 32 patterns fill an environment; the 17th is refused there, and fits in another environment.
+    for index in 0..17 {
+        server.cli(&["define", &format!("ui.regex_{index}")]).ok();
+    }
+    for index in 0..16 {
+        let accepted = http.put(&format!("/api/flags/ui.regex_{index}/environments/dev"), &regex_rules(32), None);
+        assert_eq!(accepted.status, 200, "{index}: {:?}", accepted.body);
+    }
+    let over = http.put("/api/flags/ui.regex_16/environments/dev", &regex_rules(32), None);
+    assert_eq!(over.status, 422, "{:?}", over.body);
+    assert!(over.body["error"]["message"].as_str().unwrap().contains("at most 512"), "{:?}", over.body);
+    assert_eq!(http.put("/api/flags/ui.regex_16/environments/staging", &regex_rules(32), None).status, 200);
+    // Replacing a flag's own patterns counts them once.
+    assert_eq!(http.put("/api/flags/ui.regex_0/environments/dev", &regex_rules(32), None).status, 200);
+}

@@ -75,24 +75,30 @@ fn check_label(name: &str) -> ApiResult<()> {
 }
 
 /// Checks an email and password, with the per-account rate limit and the same cost for unknown accounts.
-async fn verify_login(state: &AppState, email: &str, password: &str) -> ApiResult<User> {
+async fn verify_login(state: &AppState, address: std::net::IpAddr, email: &str, password: &str) -> ApiResult<User> {
     let refused = || ApiError::unauthenticated("email or password is wrong");
-    state.login_limiter.check(email)?;
+    let attempt = state.login_limiter.attempt(address, email)?;
     let user = state.store.user(email).await?.filter(|user| !user.disabled);
     // Unknown accounts cost the same hash as known ones, so timing does not tell which emails exist.
     let stored = user.as_ref().and_then(|user| user.password_hash.clone()).unwrap_or_else(|| DECOY_HASH.to_owned());
     let password = password.to_owned();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await.map_err(ApiError::internal)?;
+    let matches = crate::auth::password_work(state, move || verify_password(&password, &stored)).await?;
     let Some(user) = user.filter(|_| matches) else {
-        state.login_limiter.failed(email);
         return Err(refused());
     };
-    state.login_limiter.succeeded(&user.email);
+    attempt.succeeded();
     Ok(user)
 }
 
-async fn login(State(state): State<AppState>, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
-    let user = verify_login(&state, &request.email, &request.password).await?;
+/// The client's address as the listener saw it (the loopback address when a test calls the router directly).
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+fn client_address(peer: &Peer) -> std::net::IpAddr {
+    peer.as_ref().map(|peer| peer.0.0.ip()).unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+}
+
+async fn login(State(state): State<AppState>, peer: Peer, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+    let user = verify_login(&state, client_address(&peer), &request.email, &request.password).await?;
     let name = request.token_name.unwrap_or_else(|| "vexil login".to_owned());
     check_label(&name)?;
     let secret = random_secret(TOKEN_PREFIX);
@@ -122,10 +128,11 @@ struct SessionRequest {
 /// SameSite=Strict cookie (Secure behind HTTPS); the answer carries the CSRF token state-changing requests must send.
 async fn open_session(
     State(state): State<AppState>,
+    peer: Peer,
     headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<SessionRequest>,
 ) -> ApiResult<Response> {
-    let user = verify_login(&state, &request.email, &request.password).await?;
+    let user = verify_login(&state, client_address(&peer), &request.email, &request.password).await?;
     let secret = random_secret(TOKEN_PREFIX);
     let mut record = token_record(&secret, TokenKind::Personal, &user.email, None, "panel session");
     record.expires_at = Some(crate::time::format(time::OffsetDateTime::now_utc() + time::Duration::hours(SESSION_HOURS)));
@@ -234,7 +241,10 @@ async fn add_user(
     let user = User {
         email: request.email.clone(),
         role,
-        password_hash: Some(hash_password(&password)?),
+        password_hash: Some({
+            let password = password.clone();
+            crate::auth::password_work(&state, move || hash_password(&password)).await??
+        }),
         created_at: crate::time::now(),
         disabled: false,
     };
@@ -288,7 +298,10 @@ async fn update_user(
     }
     if let Some(password) = &request.password {
         check_password(password)?;
-        user.password_hash = Some(hash_password(password)?);
+        user.password_hash = Some({
+            let password = password.clone();
+            crate::auth::password_work(&state, move || hash_password(&password)).await??
+        });
     }
     // Whoever is demoted or disabled, counted under the lock: two admins demoting each other at once leave one.
     if was_admin && (user.role != Role::Admin || user.disabled) {
