@@ -51,6 +51,8 @@ pub struct Inner {
     /// The revision applied to memory, per environment; commits on a shared store wait on it.
     applied: tokio::sync::watch::Sender<BTreeMap<EnvKey, u64>>,
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The last write that failed for the store's sake (unreachable, disk full, no answer), until one succeeds.
+    pub write_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// The server's write lock, held: writes that read memory to decide (states, definitions, users) hold it from
@@ -157,6 +159,7 @@ impl AppState {
             shutdown: tokio::sync::watch::Sender::new(false),
             applied,
             write_lock: Default::default(),
+            write_failure: Default::default(),
         }));
         if shared {
             tokio::spawn(crate::follower::follow(state.clone()));
@@ -679,6 +682,11 @@ impl AppState {
             // Done whether or not the commit succeeded: a failed commit may still have landed. Only the credentials the
             // write names are forgotten; the rest are merely rechecked, so a failed change during an outage locks no one out.
             state.credentials.forget(&credentials);
+            match &committed {
+                Err(error @ (StoreError::Unavailable(_) | StoreError::Unknown(_))) => state.write_failed(Some(error.to_string())),
+                Ok(_) => state.write_failed(None),
+                Err(_) => {}
+            }
             let committed = committed?;
             if state.store.is_shared() {
                 // The follower applies every change, ours included, in the store's order; answer once it has ours.
@@ -689,6 +697,11 @@ impl AppState {
             Ok(committed.changes)
         });
         task.await.map_err(|error| ApiError::internal(format!("the commit task failed: {error}")))?
+    }
+
+    /// Records that writes fail (`Some(why)`) or work again (`None`), for readiness.
+    pub fn write_failed(&self, why: Option<String>) {
+        *self.write_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = why;
     }
 
     /// Applies committed changes to memory and the streams, and records how far each environment got.

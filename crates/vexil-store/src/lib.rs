@@ -316,6 +316,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the backend answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Whether the backend takes a write (a probe that changes nothing anyone reads): asked by readiness after a
+    /// write failed, so a full disk or a read-only replica keeps a server out of rotation until writes work again.
+    async fn ping_write(&self) -> StoreResult<()> {
+        self.ping().await
+    }
+
     /// Adds SDK counts to one time bucket (minutes since the epoch) of an environment; every server adds to the same totals.
     async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()>;
 

@@ -450,6 +450,17 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn ping_write(&self) -> StoreResult<()> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("SET")
+            .arg("vexil:write_probe")
+            .arg(format!("{:?}", std::time::SystemTime::now()))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()> {
         let mut connection = self.connection.clone();
         let key = format!("vexil:metrics:{environment}:{bucket}");

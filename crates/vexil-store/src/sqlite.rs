@@ -339,6 +339,14 @@ impl Store for SqliteStore {
         self.with_reader(|connection| connection.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
     }
 
+    async fn ping_write(&self) -> StoreResult<()> {
+        self.with_writer(|connection| {
+            let probe = format!("{:?}", std::time::SystemTime::now());
+            connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?1)", params![probe]).map(drop).map_err(sql)
+        })
+        .await
+    }
+
     async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()> {
         let environment = environment.clone();
         let counts = counts.to_vec();

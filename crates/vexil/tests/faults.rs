@@ -349,3 +349,74 @@ fn regex_conditions_have_a_budget_per_state_and_per_environment() {
     // Replacing a flag's own patterns counts them once.
     assert_eq!(http.put("/api/flags/ui.regex_0/environments/dev", &regex_rules(32), None).status, 200);
 }
+
+/// A small tmpfs mounted for the test, unmounted when dropped (the suite runs as root, as scripts/test.sh requires).
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}M"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mounting a tmpfs needs root (the test suite runs as root)");
+        Self { path, _directory: directory }
+    }
+
+    /// Fills what is left with a file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.write_all(&[0u8; 1024]);
+        while file.write_all(&[0u8; 1]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_takes_the_server_out_of_rotation_refuses_writes_truthfully_and_recovers() {
+    let disk = SmallDisk::mount(8);
+    let server = Server::start_on(&disk.path.join("data"));
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let http = server.http();
+    let filler = disk.fill();
+    // Writes fail (the disk is full), and say nothing was changed; the state is what it was.
+    let mut failed = None;
+    for round in 0..50 {
+        let body = json!({"enabled": true, "serve": {"value": true}, "rules": [{"description": "x".repeat(400), "conditions": [
+            {"attribute": "round", "operator": "equals", "values": [format!("{round}-{}", "y".repeat(900))]}], "serve": {"value": false}}]});
+        let response = http.put("/api/flags/ui.new_feature/environments/dev", &body, None);
+        if response.status != 200 {
+            failed = Some(response);
+            break;
+        }
+    }
+    let failed = failed.expect("a write fails once the disk is full");
+    assert_eq!(failed.status, 503, "{:?}", failed.body);
+    assert!(failed.body["error"]["message"].as_str().unwrap().contains("nothing was changed"), "{:?}", failed.body);
+    let ready = http.get("/readyz");
+    assert_eq!(ready.status, 503, "a server that cannot write is not ready: {:?}", ready.body);
+    assert!(ready.body["writes"].as_str().unwrap().contains("full"), "{:?}", ready.body);
+    // Reads and evaluation go on meanwhile.
+    assert_eq!(http.get("/api/flags/ui.new_feature").status, 200);
+
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(http.get("/readyz").status, 200, "ready again once a write works");
+    assert_eq!(http.post("/api/flags/ui.new_feature/environments/dev/disable", &json!({})).status, 200);
+    drop(server);
+}

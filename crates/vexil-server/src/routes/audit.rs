@@ -54,9 +54,71 @@ async fn query(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): 
         return Err(ApiError::bad_request(format!("limit {limit} is out of range; accepted: 1 to 1000")));
     }
     let page = state.store.audit(AuditQuery { flag, environment, user: filters.user, action, since, until, before_id, limit }).await?;
-    Ok(Json(AuditResponse { entries: page.entries, next: page.next.map(|id| id.to_string()) }))
+    let (entries, next) = within_page_bytes(page.entries, page.next);
+    Ok(Json(AuditResponse { entries, next: next.map(|id| id.to_string()) }))
+}
+
+/// The most bytes of records one audit page carries (at least one record): a page a client does not read is held in
+/// memory until the write stall closes its connection, so a hundred such clients cost a bounded amount.
+const PAGE_BYTES: usize = 1 << 20;
+
+/// Cuts a page to [`PAGE_BYTES`], moving the cursor back to the last record kept.
+fn within_page_bytes(mut entries: Vec<AuditRecord>, next: Option<u64>) -> (Vec<AuditRecord>, Option<u64>) {
+    let mut bytes = 0usize;
+    let kept = entries
+        .iter()
+        .position(|record| {
+            bytes += serde_json::to_vec(record).map(|encoded| encoded.len()).unwrap_or(0);
+            bytes > PAGE_BYTES
+        })
+        .map(|over| over.max(1));
+    match kept {
+        Some(kept) if kept < entries.len() => {
+            entries.truncate(kept);
+            let next = entries.last().map(|record| record.id);
+            (entries, next)
+        }
+        _ => (entries, next),
+    }
 }
 
 async fn verify(State(state): State<AppState>, _actor: Actor) -> ApiResult<Json<ChainReport>> {
     Ok(Json(state.store.verify_audit().await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64, padding: usize) -> AuditRecord {
+        let draft = vexil_core::AuditDraft {
+            flag: Some("ui.x".into()),
+            action: AuditAction::Update,
+            environment: None,
+            user: "admin@localhost".into(),
+            timestamp: "2026-12-01T00:00:00Z".into(),
+            reason: Some("x".repeat(padding)),
+            from_environment: None,
+            before: None,
+            after: None,
+            source: vexil_core::Source::Api,
+            definition: None,
+        };
+        AuditRecord::seal(id, "", draft)
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_budget_and_the_cursor_goes_on_from_there() {
+        // Newest first, as the store answers: ids 1000 down to 1, 4 KiB each, 4 MB in all.
+        let entries: Vec<AuditRecord> = (1..=1000).rev().map(|id| record(id, 4096)).collect();
+        let (kept, next) = within_page_bytes(entries, None);
+        let bytes: usize = kept.iter().map(|record| serde_json::to_vec(record).unwrap().len()).sum();
+        assert!(bytes <= PAGE_BYTES && kept.len() > 200, "{} records, {bytes} bytes", kept.len());
+        assert_eq!(next, Some(kept.last().unwrap().id), "the next page starts below the last record kept");
+        // A record larger than the budget still comes, alone; a small page is untouched.
+        let (alone, next) = within_page_bytes(vec![record(5, 2 << 20), record(4, 10)], None);
+        assert_eq!((alone.len(), next), (1, Some(5)));
+        let (small, next) = within_page_bytes(vec![record(3, 10), record(2, 10)], Some(2));
+        assert_eq!((small.len(), next), (2, Some(2)));
+    }
 }

@@ -17,9 +17,23 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the store answers and takes writes: after a write failed for the store's sake (disk full, a read-only
+/// replica, no answer), readiness probes with a write until one works, so such a server leaves the load balancer's
+/// rotation instead of refusing every change while it reports ready.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": "ok"}))),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "store": error.to_string()}))),
+    let failure = state.write_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let probe = match failure {
+        Some(_) => state.store.ping_write().await,
+        None => state.store.ping().await,
+    };
+    match probe {
+        Ok(()) => {
+            state.write_failed(None);
+            (StatusCode::OK, Json(json!({"status": "ready", "store": "ok"})))
+        }
+        Err(error) => {
+            let writes = failure.unwrap_or_else(|| error.to_string());
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "store": error.to_string(), "writes": writes})))
+        }
     }
 }
