@@ -108,15 +108,26 @@ impl From<StoreError> for ApiError {
                      record) before trying again, or retry with the same Idempotency-Key header, which carries it out at most once",
                 )
             }
+            StoreError::Duplicate(key) => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_duplicate",
+                format!("a write with Idempotency-Key `{}` was committed already", vexil_core::name::printable(&key)),
+            ),
             StoreError::Corrupt(detail) => Self::internal(format!("corrupt store: {detail}")),
         }
     }
 }
 
+/// The code of an error response, kept on the response for middleware (the idempotency layer).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
     }
 }
 

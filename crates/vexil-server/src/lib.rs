@@ -26,6 +26,7 @@ pub mod error;
 mod follower;
 pub mod guard;
 pub mod hub;
+pub mod idempotency;
 pub mod listener;
 pub mod rollout;
 mod routes;

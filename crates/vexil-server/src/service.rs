@@ -673,7 +673,9 @@ impl AppState {
     /// The store's commit and what follows it (memory, streams, the credential cache) run as one task that the
     /// request only awaits: a client that hangs up mid-commit cannot leave the store ahead of memory (the next
     /// write to that flag would then be refused for a version memory never saw), nor the streams without the change.
-    async fn commit_inner(&self, guard: Option<WriteGuard>, write: Write) -> ApiResult<Vec<Change>> {
+    async fn commit_inner(&self, guard: Option<WriteGuard>, mut write: Write) -> ApiResult<Vec<Change>> {
+        write.idempotency = crate::idempotency::take();
+        let key = write.idempotency.clone();
         let state = self.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
@@ -696,7 +698,15 @@ impl AppState {
             }
             Ok(committed.changes)
         });
-        task.await.map_err(|error| ApiError::internal(format!("the commit task failed: {error}")))?
+        let outcome: ApiResult<Vec<Change>> = task.await.map_err(|error| ApiError::internal(format!("the commit task failed: {error}")))?;
+        // Refused whole (a version conflict, say): nothing was stored under the key, so a retry of this request uses it.
+        if let (Err(error), Some(key)) = (&outcome, key)
+            && matches!(error.status, StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY)
+            && error.code != "idempotency_duplicate"
+        {
+            crate::idempotency::restore(key);
+        }
+        outcome
     }
 
     /// Records that writes fail (`Some(why)`) or work again (`None`), for readiness.

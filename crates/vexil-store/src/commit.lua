@@ -11,6 +11,11 @@ local function version_of(doc)
   return cjson.decode(doc).version
 end
 
+-- A write under an idempotency key that a committed write used already is not done again.
+if plan.idempotency and redis.call('EXISTS', plan.idempotency.key) == 1 then
+  return cjson.encode({duplicate = plan.idempotency.name})
+end
+
 -- Versions the write was decided on without writing them (cjson decodes an absent env as nil).
 for _, read in ipairs(plan.reads or {}) do
   local actual, target
@@ -102,6 +107,10 @@ for _, record in ipairs(plan.audit) do
   redis.call('ZADD', 'vexil:audit:user:' .. record.user, record.id, record.id)
   redis.call('ZADD', 'vexil:audit:action:' .. record.action, record.id, record.id)
   redis.call('HSET', 'vexil:audit:meta', 'tip', record.id, 'hash', record.hash)
+end
+
+if plan.idempotency then
+  redis.call('SET', plan.idempotency.key, plan.idempotency.doc, 'EX', plan.idempotency.seconds)
 end
 
 return cjson.encode({changes = changes})

@@ -264,6 +264,27 @@ pub async fn versions_a_write_relied_on_are_checked_with_it(store: Arc<dyn Store
     store.commit(holds).await.unwrap();
 }
 
+/// A write under an idempotency key is stored with it; a second write under the key is refused whole, and what the
+/// store remembers (fingerprint, audit records, the answer once kept) comes back.
+pub async fn idempotency_keys_make_a_write_happen_once(store: Arc<dyn Store>) {
+    use crate::{IdempotencyKey, Remembered};
+    store.commit(create("ui.a")).await.unwrap();
+    assert_eq!(store.remembered("k-1").await.unwrap(), None);
+    let key = IdempotencyKey { key: "k-1".into(), fingerprint: "f".into() };
+    let mut first = set("dev", "ui.a", true, 1);
+    first.idempotency = Some(key.clone());
+    let committed = store.commit(first).await.unwrap();
+    let mut again = set("dev", "ui.a", false, 2);
+    again.idempotency = Some(key);
+    assert!(matches!(store.commit(again).await, Err(StoreError::Duplicate(used)) if used == "k-1"));
+    let catalog = store.load().await.unwrap();
+    assert!(catalog.states[&env("dev")][&flag("ui.a")].spec.enabled, "the second write under the key did not land");
+    let remembered = store.remembered("k-1").await.unwrap().unwrap();
+    assert_eq!(remembered, Remembered { fingerprint: "f".into(), audit: vec![committed.audit[0].id], response: None });
+    store.remember_response("k-1", "{\"status\":200}").await.unwrap();
+    assert_eq!(store.remembered("k-1").await.unwrap().unwrap().response.as_deref(), Some("{\"status\":200}"));
+}
+
 /// Creating a flag twice conflicts; a state of an undefined flag or unknown environment is invalid.
 pub async fn creating_twice_and_dangling_states_are_refused(store: Arc<dyn Store>) {
     store.commit(create("ui.a")).await.unwrap();
@@ -438,7 +459,7 @@ macro_rules! conformance_tests {
     ($open:path) => {
         $crate::conformance_tests!(@each $open, 10_000;
             empty_store_loads_empty, create_commits_everything_together, stale_versions_are_refused_whole,
-            versions_a_write_relied_on_are_checked_with_it,
+            versions_a_write_relied_on_are_checked_with_it, idempotency_keys_make_a_write_happen_once,
             creating_twice_and_dangling_states_are_refused, changes_replay_in_order_until_pruned,
             definition_updates_reach_every_environment, audit_filters_and_pages, audit_chain_verifies,
             users_and_tokens_round_trip, metrics_add_up_per_bucket_and_variant);

@@ -131,7 +131,34 @@ pub struct Write {
     /// states a definition edit was judged against): the commit is refused as a conflict unless each still holds, so
     /// a writer elsewhere cannot slip a change between the decision and the commit.
     pub reads: Vec<Read>,
+    /// The client's `Idempotency-Key` for this write: kept with it atomically for a day, and refused
+    /// ([`StoreError::Duplicate`]) when a write with the same key was committed already, so a retry is never done twice.
+    pub idempotency: Option<IdempotencyKey>,
 }
+
+/// An idempotency key and the fingerprint of the request it was sent with (who, what, with which body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    /// The client's key.
+    pub key: String,
+    /// A hash of the request it came with: the same key with another request is refused, not replayed.
+    pub fingerprint: String,
+}
+
+/// What the store remembers of a write committed under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    /// The request's fingerprint.
+    pub fingerprint: String,
+    /// The audit records the write appended.
+    pub audit: Vec<u64>,
+    /// The answer the server gave (`{"status", "body"}` as JSON text), once it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+/// How long idempotency keys are remembered.
+pub const IDEMPOTENCY_SECONDS: u64 = 24 * 3600;
 
 /// A version a write relied on, checked by the store in the same atomic step as the write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +302,9 @@ pub enum StoreError {
     /// not have been applied.
     #[error("no answer from the store: {0}")]
     Unknown(String),
+    /// A write with this idempotency key was committed already.
+    #[error("idempotency key `{0}` was used by a committed write")]
+    Duplicate(String),
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -315,6 +345,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// What the store remembers of the write committed under `key`, within [`IDEMPOTENCY_SECONDS`].
+    async fn remembered(&self, key: &str) -> StoreResult<Option<Remembered>>;
+
+    /// Keeps the answer given to the write committed under `key`, for retries.
+    async fn remember_response(&self, key: &str, response: &str) -> StoreResult<()>;
 
     /// Whether the backend takes a write (a probe that changes nothing anyone reads): asked by readiness after a
     /// write failed, so a full disk or a read-only replica keeps a server out of rotation until writes work again.

@@ -79,6 +79,22 @@ struct Plan<'a> {
     retention: u64,
     /// Versions the write relied on: `env` absent for a definition.
     reads: Vec<PlannedRead<'a>>,
+    /// The idempotency key, and what to remember under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency: Option<PlannedIdempotency<'a>>,
+}
+
+#[derive(Serialize)]
+struct PlannedIdempotency<'a> {
+    key: String,
+    name: &'a str,
+    doc: String,
+    seconds: u64,
+}
+
+fn idempotency_key(key: &str) -> String {
+    use sha2::Digest;
+    format!("vexil:idempotency:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())))
 }
 
 #[derive(Serialize)]
@@ -261,6 +277,16 @@ impl Store for RedisStore {
                         }
                     })
                     .collect(),
+                idempotency: write.idempotency.as_ref().map(|idempotency| PlannedIdempotency {
+                    key: idempotency_key(&idempotency.key),
+                    name: &idempotency.key,
+                    doc: encode(&crate::Remembered {
+                        fingerprint: idempotency.fingerprint.clone(),
+                        audit: sealed.iter().map(|record| record.id).collect(),
+                        response: None,
+                    }),
+                    seconds: crate::IDEMPOTENCY_SECONDS,
+                }),
             };
             let answer: String = self.script.arg(encode(&plan)).invoke_async(&mut connection).await.map_err(|error| {
                 // Refused before anything was sent: nothing changed. Any other failure came after the script was sent.
@@ -276,6 +302,9 @@ impl Store for RedisStore {
                     expected: answer["expected"].as_u64().unwrap_or(0),
                     actual: answer["actual"].as_u64().unwrap_or(0),
                 });
+            }
+            if let Some(key) = answer.get("duplicate").and_then(Value::as_str) {
+                return Err(StoreError::Duplicate(key.to_owned()));
             }
             if let Some(message) = answer.get("invalid").and_then(Value::as_str) {
                 return Err(StoreError::Invalid(message.to_owned()));
@@ -447,6 +476,24 @@ impl Store for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn remembered(&self, key: &str) -> StoreResult<Option<crate::Remembered>> {
+        let mut connection = self.connection.clone();
+        let record = idempotency_key(key);
+        let (doc, response): (Option<String>, Option<String>) =
+            redis::pipe().get(&record).get(format!("{record}:response")).query_async(&mut connection).await.map_err(unavailable)?;
+        doc.map(|doc| {
+            decode::<crate::Remembered>("idempotency record", &doc).map(|remembered| crate::Remembered { response, ..remembered })
+        })
+        .transpose()
+    }
+
+    async fn remember_response(&self, key: &str, response: &str) -> StoreResult<()> {
+        let mut connection = self.connection.clone();
+        let record = format!("{}:response", idempotency_key(key));
+        let _: () = connection.set_ex(record, response, crate::IDEMPOTENCY_SECONDS).await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS metrics (
     environment TEXT NOT NULL, flag TEXT NOT NULL, variant TEXT NOT NULL, bucket INTEGER NOT NULL,
     evaluations INTEGER NOT NULL, errors INTEGER NOT NULL,
     PRIMARY KEY (environment, flag, bucket, variant));
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, created INTEGER NOT NULL, doc TEXT NOT NULL, response TEXT);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1');
 "#;
 
@@ -339,6 +341,32 @@ impl Store for SqliteStore {
         self.with_reader(|connection| connection.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
     }
 
+    async fn remembered(&self, key: &str) -> StoreResult<Option<crate::Remembered>> {
+        let key = key.to_owned();
+        self.with_reader(move |connection| {
+            let oldest = unix_seconds() - crate::IDEMPOTENCY_SECONDS as i64;
+            let row: Option<(String, Option<String>)> = connection
+                .query_row("SELECT doc, response FROM idempotency WHERE key = ?1 AND created >= ?2", params![key, oldest], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+                .map_err(sql)?;
+            row.map(|(doc, response)| {
+                decode::<crate::Remembered>("idempotency record", &doc).map(|remembered| crate::Remembered { response, ..remembered })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn remember_response(&self, key: &str, response: &str) -> StoreResult<()> {
+        let (key, response) = (key.to_owned(), response.to_owned());
+        self.with_writer(move |connection| {
+            connection.execute("UPDATE idempotency SET response = ?2 WHERE key = ?1", params![key, response]).map(drop).map_err(sql)
+        })
+        .await
+    }
+
     async fn ping_write(&self) -> StoreResult<()> {
         self.with_writer(|connection| {
             let probe = format!("{:?}", std::time::SystemTime::now());
@@ -407,8 +435,24 @@ impl Store for SqliteStore {
     }
 }
 
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or(0)
+}
+
 fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, retention: u64) -> StoreResult<Committed> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+    if let Some(idempotency) = &write.idempotency {
+        let oldest = unix_seconds() - crate::IDEMPOTENCY_SECONDS as i64;
+        transaction.execute("DELETE FROM idempotency WHERE created < ?1", params![oldest]).map_err(sql)?;
+        let used = transaction
+            .query_row("SELECT 1 FROM idempotency WHERE key = ?1", params![idempotency.key], |_| Ok(()))
+            .optional()
+            .map_err(sql)?;
+        if used.is_some() {
+            return Err(StoreError::Duplicate(idempotency.key.clone()));
+        }
+    }
+    let idempotency = write.idempotency.clone();
     let mut definitions: HashMap<FlagName, FlagDefinition> = HashMap::new();
     let mut states: HashMap<(EnvKey, FlagName), FlagState> = HashMap::new();
     // Which flags each environment saw change, in the order the write touched them.
@@ -609,6 +653,20 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
             previous_hash = record.hash.clone();
             committed.audit.push(record);
         }
+    }
+
+    if let Some(idempotency) = idempotency {
+        let remembered = crate::Remembered {
+            fingerprint: idempotency.fingerprint,
+            audit: committed.audit.iter().map(|record| record.id).collect(),
+            response: None,
+        };
+        transaction
+            .execute(
+                "INSERT INTO idempotency (key, created, doc) VALUES (?1, ?2, ?3)",
+                params![idempotency.key, unix_seconds(), encode(&remembered)],
+            )
+            .map_err(sql)?;
     }
 
     transaction.commit().map_err(sql)?;

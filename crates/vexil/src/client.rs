@@ -21,6 +21,8 @@ pub enum Failure {
     Refused(String),
     /// Anything else (exit 1).
     Failed(String),
+    /// The change was made by an earlier attempt of this command whose answer was lost (exit 0).
+    AlreadyDone(String),
 }
 
 impl Failure {
@@ -28,6 +30,7 @@ impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {
             Failure::Failed(_) => 1,
+            Failure::AlreadyDone(_) => 0,
             Failure::Usage(_) => 2,
             Failure::Refused(_) => 3,
         }
@@ -37,7 +40,9 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(message) | Failure::Refused(message) | Failure::Failed(message) => f.write_str(message),
+            Failure::Usage(message) | Failure::Refused(message) | Failure::Failed(message) | Failure::AlreadyDone(message) => {
+                f.write_str(message)
+            }
         }
     }
 }
@@ -152,7 +157,7 @@ impl Client {
 
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> CommandResult<Reply> {
-        self.send(self.request(self.http.post(self.url(path)).json(body)))
+        self.send_write(self.request(self.http.post(self.url(path)).json(body)))
     }
 
     /// `PUT path` with a JSON body and an optional `If-Match` version.
@@ -161,17 +166,17 @@ impl Client {
         if let Some(version) = if_match {
             builder = builder.header("If-Match", format!("\"{version}\""));
         }
-        self.send(builder)
+        self.send_write(builder)
     }
 
     /// `PATCH path` with a JSON body.
     pub fn patch(&self, path: &str, body: &Value) -> CommandResult<Reply> {
-        self.send(self.request(self.http.patch(self.url(path)).json(body)))
+        self.send_write(self.request(self.http.patch(self.url(path)).json(body)))
     }
 
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> CommandResult<Reply> {
-        self.send(self.request(self.http.delete(self.url(path))))
+        self.send_write(self.request(self.http.delete(self.url(path))))
     }
 
     /// Opens a server-sent events stream (no overall timeout), resuming after `last_event_id` when given.
@@ -204,6 +209,34 @@ impl Client {
         format!("{}{path}", self.server)
     }
 
+    /// Sends a write with an `Idempotency-Key`, and sends it again (with the same key, so it is done at most once)
+    /// when the server could not tell whether it was made (`503 outcome_unknown`).
+    fn send_write(&self, builder: RequestBuilder) -> CommandResult<Reply> {
+        const ATTEMPTS: u32 = 3;
+        let builder = builder.header("Idempotency-Key", idempotency_key());
+        let mut attempt = 1;
+        loop {
+            // Write bodies are JSON in memory, so a request can always be copied for the next attempt.
+            let Some(request) = builder.try_clone() else { return self.send(builder) };
+            let outcome = self.send(request);
+            let unknown = match &outcome {
+                Err(Failure::Failed(message)) => message.contains("may or may not have been made"),
+                _ => false,
+            };
+            if !unknown || attempt >= ATTEMPTS {
+                return match outcome {
+                    Ok(reply) if reply.body.get("replayed") == Some(&Value::Bool(true)) => Err(Failure::AlreadyDone(format!(
+                        "done: an earlier attempt of this command made the change (audit records {}); its answer was lost, `vexil audit` shows it",
+                        reply.body["audit"]
+                    ))),
+                    other => other,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            attempt += 1;
+        }
+    }
+
     fn send(&self, builder: RequestBuilder) -> CommandResult<Reply> {
         let response = builder.send().map_err(|error| {
             Failure::Failed(format!(
@@ -232,6 +265,18 @@ impl Client {
             _ => Failure::Failed(message),
         })
     }
+}
+
+/// A random key for one write command (128 bits from the standard library's randomly seeded hasher).
+fn idempotency_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher
+            .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or(0));
+        hasher.finish()
+    };
+    format!("vexil-cli-{:016x}{:016x}", half(), half())
 }
 
 fn root_cause(error: &dyn std::error::Error) -> String {

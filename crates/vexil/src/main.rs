@@ -34,6 +34,10 @@ fn main() {
         .init();
     let code = match run(cli) {
         Ok(()) => 0,
+        Err(client::Failure::AlreadyDone(message)) => {
+            eprintln!("{message}");
+            0
+        }
         Err(failure) => {
             eprintln!("error: {failure}");
             failure.exit_code()

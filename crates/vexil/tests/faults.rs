@@ -420,3 +420,39 @@ fn a_full_disk_takes_the_server_out_of_rotation_refuses_writes_truthfully_and_re
     assert_eq!(http.post("/api/flags/ui.new_feature/environments/dev/disable", &json!({})).status, 200);
     drop(server);
 }
+
+#[test]
+fn a_write_retried_with_its_idempotency_key_is_done_once_and_answered_as_the_first_time() {
+    let server = Server::start();
+    server.cli(&["define", "ops.counter", "--type", "number", "--default", "0"]).ok();
+    let http = server.http();
+    let path = "/api/flags/ops.counter/environments/dev";
+    let body = json!({"enabled": true, "serve": {"value": 7}}).to_string();
+    let first = http.send("PUT", path, Some(body.clone()), &[("idempotency-key", "retry-0001")]);
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    // Someone else changes it meanwhile; the retry must not overwrite that.
+    http.put(path, &json!({"enabled": true, "serve": {"value": 8}}), None);
+    let retry = http.send("PUT", path, Some(body.clone()), &[("idempotency-key", "retry-0001")]);
+    assert_eq!((retry.status, &retry.body), (200, &first.body), "the first answer, again");
+    assert_eq!(http.get(path).body["state"]["serve"]["value"], 8, "the retry changed nothing");
+    let audit = http.get("/api/flags/audit?flag=ops.counter&env=dev&action=update").body;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "one record for the keyed write, one for the other: {audit}");
+    // The same key for another request is refused, and changes nothing.
+    let other =
+        http.send("PUT", path, Some(json!({"enabled": false, "serve": {"value": 1}}).to_string()), &[("idempotency-key", "retry-0001")]);
+    assert_eq!((other.status, other.body["error"]["code"].clone()), (422, json!("idempotency_key_reused")));
+    assert_eq!(http.get(path).body["state"]["serve"]["value"], 8);
+    // A refused first attempt stores nothing: the retry is carried out.
+    let stale = http.send(
+        "PUT",
+        path,
+        Some(json!({"enabled": true, "serve": {"value": 9}}).to_string()),
+        &[("idempotency-key", "retry-0002"), ("if-match", "\"1\"")],
+    );
+    assert_eq!(stale.status, 412);
+    let again =
+        http.send("PUT", path, Some(json!({"enabled": true, "serve": {"value": 9}}).to_string()), &[("idempotency-key", "retry-0002")]);
+    assert_eq!((again.status, again.body["state"]["serve"]["value"].clone()), (200, json!(9)));
+    let bad = http.send("PUT", path, Some(body), &[("idempotency-key", "")]);
+    assert_eq!(bad.status, 400);
+}

@@ -474,3 +474,45 @@ fn a_definition_edit_on_one_instance_is_judged_on_the_production_state_another_i
 fn served_value(server: &Server, key: &str, flag: &str) -> Value {
     server.http().with_token(Some(key)).post(&format!("/ofrep/v1/evaluate/flags/{flag}"), &json!({"context": {}})).body["value"].clone()
 }
+
+#[test]
+fn a_write_whose_outcome_is_unknown_says_so_and_its_retry_with_the_same_key_is_done_once() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let server = Server::start_configured(&config);
+    server.cli(&["define", "ui.paused"]).ok();
+    let http = server.http();
+    let path = "/api/flags/ui.paused/environments/dev/enable";
+    // What a failover does: Redis holds writes for longer than the server waits for an answer.
+    redis_cli(&redis, &["CLIENT", "PAUSE", "4000", "WRITE"]);
+    let first = http.send("POST", path, Some("{}".to_owned()), &[("idempotency-key", "enable-after-pause")]);
+    assert_eq!(first.status, 503, "{:?}", first.body);
+    assert_eq!(first.body["error"]["code"], "outcome_unknown", "{:?}", first.body);
+    assert!(first.body["error"]["message"].as_str().unwrap().contains("may or may not"), "{:?}", first.body);
+    // The write lands when Redis resumes; the server learns it from the change feed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http.get("/api/flags/ui.paused/environments/dev").body["state"]["enabled"] != true {
+        assert!(std::time::Instant::now() < deadline, "the paused write landed");
+    }
+    let retry = http.send("POST", path, Some("{}".to_owned()), &[("idempotency-key", "enable-after-pause")]);
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.body["outcome"], "done", "{:?}", retry.body);
+    let audit = http.get("/api/flags/audit?flag=ui.paused&env=dev&action=enable").body;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "done exactly once: {audit}");
+    assert_eq!(retry.body["audit"], json!([entries[0]["id"]]));
+}
+
+#[test]
+fn the_cli_retries_a_write_whose_outcome_is_unknown_and_it_is_done_once() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let server = Server::start_configured(&config);
+    server.cli(&["define", "ui.paused"]).ok();
+    redis_cli(&redis, &["CLIENT", "PAUSE", "3000", "WRITE"]);
+    let enabled = server.cli(&["enable", "ui.paused", "--env", "dev"]);
+    assert_eq!(enabled.code, 0, "{enabled:?}");
+    let audit = server.http().get("/api/flags/audit?flag=ui.paused&env=dev&action=enable").body;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "done exactly once: {audit}");
+    assert_eq!(server.http().get("/api/flags/ui.paused/environments/dev").body["state"]["enabled"], true);
+}

@@ -1,0 +1,159 @@
+//! `Idempotency-Key`: a write retried with the key of an earlier attempt is carried out at most once.
+//!
+//! A client that got `503 outcome_unknown` (or no answer at all) cannot know whether its write landed. Sent again
+//! with the same `Idempotency-Key` header, the write is done only if the first attempt was not: the key is stored with
+//! the write in the same atomic commit ([`vexil_store::Write::idempotency`]), so the store itself refuses a second
+//! commit under it. A retry of a write that landed gets the first attempt's answer back (`Idempotent-Replayed: true`),
+//! or, when that answer was never given (the first attempt ended in an error after the store committed), a 200 that
+//! says the request was carried out and names its audit records. The same key with a different request (another
+//! body, path, method or credential) is refused with 422. Keys are remembered for a day.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use vexil_store::{IdempotencyKey, Remembered};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::service::AppState;
+
+/// The header.
+pub const HEADER: &str = "idempotency-key";
+
+/// The largest answer kept for a replay; write answers are far smaller.
+const KEPT_ANSWER: usize = 1 << 20;
+
+/// The key of the request being served, for the first commit it makes.
+#[derive(Debug)]
+struct Slot {
+    key: Mutex<Option<IdempotencyKey>>,
+}
+
+tokio::task_local! {
+    static SLOT: Arc<Slot>;
+}
+
+/// The idempotency key of the request this task serves, taken by its first commit (later commits of the same
+/// request carry none).
+pub fn take() -> Option<IdempotencyKey> {
+    SLOT.try_with(|slot| slot.key.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()).ok().flatten()
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    ApiError::new(status, code, message).into_response()
+}
+
+/// The middleware: see the module documentation.
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) || !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let keeps_answer = keeps_answer(request.uri().path());
+    let Some(value) = request.headers().get(HEADER) else { return next.run(request).await };
+    let key = match value.to_str().ok().filter(|key| (1..=200).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic())) {
+        Some(key) => key.to_owned(),
+        None => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Idempotency-Key must be 1 to 200 visible ASCII characters, such as a UUID",
+            );
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.config.body_limit * 8).await {
+        Ok(bytes) => bytes,
+        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts"),
+    };
+    let fingerprint = {
+        let mut hasher = Sha256::new();
+        let credential = crate::auth::credential(&parts).unwrap_or_default();
+        for part in [parts.method.as_str().as_bytes(), parts.uri.to_string().as_bytes(), crate::auth::hash_token(&credential).as_bytes()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.update(&bytes);
+        hex::encode(hasher.finalize())
+    };
+    match state.store.remembered(&key).await {
+        Ok(Some(remembered)) => return replay(remembered, &fingerprint),
+        Ok(None) => {}
+        Err(error) => return ApiError::from(error).into_response(),
+    }
+    let slot = Arc::new(Slot { key: Mutex::new(Some(IdempotencyKey { key: key.clone(), fingerprint: fingerprint.clone() })) });
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let response = SLOT.scope(slot.clone(), next.run(request)).await;
+    let used = slot.key.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_none();
+    if response.extensions().get::<ErrorCode>().is_some_and(|code| code.0 == "idempotency_duplicate") {
+        // Another attempt with this key committed in the meantime: its answer is this one's.
+        return match state.store.remembered(&key).await {
+            Ok(Some(remembered)) => replay(remembered, &fingerprint),
+            _ => refuse(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is being carried out; retry in a moment",
+            ),
+        };
+    }
+    if !used || !response.status().is_success() || !keeps_answer {
+        return response;
+    }
+    // Keep the answer for retries (best effort: without it a retry still learns that the write was done).
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, KEPT_ANSWER).await else {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the answer could not be read; the change was made");
+    };
+    let kept = serde_json::json!({"status": parts.status.as_u16(), "body": String::from_utf8_lossy(&body)}).to_string();
+    if let Err(error) = state.store.remember_response(&key, &kept).await {
+        tracing::warn!(%error, "could not keep the answer of an idempotent write");
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Whether the answer to a write at `path` may be kept for a replay: never answers that carry a secret (a token, a
+/// generated password, a trigger's URL), which are never stored in the clear; a retry of those learns only that the
+/// write was done.
+fn keeps_answer(path: &str) -> bool {
+    !["/api/auth/", "/api/tokens", "/api/users", "/api/triggers"].iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// Puts back the key of a commit that changed nothing (refused whole), so a later commit of the same request uses it.
+pub fn restore(key: IdempotencyKey) {
+    let _ = SLOT.try_with(|slot| {
+        slot.key.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_or_insert(key);
+    });
+}
+
+/// The answer to a retry of a write that was committed.
+fn replay(remembered: Remembered, fingerprint: &str) -> Response {
+    if remembered.fingerprint != fingerprint {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request in the last 24 hours; send a new key with a new request",
+        );
+    }
+    let kept = remembered.response.as_deref().and_then(|kept| serde_json::from_str::<serde_json::Value>(kept).ok());
+    let mut response = match kept {
+        Some(kept) => {
+            let status = kept["status"].as_u64().and_then(|status| StatusCode::from_u16(status as u16).ok()).unwrap_or(StatusCode::OK);
+            let body = kept["body"].as_str().unwrap_or_default().to_owned();
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        None => axum::Json(serde_json::json!({
+            "replayed": true,
+            "outcome": "done",
+            "audit": remembered.audit,
+            "message": "this request was carried out by an earlier attempt with the same Idempotency-Key, whose answer was lost; its audit records say what it did",
+        }))
+        .into_response(),
+    };
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
