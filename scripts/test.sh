@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 # Debian packages the suite needs, as "command:package".
-for need in "cc:gcc" "redis-server:redis-server" "redis-cli:redis-tools" "chromium:chromium" "chromedriver:chromium-driver"; do
+for need in "cc:gcc" "redis-server:redis-server" "redis-cli:redis-tools" "chromium:chromium" "chromedriver:chromium-driver" \
+  "promtool:prometheus" "mount:mount"; do
   command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -14,6 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+# The fault tests mount a small tmpfs to fill a disk: they need root.
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the test suite runs as root (the fault tests mount a tmpfs to fill a disk)" >&2
+  exit 1
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust (stable, 1.85 or newer) with rustup first" >&2

@@ -264,11 +264,21 @@ pub async fn authenticate_hash_within(
         Some(principal) => Ok(principal),
         None => Err(error),
     };
+    let count = |kind: &'static str| state.telemetry.credential_lookups.get_or_create(&crate::telemetry::Kind { kind }).inc();
+    let unavailable = |error: ApiError| {
+        let answer = unavailable(error);
+        count(if answer.is_ok() { "stale" } else { "unavailable" });
+        answer
+    };
     let principal = match cache.get(hash, max_age) {
-        Some(principal) => principal,
+        Some(principal) => {
+            count("cache");
+            principal
+        }
         None if !cache.1.may_ask() => unavailable(ApiError::store_unavailable())?,
         None => match lookup(state, hash).await {
             Ok(principal) => {
+                count("store");
                 cache.1.answered(true);
                 cache.put(hash.to_owned(), principal.clone());
                 principal

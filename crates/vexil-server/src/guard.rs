@@ -180,6 +180,15 @@ pub async fn look(state: &AppState) {
                 Some(basis) => {
                     let baseline = state.guard.lock().get(&key).and_then(|(_, _, baseline)| *baseline);
                     let (report, baseline) = look_at(state, environment, name, flag, &basis, baseline, now).await;
+                    state.telemetry.guard_looks.inc();
+                    let kind = match report.decision.as_str() {
+                        "healthy" => "healthy",
+                        "waiting for data" => "waiting",
+                        "rolled back" => "rolled_back",
+                        _ if basis.exempt.is_some() => "exempt",
+                        _ => "other",
+                    };
+                    state.telemetry.guard_decisions.get_or_create(&crate::telemetry::Kind { kind }).inc();
                     state.guard.lock().insert(key, (basis, report, baseline));
                 }
                 None => {

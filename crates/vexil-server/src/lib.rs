@@ -31,6 +31,7 @@ pub mod listener;
 pub mod rollout;
 mod routes;
 pub mod service;
+pub mod telemetry;
 pub mod time;
 pub mod wire;
 

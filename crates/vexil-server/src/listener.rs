@@ -83,10 +83,12 @@ struct Admitted {
     _permit: OwnedSemaphorePermit,
     address: IpAddr,
     per_address: Arc<PerAddress>,
+    state: AppState,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        self.state.telemetry.connections.dec();
         let mut counts = self.per_address.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = counts.get_mut(&self.address) {
             *count -= 1;
@@ -126,8 +128,9 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let admitted = admit(&slots, &per_address, address.ip(), limits);
+        let admitted = admit(&slots, &per_address, address.ip(), limits, &state);
         let Some(admitted) = admitted else {
+            state.telemetry.connections_refused.inc();
             tokio::spawn(refuse(stream, state.config.write_stall));
             continue;
         };
@@ -144,7 +147,13 @@ pub async fn serve(
     Ok(())
 }
 
-fn admit(slots: &Arc<Semaphore>, per_address: &Arc<PerAddress>, address: IpAddr, limits: ConnectionLimits) -> Option<Admitted> {
+fn admit(
+    slots: &Arc<Semaphore>,
+    per_address: &Arc<PerAddress>,
+    address: IpAddr,
+    limits: ConnectionLimits,
+    state: &AppState,
+) -> Option<Admitted> {
     let permit = slots.clone().try_acquire_owned().ok()?;
     let mut counts = per_address.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let count = counts.entry(address).or_default();
@@ -153,7 +162,8 @@ fn admit(slots: &Arc<Semaphore>, per_address: &Arc<PerAddress>, address: IpAddr,
     }
     *count += 1;
     drop(counts);
-    Some(Admitted { _permit: permit, address, per_address: per_address.clone() })
+    state.telemetry.connections.inc();
+    Some(Admitted { _permit: permit, address, per_address: per_address.clone(), state: state.clone() })
 }
 
 /// A connection over the caps: a short answer it can act on, then the connection is closed.

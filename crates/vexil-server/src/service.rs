@@ -46,6 +46,8 @@ pub struct Inner {
     pub guard: crate::guard::Guard,
     /// Each environment's compiled snapshot and change broadcast.
     pub hub: crate::hub::Hub,
+    /// Prometheus metrics.
+    pub telemetry: crate::telemetry::Telemetry,
     /// Flips to true when the server begins shutting down, so open streams end.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The revision applied to memory, per environment; commits on a shared store wait on it.
@@ -156,6 +158,7 @@ impl AppState {
             metrics_budget: Default::default(),
             guard: Default::default(),
             hub,
+            telemetry: Default::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             applied,
             write_lock: Default::default(),
@@ -680,7 +683,20 @@ impl AppState {
         let task = tokio::spawn(async move {
             let _guard = guard;
             let credentials = crate::auth::CredentialsTouched::of(&write);
+            let started = std::time::Instant::now();
             let committed = state.store.commit(write).await;
+            state.telemetry.commit_seconds.observe(started.elapsed().as_secs_f64());
+            if let Err(error) = &committed {
+                let kind = match error {
+                    StoreError::Conflict { .. } => "conflict",
+                    StoreError::Invalid(_) => "invalid",
+                    StoreError::Unavailable(_) => "unavailable",
+                    StoreError::Unknown(_) => "unknown",
+                    StoreError::Duplicate(_) => "duplicate",
+                    StoreError::Corrupt(_) => "corrupt",
+                };
+                state.telemetry.store_errors.get_or_create(&crate::telemetry::Kind { kind }).inc();
+            }
             // Done whether or not the commit succeeded: a failed commit may still have landed. Only the credentials the
             // write names are forgotten; the rest are merely rechecked, so a failed change during an outage locks no one out.
             state.credentials.forget(&credentials);

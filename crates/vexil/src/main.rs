@@ -28,10 +28,18 @@ fn main() {
             std::process::exit(code);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VEXIL_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // `VEXIL_LOG_FORMAT=json`: one JSON object per line (timestamp, level, target, fields), for log pipelines.
+    match std::env::var("VEXIL_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Ok("") | Err(_) => logs.init(),
+        Ok(other) => {
+            eprintln!("error: VEXIL_LOG_FORMAT is `{other}`; accepted: text (the default), json");
+            std::process::exit(2);
+        }
+    }
     let code = match run(cli) {
         Ok(()) => 0,
         Err(client::Failure::AlreadyDone(message)) => {

@@ -10,7 +10,13 @@ use serde_json::{Value, json};
 use crate::service::AppState;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+/// Prometheus metrics (text exposition). Like the health endpoints it needs no credentials: labels are route
+/// templates, methods, statuses, environment keys and fixed reasons, never flag names, users or keys.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.telemetry.render())
 }
 
 async fn healthz() -> Json<Value> {

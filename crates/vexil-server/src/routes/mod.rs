@@ -44,6 +44,21 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// Counts each request of a matched route, by its template, method and status, with its latency.
+async fn track(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route =
+        request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |path| crate::telemetry::intern(path.as_str()));
+    let method = crate::telemetry::method_name(request.method());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.telemetry.request(route, method, response.status().as_u16(), started.elapsed());
+    response
+}
+
 /// The answer to an `OPTIONS` that is not a CORS preflight (the CORS layer answers those first).
 async fn options() -> axum::http::StatusCode {
     axum::http::StatusCode::NO_CONTENT
@@ -63,6 +78,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(rollouts::router())
         .merge(stream::router().merge(ofrep::router()).layer(cors(&state.config.cors_origins)))
         .merge(environments::router(body_limit * 8))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")

@@ -121,6 +121,7 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
         state: state.clone(),
         environment: environment.key.clone(),
         credential,
+        client: StreamClient::open(state, crate::telemetry::intern(environment.key.as_str())),
     };
     Ok((opening, live))
 }
@@ -175,6 +176,7 @@ pub(crate) async fn serve_raw(state: AppState, mut socket: tokio::net::TcpStream
         live = next;
         // A write that makes no progress for the stall time means the client stopped reading: drop it.
         if !write_within(&mut socket, &frame, write_stall).await {
+            live.client.ended("write_failed");
             return;
         }
     }
@@ -212,6 +214,34 @@ async fn write_within(socket: &mut tokio::net::TcpStream, bytes: &[u8], limit: s
     matches!(tokio::time::timeout(limit, socket.write_all(&bytes[written..])).await, Ok(Ok(())))
 }
 
+/// A stream's place in the metrics: counted open while it lives; [`StreamClient::ended`] says why the server ended it.
+pub(crate) struct StreamClient {
+    state: AppState,
+    environment: &'static str,
+}
+
+impl StreamClient {
+    fn open(state: &AppState, environment: &'static str) -> Self {
+        state.telemetry.stream_clients.get_or_create(&crate::telemetry::EnvironmentLabel { environment }).inc();
+        Self { state: state.clone(), environment }
+    }
+
+    fn delivered(&self) {
+        self.state.telemetry.stream_deliveries.get_or_create(&crate::telemetry::EnvironmentLabel { environment: self.environment }).inc();
+    }
+
+    fn ended(&self, kind: &'static str) {
+        let labels = crate::telemetry::EnvironmentKind { environment: self.environment, kind };
+        self.state.telemetry.stream_drops.get_or_create(&labels).inc();
+    }
+}
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        self.state.telemetry.stream_clients.get_or_create(&crate::telemetry::EnvironmentLabel { environment: self.environment }).dec();
+    }
+}
+
 pub(crate) struct Live {
     receiver: broadcast::Receiver<Arc<Frame>>,
     last_sent: u64,
@@ -224,6 +254,7 @@ pub(crate) struct Live {
     /// heartbeat old, so a revoked key, an ended session or a disabled user loses the stream within one heartbeat
     /// (15 s by default) wherever the change was made, and at the next check when it was made through this server.
     credential: String,
+    client: StreamClient,
 }
 
 impl Live {
@@ -243,23 +274,36 @@ impl Live {
 impl Live {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         if *self.shutdown.borrow() {
+            self.client.ended("shutdown");
             return None;
         }
         loop {
             tokio::select! {
-                _ = self.shutdown.changed() => return None,
+                _ = self.shutdown.changed() => {
+                    self.client.ended("shutdown");
+                    return None;
+                }
                 received = self.receiver.recv() => match received {
                     Ok(frame) if frame.revision > self.last_sent => {
                         self.last_sent = frame.revision;
                         self.sent_at = tokio::time::Instant::now();
+                        self.client.delivered();
                         return Some((Ok(frame.bytes.clone()), self));
                     }
                     Ok(_) => continue,
                     // Too far behind, or the server is shutting down: end the stream; the client resumes by Last-Event-ID.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return None,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.client.ended("lagged");
+                        return None;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.client.ended("shutdown");
+                        return None;
+                    }
                 },
                 _ = self.heartbeat.tick() => {
                     if !self.still_allowed().await {
+                        self.client.ended("credential");
                         return None;
                     }
                     // The timer ticks every half heartbeat and is never reset by frames (that would be a timer update
