@@ -276,6 +276,12 @@ pub async fn authenticate_hash_within(
             principal
         }
         None if !cache.1.may_ask() => unavailable(ApiError::store_unavailable())?,
+        // A wiped or replaced store knows none of this deployment's credentials: that is no answer about them.
+        None if state.identity_lost().is_some() => unavailable(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_replaced",
+            state.identity_lost().unwrap_or_default(),
+        ))?,
         None => match lookup(state, hash).await {
             Ok(principal) => {
                 count("store");

@@ -55,6 +55,17 @@ pub struct Inner {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// The last write that failed for the store's sake (unreachable, disk full, no answer), until one succeeds.
     pub write_failure: std::sync::Mutex<Option<String>>,
+    /// The deployment this server serves, and whether the store still carries it.
+    identity: std::sync::RwLock<Identity>,
+}
+
+/// The store's identity as this server knows it.
+#[derive(Debug, Default, Clone)]
+struct Identity {
+    /// The deployment id this server joined.
+    deployment: Option<String>,
+    /// Why the store no longer looks like that deployment (wiped, replaced), while it does not.
+    lost: Option<String>,
 }
 
 /// The server's write lock, held: writes that read memory to decide (states, definitions, users) hold it from
@@ -163,9 +174,11 @@ impl AppState {
             applied,
             write_lock: Default::default(),
             write_failure: Default::default(),
+            identity: Default::default(),
         }));
         if shared {
             tokio::spawn(crate::follower::follow(state.clone()));
+            tokio::spawn(watch_identity(state.clone()));
         }
         tokio::spawn(crate::rollout::schedule(state.clone()));
         Ok(state)
@@ -677,6 +690,9 @@ impl AppState {
     /// request only awaits: a client that hangs up mid-commit cannot leave the store ahead of memory (the next
     /// write to that flag would then be refused for a version memory never saw), nor the streams without the change.
     async fn commit_inner(&self, guard: Option<WriteGuard>, mut write: Write) -> ApiResult<Vec<Change>> {
+        if let Some(lost) = self.identity_lost() {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_replaced", format!("nothing was changed: {lost}")));
+        }
         write.idempotency = crate::idempotency::take();
         let key = write.idempotency.clone();
         let state = self.clone();
@@ -723,6 +739,41 @@ impl AppState {
             crate::idempotency::restore(key);
         }
         outcome
+    }
+
+    /// The deployment this server serves (set by `vexil serve` after checking the store's id).
+    pub fn adopt_deployment(&self, id: String) {
+        *self.identity.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Identity { deployment: Some(id), lost: None };
+    }
+
+    /// Asks the store whether it still carries this server's deployment; answers why not, when it does not. A store
+    /// that cannot be asked answers nothing new (an outage is not a wipe).
+    pub async fn check_identity(&self) -> Option<String> {
+        let known = self.identity.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let deployment = known.deployment?;
+        let held = match self.store.deployment().await {
+            Ok(held) => held,
+            Err(_) => return known.lost,
+        };
+        let lost = match held {
+            Some(held) if held == deployment => None,
+            Some(other) => Some(format!(
+                "the store belongs to deployment {other}, not to this server's {deployment}: it was replaced; this server refuses writes until it is pointed at its own store again or restarted"
+            )),
+            None => Some(format!(
+                "the store no longer carries deployment {deployment}: it was wiped (FLUSHALL) or replaced; this server refuses writes until it is restored, or until a server is started with `vexil serve --bootstrap` to begin a new deployment"
+            )),
+        };
+        if lost.is_some() && known.lost.is_none() {
+            tracing::error!(reason = lost.as_deref().unwrap_or_default(), "store identity lost");
+        }
+        self.identity.write().unwrap_or_else(|poisoned| poisoned.into_inner()).lost = lost.clone();
+        lost
+    }
+
+    /// Why the store no longer carries this server's deployment, while it does not.
+    pub fn identity_lost(&self) -> Option<String> {
+        self.identity.read().unwrap_or_else(|poisoned| poisoned.into_inner()).lost.clone()
     }
 
     /// Records that writes fail (`Some(why)`) or work again (`None`), for readiness.
@@ -783,6 +834,20 @@ impl AppState {
     /// Takes the write lock: writes made outside [`AppState::commit_states`] (users, tokens) that read before they write.
     pub async fn serialised(&self) -> WriteGuard {
         WriteGuard(self.write_lock.clone().lock_owned().await)
+    }
+}
+
+/// Checks the shared store's identity every few seconds, so a wiped or replaced Redis stops writes and readiness on
+/// every server, not only on the one that happens to be asked.
+async fn watch_identity(state: AppState) {
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
+                state.check_identity().await;
+            }
+        }
     }
 }
 

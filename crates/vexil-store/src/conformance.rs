@@ -285,6 +285,14 @@ pub async fn idempotency_keys_make_a_write_happen_once(store: Arc<dyn Store>) {
     assert_eq!(store.remembered("k-1").await.unwrap().unwrap().response.as_deref(), Some("{\"status\":200}"));
 }
 
+/// A store has no deployment until one is claimed, and keeps the first claim.
+pub async fn the_first_deployment_claim_holds(store: Arc<dyn Store>) {
+    assert_eq!(store.deployment().await.unwrap(), None);
+    assert_eq!(store.claim_deployment("dep-one").await.unwrap(), "dep-one");
+    assert_eq!(store.claim_deployment("dep-two").await.unwrap(), "dep-one", "a second claim does not replace the first");
+    assert_eq!(store.deployment().await.unwrap().as_deref(), Some("dep-one"));
+}
+
 /// Creating a flag twice conflicts; a state of an undefined flag or unknown environment is invalid.
 pub async fn creating_twice_and_dangling_states_are_refused(store: Arc<dyn Store>) {
     store.commit(create("ui.a")).await.unwrap();
@@ -460,6 +468,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $open, 10_000;
             empty_store_loads_empty, create_commits_everything_together, stale_versions_are_refused_whole,
             versions_a_write_relied_on_are_checked_with_it, idempotency_keys_make_a_write_happen_once,
+            the_first_deployment_claim_holds,
             creating_twice_and_dangling_states_are_refused, changes_replay_in_order_until_pruned,
             definition_updates_reach_every_environment, audit_filters_and_pages, audit_chain_verifies,
             users_and_tokens_round_trip, metrics_add_up_per_bucket_and_variant);

@@ -346,6 +346,19 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the backend answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Registers the configured environments (and anything else the backend keeps besides data) once the server has
+    /// decided to use this store; opening a store writes nothing, so a server that refuses a store leaves it as it was.
+    async fn prepare(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The deployment this store belongs to: an id written once, when its first server set it up. `None` for a store
+    /// that has none (new, wiped, or written before deployments had ids).
+    async fn deployment(&self) -> StoreResult<Option<String>>;
+
+    /// Writes `id` as the store's deployment unless it has one; answers the id the store holds afterwards.
+    async fn claim_deployment(&self, id: &str) -> StoreResult<String>;
+
     /// What the store remembers of the write committed under `key`, within [`IDEMPOTENCY_SECONDS`].
     async fn remembered(&self, key: &str) -> StoreResult<Option<Remembered>>;
 

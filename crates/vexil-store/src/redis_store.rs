@@ -154,11 +154,7 @@ impl RedisStore {
             .set_response_timeout(std::time::Duration::from_secs(2))
             .set_number_of_retries(1)
             .set_max_delay(500);
-        let mut connection = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
-        for environment in environments {
-            let _: bool = connection.hset_nx("vexil:revisions", environment.as_str(), 0).await.map_err(unavailable)?;
-        }
-        let _: bool = connection.hset_nx("vexil:meta", "layout", 1).await.map_err(unavailable)?;
+        let connection = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
         Ok(Self {
             client,
             connection,
@@ -495,6 +491,31 @@ impl Store for RedisStore {
         let record = format!("{}:response", idempotency_key(key));
         let _: () = connection.set_ex(record, response, crate::IDEMPOTENCY_SECONDS).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn prepare(&self) -> StoreResult<()> {
+        let mut connection = self.connection.clone();
+        for environment in &self.environments {
+            let _: bool = connection.hset_nx("vexil:revisions", environment.as_str(), 0).await.map_err(unavailable)?;
+        }
+        let _: bool = connection.hset_nx("vexil:meta", "layout", 1).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn deployment(&self) -> StoreResult<Option<String>> {
+        let mut connection = self.connection.clone();
+        connection.hget("vexil:meta", "deployment").await.map_err(unavailable)
+    }
+
+    async fn claim_deployment(&self, id: &str) -> StoreResult<String> {
+        let mut connection = self.connection.clone();
+        let (_, held): (bool, String) = redis::pipe()
+            .hset_nx("vexil:meta", "deployment", id)
+            .hget("vexil:meta", "deployment")
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(held)
     }
 
     async fn ping_write(&self) -> StoreResult<()> {

@@ -367,6 +367,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn deployment(&self) -> StoreResult<Option<String>> {
+        self.with_reader(|connection| {
+            connection.query_row("SELECT value FROM meta WHERE key = 'deployment'", [], |row| row.get(0)).optional().map_err(sql)
+        })
+        .await
+    }
+
+    async fn claim_deployment(&self, id: &str) -> StoreResult<String> {
+        let id = id.to_owned();
+        self.with_writer(move |connection| {
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('deployment', ?1)", params![id]).map_err(sql)?;
+            connection.query_row("SELECT value FROM meta WHERE key = 'deployment'", [], |row| row.get(0)).map_err(sql)
+        })
+        .await
+    }
+
     async fn ping_write(&self) -> StoreResult<()> {
         self.with_writer(|connection| {
             let probe = format!("{:?}", std::time::SystemTime::now());

@@ -98,6 +98,9 @@ pub struct ServeArgs {
     /// Configuration file (TOML: bind, data, categories, [[environments]]).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Begin a new deployment on an empty store even though this server belonged to another (after a wiped or replaced Redis).
+    #[arg(long)]
+    pub bootstrap: bool,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,8 @@ pub struct Settings {
     pub redis: Option<String>,
     pub change_retention: u64,
     pub server: ServerConfig,
+    /// `--bootstrap`: begin a new deployment on an empty store whatever this server belonged to.
+    pub bootstrap: bool,
 }
 
 impl Settings {
@@ -168,6 +170,7 @@ impl Settings {
             data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from("vexil-data")),
             redis: args.redis.or(file.redis),
             change_retention: file.change_retention.unwrap_or(vexil_store::sqlite::DEFAULT_CHANGE_RETENTION).max(1),
+            bootstrap: args.bootstrap,
             server,
         })
     }
@@ -207,7 +210,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             (Arc::new(store), format!("embedded store in {}", settings.data.display()))
         }
     };
+    let deployment = join_deployment(store.as_ref(), &settings.data, &described, settings.bootstrap).await?;
+    store.prepare().await.map_err(|error| anyhow::anyhow!("cannot prepare the store: {error}"))?;
     let state = vexil_server::open(settings.server, store).await.map_err(|error| anyhow::anyhow!("cannot load the store: {error}"))?;
+    state.adopt_deployment(deployment);
     if let Some(credentials) = vexil_server::bootstrap(&state, bootstrap_options())
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the first admin: {}", error.message))?
@@ -230,6 +236,45 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     vexil_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Which deployment this server serves, checked against what it served before (`<data>/deployment`):
+///
+/// - the store has an id: join it, unless this server belonged to another deployment (a foreign store: refuse);
+/// - the store has none and holds nothing, but this server belonged to a deployment: the store was wiped or replaced
+///   (refuse, unless `--bootstrap` says to begin a new deployment on it);
+/// - otherwise (a new store on a new server, or data from before deployments had ids): claim a new id.
+async fn join_deployment(store: &dyn vexil_store::Store, data: &Path, described: &str, bootstrap: bool) -> anyhow::Result<String> {
+    let marker = data.join("deployment");
+    let known = std::fs::read_to_string(&marker).ok().map(|text| text.trim().to_owned()).filter(|text| !text.is_empty());
+    let unreadable = |error: vexil_store::StoreError| anyhow::anyhow!("cannot read the store: {error}");
+    let held = store.deployment().await.map_err(unreadable)?;
+    let empty = store.users().await.map_err(unreadable)?.is_empty() && store.load().await.map_err(unreadable)?.definitions.is_empty();
+    let deployment = match (held, known) {
+        (Some(held), Some(known)) if held != known && !bootstrap => anyhow::bail!(
+            "the {described} belongs to deployment {held}, but this server belonged to deployment {known}: it is pointed at another deployment's store. Point it at its own, or delete {} to join this one",
+            marker.display()
+        ),
+        (Some(held), _) => held,
+        (None, Some(known)) if empty && !bootstrap => anyhow::bail!(
+            "the {described} is empty, but this server belonged to deployment {known}: the store was wiped or replaced. Restore it, or start with `vexil serve --bootstrap` to begin a new, empty deployment on it"
+        ),
+        (None, known) => {
+            // A store with data but no id was written before deployments had ids: it keeps the id this server knew.
+            let id = known.filter(|_| !empty).unwrap_or_else(|| vexil_server::auth::random_secret("dep_")[..24].to_owned());
+            store.claim_deployment(&id).await.map_err(|error| anyhow::anyhow!("cannot write the store's deployment id: {error}"))?
+        }
+    };
+    if known_differs(&marker, &deployment) {
+        if let Err(error) = std::fs::create_dir_all(data).and_then(|()| std::fs::write(&marker, format!("{deployment}\n"))) {
+            tracing::warn!(%error, path = %marker.display(), "cannot record the deployment this server joined");
+        }
+    }
+    Ok(deployment)
+}
+
+fn known_differs(marker: &Path, deployment: &str) -> bool {
+    std::fs::read_to_string(marker).map(|text| text.trim() != deployment).unwrap_or(true)
 }
 
 /// A Redis URL without its password, for printing.

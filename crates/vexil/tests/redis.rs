@@ -516,3 +516,52 @@ fn the_cli_retries_a_write_whose_outcome_is_unknown_and_it_is_done_once() {
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "done exactly once: {audit}");
     assert_eq!(server.http().get("/api/flags/ui.paused/environments/dev").body["state"]["enabled"], true);
 }
+
+#[test]
+fn a_wiped_redis_stops_writes_everywhere_and_is_not_bootstrapped_over_by_accident() {
+    let redis = RedisServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("vexil.toml");
+    std::fs::write(&config, format!("redis = \"{}\"\n", redis.url())).unwrap();
+    let (first_data, second_data) = (directory.path().join("first"), directory.path().join("second"));
+    let first = Server::start_with(&first_data, Some(&config));
+    let second = Server::start_with(&second_data, Some(&config));
+    first.cli(&["define", "ui.new_feature"]).ok();
+    assert_eq!(second.http().get("/readyz").status, 200);
+
+    redis_cli(&redis, &["FLUSHALL"]);
+    for server in [&first, &second] {
+        let ready = server.http().get("/readyz");
+        assert_eq!(ready.status, 503, "{:?}", ready.body);
+        assert!(ready.body["store"].as_str().unwrap().contains("wiped"), "{:?}", ready.body);
+        let write = server.http().post("/api/flags/ui.new_feature/environments/dev/enable", &json!({}));
+        assert_eq!(write.status, 503, "{:?}", write.body);
+        assert_eq!(write.body["error"]["code"], "store_replaced", "{:?}", write.body);
+    }
+    assert_eq!(redis_cli(&redis, &["DBSIZE"]), "0", "nothing was written into the wiped store");
+
+    // A server that belonged to the deployment refuses to start a new one on the empty store by itself.
+    drop(first);
+    let refused = Command::new(env!("CARGO_BIN_EXE_vexil"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&first_data)
+        .env("VEXIL_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("wiped or replaced") && message.contains("--bootstrap"), "{message}");
+    assert_eq!(redis_cli(&redis, &["DBSIZE"]), "0");
+
+    // With --bootstrap it begins a new deployment; the server still running on the old one says the store is foreign.
+    let mut command_line = Command::new(env!("CARGO_BIN_EXE_vexil"));
+    command_line.args(["serve", "--bootstrap", "--bind", "127.0.0.1:0", "--config"]).arg(&config).arg("--data").arg(&first_data);
+    let fresh = common::Server::launch_command(command_line, &first_data);
+    assert_eq!(fresh.http().get("/readyz").status, 200);
+    assert!(fresh.first_start_output.iter().any(|line| line.contains("created the first admin")), "{:?}", fresh.first_start_output);
+    let ready = second.http().get("/readyz");
+    assert_eq!(ready.status, 503);
+    assert!(ready.body["store"].as_str().unwrap().contains("belongs to deployment"), "{:?}", ready.body);
+}

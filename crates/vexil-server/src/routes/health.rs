@@ -27,6 +27,9 @@ async fn healthz() -> Json<Value> {
 /// replica, no answer), readiness probes with a write until one works, so such a server leaves the load balancer's
 /// rotation instead of refusing every change while it reports ready.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if let Some(lost) = state.check_identity().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "store": lost, "writes": "refused"})));
+    }
     let failure = state.write_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
     let probe = match failure {
         Some(_) => state.store.ping_write().await,

@@ -55,9 +55,13 @@ impl Server {
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
+        command.args(["--bind", bind, "--data"]).arg(data);
+        Self::launch_command(command, data)
+    }
+
+    /// Starts a `vexil serve` command line (with the test admin's bootstrap credentials) and waits for its address.
+    pub fn launch_command(mut command: Command, data: &Path) -> Self {
         let mut child = command
-            .args(["--bind", bind, "--data"])
-            .arg(data)
             .env("VEXIL_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .env("VEXIL_BOOTSTRAP_PASSWORD", "correct horse battery")
             .env("VEXIL_LOG", "warn")
