@@ -265,10 +265,10 @@ async fn join_deployment(store: &dyn vexil_store::Store, data: &Path, described:
             store.claim_deployment(&id).await.map_err(|error| anyhow::anyhow!("cannot write the store's deployment id: {error}"))?
         }
     };
-    if known_differs(&marker, &deployment) {
-        if let Err(error) = std::fs::create_dir_all(data).and_then(|()| std::fs::write(&marker, format!("{deployment}\n"))) {
-            tracing::warn!(%error, path = %marker.display(), "cannot record the deployment this server joined");
-        }
+    if known_differs(&marker, &deployment)
+        && let Err(error) = std::fs::create_dir_all(data).and_then(|()| std::fs::write(&marker, format!("{deployment}\n")))
+    {
+        tracing::warn!(%error, path = %marker.display(), "cannot record the deployment this server joined");
     }
     Ok(deployment)
 }
