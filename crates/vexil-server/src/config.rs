@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub body_timeout: std::time::Duration,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (for the login limiter); none by default.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(5),
+            trusted_proxies: Vec::new(),
         }
     }
 }

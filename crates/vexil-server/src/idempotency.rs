@@ -5,8 +5,9 @@
 //! the write in the same atomic commit ([`vexil_store::Write::idempotency`]), so the store itself refuses a second
 //! commit under it. A retry of a write that landed gets the first attempt's answer back (`Idempotent-Replayed: true`),
 //! or, when that answer was never given (the first attempt ended in an error after the store committed), a 200 that
-//! says the request was carried out and names its audit records. The same key with a different request (another
-//! body, path, method or credential) is refused with 422. Keys are remembered for a day.
+//! says the request was carried out and names its audit records. Keys belong to the user who sent them; the same key
+//! with a different request of theirs (another body, path, method or token) is refused with 422. Only authenticated
+//! writes are keyed. Keys are remembered for a day.
 
 use std::sync::{Arc, Mutex};
 
@@ -64,21 +65,31 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             );
         }
     };
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, state.config.body_limit * 8).await {
+    // Only an authenticated person's write is keyed, by exactly the credential the handler will act on (so nothing is
+    // read or replayed for anyone else, and nobody unauthenticated makes the server buffer a body): anything else goes
+    // on to the handler, which refuses it.
+    let (mut parts, body) = request.into_parts();
+    let actor = match <crate::auth::Actor as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
+        Ok(actor) => actor,
+        Err(_) => return next.run(Request::from_parts(parts, body)).await,
+    };
+    let limit = if parts.uri.path().ends_with("/import") { state.config.body_limit * 8 } else { state.config.body_limit };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts"),
     };
     let fingerprint = {
         let mut hasher = Sha256::new();
-        let credential = crate::auth::credential(&parts).unwrap_or_default();
-        for part in [parts.method.as_str().as_bytes(), parts.uri.to_string().as_bytes(), crate::auth::hash_token(&credential).as_bytes()] {
+        let who = format!("{}\n{}", actor.email, actor.token_id);
+        for part in [parts.method.as_str().as_bytes(), parts.uri.to_string().as_bytes(), who.as_bytes()] {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);
         }
         hasher.update(&bytes);
         hex::encode(hasher.finalize())
     };
+    // Keys are the caller's own: the same key sent by someone else is another key, so nobody learns of another's.
+    let key = format!("{}\n{key}", actor.email);
     match state.store.remembered(&key).await {
         Ok(Some(remembered)) => return replay(remembered, &fingerprint),
         Ok(None) => {}

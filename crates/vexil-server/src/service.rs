@@ -379,7 +379,7 @@ impl AppState {
         if write.states.is_empty() {
             return Ok((Vec::new(), unchanged));
         }
-        Ok((self.commit_holding(guard, write).await?, unchanged))
+        Ok((self.commit_holding(guard, actor, write).await?, unchanged))
     }
 
     /// Refuses a state that would take its environment over [`vexil_core::state::MAX_ENVIRONMENT_REGEX_PATTERNS`]
@@ -621,6 +621,25 @@ impl AppState {
                     .iter()
                     .filter_map(|environment| self.catalog.state(&environment.key, &definition.name).map(|state| (environment, state)))
                     .collect();
+                // Archiving freezes a flag; one still serving in a protected environment must be switched off there
+                // first, on the record. Checked here, under the write lock, against the states the commit then checks.
+                if definition.archived && !previous.archived {
+                    let live: Vec<String> = states
+                        .iter()
+                        .filter(|(environment, state)| environment.protected && state.spec.enabled)
+                        .map(|(environment, _)| environment.key.to_string())
+                        .collect();
+                    if !live.is_empty() {
+                        return Err(ApiError::conflict(
+                            "flag_enabled",
+                            format!(
+                                "flag `{}` is still enabled in {}; disable it there before archiving",
+                                definition.name,
+                                live.join(", ")
+                            ),
+                        ));
+                    }
+                }
                 // A definition may not pull the rug from under a state: every environment must still be valid.
                 for (environment, state) in &states {
                     state.spec.validate(&definition).map_err(|error| {
@@ -673,25 +692,64 @@ impl AppState {
         }
         write.audit.insert(0, record(None, before.as_ref().map(to_json), to_json(&definition), None));
         write.definitions.push(DefinitionWrite { definition, expected_version });
-        self.commit_holding(guard, write).await
+        self.commit_holding(guard, actor, write).await
     }
 
-    /// Commits a write that needs no lock (a new token, say), applies it to memory and publishes it to the streams.
+    /// Commits a write that needs no lock and no caller recheck (a login's new token, bootstrap), applies it to
+    /// memory and publishes it to the streams.
     pub async fn commit(&self, write: Write) -> ApiResult<Vec<Change>> {
-        self.commit_inner(None, write).await
+        self.commit_inner(None, None, write).await
     }
 
-    /// Commits a write decided under the write lock, keeping the lock until memory shows it.
-    pub async fn commit_holding(&self, guard: WriteGuard, write: Write) -> ApiResult<Vec<Change>> {
-        self.commit_inner(Some(guard), write).await
+    /// Commits a write `by` a person, decided without the lock (a new token, a trigger): their record must still
+    /// give them the role the request was authenticated with when it commits.
+    pub async fn commit_as(&self, by: &Actor, write: Write) -> ApiResult<Vec<Change>> {
+        self.commit_inner(None, Some(by), write).await
+    }
+
+    /// Commits a write decided under the write lock `by` a person (or one of Vexil's components), keeping the lock
+    /// until memory shows it.
+    pub async fn commit_holding(&self, guard: WriteGuard, by: &Actor, write: Write) -> ApiResult<Vec<Change>> {
+        self.commit_inner(Some(guard), Some(by), write).await
+    }
+
+    /// The caller's record as the store has it now, which must still give them the role their request was
+    /// authenticated with (a user disabled or demoted while the request waited changes nothing), as a read the
+    /// commit checks again, so a disable committed through another server in between refuses the write too.
+    async fn recheck(&self, by: &Actor) -> ApiResult<Option<Read>> {
+        if by.source == vexil_core::Source::System {
+            return Ok(None);
+        }
+        let user = self.store.user(&by.email).await?;
+        match &user {
+            Some(user) if !user.disabled && user.role == by.role => {}
+            Some(user) if user.disabled => {
+                return Err(ApiError::forbidden("your account was disabled while this request waited; nothing was changed"));
+            }
+            Some(user) => {
+                return Err(ApiError::forbidden(format!(
+                    "your role changed from {} to {} while this request waited; nothing was changed: send it again",
+                    by.role.as_str(),
+                    user.role.as_str()
+                )));
+            }
+            None => return Err(ApiError::forbidden("your account no longer exists; nothing was changed")),
+        }
+        Ok(Some(Read::User { email: by.email.clone(), user }))
     }
 
     /// The store's commit and what follows it (memory, streams, the credential cache) run as one task that the
     /// request only awaits: a client that hangs up mid-commit cannot leave the store ahead of memory (the next
     /// write to that flag would then be refused for a version memory never saw), nor the streams without the change.
-    async fn commit_inner(&self, guard: Option<WriteGuard>, mut write: Write) -> ApiResult<Vec<Change>> {
+    async fn commit_inner(&self, guard: Option<WriteGuard>, by: Option<&Actor>, mut write: Write) -> ApiResult<Vec<Change>> {
         if let Some(lost) = self.identity_lost() {
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_replaced", format!("nothing was changed: {lost}")));
+        }
+        if let Some(by) = by
+            && let Some(read) = self.recheck(by).await?
+            && !write.reads.contains(&read)
+        {
+            write.reads.push(read);
         }
         write.idempotency = crate::idempotency::take();
         let key = write.idempotency.clone();

@@ -31,6 +31,23 @@ for _, read in ipairs(plan.reads or {}) do
   end
 end
 
+-- User records the write was decided on (the caller's role, the admins counted), exactly as they were read.
+-- Compared field by field (user documents are flat), so a record written by an older server still matches.
+local function same_user(stored, expected)
+  if stored == nil or expected == nil then return stored == expected end
+  local a, b = cjson.decode(stored), cjson.decode(expected)
+  for key, value in pairs(a) do if b[key] ~= value then return false end end
+  for key, value in pairs(b) do if a[key] ~= value then return false end end
+  return true
+end
+for _, read in ipairs(plan.user_reads or {}) do
+  local stored = redis.call('HGET', 'vexil:users', read.email)
+  if stored == false then stored = nil end
+  if not same_user(stored, read.doc) then
+    return cjson.encode({conflict = 'user ' .. read.email, expected = 0, actual = 1})
+  end
+end
+
 for _, definition in ipairs(plan.definitions) do
   local actual = version_of(redis.call('HGET', 'vexil:definitions', definition.name))
   if actual ~= definition.expected then

@@ -161,7 +161,7 @@ pub struct Remembered {
 pub const IDEMPOTENCY_SECONDS: u64 = 24 * 3600;
 
 /// A version a write relied on, checked by the store in the same atomic step as the write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Read {
     /// The flag's definition is at this version (0: not defined).
     Definition {
@@ -169,6 +169,14 @@ pub enum Read {
         flag: FlagName,
         /// Its definition's version.
         version: u64,
+    },
+    /// The user's record is exactly this (`None`: there is no such user): who may do what was decided on it (the
+    /// caller's role, the admins counted before a demotion).
+    User {
+        /// The user's email.
+        email: String,
+        /// The record as it was read.
+        user: Option<User>,
     },
     /// The flag's state in the environment is at this version (0: none).
     State {

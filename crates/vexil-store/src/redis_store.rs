@@ -79,6 +79,8 @@ struct Plan<'a> {
     retention: u64,
     /// Versions the write relied on: `env` absent for a definition.
     reads: Vec<PlannedRead<'a>>,
+    /// User records the write relied on.
+    user_reads: Vec<PlannedUserRead<'a>>,
     /// The idempotency key, and what to remember under it.
     #[serde(skip_serializing_if = "Option::is_none")]
     idempotency: Option<PlannedIdempotency<'a>>,
@@ -103,6 +105,14 @@ struct PlannedRead<'a> {
     env: Option<&'a str>,
     flag: &'a str,
     expected: u64,
+}
+
+/// A user record the write relied on, as its document text (`doc` absent: no such user).
+#[derive(Serialize)]
+struct PlannedUserRead<'a> {
+    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doc: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -266,11 +276,22 @@ impl Store for RedisStore {
                 reads: write
                     .reads
                     .iter()
-                    .map(|read| match read {
-                        crate::Read::Definition { flag, version } => PlannedRead { env: None, flag: flag.as_str(), expected: *version },
-                        crate::Read::State { environment, flag, version } => {
-                            PlannedRead { env: Some(environment.as_str()), flag: flag.as_str(), expected: *version }
+                    .filter_map(|read| match read {
+                        crate::Read::Definition { flag, version } => {
+                            Some(PlannedRead { env: None, flag: flag.as_str(), expected: *version })
                         }
+                        crate::Read::State { environment, flag, version } => {
+                            Some(PlannedRead { env: Some(environment.as_str()), flag: flag.as_str(), expected: *version })
+                        }
+                        crate::Read::User { .. } => None,
+                    })
+                    .collect(),
+                user_reads: write
+                    .reads
+                    .iter()
+                    .filter_map(|read| match read {
+                        crate::Read::User { email, user } => Some(PlannedUserRead { email, doc: user.as_ref().map(encode) }),
+                        _ => None,
                     })
                     .collect(),
                 idempotency: write.idempotency.as_ref().map(|idempotency| PlannedIdempotency {

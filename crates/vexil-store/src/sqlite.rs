@@ -481,15 +481,15 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
     };
 
     for read in &write.reads {
-        let (target, actual) = match read {
-            crate::Read::Definition { flag, .. } => {
+        let (target, expected, actual) = match read {
+            crate::Read::Definition { flag, version } => {
                 let actual: Option<i64> = transaction
                     .query_row("SELECT version FROM definitions WHERE name = ?1", params![flag.as_str()], |row| row.get(0))
                     .optional()
                     .map_err(sql)?;
-                (format!("flag {flag}"), actual)
+                (format!("flag {flag}"), *version, actual.unwrap_or(0) as u64)
             }
-            crate::Read::State { environment, flag, .. } => {
+            crate::Read::State { environment, flag, version } => {
                 let actual: Option<i64> = transaction
                     .query_row(
                         "SELECT version FROM states WHERE environment = ?1 AND flag = ?2",
@@ -498,13 +498,20 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
                     )
                     .optional()
                     .map_err(sql)?;
-                (format!("{flag} in {environment}"), actual)
+                (format!("{flag} in {environment}"), *version, actual.unwrap_or(0) as u64)
+            }
+            crate::Read::User { email, user } => {
+                let doc: Option<String> = transaction
+                    .query_row("SELECT doc FROM users WHERE email = ?1", params![email], |row| row.get(0))
+                    .optional()
+                    .map_err(sql)?;
+                let stored = doc.map(|doc| decode::<User>("user", &doc)).transpose()?;
+                if &stored != user {
+                    return Err(StoreError::Conflict { target: format!("user {email}"), expected: 0, actual: 1 });
+                }
+                continue;
             }
         };
-        let expected = match read {
-            crate::Read::Definition { version, .. } | crate::Read::State { version, .. } => *version,
-        };
-        let actual = actual.unwrap_or(0) as u64;
         if actual != expected {
             return Err(StoreError::Conflict { target, expected, actual });
         }

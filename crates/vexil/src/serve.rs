@@ -57,6 +57,8 @@ struct FileConfig {
     body_timeout_seconds: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGTERM (0 to 300).
     shutdown_grace_seconds: Option<u64>,
+    /// Addresses of reverse proxies whose X-Forwarded-For names the client (for login rate limits).
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -161,6 +163,12 @@ impl Settings {
                 }
                 *target = std::time::Duration::from_secs(seconds);
             }
+        }
+        for proxy in file.trusted_proxies.unwrap_or_default() {
+            let address = proxy.parse().map_err(|_| {
+                anyhow::anyhow!("configuration: trusted_proxies has `{proxy}`; accepted: IP addresses such as 10.0.0.5 or ::1")
+            })?;
+            server.trusted_proxies.push(address);
         }
         if let Some(buffer) = file.stream_buffer {
             server.stream_buffer = buffer.clamp(1, 1 << 16);

@@ -453,6 +453,15 @@ fn a_write_retried_with_its_idempotency_key_is_done_once_and_answered_as_the_fir
     let again =
         http.send("PUT", path, Some(json!({"enabled": true, "serve": {"value": 9}}).to_string()), &[("idempotency-key", "retry-0002")]);
     assert_eq!((again.status, again.body["state"]["serve"]["value"].clone()), (200, json!(9)));
-    let bad = http.send("PUT", path, Some(body), &[("idempotency-key", "")]);
+    let bad = http.send("PUT", path, Some(body.clone()), &[("idempotency-key", "")]);
     assert_eq!(bad.status, 400);
+
+    // Another user (or nobody) sending the same request with the same key gets no replay of the admin's answer: keys
+    // are each user's own, so the viewer's request is judged as theirs.
+    server.cli(&["user", "add", "viewer@example.com", "--role", "viewer"]).ok();
+    let viewer = server.cli(&["token", "create", "--user", "viewer@example.com"]).ok().stdout.trim().to_owned();
+    let as_viewer = http.with_token(Some(&viewer)).send("PUT", path, Some(body.clone()), &[("idempotency-key", "retry-0001")]);
+    assert_eq!(as_viewer.status, 403, "{:?}", as_viewer.body);
+    let anonymous = http.with_token(None).send("PUT", path, Some(body), &[("idempotency-key", "retry-0001"), ("x-api-key", ADMIN_TOKEN)]);
+    assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
 }

@@ -565,3 +565,88 @@ fn a_wiped_redis_stops_writes_everywhere_and_is_not_bootstrapped_over_by_acciden
     assert_eq!(ready.status, 503);
     assert!(ready.body["store"].as_str().unwrap().contains("belongs to deployment"), "{:?}", ready.body);
 }
+
+fn admin_token(server: &Server, email: &str) -> String {
+    server.cli(&["user", "add", email, "--role", "admin"]).ok();
+    server.cli(&["token", "create", "--user", email]).ok().stdout.trim().to_owned()
+}
+
+#[test]
+fn accounts_changed_through_two_instances_at_once_never_lose_the_last_admin_or_a_disable() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let (first, second) = (Server::start_configured(&config), Server::start_configured(&config));
+    let other = admin_token(&first, "second@example.com");
+    for round in 0..15 {
+        // Two admins demote each other through different instances at the same moment.
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let patch = |server: &Server, token: String, whom: &'static str, body: Value| {
+            let (http, barrier) = (server.http().with_token(Some(&token)), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                http.send("PATCH", &format!("/api/users/{whom}"), Some(body.to_string()), &[]).status
+            })
+        };
+        let one = patch(&first, common::ADMIN_TOKEN.to_owned(), "second@example.com", json!({"role": "developer"}));
+        let two = patch(&second, other.clone(), "admin@localhost", json!({"role": "developer"}));
+        let statuses = [one.join().unwrap(), two.join().unwrap()];
+        let users: Vec<Value> =
+            redis_cli(&redis, &["HVALS", "vexil:users"]).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        let admins = users.iter().filter(|user| user["role"] == "admin" && user["disabled"] == false).count();
+        assert!(admins >= 1, "round {round}: {statuses:?} left no admin");
+        // Restore both as admins, as whoever still is one.
+        let token = if statuses[0] == 200 { common::ADMIN_TOKEN.to_owned() } else { other.clone() };
+        for whom in ["second@example.com", "admin@localhost"] {
+            let body = json!({"role": "admin"}).to_string();
+            let restored = first.http().with_token(Some(&token)).send("PATCH", &format!("/api/users/{whom}"), Some(body), &[]);
+            assert_eq!(restored.status, 200, "round {round}: {:?}", restored.body);
+        }
+    }
+
+    // A password change through one instance never undoes a disable made through the other.
+    for round in 0..10 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let changer = {
+            let (http, barrier) = (second.http().with_token(Some(&other)), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let body = json!({"password": format!("a new password {round}")}).to_string();
+                http.send("PATCH", "/api/users/second@example.com", Some(body), &[]).status
+            })
+        };
+        barrier.wait();
+        let disable = first.http().send("PATCH", "/api/users/second@example.com", Some(json!({"disabled": true}).to_string()), &[]);
+        changer.join().unwrap();
+        let stored: Value = serde_json::from_str(&redis_cli(&redis, &["HGET", "vexil:users", "second@example.com"])).unwrap();
+        if disable.status == 200 {
+            assert_eq!(stored["disabled"], true, "round {round}: the disable was answered 200 and then undone");
+        }
+        let enabled = first.http().send("PATCH", "/api/users/second@example.com", Some(json!({"disabled": false}).to_string()), &[]);
+        assert_eq!(enabled.status, 200);
+    }
+}
+
+#[test]
+fn an_admin_disabled_through_one_instance_can_do_nothing_more_through_another() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let (first, second) = (Server::start_configured(&config), Server::start_configured(&config));
+    let other = admin_token(&first, "second@example.com");
+    first.cli(&["define", "ui.new_feature"]).ok();
+    // The second instance knows (and caches) the admin's credential.
+    assert_eq!(second.http().with_token(Some(&other)).get("/api/users").status, 200);
+    let disabled = first.http().send("PATCH", "/api/users/second@example.com", Some(json!({"disabled": true}).to_string()), &[]);
+    assert_eq!(disabled.status, 200);
+    // Within the credential cache's lifetime on the other instance, every write is still refused.
+    let as_other = second.http().with_token(Some(&other));
+    let grab = [
+        as_other.post("/api/users", &json!({"email": "evil@example.com", "role": "admin", "password": "evil evil evil"})),
+        as_other.post("/api/tokens", &json!({"user": "admin@localhost"})),
+        as_other.post("/api/flags/ui.new_feature/environments/prod/enable", &json!({"reason": "mine now"})),
+    ];
+    for response in &grab {
+        assert!(response.status == 403 || response.status == 401, "{:?}", response.body);
+    }
+    assert_eq!(redis_cli(&redis, &["HEXISTS", "vexil:users", "evil@example.com"]), "0");
+    assert_eq!(first.http().get("/api/flags/ui.new_feature/environments/prod").body["state"]["enabled"], false);
+}

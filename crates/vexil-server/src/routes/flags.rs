@@ -197,23 +197,8 @@ async fn set_archived(state: AppState, actor: Actor, flag: String, request: Reas
     if let Some(reason) = &request.reason {
         check_reason(reason)?;
     }
-    if archived {
-        // Archiving freezes a flag; one still serving in a protected environment must be switched off there first, on the record.
-        let live: Vec<String> = state
-            .config
-            .environments
-            .iter()
-            .filter(|environment| environment.protected)
-            .filter(|environment| state.catalog.state(&environment.key, &current.name).is_some_and(|flag_state| flag_state.spec.enabled))
-            .map(|environment| environment.key.to_string())
-            .collect();
-        if !live.is_empty() {
-            return Err(ApiError::conflict(
-                "flag_enabled",
-                format!("flag `{}` is still enabled in {}; disable it there before archiving", current.name, live.join(", ")),
-            ));
-        }
-    }
+    // Whether the flag may be archived (not serving in a protected environment) is decided under the write lock
+    // (`AppState::commit_definition`), against the states the commit checks.
     if current.archived != archived {
         let mut definition = current.clone();
         definition.archived = archived;

@@ -96,7 +96,7 @@ async fn create(
         definition: None,
     };
     entry.reason = Some(format!("monitoring trigger \"{name}\" created ({})", action_name(action)));
-    state.commit(Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
+    state.commit_as(&actor, Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
     let host = headers.get("host").and_then(|value| value.to_str().ok()).unwrap_or("127.0.0.1:7070");
     let scheme = if headers.get("x-forwarded-proto").is_some_and(|value| value == "https") { "https" } else { "http" };
     let url = format!("{scheme}://{host}/api/triggers/{secret}");

@@ -93,12 +93,32 @@ async fn verify_login(state: &AppState, address: std::net::IpAddr, email: &str, 
 /// The client's address as the listener saw it (the loopback address when a test calls the router directly).
 type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
 
-fn client_address(peer: &Peer) -> std::net::IpAddr {
-    peer.as_ref().map(|peer| peer.0.0.ip()).unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))
+/// The client a login comes from: the connecting address, or, when that is one of the configured `trusted_proxies`,
+/// the last address in `X-Forwarded-For` that is not one of them (what the nearest trusted proxy saw).
+fn client_address(state: &AppState, peer: &Peer, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+    let connected = peer.as_ref().map(|peer| peer.0.0.ip()).unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
+    let trusted = &state.config.trusted_proxies;
+    if !trusted.contains(&connected) {
+        return connected;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(connected)
 }
 
-async fn login(State(state): State<AppState>, peer: Peer, ApiJson(request): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
-    let user = verify_login(&state, client_address(&peer), &request.email, &request.password).await?;
+async fn login(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: axum::http::HeaderMap,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let user = verify_login(&state, client_address(&state, &peer, &headers), &request.email, &request.password).await?;
     let name = request.token_name.unwrap_or_else(|| "vexil login".to_owned());
     check_label(&name)?;
     let secret = random_secret(TOKEN_PREFIX);
@@ -132,7 +152,7 @@ async fn open_session(
     headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<SessionRequest>,
 ) -> ApiResult<Response> {
-    let user = verify_login(&state, client_address(&peer), &request.email, &request.password).await?;
+    let user = verify_login(&state, client_address(&state, &peer, &headers), &request.email, &request.password).await?;
     let secret = random_secret(TOKEN_PREFIX);
     let mut record = token_record(&secret, TokenKind::Personal, &user.email, None, "panel session");
     record.expires_at = Some(crate::time::format(time::OffsetDateTime::now_utc() + time::Duration::hours(SESSION_HOURS)));
@@ -175,7 +195,9 @@ async fn close_session(State(state): State<AppState>, actor: Actor, headers: axu
                 )],
                 ..Write::default()
             };
-            state.commit_holding(guard, write).await?;
+            drop(guard);
+            // Logging out always works, whatever became of the account.
+            state.commit(write).await?;
         }
     }
     let mut response = Json(json!({"logged_out": true})).into_response();
@@ -231,6 +253,11 @@ async fn add_user(
     let generated = request.password.is_none().then(random_password);
     let password = request.password.clone().or_else(|| generated.clone()).unwrap_or_default();
     check_password(&password)?;
+    // Hashed before the write lock is taken: Argon2 takes tens of milliseconds, and nothing may queue the kill switch.
+    let password_hash = {
+        let password = password.clone();
+        crate::auth::password_work(&state, move || hash_password(&password)).await??
+    };
     let guard = state.serialised().await;
     if state.store.user(&request.email).await?.is_some() {
         return Err(ApiError::conflict(
@@ -238,22 +265,16 @@ async fn add_user(
             format!("user {} already exists; change their role with PATCH /api/users/{{email}}", request.email),
         ));
     }
-    let user = User {
-        email: request.email.clone(),
-        role,
-        password_hash: Some({
-            let password = password.clone();
-            crate::auth::password_work(&state, move || hash_password(&password)).await??
-        }),
-        created_at: crate::time::now(),
-        disabled: false,
-    };
+    let user =
+        User { email: request.email.clone(), role, password_hash: Some(password_hash), created_at: crate::time::now(), disabled: false };
     let write = Write {
         users: vec![user],
         audit: vec![audit(&actor.email, actor.source, AuditAction::UserAdd, json!({"email": request.email, "role": role}))],
+        // Nobody else created this user meanwhile (on another server).
+        reads: vec![vexil_store::Read::User { email: request.email.clone(), user: None }],
         ..Write::default()
     };
-    state.commit_holding(guard, write).await?;
+    state.commit_holding(guard, &actor, write).await?;
     Ok((StatusCode::CREATED, Json(json!({"email": request.email, "role": role, "password": generated}))))
 }
 
@@ -275,14 +296,18 @@ async fn update_user(
     if !changing_self_password_only {
         actor.role.may_administer().map_err(ApiError::forbidden)?;
     }
-    let guard = state.serialised().await;
-    // The caller's role as it is now, under the lock: an admin demoted while this request waited is one no longer.
-    if !changing_self_password_only {
-        let caller = state.store.user(&actor.email).await?.filter(|caller| !caller.disabled);
-        if caller.is_none_or(|caller| caller.role != Role::Admin) {
-            return Err(ApiError::forbidden("you are no longer an admin; changing other users needs the admin role"));
+    // Hashed before the write lock is taken, so a flood of password changes cannot queue anyone else's write.
+    let password_hash = match &request.password {
+        Some(password) => {
+            check_password(password)?;
+            let password = password.clone();
+            Some(crate::auth::password_work(&state, move || hash_password(&password)).await??)
         }
-    }
+        None => None,
+    };
+    // The caller's role is checked again under the lock, and the commit checks the record it was read from
+    // (`commit_holding`): an admin disabled or demoted while this request waited changes nothing.
+    let guard = state.serialised().await;
     let mut user = state
         .store
         .user(&email)
@@ -290,29 +315,31 @@ async fn update_user(
         .ok_or_else(|| ApiError::not_found(format!("user {} does not exist", vexil_core::name::printable(&email))))?;
     let was_admin = user.role == Role::Admin && !user.disabled;
     let before = json!({"role": user.role, "disabled": user.disabled});
+    // The record is written back whole: the commit checks it is still what was read here, so a disable made through
+    // another server meanwhile is never overwritten by this (a password change, say).
+    let mut reads = vec![vexil_store::Read::User { email: email.clone(), user: Some(user.clone()) }];
     if let Some(role) = &request.role {
         user.role = Role::parse(role)?;
     }
     if let Some(disabled) = request.disabled {
         user.disabled = disabled;
     }
-    if let Some(password) = &request.password {
-        check_password(password)?;
-        user.password_hash = Some({
-            let password = password.clone();
-            crate::auth::password_work(&state, move || hash_password(&password)).await??
-        });
+    if password_hash.is_some() {
+        user.password_hash = password_hash;
     }
     // Whoever is demoted or disabled, counted under the lock: two admins demoting each other at once leave one.
     if was_admin && (user.role != Role::Admin || user.disabled) {
-        let other_admins = state
+        let other_admins: Vec<User> = state
             .store
             .users()
             .await?
             .into_iter()
             .filter(|other| other.email != email && other.role == Role::Admin && !other.disabled)
-            .count();
-        if other_admins == 0 {
+            .collect();
+        // The admins counted must still be admins when this commits: two servers demoting each other's admin at once
+        // conflict instead of leaving none.
+        reads.extend(other_admins.iter().map(|other| vexil_store::Read::User { email: other.email.clone(), user: Some(other.clone()) }));
+        if other_admins.is_empty() {
             let whom = if email == actor.email { "you are".to_owned() } else { format!("{} is", vexil_core::name::printable(&email)) };
             return Err(ApiError::conflict("last_admin", format!("{whom} the last admin; make someone else admin first")));
         }
@@ -324,7 +351,7 @@ async fn update_user(
         json!({"email": user.email, "role": user.role, "disabled": user.disabled, "password_changed": request.password.is_some()}),
     );
     record.before = Some(before);
-    state.commit_holding(guard, Write { users: vec![user.clone()], audit: vec![record], ..Write::default() }).await?;
+    state.commit_holding(guard, &actor, Write { users: vec![user.clone()], audit: vec![record], reads, ..Write::default() }).await?;
     Ok(Json(user.into()))
 }
 
@@ -394,9 +421,11 @@ async fn create_token(
             AuditAction::TokenCreate,
             json!({"id": record.id, "user": user.email, "name": name}),
         )],
+        // The owner is still as read (not disabled through another server meanwhile).
+        reads: vec![vexil_store::Read::User { email: user.email.clone(), user: Some(user.clone()) }],
         ..Write::default()
     };
-    state.commit(write).await?;
+    state.commit_as(&actor, write).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": record.id, "user": user.email, "token": secret}))))
 }
 
@@ -426,7 +455,7 @@ async fn create_sdk_key(
         json!({"id": record.id, "kind": "sdk", "environment": environment.key, "name": name}),
     );
     entry.environment = Some(environment.name.clone());
-    state.commit(Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
+    state.commit_as(&actor, Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": record.id, "kind": "sdk", "environment": environment.key, "token": secret}))))
 }
 
@@ -472,7 +501,7 @@ async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): 
             audit: vec![audit(&actor.email, actor.source, AuditAction::TokenRevoke, json!({"id": token.id, "user": token.user}))],
             ..Write::default()
         };
-        state.commit_holding(guard, write).await?;
+        state.commit_holding(guard, &actor, write).await?;
     }
     Ok(Json(json!({"id": token.id, "revoked_at": token.revoked_at})))
 }
