@@ -36,6 +36,8 @@ pub struct Inner {
     pub catalog: SharedCatalog,
     /// Failed logins per account, for rate limiting.
     pub login_limiter: crate::auth::LoginLimiter,
+    /// Password changes per account and address, for rate limiting.
+    pub password_changes: crate::auth::LoginLimiter,
     /// Recently used credentials.
     pub credentials: crate::auth::CredentialCache,
     /// Places for Argon2 work (logins, password changes): [`crate::auth::PASSWORD_CHECKS`].
@@ -164,6 +166,7 @@ impl AppState {
             config,
             catalog: SharedCatalog::new(catalog),
             login_limiter: Default::default(),
+            password_changes: Default::default(),
             credentials: Default::default(),
             password_checks: tokio::sync::Semaphore::new(crate::auth::PASSWORD_CHECKS),
             metrics_budget: Default::default(),

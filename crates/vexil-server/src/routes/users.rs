@@ -288,6 +288,8 @@ struct UpdateUserRequest {
 
 async fn update_user(
     State(state): State<AppState>,
+    peer: Peer,
+    headers: axum::http::HeaderMap,
     actor: Actor,
     ApiPath(email): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateUserRequest>,
@@ -300,6 +302,9 @@ async fn update_user(
     let password_hash = match &request.password {
         Some(password) => {
             check_password(password)?;
+            // Password changes have a budget like logins (5 per 15 minutes from one address for one account): each
+            // costs an Argon2 hash, and a flood of them would keep the password threads from logins.
+            let _budget = state.password_changes.attempt(client_address(&state, &peer, &headers), &email)?;
             let password = password.clone();
             Some(crate::auth::password_work(&state, move || hash_password(&password)).await??)
         }
