@@ -40,15 +40,70 @@ const SEAL_ATTEMPTS: usize = 20;
 /// The Redis store.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    connection: ConnectionManager,
+    /// The primary's client and connection; replaced when Sentinel names a new primary.
+    primary: std::sync::Arc<std::sync::RwLock<Primary>>,
     /// The follower's own connection: a blocking `XREAD` must not hold up other commands.
     follower: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     environments: Vec<EnvKey>,
     retention: u64,
     script: redis::Script,
+    /// Replicas a commit must reach (`WAIT`) before it is acknowledged, and how long to wait for them.
+    replicas: (u32, std::time::Duration),
 }
 
+/// Where writes go.
+struct Primary {
+    client: redis::Client,
+    connection: ConnectionManager,
+    /// `host:port`, for logs and for noticing a failover.
+    address: String,
+}
+
+/// How a `RedisStore` reaches its primary: a fixed URL, or Sentinel naming it.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    /// `redis://host:port[/db]`.
+    Direct(String),
+    /// `redis+sentinel://host:port[,host:port…]/<master name>[/db]`.
+    Sentinel {
+        /// The sentinels.
+        sentinels: Vec<String>,
+        /// The name the sentinels monitor the primary under.
+        master: String,
+        /// The database number.
+        db: i64,
+        /// The password for the primary and replicas, if any.
+        password: Option<String>,
+    },
+}
+
+impl RedisTarget {
+    /// Reads `redis://…` or `redis+sentinel://…`; the message says what is accepted.
+    pub fn parse(url: &str) -> StoreResult<Self> {
+        let Some(rest) = url.strip_prefix("redis+sentinel://") else { return Ok(Self::Direct(url.to_owned())) };
+        let explain = || {
+            StoreError::Unavailable(format!(
+                "redis URL `{url}` is not a Sentinel URL such as redis+sentinel://host1:26379,host2:26379/mymaster[/db]"
+            ))
+        };
+        let (password, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => (Some(credentials.rsplit(':').next().unwrap_or(credentials).to_owned()), rest),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').ok_or_else(explain)?;
+        let mut segments = path.split('/');
+        let master = segments.next().filter(|master| !master.is_empty()).ok_or_else(explain)?.to_owned();
+        let db = match segments.next() {
+            Some(db) if !db.is_empty() => db.parse().map_err(|_| explain())?,
+            _ => 0,
+        };
+        let sentinels: Vec<String> = hosts.split(',').filter(|host| !host.is_empty()).map(str::to_owned).collect();
+        if sentinels.is_empty() {
+            return Err(explain());
+        }
+        Ok(Self::Sentinel { sentinels, master, db, password })
+    }
+}
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("environments", &self.environments).finish()
@@ -155,28 +210,50 @@ struct PlannedAudit<'a> {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port[/db]`) and registers the environments.
+    /// Connects to `url` (`redis://host:port[/db]`, or `redis+sentinel://…`, see [`RedisTarget`]); writes nothing.
     pub async fn open(url: &str, environments: &[EnvKey], retention: u64) -> StoreResult<Self> {
-        let client = redis::Client::open(url).map_err(|error| StoreError::Unavailable(format!("redis URL `{url}`: {error}")))?;
-        // Short timeouts: while Redis is away a request must fail fast (503), not hang; the manager reconnects by itself.
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(std::time::Duration::from_secs(2))
-            .set_response_timeout(std::time::Duration::from_secs(2))
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let connection = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
-        Ok(Self {
-            client,
-            connection,
+        Self::open_with(url, environments, retention, None).await
+    }
+
+    /// [`RedisStore::open`], with the number of replicas each commit must reach before it is acknowledged (`WAIT`)
+    /// and how long to wait for them; `None`: one replica through Sentinel, none with a direct URL.
+    pub async fn open_with(
+        url: &str,
+        environments: &[EnvKey],
+        retention: u64,
+        replicas: Option<(u32, std::time::Duration)>,
+    ) -> StoreResult<Self> {
+        let target = RedisTarget::parse(url)?;
+        let default_replicas = match target {
+            RedisTarget::Direct(_) => 0,
+            RedisTarget::Sentinel { .. } => 1,
+        };
+        let primary = connect(&target).await?;
+        let store = Self {
+            primary: std::sync::Arc::new(std::sync::RwLock::new(primary)),
             follower: Default::default(),
             environments: environments.to_vec(),
             retention: retention.max(1),
             script: redis::Script::new(include_str!("commit.lua")),
-        })
+            replicas: replicas.unwrap_or((default_replicas, std::time::Duration::from_secs(1))),
+        };
+        if let RedisTarget::Sentinel { .. } = target {
+            tokio::spawn(follow_failovers(target, std::sync::Arc::downgrade(&store.primary), store.follower.clone()));
+        }
+        Ok(store)
+    }
+
+    /// The primary's connection (a cheap clone of a multiplexed connection).
+    fn connection(&self) -> ConnectionManager {
+        self.primary.read().unwrap_or_else(|poisoned| poisoned.into_inner()).connection.clone()
+    }
+
+    fn client(&self) -> redis::Client {
+        self.primary.read().unwrap_or_else(|poisoned| poisoned.into_inner()).client.clone()
     }
 
     async fn audit_tip(&self) -> StoreResult<(u64, String)> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let (tip, hash): (Option<u64>, Option<String>) =
             redis::cmd("HMGET").arg("vexil:audit:meta").arg("tip").arg("hash").query_async(&mut connection).await.map_err(unavailable)?;
         Ok((tip.unwrap_or(0), hash.unwrap_or_else(|| GENESIS_HASH.to_owned())))
@@ -186,7 +263,7 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn load(&self) -> StoreResult<Catalog> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let mut catalog = Catalog::default();
         let definitions: BTreeMap<String, String> = connection.hgetall("vexil:definitions").await.map_err(unavailable)?;
         for (name, doc) in &definitions {
@@ -218,7 +295,7 @@ impl Store for RedisStore {
     }
 
     async fn commit(&self, write: Write) -> StoreResult<Committed> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         for _ in 0..SEAL_ATTEMPTS {
             let (tip, tip_hash) = if write.audit.is_empty() { (0, String::new()) } else { self.audit_tip().await? };
             let mut previous_hash = tip_hash;
@@ -335,13 +412,30 @@ impl Store for RedisStore {
                     .collect::<StoreResult<Vec<_>>>()?,
                 _ => Vec::new(),
             };
+            // Acknowledged once enough replicas have it, so a failover cannot lose it. Too few within the time: the
+            // primary has it, but it may not survive a failover, so nobody is told it is safely done.
+            let (needed, within) = self.replicas;
+            if needed > 0 {
+                let reached: u32 = redis::cmd("WAIT")
+                    .arg(needed)
+                    .arg(within.as_millis() as u64)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|error| StoreError::Unknown(format!("redis: WAIT after the commit: {error}")))?;
+                if reached < needed {
+                    return Err(StoreError::Unknown(format!(
+                        "the primary committed it but {reached} of {needed} replicas confirmed it within {} ms, so a failover may lose it",
+                        within.as_millis()
+                    )));
+                }
+            }
             return Ok(Committed { changes, audit: sealed });
         }
         Err(StoreError::Unavailable("the audit trail kept moving under concurrent writers; retry".to_owned()))
     }
 
     async fn changes_since(&self, environment: &EnvKey, revision: u64, limit: u32) -> StoreResult<ChangesSince> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let current: Option<u64> = connection.hget("vexil:revisions", environment.as_str()).await.map_err(unavailable)?;
         let Some(current) = current else {
             return Err(StoreError::Invalid(format!("environment `{environment}` is not known to the store")));
@@ -368,7 +462,7 @@ impl Store for RedisStore {
     }
 
     async fn audit(&self, query: AuditQuery) -> StoreResult<AuditPage> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let limit = query.limit.clamp(1, 1000) as usize;
         // Walk the most selective index newest first; the other filters are checked on the records.
         let index = if let Some(flag) = &query.flag {
@@ -432,7 +526,7 @@ impl Store for RedisStore {
     }
 
     async fn verify_audit(&self) -> StoreResult<ChainReport> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let (tip, _) = self.audit_tip().await?;
         let mut previous_hash = GENESIS_HASH.to_owned();
         let mut start = 1u64;
@@ -465,19 +559,19 @@ impl Store for RedisStore {
     }
 
     async fn user(&self, email: &str) -> StoreResult<Option<User>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let document: Option<String> = connection.hget("vexil:users", email).await.map_err(unavailable)?;
         document.map(|document| decode("user", &document)).transpose()
     }
 
     async fn users(&self) -> StoreResult<Vec<User>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let documents: BTreeMap<String, String> = connection.hgetall("vexil:users").await.map_err(unavailable)?;
         documents.values().map(|document| decode("user", document)).collect()
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let id: Option<String> = connection.hget("vexil:token_hashes", hash).await.map_err(unavailable)?;
         let Some(id) = id else { return Ok(None) };
         let document: Option<String> = connection.hget("vexil:tokens", &id).await.map_err(unavailable)?;
@@ -485,19 +579,19 @@ impl Store for RedisStore {
     }
 
     async fn tokens(&self) -> StoreResult<Vec<TokenRecord>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let documents: BTreeMap<String, String> = connection.hgetall("vexil:tokens").await.map_err(unavailable)?;
         documents.values().map(|document| decode("token", document)).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn remembered(&self, key: &str) -> StoreResult<Option<crate::Remembered>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let record = idempotency_key(key);
         let (doc, response): (Option<String>, Option<String>) =
             redis::pipe().get(&record).get(format!("{record}:response")).query_async(&mut connection).await.map_err(unavailable)?;
@@ -508,14 +602,14 @@ impl Store for RedisStore {
     }
 
     async fn remember_response(&self, key: &str, response: &str) -> StoreResult<()> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let record = format!("{}:response", idempotency_key(key));
         let _: () = connection.set_ex(record, response, crate::IDEMPOTENCY_SECONDS).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn prepare(&self) -> StoreResult<()> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         for environment in &self.environments {
             let _: bool = connection.hset_nx("vexil:revisions", environment.as_str(), 0).await.map_err(unavailable)?;
         }
@@ -524,12 +618,12 @@ impl Store for RedisStore {
     }
 
     async fn deployment(&self) -> StoreResult<Option<String>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         connection.hget("vexil:meta", "deployment").await.map_err(unavailable)
     }
 
     async fn claim_deployment(&self, id: &str) -> StoreResult<String> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let (_, held): (bool, String) = redis::pipe()
             .hset_nx("vexil:meta", "deployment", id)
             .hget("vexil:meta", "deployment")
@@ -540,7 +634,7 @@ impl Store for RedisStore {
     }
 
     async fn ping_write(&self) -> StoreResult<()> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let _: () = redis::cmd("SET")
             .arg("vexil:write_probe")
             .arg(format!("{:?}", std::time::SystemTime::now()))
@@ -551,7 +645,7 @@ impl Store for RedisStore {
     }
 
     async fn add_metrics(&self, environment: &EnvKey, bucket: u64, counts: &[MetricCount]) -> StoreResult<()> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let key = format!("vexil:metrics:{environment}:{bucket}");
         let mut pipeline = redis::pipe();
         pipeline.atomic();
@@ -567,7 +661,7 @@ impl Store for RedisStore {
     }
 
     async fn metrics(&self, environment: &EnvKey, flag: &str, since_bucket: u64) -> StoreResult<Vec<MetricRow>> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs() / 60).unwrap_or(0);
         // One hash per minute; a watch looks back hours at most, so the range is bounded to a day.
         let first = since_bucket.max(now.saturating_sub(24 * 60));
@@ -600,7 +694,7 @@ impl Store for RedisStore {
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(std::time::Duration::from_secs(2))
                 .set_response_timeout(block + std::time::Duration::from_secs(5));
-            *slot = Some(self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(unavailable)?);
+            *slot = Some(self.client().get_multiplexed_async_connection_with_config(&config).await.map_err(unavailable)?);
         }
         let connection = slot.as_mut().expect("connected above");
         let keys: Vec<String> = positions.keys().map(|environment| format!("vexil:changes:{environment}")).collect();
@@ -631,5 +725,76 @@ impl Store for RedisStore {
             }
         }
         Ok(changes)
+    }
+}
+
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Connects to the primary: the URL's, or the one the first answering sentinel names.
+async fn connect(target: &RedisTarget) -> StoreResult<Primary> {
+    let (url, address) = match target {
+        RedisTarget::Direct(url) => (url.clone(), url.clone()),
+        RedisTarget::Sentinel { password, db, .. } => {
+            let address = primary_address(target).await?;
+            let credentials = password.as_ref().map(|password| format!(":{password}@")).unwrap_or_default();
+            (format!("redis://{credentials}{address}/{db}"), address)
+        }
+    };
+    let client = redis::Client::open(url.as_str()).map_err(|error| StoreError::Unavailable(format!("redis URL: {error}")))?;
+    // Short timeouts: while Redis is away a request must fail fast (503), not hang; the manager reconnects by itself.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(REDIS_TIMEOUT)
+        .set_response_timeout(REDIS_TIMEOUT)
+        .set_number_of_retries(1)
+        .set_max_delay(500);
+    let connection = client.get_connection_manager_with_config(config).await.map_err(unavailable)?;
+    Ok(Primary { client, connection, address })
+}
+
+/// `host:port` of the primary, as the first sentinel that answers names it.
+async fn primary_address(target: &RedisTarget) -> StoreResult<String> {
+    let RedisTarget::Sentinel { sentinels, master, .. } = target else {
+        return Err(StoreError::Unavailable("not a Sentinel target".into()));
+    };
+    let mut last = String::from("no sentinel answered");
+    for sentinel in sentinels {
+        let asked = async {
+            let client = redis::Client::open(format!("redis://{sentinel}/"))?;
+            let config = redis::AsyncConnectionConfig::new().set_connection_timeout(REDIS_TIMEOUT).set_response_timeout(REDIS_TIMEOUT);
+            let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+            redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(master).query_async::<Option<(String, u16)>>(&mut connection).await
+        };
+        match asked.await {
+            Ok(Some((host, port))) => return Ok(format!("{host}:{port}")),
+            Ok(None) => last = format!("sentinel {sentinel} does not know a primary named `{master}`"),
+            Err(error) => last = format!("sentinel {sentinel}: {error}"),
+        }
+    }
+    Err(StoreError::Unavailable(format!("redis sentinel: {last}")))
+}
+
+/// Asks the sentinels for the primary twice a second and, when they name another one (a failover), moves writes and
+/// the change follower to it. Ends when the store is dropped.
+async fn follow_failovers(
+    target: RedisTarget,
+    primary: std::sync::Weak<std::sync::RwLock<Primary>>,
+    follower: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
+) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Some(current) = primary.upgrade() else { return };
+        let known = current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).address.clone();
+        match primary_address(&target).await {
+            Ok(address) if address != known => match connect(&target).await {
+                Ok(next) => {
+                    tracing::warn!(from = %known, to = %next.address, "redis sentinel failed over; writing to the new primary");
+                    *current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+                    *follower.lock().await = None;
+                }
+                Err(error) => tracing::warn!(%error, "cannot connect to the new redis primary yet"),
+            },
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "sentinels not answering"),
+        }
     }
 }

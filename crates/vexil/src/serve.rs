@@ -59,6 +59,10 @@ struct FileConfig {
     shutdown_grace_seconds: Option<u64>,
     /// Addresses of reverse proxies whose X-Forwarded-For names the client (for login rate limits).
     trusted_proxies: Option<Vec<String>>,
+    /// Replicas a Redis commit must reach (WAIT) before it is acknowledged (default: 1 through Sentinel, 0 otherwise).
+    redis_replicas: Option<u32>,
+    /// How long a commit waits for those replicas, in milliseconds (default 1000).
+    redis_replica_wait_ms: Option<u64>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -71,6 +75,8 @@ pub struct Settings {
     pub server: ServerConfig,
     /// `--bootstrap`: begin a new deployment on an empty store whatever this server belonged to.
     pub bootstrap: bool,
+    /// Replicas each Redis commit must reach, and how long it waits for them.
+    pub redis_replicas: Option<(u32, std::time::Duration)>,
 }
 
 impl Settings {
@@ -179,6 +185,10 @@ impl Settings {
             redis: args.redis.or(file.redis),
             change_retention: file.change_retention.unwrap_or(vexil_store::sqlite::DEFAULT_CHANGE_RETENTION).max(1),
             bootstrap: args.bootstrap,
+            redis_replicas: match (file.redis_replicas, file.redis_replica_wait_ms) {
+                (None, None) => None,
+                (replicas, wait) => Some((replicas.unwrap_or(1), std::time::Duration::from_millis(wait.unwrap_or(1000).clamp(1, 60_000)))),
+            },
             server,
         })
     }
@@ -209,7 +219,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let keys: Vec<_> = settings.server.environments.iter().map(|environment| environment.key.clone()).collect();
     let (store, described): (Arc<dyn vexil_store::Store>, String) = match &settings.redis {
         Some(url) => {
-            let store = RedisStore::open(url, &keys, settings.change_retention).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+            let store = RedisStore::open_with(url, &keys, settings.change_retention, settings.redis_replicas)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
             (Arc::new(store), format!("redis store at {}", redact(url)))
         }
         None => {

@@ -651,3 +651,134 @@ fn an_admin_disabled_through_one_instance_can_do_nothing_more_through_another() 
     assert_eq!(redis_cli(&redis, &["HEXISTS", "vexil:users", "evil@example.com"]), "0");
     assert_eq!(first.http().get("/api/flags/ui.new_feature/environments/prod").body["state"]["enabled"], false);
 }
+
+/// Two Redis replicas and a Sentinel watching a primary, started for one test and stopped with it. Two, so that after a
+/// failover the new primary still has a replica to confirm writes (`WAIT 1`).
+struct Sentinel {
+    replicas: Vec<std::process::Child>,
+    sentinel: std::process::Child,
+    port: u16,
+    _directory: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Sentinel {
+    fn watch(primary: &RedisServer) -> Self {
+        let directory = tempfile::tempdir().unwrap();
+        let replica_ports = [free_port(), free_port()];
+        let replicas = replica_ports
+            .iter()
+            .map(|port| {
+                let data = directory.path().join(format!("replica-{port}"));
+                std::fs::create_dir(&data).unwrap();
+                Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir"])
+                    .arg(&data)
+                    .args(["--replicaof", "127.0.0.1", &primary.port.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-server runs")
+            })
+            .collect();
+        let port = free_port();
+        let config = directory.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor vexil 127.0.0.1 {} 1\nsentinel down-after-milliseconds vexil 1000\nsentinel failover-timeout vexil 5000\n",
+                directory.path().display(),
+                primary.port
+            ),
+        )
+        .unwrap();
+        let sentinel = Command::new("redis-server").arg(&config).arg("--sentinel").stdout(std::process::Stdio::null()).spawn().unwrap();
+        let watching = Self { replicas, sentinel, port, _directory: directory };
+        // Ready when the sentinel knows the primary and both replicas, and they are in sync.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let known = Command::new("redis-cli").args(["-p", &port.to_string(), "SENTINEL", "replicas", "vexil"]).output();
+            let known = known.map(|output| String::from_utf8_lossy(&output.stdout).into_owned()).unwrap_or_default();
+            let ready = replica_ports.iter().all(|replica| {
+                let synced = Command::new("redis-cli").args(["-p", &replica.to_string(), "INFO", "replication"]).output();
+                known.contains(&replica.to_string())
+                    && synced.is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("master_link_status:up"))
+            });
+            if ready {
+                return watching;
+            }
+            assert!(std::time::Instant::now() < deadline, "sentinel and replica came up");
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        for child in self.replicas.iter_mut().chain([&mut self.sentinel]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_sentinel_failover_during_writes_loses_no_acknowledged_write() {
+    let mut primary = RedisServer::start();
+    let sentinel = Sentinel::watch(&primary);
+    let config = format!("redis = \"redis+sentinel://127.0.0.1:{}/vexil\"\n", sentinel.port);
+    let server = Server::start_configured(&config);
+    server.cli(&["define", "ops.counter", "--type", "number", "--default", "0"]).ok();
+    let http = server.http();
+    let path = "/api/flags/ops.counter/environments/dev";
+    let mut acknowledged = Vec::new();
+    let mut failed_over = false;
+    let mut value = 0u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acknowledged.len() < 60 {
+        assert!(std::time::Instant::now() < deadline, "writes resume after the failover ({} acknowledged)", acknowledged.len());
+        value += 1;
+        if acknowledged.len() == 20 && !failed_over {
+            // The primary dies without warning; the sentinel promotes the replica.
+            primary.stop();
+            failed_over = true;
+        }
+        let response = http.put(path, &json!({"enabled": true, "serve": {"value": value}}), None);
+        match response.status {
+            200 => acknowledged.push(value),
+            // During the failover: refused (nothing changed) or unknown, never a wrong "done".
+            503 => assert!(
+                ["store_unavailable", "outcome_unknown"].contains(&response.body["error"]["code"].as_str().unwrap_or_default()),
+                "{:?}",
+                response.body
+            ),
+            other => panic!("unexpected {other}: {:?}", response.body),
+        }
+    }
+    // Every acknowledged write is in the new primary's audit trail, once.
+    let mut audited = std::collections::BTreeMap::<u64, u32>::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_path = match &cursor {
+            Some(cursor) => format!("/api/flags/audit?flag=ops.counter&env=dev&limit=1000&cursor={cursor}"),
+            None => "/api/flags/audit?flag=ops.counter&env=dev&limit=1000".to_owned(),
+        };
+        let page = http.get(&page_path).body;
+        for entry in page["entries"].as_array().unwrap() {
+            if let Some(written) = entry["after"]["serve"]["value"].as_u64() {
+                *audited.entry(written).or_default() += 1;
+            }
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    for written in &acknowledged {
+        assert_eq!(audited.get(written), Some(&1), "acknowledged write {written} is audited once: {audited:?}");
+    }
+    assert_eq!(http.get(path).body["state"]["serve"]["value"], json!(acknowledged.last().unwrap()));
+    drop(sentinel);
+}
