@@ -283,6 +283,12 @@ pub async fn authenticate_hash_within(
             state.identity_lost().unwrap_or_default(),
         ))?,
         None => match lookup(state, hash).await {
+            // A credential known good that the store no longer knows: before taking that as a revocation, make sure the
+            // store is still this deployment's (a wipe is noticed here at once, not at the next identity check).
+            Ok(None) if matches!(cache.get_stale(hash), Some(Some(_))) && state.check_identity().await.is_some() => {
+                count("stale");
+                cache.get_stale(hash).flatten()
+            }
             Ok(principal) => {
                 count("store");
                 cache.1.answered(true);

@@ -89,6 +89,14 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
+            StoreError::Conflict { target, .. } if target.starts_with("token ") => Self::unauthenticated(
+                "the token this request came with was revoked or has expired (perhaps through another server); nothing was changed",
+            ),
+            StoreError::Conflict { target, .. } if target.starts_with("user ") => Self::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!("{}'s account changed while this request waited; nothing was changed: send it again", &target[5..]),
+            ),
             StoreError::Conflict { .. } => Self::new(
                 StatusCode::CONFLICT,
                 "version_conflict",

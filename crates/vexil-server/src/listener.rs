@@ -3,7 +3,8 @@
 //! bounded drain at shutdown.
 //!
 //! - **Caps.** At most `max_connections` are open at once (by default what the process's open-file limit allows,
-//!   less a reserve for the store and logs), and one client address holds at most `max_connections_per_address`.
+//!   less a reserve for the store and logs), and one client address holds at most `max_connections_per_address`
+//!   (seven eighths by default; a configured trusted proxy is not capped).
 //!   A connection over either cap gets a short `503` with `Retry-After` and is closed, so the server stays reachable
 //!   for everyone else instead of failing `accept` for everyone.
 //! - **Heads.** Every request head, the first of a connection and every later one, must arrive within
@@ -53,7 +54,8 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     /// The limits for `configured` (0: derived): the configured total, but never more than the open-file limit
-    /// allows; one address may hold half of them unless configured otherwise.
+    /// allows; one address may hold seven eighths of them unless configured otherwise (an eighth stays for everyone
+    /// else; trusted proxies, through which everyone comes, are not capped per address).
     pub fn resolve(configured_total: usize, configured_per_address: usize) -> Self {
         let allowed = open_file_limit().map(|limit| limit.saturating_sub(DESCRIPTOR_RESERVE).max(1));
         let total = match (configured_total, allowed) {
@@ -62,7 +64,7 @@ impl ConnectionLimits {
             (configured, Some(allowed)) => configured.min(allowed),
             (configured, None) => configured,
         };
-        let per_address = if configured_per_address == 0 { (total / 2).max(1) } else { configured_per_address.min(total) };
+        let per_address = if configured_per_address == 0 { (total - total / 8).max(1) } else { configured_per_address.min(total) };
         Self { total, per_address }
     }
 }
@@ -157,7 +159,7 @@ fn admit(
     let permit = slots.clone().try_acquire_owned().ok()?;
     let mut counts = per_address.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let count = counts.entry(address).or_default();
-    if *count >= limits.per_address {
+    if *count >= limits.per_address && !state.config.trusted_proxies.contains(&address) {
         return None;
     }
     *count += 1;
@@ -392,7 +394,7 @@ mod tests {
         if let Some(allowed) = open_file_limit() {
             assert!(limits.total <= allowed);
         }
-        assert_eq!(limits.per_address, (limits.total / 2).max(1));
+        assert_eq!(limits.per_address, (limits.total - limits.total / 8).max(1));
         assert_eq!(ConnectionLimits::resolve(10, 3), ConnectionLimits { total: 10.min(limits.total), per_address: 3 });
     }
 }

@@ -55,6 +55,8 @@ pub struct Inner {
     /// The revision applied to memory, per environment; commits on a shared store wait on it.
     applied: tokio::sync::watch::Sender<BTreeMap<EnvKey, u64>>,
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Where writers other than the kill switch wait for the write lock (see [`AppState::serialised`]).
+    lane: tokio::sync::Mutex<()>,
     /// The last write that failed for the store's sake (unreachable, disk full, no answer), until one succeeds.
     pub write_failure: std::sync::Mutex<Option<String>>,
     /// The deployment this server serves, and whether the store still carries it.
@@ -176,6 +178,7 @@ impl AppState {
             shutdown: tokio::sync::watch::Sender::new(false),
             applied,
             write_lock: Default::default(),
+            lane: Default::default(),
             write_failure: Default::default(),
             identity: Default::default(),
         }));
@@ -240,7 +243,7 @@ impl AppState {
         loop {
             let mut applied = self.applied.subscribe();
             applied.borrow_and_update();
-            match self.commit_states_once(actor, planned.clone()).await {
+            match self.commit_states_once(actor, planned.clone(), kill_switch).await {
                 Err(error)
                     if kill_switch
                         && error.code == "version_conflict"
@@ -255,8 +258,13 @@ impl AppState {
         }
     }
 
-    async fn commit_states_once(&self, actor: &Actor, planned: Vec<PlannedChange>) -> ApiResult<(Vec<Change>, Vec<FlagState>)> {
-        let guard = self.serialised().await;
+    async fn commit_states_once(
+        &self,
+        actor: &Actor,
+        planned: Vec<PlannedChange>,
+        kill_switch: bool,
+    ) -> ApiResult<(Vec<Change>, Vec<FlagState>)> {
+        let guard = if kill_switch { self.serialised_first().await } else { self.serialised().await };
         let mut unchanged = Vec::new();
         // A flag named twice in one write (`disable a b a`) is one change: a second, different edit of it is refused
         // (it would be judged against the state before the first), an identical one is left out.
@@ -719,9 +727,9 @@ impl AppState {
     /// The caller's record as the store has it now, which must still give them the role their request was
     /// authenticated with (a user disabled or demoted while the request waited changes nothing), as a read the
     /// commit checks again, so a disable committed through another server in between refuses the write too.
-    async fn recheck(&self, by: &Actor) -> ApiResult<Option<Read>> {
+    async fn recheck(&self, by: &Actor) -> ApiResult<Vec<Read>> {
         if by.source == vexil_core::Source::System {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let user = self.store.user(&by.email).await?;
         match &user {
@@ -738,7 +746,9 @@ impl AppState {
             }
             None => return Err(ApiError::forbidden("your account no longer exists; nothing was changed")),
         }
-        Ok(Some(Read::User { email: by.email.clone(), user }))
+        // And the token the request came with is still good where it commits: a revocation (or a logout) made through
+        // another server refuses the write even while this server's credential cache still trusts it.
+        Ok(vec![Read::User { email: by.email.clone(), user }, Read::Token { id: by.token_id.clone(), now: crate::time::now() }])
     }
 
     /// The store's commit and what follows it (memory, streams, the credential cache) run as one task that the
@@ -748,11 +758,12 @@ impl AppState {
         if let Some(lost) = self.identity_lost() {
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_replaced", format!("nothing was changed: {lost}")));
         }
-        if let Some(by) = by
-            && let Some(read) = self.recheck(by).await?
-            && !write.reads.contains(&read)
-        {
-            write.reads.push(read);
+        if let Some(by) = by {
+            for read in self.recheck(by).await? {
+                if !write.reads.contains(&read) {
+                    write.reads.push(read);
+                }
+            }
         }
         write.idempotency = crate::idempotency::take();
         let key = write.idempotency.clone();
@@ -760,6 +771,8 @@ impl AppState {
         let task = tokio::spawn(async move {
             let _guard = guard;
             let credentials = crate::auth::CredentialsTouched::of(&write);
+            // What memory had applied before the commit: a change numbered at or below it means the store went back.
+            let applied = state.applied();
             let started = std::time::Instant::now();
             let committed = state.store.commit(write).await;
             state.telemetry.commit_seconds.observe(started.elapsed().as_secs_f64());
@@ -783,7 +796,14 @@ impl AppState {
                 Err(_) => {}
             }
             let committed = committed?;
-            if state.store.is_shared() {
+            let went_back =
+                committed.changes.iter().any(|change| applied.get(&change.environment).is_some_and(|done| change.revision <= *done));
+            if state.store.is_shared() && went_back {
+                // The store numbered this change at or below what this server applied: its history went back (an older
+                // backup restored). The follower would skip it; reload what the store holds, ours included, instead.
+                tracing::error!("the store went back in time (restored from an older backup?); reloading what it holds");
+                state.reload_from_store().await;
+            } else if state.store.is_shared() {
                 // The follower applies every change, ours included, in the store's order; answer once it has ours.
                 state.wait_applied(&committed.changes).await;
             } else {
@@ -830,6 +850,35 @@ impl AppState {
         }
         self.identity.write().unwrap_or_else(|poisoned| poisoned.into_inner()).lost = lost.clone();
         lost
+    }
+
+    /// Reloads everything when the store's revisions went back behind what this server applied (Redis restored from
+    /// an older backup of the same deployment): from then on memory and the streams show what the store holds, and
+    /// writes are judged against it, instead of answering a change that the streams then never carry.
+    pub async fn check_history(&self) {
+        let Ok(stored) = self.store.revisions().await else { return };
+        let applied = self.applied();
+        let behind: Vec<String> = applied
+            .iter()
+            .filter_map(|(environment, revision)| {
+                let held = stored.get(environment).copied().unwrap_or(0);
+                (held < *revision).then(|| format!("{environment} at {held}, this server at {revision}"))
+            })
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        tracing::error!(behind = %behind.join("; "), "the store went back in time (restored from an older backup?); reloading what it holds");
+        let _guard = self.serialised_first().await;
+        self.reload_from_store().await;
+    }
+
+    /// Replaces memory with what the store holds and sends every stream a snapshot; call it holding the write lock.
+    async fn reload_from_store(&self) {
+        match self.store.load().await {
+            Ok(catalog) => self.reset(catalog),
+            Err(error) => tracing::error!(%error, "reload after the store went back failed; will retry"),
+        }
     }
 
     /// Why the store no longer carries this server's deployment, while it does not.
@@ -893,7 +942,19 @@ impl AppState {
     }
 
     /// Takes the write lock: writes made outside [`AppState::commit_states`] (users, tokens) that read before they write.
+    ///
+    /// Writers queue in two lanes: everyone but the kill switch first waits in `lane`, so at most one of them waits on
+    /// the write lock itself at any time, and a disable ([`AppState::serialised_first`]) is served after at most the
+    /// holder and that one, however many writers flood the server.
     pub async fn serialised(&self) -> WriteGuard {
+        let lane = self.lane.lock().await;
+        let guard = WriteGuard(self.write_lock.clone().lock_owned().await);
+        drop(lane);
+        guard
+    }
+
+    /// The write lock for the kill switch, ahead of every other writer waiting (see [`AppState::serialised`]).
+    pub async fn serialised_first(&self) -> WriteGuard {
         WriteGuard(self.write_lock.clone().lock_owned().await)
     }
 }
@@ -906,7 +967,9 @@ async fn watch_identity(state: AppState) {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
-                state.check_identity().await;
+                if state.check_identity().await.is_none() {
+                    state.check_history().await;
+                }
             }
         }
     }

@@ -48,6 +48,18 @@ for _, read in ipairs(plan.user_reads or {}) do
   end
 end
 
+-- The credential the write was made with is still usable (RFC 3339 UTC times compare as text).
+for _, read in ipairs(plan.token_reads or {}) do
+  local doc = redis.call('HGET', 'vexil:tokens', read[1])
+  local usable = false
+  if doc then
+    local token = cjson.decode(doc)
+    usable = token.revoked_at == nil or token.revoked_at == cjson.null
+    if usable and token.expires_at ~= nil and token.expires_at ~= cjson.null then usable = token.expires_at > read[2] end
+  end
+  if not usable then return cjson.encode({conflict = 'token ' .. read[1], expected = 0, actual = 1}) end
+end
+
 for _, definition in ipairs(plan.definitions) do
   local actual = version_of(redis.call('HGET', 'vexil:definitions', definition.name))
   if actual ~= definition.expected then

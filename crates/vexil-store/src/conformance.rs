@@ -92,6 +92,11 @@ impl RedisServer {
         Self::start_on(directory, port)
     }
 
+    /// Where it keeps its data (its append-only files), for tests that restore an older copy.
+    pub fn directory(&self) -> &std::path::Path {
+        self.directory.path()
+    }
+
     /// Stops it (SIGKILL), keeping its data for [`RedisServer::restart`].
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -178,6 +178,14 @@ pub enum Read {
         /// The record as it was read.
         user: Option<User>,
     },
+    /// The token exists and is usable at `now` (not revoked, not expired): the credential a person's write was made
+    /// with, so a revocation committed anywhere refuses their later writes at once.
+    Token {
+        /// The token's id.
+        id: String,
+        /// The commit's time (RFC 3339 UTC), compared with the token's expiry.
+        now: String,
+    },
     /// The flag's state in the environment is at this version (0: none).
     State {
         /// The environment.
@@ -359,6 +367,9 @@ pub trait Store: Send + Sync + 'static {
     async fn prepare(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Each environment's current revision, as the store has it.
+    async fn revisions(&self) -> StoreResult<BTreeMap<EnvKey, u64>>;
 
     /// The deployment this store belongs to: an id written once, when its first server set it up. `None` for a store
     /// that has none (new, wiped, or written before deployments had ids).

@@ -136,6 +136,8 @@ struct Plan<'a> {
     reads: Vec<PlannedRead<'a>>,
     /// User records the write relied on.
     user_reads: Vec<PlannedUserRead<'a>>,
+    /// Tokens that must be usable: `[id, now]`.
+    token_reads: Vec<(&'a str, &'a str)>,
     /// The idempotency key, and what to remember under it.
     #[serde(skip_serializing_if = "Option::is_none")]
     idempotency: Option<PlannedIdempotency<'a>>,
@@ -360,7 +362,15 @@ impl Store for RedisStore {
                         crate::Read::State { environment, flag, version } => {
                             Some(PlannedRead { env: Some(environment.as_str()), flag: flag.as_str(), expected: *version })
                         }
-                        crate::Read::User { .. } => None,
+                        crate::Read::User { .. } | crate::Read::Token { .. } => None,
+                    })
+                    .collect(),
+                token_reads: write
+                    .reads
+                    .iter()
+                    .filter_map(|read| match read {
+                        crate::Read::Token { id, now } => Some((id.as_str(), now.as_str())),
+                        _ => None,
                     })
                     .collect(),
                 user_reads: write
@@ -615,6 +625,12 @@ impl Store for RedisStore {
         }
         let _: bool = connection.hset_nx("vexil:meta", "layout", 1).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn revisions(&self) -> StoreResult<BTreeMap<EnvKey, u64>> {
+        let mut connection = self.connection();
+        let stored: std::collections::HashMap<String, u64> = connection.hgetall("vexil:revisions").await.map_err(unavailable)?;
+        Ok(stored.into_iter().filter_map(|(environment, revision)| Some((EnvKey::parse(&environment).ok()?, revision))).collect())
     }
 
     async fn deployment(&self) -> StoreResult<Option<String>> {

@@ -367,6 +367,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revisions(&self) -> StoreResult<BTreeMap<EnvKey, u64>> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare("SELECT environment, revision FROM revisions").map_err(sql)?;
+            let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))).map_err(sql)?;
+            let mut revisions = BTreeMap::new();
+            for row in rows {
+                let (environment, revision) = row.map_err(sql)?;
+                if let Ok(environment) = EnvKey::parse(&environment) {
+                    revisions.insert(environment, revision as u64);
+                }
+            }
+            Ok(revisions)
+        })
+        .await
+    }
+
     async fn deployment(&self) -> StoreResult<Option<String>> {
         self.with_reader(|connection| {
             connection.query_row("SELECT value FROM meta WHERE key = 'deployment'", [], |row| row.get(0)).optional().map_err(sql)
@@ -499,6 +515,16 @@ fn commit(connection: &mut Connection, environments: &[EnvKey], write: Write, re
                     .optional()
                     .map_err(sql)?;
                 (format!("{flag} in {environment}"), *version, actual.unwrap_or(0) as u64)
+            }
+            crate::Read::Token { id, now } => {
+                let doc: Option<String> =
+                    transaction.query_row("SELECT doc FROM tokens WHERE id = ?1", params![id], |row| row.get(0)).optional().map_err(sql)?;
+                let token = doc.map(|doc| decode::<TokenRecord>("token", &doc)).transpose()?;
+                let usable = token.is_some_and(|token| token.revoked_at.is_none() && token.expires_at.is_none_or(|expires| expires > *now));
+                if !usable {
+                    return Err(StoreError::Conflict { target: format!("token {id}"), expected: 0, actual: 1 });
+                }
+                continue;
             }
             crate::Read::User { email, user } => {
                 let doc: Option<String> = transaction

@@ -89,8 +89,9 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:7070].
     #[arg(long)]
     pub bind: Option<String>,
-    /// Data directory of the embedded store [default: ./vexil-data].
-    #[arg(long, conflicts_with = "redis")]
+    /// Data directory of the embedded store [default: ./vexil-data]; with --redis, where the server records the
+    /// deployment it joined (keep it across restarts).
+    #[arg(long)]
     pub data: Option<PathBuf>,
     /// Keep state in Redis instead (redis://HOST:PORT[/DB]); flag states at flags:<env>:<flag>.
     #[arg(long)]

@@ -782,3 +782,203 @@ fn a_sentinel_failover_during_writes_loses_no_acknowledged_write() {
     assert_eq!(http.get(path).body["state"]["serve"]["value"], json!(acknowledged.last().unwrap()));
     drop(sentinel);
 }
+
+/// Writes `ops.counter` values through `server` until told to stop; returns the values acknowledged with 200.
+fn keep_writing(server: &Server, start: u64, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<Vec<u64>> {
+    let url = server.url.clone();
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+        let mut acknowledged = Vec::new();
+        let mut value = start;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            value += 1;
+            let response = client
+                .put(format!("{url}/api/flags/ops.counter/environments/dev"))
+                .bearer_auth(common::ADMIN_TOKEN)
+                .json(&json!({"enabled": true, "serve": {"value": value}}))
+                .send();
+            if let Ok(response) = response {
+                match response.status().as_u16() {
+                    200 => acknowledged.push(value),
+                    409 | 503 => {}
+                    other => panic!("a write was answered {other}"),
+                }
+            }
+        }
+        acknowledged
+    })
+}
+
+#[test]
+fn chaos_kill_redis_and_freeze_a_server_during_writes_and_everything_acknowledged_is_there_once() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let (first, second) = (Server::start_configured(&config), Server::start_configured(&config));
+    first.cli(&["define", "ops.counter", "--type", "number", "--default", "0"]).ok();
+    let key = sdk_key(&first, "dev");
+    let streams = [Stream::open(&first, "env=dev", &key, None).unwrap(), Stream::open(&second, "env=dev", &key, None).unwrap()];
+    for stream in &streams {
+        assert_eq!(stream.next().name, "snapshot");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = [keep_writing(&first, 0, stop.clone()), keep_writing(&second, 1_000_000, stop.clone())];
+    let wait_for_writes = |count: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let start = first.http().get("/api/flags/ops.counter/environments/dev").body["state"]["version"].as_u64().unwrap_or(0);
+        while first.http().get("/api/flags/ops.counter/environments/dev").body["state"]["version"].as_u64().unwrap_or(0)
+            < start + count as u64
+        {
+            assert!(std::time::Instant::now() < deadline, "writes go on");
+        }
+    };
+    wait_for_writes(20);
+    // Redis dies without warning (kill -9) mid-write, and comes back from its append-only file.
+    let redis = redis.restart();
+    wait_for_writes(20);
+    // One server freezes (SIGSTOP) for a while: its requests hang, the other goes on; then it thaws.
+    Command::new("kill").args(["-STOP", &second.child.id().to_string()]).status().unwrap();
+    wait_for_writes(20);
+    Command::new("kill").args(["-CONT", &second.child.id().to_string()]).status().unwrap();
+    wait_for_writes(20);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged: Vec<u64> = writers.into_iter().flat_map(|writer| writer.join().unwrap()).collect();
+    assert!(acknowledged.len() >= 40, "{} writes acknowledged", acknowledged.len());
+
+    // Every acknowledged write has exactly one audit record; the chain is intact.
+    let mut audited = std::collections::BTreeMap::<u64, u32>::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/flags/audit?flag=ops.counter&env=dev&limit=1000&cursor={cursor}"),
+            None => "/api/flags/audit?flag=ops.counter&env=dev&limit=1000".to_owned(),
+        };
+        let page = first.http().get(&path).body;
+        for entry in page["entries"].as_array().unwrap() {
+            if let Some(written) = entry["after"]["serve"]["value"].as_u64() {
+                *audited.entry(written).or_default() += 1;
+            }
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    for written in &acknowledged {
+        assert_eq!(audited.get(written), Some(&1), "acknowledged write {written} audited once");
+    }
+    assert_eq!(first.http().get("/api/flags/audit/verify").body["intact"], true);
+    // Memory equals the store on both servers, and both streams converged on the last state.
+    let stored: Value = serde_json::from_str(&redis_cli(&redis, &["GET", "flags:dev:ops.counter"])).unwrap();
+    for server in [&first, &second] {
+        let deadline = std::time::Instant::now() + MOMENT;
+        while server.http().get("/api/flags/ops.counter/environments/dev").body["state"]["version"] != stored["version"] {
+            assert!(std::time::Instant::now() < deadline, "memory catches up with the store");
+        }
+    }
+    // A client that fell behind is disconnected and resumes by Last-Event-ID, as SDKs do; either way it ends on the
+    // stored state.
+    for (server, stream) in [&first, &second].into_iter().zip(streams) {
+        let deadline = std::time::Instant::now() + MOMENT;
+        let (mut stream, mut last_id) = (stream, None);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "the stream converges on the stored state");
+            let Some(event) = stream.events.recv_timeout(MOMENT).expect("an event") else {
+                stream = Stream::open(server, "env=dev", &key, last_id).unwrap();
+                continue;
+            };
+            last_id = event.id.or(last_id);
+            let state = if event.name == "snapshot" { &event.data["flags"][0]["state"] } else { &event.data["state"] };
+            if state["version"] == stored["version"] {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_token_revoked_through_one_instance_writes_nothing_through_another() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let (first, second) = (Server::start_configured(&config), Server::start_configured(&config));
+    first.cli(&["define", "ui.new_feature"]).ok();
+    let created = first.cli(&["token", "create", "--output", "json"]).ok().json();
+    let (id, token) = (created["id"].as_str().unwrap().to_owned(), created["token"].as_str().unwrap().to_owned());
+    // The second instance knows (and caches) the token; then it is revoked through the first.
+    let on_second = second.http().with_token(Some(&token));
+    assert_eq!(on_second.get("/api/flags").status, 200);
+    first.cli(&["token", "revoke", &id]).ok();
+    let attempts = [
+        on_second.post("/api/tokens", &json!({"name": "persist"})),
+        on_second.post("/api/users", &json!({"email": "evil@example.com", "role": "admin", "password": "evil evil evil"})),
+        on_second.post("/api/flags/ui.new_feature/environments/prod/enable", &json!({"reason": "mine now"})),
+    ];
+    for attempt in &attempts {
+        assert_eq!(attempt.status, 401, "{:?}", attempt.body);
+    }
+    assert_eq!(redis_cli(&redis, &["HEXISTS", "vexil:users", "evil@example.com"]), "0");
+    assert_eq!(first.http().get("/api/flags/ui.new_feature/environments/prod").body["state"]["enabled"], false);
+}
+
+#[test]
+fn after_redis_is_restored_from_an_older_copy_the_kill_switch_reaches_every_client() {
+    let redis = RedisServer::start();
+    let config = format!("redis = \"{}\"\n", redis.url());
+    let (first, second) = (Server::start_configured(&config), Server::start_configured(&config));
+    first.cli(&["define", "ui.restored"]).ok();
+    first.cli(&["define", "ui.other"]).ok();
+    first.cli(&["enable", "ui.restored", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let key = sdk_key(&first, "prod");
+    // A copy of Redis's data now (its append-only files), then more production changes.
+    let backup = tempfile::tempdir().unwrap();
+    redis_cli(&redis, &["BGREWRITEAOF"]);
+    let deadline = std::time::Instant::now() + MOMENT;
+    while redis_cli(&redis, &["INFO", "persistence"]).contains("aof_rewrite_in_progress:1") {
+        assert!(std::time::Instant::now() < deadline);
+    }
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        assert!(Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status().unwrap().success());
+    };
+    copy(redis.directory(), backup.path());
+    for round in 0..6 {
+        let reason = format!("change {round}");
+        first
+            .cli(&[
+                "set",
+                "ui.other",
+                "--env",
+                "prod",
+                "--enabled",
+                if round % 2 == 0 { "true" } else { "false" },
+                "--yes",
+                "--reason",
+                &reason,
+            ])
+            .ok();
+    }
+    // Redis is restored from the older copy.
+    let mut redis = redis;
+    redis.stop();
+    for entry in std::fs::read_dir(redis.directory()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { std::fs::remove_dir_all(&path).unwrap() } else { std::fs::remove_file(&path).unwrap() }
+    }
+    copy(backup.path(), redis.directory());
+    let _redis = redis.restart();
+    let deadline = std::time::Instant::now() + MOMENT;
+    while first.http().get("/readyz").status != 200 || second.http().get("/readyz").status != 200 {
+        assert!(std::time::Instant::now() < deadline, "both servers reconnect");
+    }
+    // The kill switch through one server reaches the SDKs of both.
+    let disabled = first.http().post("/api/flags/ui.restored/environments/prod/disable", &json!({"reason": "INCIDENT"}));
+    assert_eq!(disabled.status, 200, "{:?}", disabled.body);
+    for server in [&first, &second] {
+        let deadline = std::time::Instant::now() + MOMENT;
+        loop {
+            let served = server.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.restored", &json!({"context": {}}));
+            if served.body["value"] == false {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the disable reaches {}: {:?}", server.url, served.body);
+        }
+    }
+}

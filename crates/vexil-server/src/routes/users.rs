@@ -106,10 +106,21 @@ fn client_address(state: &AppState, peer: &Peer, headers: &axum::http::HeaderMap
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
+        .map(|hop| forwarded_hop(hop.trim()))
+        .collect::<Vec<_>>()
+        .into_iter()
         .rev()
+        // Walking back from the nearest proxy: trusted hops are skipped, the first other address is the client, and an
+        // entry that is no address ends the walk (what lies before it is the client's own say).
+        .take_while(Option::is_some)
+        .flatten()
         .find(|hop| !trusted.contains(hop))
         .unwrap_or(connected)
+}
+
+/// One `X-Forwarded-For` entry: `203.0.113.8`, `203.0.113.8:51234`, `2001:db8::1` or `[2001:db8::1]:51234`.
+fn forwarded_hop(hop: &str) -> Option<std::net::IpAddr> {
+    hop.parse::<std::net::IpAddr>().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|address| address.ip()))
 }
 
 async fn login(
@@ -131,6 +142,8 @@ async fn login(
             AuditAction::TokenCreate,
             json!({"id": record.id, "user": user.email, "name": name}),
         )],
+        // Only while the account is as the password was checked against (not changed or disabled meanwhile).
+        reads: vec![vexil_store::Read::User { email: user.email.clone(), user: Some(user.clone()) }],
         ..Write::default()
     };
     state.commit(write).await?;
@@ -164,6 +177,7 @@ async fn open_session(
             AuditAction::TokenCreate,
             json!({"id": record.id, "user": user.email, "name": "panel session"}),
         )],
+        reads: vec![vexil_store::Read::User { email: user.email.clone(), user: Some(user.clone()) }],
         ..Write::default()
     };
     state.commit(write).await?;
@@ -509,4 +523,18 @@ async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): 
         state.commit_holding(guard, &actor, write).await?;
     }
     Ok(Json(json!({"id": token.id, "revoked_at": token.revoked_at})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_hop;
+
+    #[test]
+    fn forwarded_hops_are_read_with_or_without_a_port() {
+        assert_eq!(forwarded_hop("203.0.113.8"), Some("203.0.113.8".parse().unwrap()));
+        assert_eq!(forwarded_hop("203.0.113.8:51234"), Some("203.0.113.8".parse().unwrap()));
+        assert_eq!(forwarded_hop("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(forwarded_hop("[2001:db8::1]:51234"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(forwarded_hop("unknown"), None);
+    }
 }
