@@ -8,16 +8,16 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p vexil
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-run() { # $1: port, $2: config file
+run() { # $1: port, $2: config file; sets $started to the server's pid
   VEXIL_BOOTSTRAP_TOKEN=vxl_bench_admin_token_0123456789 VEXIL_LOG=error target/release/vexil serve --bind "127.0.0.1:$1" \
-    --data "$work/data-$1" --config "$2" > "$work/serve-$1.log" &
+    --data "$work/data-$1" --config "$2" > "$work/serve-$1.log" 2>&1 < /dev/null &
+  started=$!
   until grep -q "listening on" "$work/serve-$1.log"; do sleep 0.1; done
-  echo $!
 }
 printf 'header_timeout_seconds = 300\n' > "$work/idle.toml"
 printf 'header_timeout_seconds = 300\nmax_connections = %d\nmax_connections_per_address = %d\n' $((connections / 2)) $((connections / 2)) > "$work/cap.toml"
-idle=$(run 7091 "$work/idle.toml")
-cap=$(run 7092 "$work/cap.toml")
+run 7091 "$work/idle.toml"; idle=$started
+run 7092 "$work/cap.toml"; cap=$started
 python3 - "$connections" "$idle" "$cap" <<'PY'
 import socket, sys, time
 count, idle_pid, cap_pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
