@@ -26,6 +26,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The official OpenFeature Python SDK and OFREP provider, for the interoperability tests, in a virtual environment.
+if [ ! -x target/python/bin/python ] || ! cmp -s tests/python/requirements.txt target/python/requirements.txt; then
+  python3 -m venv target/python
+  target/python/bin/pip install -q -r tests/python/requirements.txt
+  cp tests/python/requirements.txt target/python/requirements.txt
+fi
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
