@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 missing=()
 # Debian packages the suite needs, as "command:package".
 for need in "cc:gcc" "redis-server:redis-server" "redis-cli:redis-tools" "chromium:chromium" "chromedriver:chromium-driver" \
-  "promtool:prometheus" "mount:mount"; do
+  "promtool:prometheus" "mount:mount" "npm:npm" "python3:python3"; do
   command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -31,6 +31,12 @@ if [ ! -x target/python/bin/python ] || ! cmp -s tests/python/requirements.txt t
   python3 -m venv target/python
   target/python/bin/pip install -q -r tests/python/requirements.txt
   cp tests/python/requirements.txt target/python/requirements.txt
+fi
+
+# The official OpenFeature web SDK and OFREP web provider, from the lock file, for the cross-origin browser test.
+if ! cmp -s tests/web/package-lock.json tests/web/node_modules/.installed-lock.json 2>/dev/null; then
+  npm ci --prefix tests/web --silent --no-audit --no-fund
+  cp tests/web/package-lock.json tests/web/node_modules/.installed-lock.json
 fi
 
 cargo fmt --all --check

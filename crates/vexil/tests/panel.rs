@@ -494,3 +494,73 @@ fn a_guarded_production_change_shows_what_the_guard_sees() {
     browser.find("//tr[@data-flag='ui.search_v2']/td[@data-environment='staging' and contains(., '✓') and not(contains(., 'guarded'))]");
     browser.find("//tr[@data-flag='ui.search_v2']/td[@data-environment='prod' and contains(., 'guarded')]");
 }
+
+/// A static file server for `tests/web` on its own port: the page of an application on another origin.
+fn serve_web_directory() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/web");
+    assert!(
+        root.join("node_modules/@openfeature/web-sdk").exists(),
+        "tests/web/node_modules is missing: scripts/test.sh runs npm ci there"
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for stream in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_owned();
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    line.clear();
+                }
+                let file = root.join(path.trim_start_matches('/'));
+                let (status, kind, body) = match std::fs::read(&file) {
+                    Ok(body) if !path.contains("..") => {
+                        let kind = if path.ends_with(".js") { "text/javascript" } else { "text/html; charset=utf-8" };
+                        ("200 OK", kind, body)
+                    }
+                    _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
+                };
+                let head =
+                    format!("HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let mut stream = &stream;
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+            });
+        }
+    });
+    origin
+}
+
+#[test]
+fn an_application_on_another_origin_evaluates_flags_with_the_official_openfeature_web_provider() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    server.cli(&["define", "backend.rag_max_results", "--type", "number", "--default", "5"]).ok();
+    server.cli(&["set", "backend.rag_max_results", "--env", "dev", "--value", "20", "--enabled", "true"]).ok();
+    let key = common::sdk_key_for(&server, "dev");
+    let origin = serve_web_directory();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.goto(&format!("{origin}/page.html?server={}&key={key}", server.url));
+    let deadline = std::time::Instant::now() + common::MOMENT;
+    let answer = loop {
+        let text = browser.execute_async("arguments[0](document.getElementById('result').textContent)");
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if text != "loading" {
+            break serde_json::from_str::<Value>(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        }
+        assert!(std::time::Instant::now() < deadline, "the page evaluated its flags");
+        std::thread::park_timeout(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(answer["boolean"]["value"], true, "{answer}");
+    assert_eq!(answer["boolean"]["error"], Value::Null, "{answer}");
+    assert_eq!(answer["number"]["value"], 20, "{answer}");
+    assert_eq!(answer["number"]["variant"], "(value)", "{answer}");
+}
