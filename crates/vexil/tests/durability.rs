@@ -79,20 +79,7 @@ fn kill_9_during_writes_loses_no_acknowledged_write_or_audit_record() {
     assert!(stored >= last_acknowledged, "acknowledged value {last_acknowledged} survived (stored {stored})");
     assert!(stored <= last_acknowledged + 1, "at most the one unacknowledged write in flight landed (stored {stored})");
     // Every acknowledged write has its audit record, and the chain is intact.
-    let mut records = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/api/flags/audit?flag=ops.counter&env=dev&limit=1000&cursor={cursor}"),
-            None => "/api/flags/audit?flag=ops.counter&env=dev&limit=1000".to_owned(),
-        };
-        let page = server.http().get(&path).body;
-        records += page["entries"].as_array().unwrap().len() as u64;
-        match page["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let records = common::audit_entries(&server, "flag=ops.counter&env=dev").len() as u64;
     assert_eq!(records, stored + 1, "one audit record per stored write, after the flag's creation in dev");
     let report = server.http().get("/api/flags/audit/verify").body;
     assert_eq!(report["intact"], true, "{report}");

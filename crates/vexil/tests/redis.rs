@@ -758,24 +758,7 @@ fn a_sentinel_failover_during_writes_loses_no_acknowledged_write() {
         }
     }
     // Every acknowledged write is in the new primary's audit trail, once.
-    let mut audited = std::collections::BTreeMap::<u64, u32>::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page_path = match &cursor {
-            Some(cursor) => format!("/api/flags/audit?flag=ops.counter&env=dev&limit=1000&cursor={cursor}"),
-            None => "/api/flags/audit?flag=ops.counter&env=dev&limit=1000".to_owned(),
-        };
-        let page = http.get(&page_path).body;
-        for entry in page["entries"].as_array().unwrap() {
-            if let Some(written) = entry["after"]["serve"]["value"].as_u64() {
-                *audited.entry(written).or_default() += 1;
-            }
-        }
-        match page["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let audited = audited_counter_values(&server);
     for written in &acknowledged {
         assert_eq!(audited.get(written), Some(&1), "acknowledged write {written} is audited once: {audited:?}");
     }
@@ -845,24 +828,7 @@ fn chaos_kill_redis_and_freeze_a_server_during_writes_and_everything_acknowledge
     assert!(acknowledged.len() >= 40, "{} writes acknowledged", acknowledged.len());
 
     // Every acknowledged write has exactly one audit record; the chain is intact.
-    let mut audited = std::collections::BTreeMap::<u64, u32>::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/api/flags/audit?flag=ops.counter&env=dev&limit=1000&cursor={cursor}"),
-            None => "/api/flags/audit?flag=ops.counter&env=dev&limit=1000".to_owned(),
-        };
-        let page = first.http().get(&path).body;
-        for entry in page["entries"].as_array().unwrap() {
-            if let Some(written) = entry["after"]["serve"]["value"].as_u64() {
-                *audited.entry(written).or_default() += 1;
-            }
-        }
-        match page["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let audited = audited_counter_values(&first);
     for written in &acknowledged {
         assert_eq!(audited.get(written), Some(&1), "acknowledged write {written} audited once");
     }
@@ -981,4 +947,15 @@ fn after_redis_is_restored_from_an_older_copy_the_kill_switch_reaches_every_clie
             assert!(std::time::Instant::now() < deadline, "the disable reaches {}: {:?}", server.url, served.body);
         }
     }
+}
+
+/// How many audit records set `ops.counter` in dev to each value, over every page of the trail.
+fn audited_counter_values(server: &Server) -> std::collections::BTreeMap<u64, u32> {
+    let mut audited = std::collections::BTreeMap::new();
+    for entry in common::audit_entries(server, "flag=ops.counter&env=dev") {
+        if let Some(written) = entry["after"]["serve"]["value"].as_u64() {
+            *audited.entry(written).or_default() += 1;
+        }
+    }
+    audited
 }

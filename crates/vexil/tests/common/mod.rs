@@ -337,3 +337,21 @@ impl Stream {
         self.events.recv_timeout(MOMENT).expect("an event arrives within a moment").expect("the stream is open")
     }
 }
+
+/// Every audit record matching `filters` (`flag=…&env=…`), following `next` over all pages, newest first.
+pub fn audit_entries(server: &Server, filters: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/flags/audit?{filters}&limit=1000&cursor={cursor}"),
+            None => format!("/api/flags/audit?{filters}&limit=1000"),
+        };
+        let page = server.http().get(&path).body;
+        entries.extend(page["entries"].as_array().expect("an audit page").iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return entries,
+        }
+    }
+}
