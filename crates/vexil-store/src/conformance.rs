@@ -92,6 +92,11 @@ impl RedisServer {
         Self::start_on(directory, port)
     }
 
+    /// Its process id, for tests that freeze it (SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where it keeps its data (its append-only files), for tests that restore an older copy.
     pub fn directory(&self) -> &std::path::Path {
         self.directory.path()
