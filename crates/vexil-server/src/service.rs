@@ -54,6 +54,8 @@ pub struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The revision applied to memory, per environment; commits on a shared store wait on it.
     applied: tokio::sync::watch::Sender<BTreeMap<EnvKey, u64>>,
+    /// The last change applied per environment, to tell the store's history from another with the same numbers.
+    last_applied: std::sync::Mutex<BTreeMap<EnvKey, Change>>,
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Where writers other than the kill switch wait for the write lock (see [`AppState::serialised`]).
     lane: tokio::sync::Mutex<()>,
@@ -177,6 +179,7 @@ impl AppState {
             telemetry: Default::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             applied,
+            last_applied: Default::default(),
             write_lock: Default::default(),
             lane: Default::default(),
             write_failure: Default::default(),
@@ -239,11 +242,16 @@ impl AppState {
         // Retried for as long as another server keeps winning, up to this long.
         const PERSISTENCE: std::time::Duration = std::time::Duration::from_secs(10);
         let kill_switch = planned.iter().all(|change| change.edit == Edit::SetEnabled(false));
+        // The fast lane is for the kill switch in protected environments, by someone who may use it there: a flood of
+        // disables elsewhere (or by someone refused anyway) queues like any other write.
+        let writer = actor.writer();
+        let first =
+            kill_switch && planned.iter().all(|change| change.environment.protected && may_address(writer, &change.environment).is_ok());
         let deadline = tokio::time::Instant::now() + PERSISTENCE;
         loop {
             let mut applied = self.applied.subscribe();
             applied.borrow_and_update();
-            match self.commit_states_once(actor, planned.clone(), kill_switch).await {
+            match self.commit_states_once(actor, planned.clone(), first).await {
                 Err(error)
                     if kill_switch
                         && error.code == "version_conflict"
@@ -262,9 +270,9 @@ impl AppState {
         &self,
         actor: &Actor,
         planned: Vec<PlannedChange>,
-        kill_switch: bool,
+        first: bool,
     ) -> ApiResult<(Vec<Change>, Vec<FlagState>)> {
-        let guard = if kill_switch { self.serialised_first().await } else { self.serialised().await };
+        let guard = if first { self.serialised_first().await } else { self.serialised().await };
         let mut unchanged = Vec::new();
         // A flag named twice in one write (`disable a b a`) is one change: a second, different edit of it is refused
         // (it would be judged against the state before the first), an identical one is left out.
@@ -865,9 +873,24 @@ impl AppState {
                 (held < *revision).then(|| format!("{environment} at {held}, this server at {revision}"))
             })
             .collect();
+        // The same numbers can hide another history: changes lost (a restore, `appendfsync everysec`) and as many new
+        // ones written since. The change this server applied last must still be the store's change at that revision.
+        let mut diverged = Vec::new();
         if behind.is_empty() {
+            let last: Vec<Change> = self.last_applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+            for change in last {
+                if let Ok(Some(held)) = self.store.change_at(&change.environment, change.revision).await
+                    && held != change
+                {
+                    diverged
+                        .push(format!("{} revision {} is another change than this server applied", change.environment, change.revision));
+                }
+            }
+        }
+        if behind.is_empty() && diverged.is_empty() {
             return;
         }
+        let behind = if behind.is_empty() { diverged } else { behind };
         tracing::error!(behind = %behind.join("; "), "the store went back in time (restored from an older backup?); reloading what it holds");
         let _guard = self.serialised_first().await;
         self.reload_from_store().await;
@@ -895,6 +918,14 @@ impl AppState {
     pub(crate) fn apply(&self, changes: &[Change]) {
         self.catalog.apply(changes);
         self.hub.publish(changes);
+        {
+            let mut last = self.last_applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for change in changes {
+                if last.get(&change.environment).is_none_or(|known| known.revision < change.revision) {
+                    last.insert(change.environment.clone(), change.clone());
+                }
+            }
+        }
         self.applied.send_modify(|applied| {
             for change in changes {
                 let revision = applied.entry(change.environment.clone()).or_default();
@@ -910,6 +941,7 @@ impl AppState {
 
     /// After reloading everything from the store (changes were lost to retention), memory starts over from it.
     pub(crate) fn reset(&self, catalog: vexil_store::Catalog) {
+        self.last_applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
         self.hub.reset(&catalog);
         self.applied.send_replace(catalog.revisions.clone());
         self.catalog.replace(catalog);

@@ -371,6 +371,9 @@ pub trait Store: Send + Sync + 'static {
     /// Each environment's current revision, as the store has it.
     async fn revisions(&self) -> StoreResult<BTreeMap<EnvKey, u64>>;
 
+    /// The change record of `revision` in `environment`, while it is retained.
+    async fn change_at(&self, environment: &EnvKey, revision: u64) -> StoreResult<Option<Change>>;
+
     /// The deployment this store belongs to: an id written once, when its first server set it up. `None` for a store
     /// that has none (new, wiped, or written before deployments had ids).
     async fn deployment(&self) -> StoreResult<Option<String>>;

@@ -633,6 +633,16 @@ impl Store for RedisStore {
         Ok(stored.into_iter().filter_map(|(environment, revision)| Some((EnvKey::parse(&environment).ok()?, revision))).collect())
     }
 
+    async fn change_at(&self, environment: &EnvKey, revision: u64) -> StoreResult<Option<Change>> {
+        let mut connection = self.connection();
+        let id = format!("0-{revision}");
+        let reply: redis::streams::StreamRangeReply =
+            connection.xrange(format!("vexil:changes:{environment}"), &id, &id).await.map_err(unavailable)?;
+        let Some(entry) = reply.ids.into_iter().next() else { return Ok(None) };
+        let document: String = entry.get("doc").ok_or_else(|| StoreError::Corrupt(format!("change {} has no doc", entry.id)))?;
+        decode::<Change>("change", &document).map(Some)
+    }
+
     async fn deployment(&self) -> StoreResult<Option<String>> {
         let mut connection = self.connection();
         connection.hget("vexil:meta", "deployment").await.map_err(unavailable)

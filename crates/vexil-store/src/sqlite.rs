@@ -383,6 +383,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn change_at(&self, environment: &EnvKey, revision: u64) -> StoreResult<Option<Change>> {
+        let environment = environment.clone();
+        self.with_reader(move |connection| {
+            let doc: Option<String> = connection
+                .query_row(
+                    "SELECT doc FROM changes WHERE environment = ?1 AND revision = ?2",
+                    params![environment.as_str(), revision as i64],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            doc.map(|doc| decode::<Change>("change", &doc)).transpose()
+        })
+        .await
+    }
+
     async fn deployment(&self) -> StoreResult<Option<String>> {
         self.with_reader(|connection| {
             connection.query_row("SELECT value FROM meta WHERE key = 'deployment'", [], |row| row.get(0)).optional().map_err(sql)

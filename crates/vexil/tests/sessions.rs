@@ -103,3 +103,33 @@ fn the_panel_is_served_from_the_binary_with_a_strict_content_security_policy() {
     let page = client.get(&server.url).send().unwrap().text().unwrap();
     assert!(!page.contains("<script>"), "no inline script, so the policy can forbid them");
 }
+
+#[test]
+fn a_new_password_ends_every_other_session_and_token_of_the_account() {
+    let server = Server::start();
+    let added = server.http().post("/api/users", &json!({"email": "leak@example.com", "role": "admin", "password": "the old password"}));
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let login = |password: &str| {
+        let answer = server.http().with_token(None).post("/api/auth/login", &json!({"email": "leak@example.com", "password": password}));
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answer.body["token"].as_str().unwrap().to_owned()
+    };
+    let (attacker, owner) = (login("the old password"), login("the old password"));
+    // The owner changes their own password: their session stays, the attacker's token stops working.
+    let changed = server.http().with_token(Some(&owner)).send(
+        "PATCH",
+        "/api/users/leak@example.com",
+        Some(json!({"password": "a brand new password"}).to_string()),
+        &[],
+    );
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    assert_eq!(server.http().with_token(Some(&attacker)).get("/api/me").status, 401);
+    assert_eq!(server.http().with_token(Some(&owner)).get("/api/me").status, 200);
+    // An admin resetting it ends every token of the account.
+    let reset =
+        server.http().send("PATCH", "/api/users/leak@example.com", Some(json!({"password": "reset by the admin"}).to_string()), &[]);
+    assert_eq!(reset.status, 200, "{:?}", reset.body);
+    assert_eq!(server.http().with_token(Some(&owner)).get("/api/me").status, 401);
+    let audit = server.http().get("/api/flags/audit?action=user_update&limit=1").body;
+    assert_eq!(audit["entries"][0]["after"]["tokens_revoked"].as_array().unwrap().len(), 1, "{audit}");
+}

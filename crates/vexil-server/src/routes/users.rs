@@ -363,14 +363,29 @@ async fn update_user(
             return Err(ApiError::conflict("last_admin", format!("{whom} the last admin; make someone else admin first")));
         }
     }
+    // A new password ends every session and personal token of the account (but the one making the change, when the
+    // user changes their own): whoever logged in with the old password is out.
+    let mut revoked = Vec::new();
+    if request.password.is_some() {
+        let now = crate::time::now();
+        for mut token in state.store.tokens().await? {
+            let theirs = token.user == email && token.kind == TokenKind::Personal && token.revoked_at.is_none();
+            if theirs && token.id != actor.token_id {
+                token.revoked_at = Some(now.clone());
+                revoked.push(token);
+            }
+        }
+    }
     let mut record = audit(
         &actor.email,
         actor.source,
         AuditAction::UserUpdate,
-        json!({"email": user.email, "role": user.role, "disabled": user.disabled, "password_changed": request.password.is_some()}),
+        json!({"email": user.email, "role": user.role, "disabled": user.disabled, "password_changed": request.password.is_some(),
+            "tokens_revoked": revoked.iter().map(|token| token.id.clone()).collect::<Vec<_>>()}),
     );
     record.before = Some(before);
-    state.commit_holding(guard, &actor, Write { users: vec![user.clone()], audit: vec![record], reads, ..Write::default() }).await?;
+    let write = Write { users: vec![user.clone()], tokens: revoked, audit: vec![record], reads, ..Write::default() };
+    state.commit_holding(guard, &actor, write).await?;
     Ok(Json(user.into()))
 }
 
