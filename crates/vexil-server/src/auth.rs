@@ -264,15 +264,19 @@ pub async fn authenticate_hash_within(
         Some(principal) => Ok(principal),
         None => Err(error),
     };
-    let count = |kind: &'static str| state.telemetry.credential_lookups.get_or_create(&crate::telemetry::Kind { kind }).inc();
+    let lookups = &state.telemetry.lookups;
     let unavailable = |error: ApiError| {
         let answer = unavailable(error);
-        count(if answer.is_ok() { "stale" } else { "unavailable" });
+        if answer.is_ok() {
+            lookups.stale.inc()
+        } else {
+            lookups.unavailable.inc()
+        };
         answer
     };
     let principal = match cache.get(hash, max_age) {
         Some(principal) => {
-            count("cache");
+            lookups.cache.inc();
             principal
         }
         None if !cache.1.may_ask() => unavailable(ApiError::store_unavailable())?,
@@ -286,11 +290,11 @@ pub async fn authenticate_hash_within(
             // A credential known good that the store no longer knows: before taking that as a revocation, make sure the
             // store is still this deployment's (a wipe is noticed here at once, not at the next identity check).
             Ok(None) if matches!(cache.get_stale(hash), Some(Some(_))) && state.check_identity().await.is_some() => {
-                count("stale");
+                lookups.stale.inc();
                 cache.get_stale(hash).flatten()
             }
             Ok(principal) => {
-                count("store");
+                lookups.store.inc();
                 cache.1.answered(true);
                 cache.put(hash.to_owned(), principal.clone());
                 principal

@@ -62,6 +62,19 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
+/// The series of `vexil_credential_lookups_total`, by how a credential was checked.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialLookups {
+    /// Answered from the credential cache.
+    pub cache: Counter,
+    /// Looked up in the store.
+    pub store: Counter,
+    /// From the cache through a store outage.
+    pub stale: Counter,
+    /// Neither: the store could not be asked and the cache did not know it.
+    pub unavailable: Counter,
+}
+
 /// Every metric the server keeps.
 pub struct Telemetry {
     registry: Registry,
@@ -85,6 +98,8 @@ pub struct Telemetry {
     pub guard_decisions: Family<Kind, Counter>,
     /// Credential look-ups, by how they were answered (`cache`, `store`, `stale`, `unavailable`).
     pub credential_lookups: Family<Kind, Counter>,
+    /// The four series of `credential_lookups`, looked up once: every authenticated request counts one.
+    pub lookups: CredentialLookups,
     /// Open client connections.
     pub connections: Gauge,
     /// Connections refused at the connection cap.
@@ -112,6 +127,7 @@ impl Default for Telemetry {
             guard_looks: Counter::default(),
             guard_decisions: Family::default(),
             credential_lookups: Family::default(),
+            lookups: CredentialLookups::default(),
             connections: Gauge::default(),
             connections_refused: Counter::default(),
         };
@@ -127,7 +143,14 @@ impl Default for Telemetry {
         registry.register("credential_lookups", "Credential look-ups, by how they were answered", telemetry.credential_lookups.clone());
         registry.register("connections", "Open client connections", telemetry.connections.clone());
         registry.register("connections_refused", "Connections refused at the connection cap", telemetry.connections_refused.clone());
-        Self { registry, ..telemetry }
+        let lookup = |kind: &'static str| telemetry.credential_lookups.get_or_create(&Kind { kind }).clone();
+        let lookups = CredentialLookups {
+            cache: lookup("cache"),
+            store: lookup("store"),
+            stale: lookup("stale"),
+            unavailable: lookup("unavailable"),
+        };
+        Self { registry, lookups, ..telemetry }
     }
 }
 

@@ -133,3 +133,21 @@ fn a_new_password_ends_every_other_session_and_token_of_the_account() {
     let audit = server.http().get("/api/flags/audit?action=user_update&limit=1").body;
     assert_eq!(audit["entries"][0]["after"]["tokens_revoked"].as_array().unwrap().len(), 1, "{audit}");
 }
+
+#[test]
+fn password_changes_have_a_budget_like_logins() {
+    let server = Server::start();
+    let change = |round: u32| {
+        let body = json!({"password": format!("password number {round}")}).to_string();
+        server.http().send("PATCH", "/api/users/admin@localhost", Some(body), &[])
+    };
+    for round in 0..5 {
+        assert_eq!(change(round).status, 200);
+    }
+    let refused = change(5);
+    assert_eq!((refused.status, refused.body["error"]["code"].clone()), (429, json!("too_many_attempts")), "{:?}", refused.body);
+    // The password stays the fifth one: the refused change changed nothing.
+    let login =
+        server.http().with_token(None).post("/api/auth/login", &json!({"email": "admin@localhost", "password": "password number 4"}));
+    assert_eq!(login.status, 200, "{:?}", login.body);
+}

@@ -215,19 +215,26 @@ async fn write_within(socket: &mut tokio::net::TcpStream, bytes: &[u8], limit: s
 }
 
 /// A stream's place in the metrics: counted open while it lives; [`StreamClient::ended`] says why the server ended it.
+/// Its series are looked up once, when the stream opens: a change is delivered to every client, so the fan-out pays
+/// one atomic increment per frame, never a registry lookup.
 pub(crate) struct StreamClient {
     state: AppState,
     environment: &'static str,
+    open: prometheus_client::metrics::gauge::Gauge,
+    deliveries: prometheus_client::metrics::counter::Counter,
 }
 
 impl StreamClient {
     fn open(state: &AppState, environment: &'static str) -> Self {
-        state.telemetry.stream_clients.get_or_create(&crate::telemetry::EnvironmentLabel { environment }).inc();
-        Self { state: state.clone(), environment }
+        let label = crate::telemetry::EnvironmentLabel { environment };
+        let open = state.telemetry.stream_clients.get_or_create(&label).clone();
+        let deliveries = state.telemetry.stream_deliveries.get_or_create(&label).clone();
+        open.inc();
+        Self { state: state.clone(), environment, open, deliveries }
     }
 
     fn delivered(&self) {
-        self.state.telemetry.stream_deliveries.get_or_create(&crate::telemetry::EnvironmentLabel { environment: self.environment }).inc();
+        self.deliveries.inc();
     }
 
     fn ended(&self, kind: &'static str) {
@@ -238,7 +245,7 @@ impl StreamClient {
 
 impl Drop for StreamClient {
     fn drop(&mut self) {
-        self.state.telemetry.stream_clients.get_or_create(&crate::telemetry::EnvironmentLabel { environment: self.environment }).dec();
+        self.open.dec();
     }
 }
 
