@@ -19,6 +19,7 @@ pub const MAX_REASON_CHARS: usize = 500;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum AuditAction {
@@ -100,6 +101,7 @@ impl AuditAction {
 
 /// Where a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The `vexil` command line.
@@ -158,6 +160,7 @@ pub struct AuditDraft {
 
 /// A stored audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     /// Position in the trail, from 1, without gaps.
     pub id: u64,

@@ -11,6 +11,7 @@ pub const MAX_VALUE_BYTES: usize = 32 * 1024;
 
 /// What kind of value a flag serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FlagType {
     /// `true` or `false`.
@@ -61,6 +62,7 @@ impl FlagType {
 
 /// How much damage a wrong value of this flag can do; shown in the panel and the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Criticality {
     /// A cosmetic or internal flag.
@@ -76,6 +78,7 @@ pub enum Criticality {
 
 /// A named value of a multivariate flag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     /// `[a-z0-9][a-z0-9_-]*`, unique within the flag.
@@ -89,6 +92,7 @@ pub struct Variant {
 
 /// A flag, defined once for all environments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlagDefinition {
     /// `<category>.<snake_case>`.
     pub name: FlagName,

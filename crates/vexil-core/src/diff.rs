@@ -7,6 +7,7 @@ use crate::StateSpec;
 
 /// One field that differs, with its value on each side (`null` where it is absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldChange {
     /// `enabled`, `serve`, `split`, `targets`, `rules[1]`, …
     pub path: String,

@@ -124,6 +124,7 @@ impl EvaluationContext for Context {
 
 /// Why a flag has the value it has (OpenFeature's resolution reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
     /// Enabled, with no targeting configured: everyone gets the same.
@@ -156,6 +157,7 @@ impl Reason {
 
 /// Why an evaluation has reason `ERROR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// A split had to choose, and the context has no targeting key.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Evaluations and errors of one variant over a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     /// How many evaluations served this variant.
     pub evaluations: u64,
@@ -26,6 +27,7 @@ impl Counts {
 
 /// How cautious the guard is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GuardPolicy {
     /// No decision until each arm has this many evaluations.
     pub min_evaluations: u64,
@@ -45,6 +47,7 @@ impl Default for GuardPolicy {
 
 /// What one look concluded, with the figures a rollback's audit reason carries.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verdict {
     /// Roll back.
     pub regression: bool,
@@ -82,6 +85,7 @@ pub fn judge(baseline: Counts, candidate: Counts, policy: &GuardPolicy) -> Verdi
 /// What a watch has seen: the candidate (the labels a change or plan made servable), what is served alongside it
 /// since, and the flag as a whole before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Arms {
     /// The new variant's counts since the change.
     pub candidate: Counts,

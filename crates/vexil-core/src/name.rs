@@ -248,6 +248,37 @@ pub fn printable(input: &str) -> String {
     out
 }
 
+/// A string schema for the OpenAPI document: what the parser accepts, as a pattern a client can check.
+#[cfg(feature = "openapi")]
+fn string_schema(pattern: &str, max_length: usize, description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .max_length(Some(max_length))
+        .description(Some(description))
+        .into()
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for FlagName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema("^[a-z][a-z0-9]*\\.[a-z](_?[a-z0-9])*$", MAX_FLAG_NAME_LEN, "`<category>.<snake_case>`, such as `ui.new_feature`")
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for FlagName {}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for EnvKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema("^[a-z][a-z0-9_-]*$", 32, "an environment's short key, such as `prod`")
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for EnvKey {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +324,25 @@ mod tests {
         assert!(categories.check_flag(&FlagName::parse("ui.x").unwrap()).is_ok());
         let error = categories.check_flag(&FlagName::parse("misc.x").unwrap()).unwrap_err();
         assert!(error.message.contains("known categories: ui, backend"), "{}", error.message);
+    }
+
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_documented_patterns_accept_exactly_what_the_parsers_accept() {
+        use utoipa::PartialSchema;
+        let pattern = |schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            let json = serde_json::to_value(schema).unwrap();
+            regex::Regex::new(json["pattern"].as_str().unwrap()).unwrap()
+        };
+        let flag = pattern(FlagName::schema());
+        for name in
+            ["ui.new_feature", "a.b", "exp2.v2_x", "ui.a_b_c", "ui._x", "ui.x_", "ui.a__b", "UI.x", "ui.x.y", "u_i.x", "ui.", ".x", "ui.9x"]
+        {
+            assert_eq!(flag.is_match(name), FlagName::parse(name).is_ok(), "{name}");
+        }
+        let environment = pattern(EnvKey::schema());
+        for key in ["prod", "production", "us-east_1", "Prod", "9x", "", "a b"] {
+            assert_eq!(environment.is_match(key), EnvKey::parse(key).is_ok(), "{key}");
+        }
     }
 }

@@ -39,6 +39,7 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
 
 /// What is served: a literal value of the flag's type, or one of its named variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Serve {
     /// A literal value, `{"value": true}`.
@@ -49,6 +50,7 @@ pub enum Serve {
 
 /// Individual targeting: these targeting keys get this answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Targeting keys (user ids, tenant ids).
@@ -59,6 +61,7 @@ pub struct Target {
 
 /// A comparison used in rule conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum Operator {
@@ -97,6 +100,7 @@ impl Operator {
 
 /// One condition on a context attribute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// The context attribute compared (`country`, `plan`, `app_version`).
@@ -109,6 +113,7 @@ pub struct Condition {
 
 /// What a matching rule serves: a value, a variant or a split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum RuleServe {
     /// A literal value.
@@ -121,6 +126,7 @@ pub enum RuleServe {
 
 /// A targeting rule: when every condition holds, serve this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Why the rule exists, for people reading it.
@@ -134,6 +140,7 @@ pub struct Rule {
 
 /// A sticky percentage split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Split {
     /// The buckets; their weights add up to [`SPLIT_TOTAL`].
@@ -142,6 +149,7 @@ pub struct Split {
 
 /// One share of a split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SplitBucket {
     /// What this share is served.
@@ -171,6 +179,7 @@ impl Split {
 
 /// The content of a flag's state in one environment: what promotion, copy and import carry over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StateSpec {
     /// The kill switch: a disabled flag serves its off value whatever else is set.
@@ -329,6 +338,7 @@ impl StateSpec {
 /// It lives in the flag's state, so a step is an ordinary versioned write (exactly one server takes it), it survives
 /// restarts, and any change by a person ends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RolloutPlan {
     /// The steps, in thousandths of a percent (10 % is 10000), ascending.
     pub steps: Vec<u32>,
@@ -356,6 +366,7 @@ pub struct RolloutPlan {
 
 /// A flag's state in one environment: its content plus the version and who changed it when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlagState {
     /// What is served.
     #[serde(flatten)]

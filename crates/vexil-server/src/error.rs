@@ -126,13 +126,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Every error's body, `{"error": {"code", "message"}}`, as the OpenAPI document describes it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable and machine-readable: `invalid_value`, `version_conflict`, `reason_required`, `forbidden`, … (docs/api.md).
+    code: String,
+    /// What was wrong and what is accepted, for people.
+    message: String,
+}
+
 /// The code of an error response, kept on the response for middleware (the idempotency layer).
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
         response

@@ -41,7 +41,7 @@ fn guard_actor() -> Actor {
 }
 
 /// What a watch is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Watching {
     /// A rollout plan runs.
@@ -51,7 +51,7 @@ pub enum Watching {
 }
 
 /// What the candidate is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum Against {
     /// The labels served alongside the candidate since the change.
     #[serde(rename = "old variant")]
@@ -62,7 +62,7 @@ pub enum Against {
 }
 
 /// What the guard last saw of one watched flag.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// What is watched.
     pub watching: Watching,
@@ -87,7 +87,7 @@ pub struct Report {
 
 /// What the guard has seen of a plan's current step: counts since its first look at this step (so nothing served
 /// at an earlier step counts), and whether that is evidence enough to take the next step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepEvidence {
     /// The step, from 1.
     pub step: usize,
@@ -107,7 +107,7 @@ pub struct StepEvidence {
 }
 
 /// One comparison of a look.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// The baseline.
     pub against: Against,

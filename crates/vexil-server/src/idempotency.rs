@@ -139,6 +139,19 @@ pub fn restore(key: IdempotencyKey) {
     });
 }
 
+/// The answer to a retry of a write whose first attempt was committed but whose answer was not kept (it carried a
+/// secret, or was lost with the connection): what was done is in the audit trail.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Replayed {
+    /// Always true.
+    replayed: bool,
+    /// Always `done`: the first attempt was committed.
+    outcome: String,
+    /// The ids of the audit records the first attempt wrote.
+    audit: Vec<u64>,
+    message: String,
+}
+
 /// The answer to a retry of a write that was committed.
 fn replay(remembered: Remembered, fingerprint: &str) -> Response {
     if remembered.fingerprint != fingerprint {
@@ -157,12 +170,12 @@ fn replay(remembered: Remembered, fingerprint: &str) -> Response {
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        None => axum::Json(serde_json::json!({
-            "replayed": true,
-            "outcome": "done",
-            "audit": remembered.audit,
-            "message": "this request was carried out by an earlier attempt with the same Idempotency-Key, whose answer was lost; its audit records say what it did",
-        }))
+        None => axum::Json(Replayed {
+            replayed: true,
+            outcome: "done".to_owned(),
+            audit: remembered.audit,
+            message: "this request was carried out by an earlier attempt with the same Idempotency-Key, whose answer was lost; its audit records say what it did".to_owned(),
+        })
         .into_response(),
     };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 use vexil_core::{Criticality, Environment, FieldChange, FlagDefinition, FlagState, Rule, Serve, Split, StateSpec, Target, Variant};
 
 /// The export document's format name.
 pub const EXPORT_FORMAT: &str = "vexil.states";
 
 /// `POST /api/flags`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFlagRequest {
     /// `<category>.<snake_case>`.
@@ -44,7 +45,7 @@ pub struct CreateFlagRequest {
 }
 
 /// `PATCH /api/flags/{flag}`: only the fields given change. The type cannot change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct UpdateFlagRequest {
@@ -65,7 +66,7 @@ pub struct UpdateFlagRequest {
 }
 
 /// A body that only carries a reason (enable, disable, archive).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
     /// Why; required in protected environments.
@@ -73,7 +74,7 @@ pub struct ReasonRequest {
 }
 
 /// `PUT /api/flags/{flag}/environments/{env}`: the whole new state.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct SetStateRequest {
@@ -102,7 +103,7 @@ impl SetStateRequest {
 }
 
 /// `POST /api/flags/{flag}/promote`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// Source environment (key or long name).
@@ -128,7 +129,7 @@ pub struct PromoteRequest {
 }
 
 /// A rollout asked for with a promotion: percentages and the time between steps.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
     /// Growing percentages, such as `[10, 50, 100]`.
@@ -138,7 +139,7 @@ pub struct RolloutRequest {
 }
 
 /// `POST /api/flags/copy`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopyRequest {
     /// Source environment.
@@ -161,7 +162,7 @@ pub struct CopyRequest {
 }
 
 /// `POST /api/flags/bulk`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     /// `enable` or `disable`.
@@ -177,7 +178,7 @@ pub struct BulkRequest {
 }
 
 /// An environment's flag states, as `vexil export` writes and `vexil import` reads them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportDocument {
     /// Always `vexil.states`.
@@ -197,7 +198,7 @@ pub struct ExportDocument {
 }
 
 /// `POST /api/environments/{env}/import`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
     /// The document to import.
@@ -214,7 +215,7 @@ pub struct ImportRequest {
 }
 
 /// An environment, as listed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EnvironmentView {
     /// Short key.
     pub key: String,
@@ -248,7 +249,7 @@ impl EnvironmentView {
 }
 
 /// A flag with its state in every environment.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FlagView {
     /// The definition's fields.
     #[serde(flatten)]
@@ -256,11 +257,12 @@ pub struct FlagView {
     /// The category (the part of the name before the dot).
     pub category: String,
     /// State by environment key, in promotion order.
+    #[schema(value_type = BTreeMap<String, FlagState>)]
     pub environments: serde_json::Map<String, Value>,
 }
 
 /// `GET /api/flags`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FlagsResponse {
     /// Environments in promotion order.
     pub environments: Vec<EnvironmentView>,
@@ -269,7 +271,7 @@ pub struct FlagsResponse {
 }
 
 /// A flag's state in one environment, after a read or a change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StateResponse {
     /// The flag.
     pub flag: String,
@@ -282,7 +284,7 @@ pub struct StateResponse {
 }
 
 /// A promotion's diff, and whether it was applied.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PromoteResponse {
     /// The flag.
     pub flag: String,
@@ -305,7 +307,7 @@ pub struct PromoteResponse {
 }
 
 /// One flag of a copy or import diff.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FlagDiff {
     /// The flag.
     pub flag: String,
@@ -321,7 +323,7 @@ pub struct FlagDiff {
 }
 
 /// A copy's or import's diff, and whether it was applied.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchDiffResponse {
     /// Source environment key (or the document's environment for imports).
     pub from: String,
@@ -338,7 +340,7 @@ pub struct BatchDiffResponse {
 }
 
 /// `POST /api/flags/bulk`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BulkResponse {
     /// The environment key.
     pub environment: String,

@@ -1,9 +1,11 @@
 //! The audit trail: `GET /api/flags/audit` (the seed's path) and its verification.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_core::{AuditAction, AuditRecord, FlagName};
 use vexil_store::{AuditQuery, ChainReport};
 
@@ -11,30 +13,54 @@ use crate::auth::Actor;
 use crate::error::{ApiError, ApiQuery, ApiResult};
 use crate::service::AppState;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/flags/audit", get(query)).route("/api/flags/audit/verify", get(verify))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(query)).routes(routes!(verify))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Filters {
+    /// Only this flag.
     flag: Option<String>,
+    /// Only this environment (key or long name; also `environment`).
     #[serde(alias = "environment")]
     env: Option<String>,
+    /// Only this actor's records.
     user: Option<String>,
+    /// Only this action (`update`, `promote`, `disable`, …).
     action: Option<String>,
+    /// From: an age (`30m`, `2h`, `7d`) or an RFC 3339 time.
     since: Option<String>,
+    /// Until: an age or an RFC 3339 time.
     until: Option<String>,
+    /// At most this many records (100 by default, 1 to 1000; a page also stops at 1 MiB).
     limit: Option<u32>,
+    /// The `next` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the audit trail, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 struct AuditResponse {
     entries: Vec<AuditRecord>,
+    /// The cursor of the next (older) page; none at the end.
     next: Option<String>,
 }
 
+/// What checking the audit trail's hash chain found.
+#[derive(Debug, Serialize, ToSchema)]
+struct Verification {
+    /// Records checked.
+    records: u64,
+    /// Whether the whole chain is intact.
+    intact: bool,
+    /// The first record that does not fit, and why.
+    problem: Option<String>,
+}
+
+/// The audit trail, newest first, filtered and paged.
+#[utoipa::path(get, path = "/api/flags/audit", tag = "audit", params(Filters), responses((status = OK, body = AuditResponse)))]
 async fn query(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): ApiQuery<Filters>) -> ApiResult<Json<AuditResponse>> {
     let flag = filters.flag.as_deref().map(FlagName::parse).transpose()?.map(|flag| flag.to_string());
     let environment =
@@ -82,8 +108,11 @@ fn within_page_bytes(mut entries: Vec<AuditRecord>, next: Option<u64>) -> (Vec<A
     }
 }
 
-async fn verify(State(state): State<AppState>, _actor: Actor) -> ApiResult<Json<ChainReport>> {
-    Ok(Json(state.store.verify_audit().await?))
+/// Check the audit trail's hash chain from the first record.
+#[utoipa::path(get, path = "/api/flags/audit/verify", tag = "audit", responses((status = OK, body = Verification)))]
+async fn verify(State(state): State<AppState>, _actor: Actor) -> ApiResult<Json<Verification>> {
+    let ChainReport { records, intact, problem } = state.store.verify_audit().await?;
+    Ok(Json(Verification { records, intact, problem }))
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 use vexil_core::{AuditAction, FlagName, diff_specs};
 
 use crate::auth::Actor;
@@ -12,13 +13,12 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::service::{AppState, Edit, PlannedChange};
 use crate::wire::{BatchDiffResponse, EXPORT_FORMAT, EnvironmentView, ExportDocument, FlagDiff, ImportRequest};
 
-pub(super) fn router(import_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route("/api/environments", get(list))
-        .route("/api/environments/{environment}/export", get(export))
-        .route("/api/environments/{environment}/import", post(import).layer(DefaultBodyLimit::max(import_limit)))
+pub(super) fn router(import_limit: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(export)).routes(routes!(import).layer(DefaultBodyLimit::max(import_limit)))
 }
 
+/// The environments in promotion order, with their revisions.
+#[utoipa::path(get, path = "/api/environments", tag = "environments", responses((status = OK, body = Vec<EnvironmentView>)))]
 async fn list(State(state): State<AppState>, _actor: Actor) -> Json<Vec<EnvironmentView>> {
     Json(
         state
@@ -30,6 +30,9 @@ async fn list(State(state): State<AppState>, _actor: Actor) -> Json<Vec<Environm
     )
 }
 
+/// An environment's flag states as a document `import` reads (archived flags left out).
+#[utoipa::path(get, path = "/api/environments/{environment}/export", tag = "environments",
+    params(("environment" = String, Path, description = super::states::ENVIRONMENT)), responses((status = OK, body = ExportDocument)))]
 async fn export(State(state): State<AppState>, _actor: Actor, ApiPath(environment): ApiPath<String>) -> ApiResult<Json<ExportDocument>> {
     let environment = state.environment(&environment)?;
     let catalog = state.catalog.read();
@@ -54,6 +57,11 @@ async fn export(State(state): State<AppState>, _actor: Actor, ApiPath(environmen
     }))
 }
 
+/// Import an export document into an environment (its states replace the current ones, flag by flag).
+/// `dry_run` answers the diff and changes nothing.
+#[utoipa::path(post, path = "/api/environments/{environment}/import", tag = "environments",
+    params(("environment" = String, Path, description = super::states::ENVIRONMENT)),
+    request_body = ImportRequest, responses((status = OK, body = BatchDiffResponse)))]
 async fn import(
     State(state): State<AppState>,
     actor: Actor,

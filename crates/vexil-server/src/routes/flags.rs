@@ -1,10 +1,12 @@
 //! Flag definitions: the matrix of every flag in every environment, create, update, archive.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_core::{AuditAction, FlagDefinition, FlagName, FlagType, audit::check_reason};
 use vexil_store::Catalog;
 
@@ -13,16 +15,16 @@ use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, ApiResu
 use crate::service::{AppState, to_json};
 use crate::wire::{CreateFlagRequest, EnvironmentView, FlagView, FlagsResponse, ReasonRequest, UpdateFlagRequest};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/flags", get(list).post(create))
-        .route("/api/flags/{flag}", get(show).patch(update))
-        .route("/api/flags/{flag}/archive", post(archive))
-        .route("/api/flags/{flag}/unarchive", post(unarchive))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update)).routes(routes!(archive)).routes(routes!(unarchive))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The path parameter naming a flag.
+pub(super) const FLAG: &str = "the flag's name, `<category>.<snake_case>`";
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListFilters {
     /// Substring of the name or description.
     q: Option<String>,
@@ -33,6 +35,8 @@ struct ListFilters {
     archived: bool,
 }
 
+/// Every flag with its state in every environment (the matrix).
+#[utoipa::path(get, path = "/api/flags", tag = "flags", params(ListFilters), responses((status = OK, body = FlagsResponse)))]
 async fn list(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): ApiQuery<ListFilters>) -> Json<FlagsResponse> {
     let catalog = state.catalog.read();
     let needle = filters.q.as_deref().map(str::to_lowercase);
@@ -70,12 +74,17 @@ fn view(state: &AppState, catalog: &Catalog, definition: &FlagDefinition) -> Fla
     FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments }
 }
 
+/// One flag with its state in every environment; the ETag is the definition's version.
+#[utoipa::path(get, path = "/api/flags/{flag}", tag = "flags", params(("flag" = String, Path, description = FLAG)),
+    responses((status = OK, body = FlagView, headers(("etag" = String, description = "the definition's version, for If-Match")))))]
 async fn show(State(state): State<AppState>, _actor: Actor, ApiPath(flag): ApiPath<String>) -> ApiResult<(HeaderMap, Json<FlagView>)> {
     let definition = state.definition(&flag)?;
     let catalog = state.catalog.read();
     Ok((etag(definition.version), Json(view(&state, &catalog, &definition))))
 }
 
+/// Define a flag; it starts disabled in every environment.
+#[utoipa::path(post, path = "/api/flags", tag = "flags", request_body = CreateFlagRequest, responses((status = CREATED, body = FlagView)))]
 async fn create(
     State(state): State<AppState>,
     actor: Actor,
@@ -102,13 +111,52 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &catalog, &definition))))
 }
 
+/// What an edit of a definition would change, environment by environment (`dry_run`).
+#[derive(Debug, Serialize, ToSchema)]
+struct DefinitionDryRun {
+    flag: FlagName,
+    /// Always true.
+    dry_run: bool,
+    /// Whether the definition would change at all.
+    changed: bool,
+    /// Each environment whose state or serving the edit touches; a protected one needs the admin role and a reason.
+    affects: Vec<Affected>,
+}
+
+/// An environment an edit of a definition touches.
+#[derive(Debug, Serialize, ToSchema)]
+struct Affected {
+    /// Its key.
+    environment: String,
+    /// Its long name.
+    name: String,
+    protected: bool,
+    /// `serving`: what it serves changes; `state`: only its state's meaning does.
+    effect: String,
+}
+
+/// The flag after an edit, or what the edit would change.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+enum UpdateFlagResponse {
+    /// The flag as it is now.
+    Flag(Box<FlagView>),
+    /// What the edit would change (`dry_run`).
+    DryRun(DefinitionDryRun),
+}
+
+/// Edit a definition: only the fields given change. An edit that changes what a protected environment serves needs
+/// the admin role and a reason, and is audited in that environment.
+#[utoipa::path(patch, path = "/api/flags/{flag}", tag = "flags", params(("flag" = String, Path, description = FLAG),
+    ("if-match" = Option<String>, Header, description = "the definition's version (the ETag): a different one refuses the edit")),
+    request_body = UpdateFlagRequest, responses((status = OK, body = UpdateFlagResponse)))]
 async fn update(
     State(state): State<AppState>,
     actor: Actor,
     headers: HeaderMap,
     ApiPath(flag): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateFlagRequest>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<UpdateFlagResponse>> {
     actor.role.may_define().map_err(ApiError::forbidden)?;
     let current = state.definition(&flag)?;
     let expected = if_match(&headers)?.unwrap_or(current.version);
@@ -149,30 +197,36 @@ async fn update(
     definition.validate()?;
     if request.dry_run {
         // What the edit would change where: a protected environment in this list needs the admin role and a reason.
-        let affects: Vec<serde_json::Value> = state
+        let affects = state
             .definition_impact(&current, &definition)
             .into_iter()
-            .map(|(environment, effect)| {
-                serde_json::json!({
-                    "environment": environment.key,
-                    "name": environment.name,
-                    "protected": environment.protected,
-                    "effect": match effect { vexil_core::gate::Effect::Serving => "serving", vexil_core::gate::Effect::State => "state" },
-                })
+            .map(|(environment, effect)| Affected {
+                environment: environment.key.to_string(),
+                name: environment.name.clone(),
+                protected: environment.protected,
+                effect: match effect {
+                    vexil_core::gate::Effect::Serving => "serving",
+                    vexil_core::gate::Effect::State => "state",
+                }
+                .to_owned(),
             })
             .collect();
-        return Ok(Json(serde_json::json!({"flag": current.name, "dry_run": true, "changed": definition != current, "affects": affects})));
+        let changed = definition != current;
+        return Ok(Json(UpdateFlagResponse::DryRun(DefinitionDryRun { flag: current.name, dry_run: true, changed, affects })));
     }
     if definition == current {
         let catalog = state.catalog.read();
-        return Ok(Json(to_json(&view(&state, &catalog, &current))));
+        return Ok(Json(UpdateFlagResponse::Flag(Box::new(view(&state, &catalog, &current)))));
     }
     state.commit_definition(&actor, definition, expected, AuditAction::Update, request.reason).await?;
     let definition = state.definition(&flag)?;
     let catalog = state.catalog.read();
-    Ok(Json(to_json(&view(&state, &catalog, &definition))))
+    Ok(Json(UpdateFlagResponse::Flag(Box::new(view(&state, &catalog, &definition)))))
 }
 
+/// Archive a flag: hidden from default listings, its states frozen. Refused while it serves anything in a protected environment.
+#[utoipa::path(post, path = "/api/flags/{flag}/archive", tag = "flags", params(("flag" = String, Path, description = FLAG)),
+    request_body(content = Option<ReasonRequest>), responses((status = OK, body = FlagView)))]
 async fn archive(
     State(state): State<AppState>,
     actor: Actor,
@@ -182,6 +236,9 @@ async fn archive(
     set_archived(state, actor, flag, request, true).await
 }
 
+/// Bring an archived flag back.
+#[utoipa::path(post, path = "/api/flags/{flag}/unarchive", tag = "flags", params(("flag" = String, Path, description = FLAG)),
+    request_body(content = Option<ReasonRequest>), responses((status = OK, body = FlagView)))]
 async fn unarchive(
     State(state): State<AppState>,
     actor: Actor,

@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_store::MetricCount;
 
 use crate::auth::{Actor, Principal, authenticate, credential};
@@ -27,15 +27,14 @@ use crate::service::AppState;
 /// The most a batch may count for one variant, in either field.
 const MAX_COUNT: u64 = 1_000_000_000;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/feature-flags/metrics", post(receive))
-        .route("/api/flags/{flag}/environments/{environment}/metrics", get(read))
-        .route("/api/flags/{flag}/environments/{environment}/guard", get(guard_report))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive)).routes(routes!(read)).routes(routes!(guard_report))
 }
 
-#[derive(Debug, Deserialize)]
+/// A batch of counts from an SDK (format version 1).
+#[derive(Debug, Deserialize, ToSchema)]
 struct Batch {
+    /// By flag name.
     flags: BTreeMap<String, FlagCounts>,
     /// When the counted evaluations began (RFC 3339): the counts are filed in that minute. Optional; a batch held back
     /// by an outage keeps its time this way. At most an hour in the past, not in the future.
@@ -84,13 +83,16 @@ fn servable_labels(definition: &vexil_core::FlagDefinition) -> Vec<String> {
     labels
 }
 
-#[derive(Debug, Deserialize)]
+/// One flag's counts.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FlagCounts {
+    /// By variant served (`"true"` and `"false"` for a boolean flag); only labels the flag can serve.
     variants: BTreeMap<String, VariantCounts>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Evaluations that served a variant, and errors the application attributed to it (never more).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VariantCounts {
     #[serde(default)]
@@ -104,11 +106,25 @@ pub(crate) fn current_bucket() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs() / 60).unwrap_or(0)
 }
 
+/// What a batch of metrics was counted as.
+#[derive(Debug, Serialize, ToSchema)]
+struct MetricsAccepted {
+    /// The SDK key's environment.
+    environment: String,
+    /// Variants counted.
+    accepted: usize,
+    /// Flags not defined here, ignored.
+    ignored: Vec<String>,
+}
+
+/// Send evaluation and error counts, with an SDK key: they feed the guard.
+#[utoipa::path(post, path = "/api/feature-flags/metrics", tag = "metrics", security(("sdk_key" = [])), request_body = Batch,
+    responses((status = ACCEPTED, body = MetricsAccepted)))]
 async fn receive(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
     ApiJson(batch): ApiJson<Batch>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<MetricsAccepted>)> {
     let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
     let (key_id, environment) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
         Some(Principal::Sdk { token_id, environment }) => (token_id, environment),
@@ -215,22 +231,57 @@ async fn receive(
             return Err(error.into());
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"environment": environment, "accepted": counts.len(), "ignored": ignored}))))
+    Ok((StatusCode::ACCEPTED, Json(MetricsAccepted { environment: environment.to_string(), accepted: counts.len(), ignored })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Window {
     /// How far back: an age (`30m`, `2h`) or a time; 1 hour by default, a day at most.
     since: Option<String>,
 }
 
+/// A flag's counts in an environment, minute by minute.
+#[derive(Debug, Serialize, ToSchema)]
+struct MetricsReport {
+    flag: vexil_core::FlagName,
+    environment: String,
+    /// Each minute and variant with counts, oldest first.
+    buckets: Vec<MetricsBucket>,
+    /// The window's totals by variant.
+    totals: BTreeMap<String, VariantTotal>,
+}
+
+/// One minute's counts of one variant.
+#[derive(Debug, Serialize, ToSchema)]
+struct MetricsBucket {
+    /// The minute (RFC 3339 UTC).
+    at: String,
+    variant: String,
+    evaluations: u64,
+    errors: u64,
+}
+
+/// A variant's totals.
+#[derive(Debug, Serialize, ToSchema)]
+struct VariantTotal {
+    evaluations: u64,
+    errors: u64,
+    /// errors / evaluations (0 without evaluations).
+    error_rate: f64,
+}
+
+/// The evaluation and error counts SDKs reported for a flag in an environment.
+#[utoipa::path(get, path = "/api/flags/{flag}/environments/{environment}/metrics", tag = "metrics",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = super::states::ENVIRONMENT), Window),
+    responses((status = OK, body = MetricsReport)))]
 async fn read(
     State(state): State<AppState>,
     _actor: Actor,
     ApiPath((flag, environment)): ApiPath<(String, String)>,
     ApiQuery(window): ApiQuery<Window>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MetricsReport>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
     let since = crate::time::parse_moment(window.since.as_deref().unwrap_or("1h")).map_err(ApiError::bad_request)?;
@@ -243,42 +294,72 @@ async fn read(
         total.0 = total.0.saturating_add(row.evaluations);
         total.1 = total.1.saturating_add(row.errors);
     }
-    let buckets: Vec<Value> = rows
+    let buckets = rows
         .iter()
-        .map(|row| {
-            let at = time::OffsetDateTime::from_unix_timestamp(row.bucket as i64 * 60).map(crate::time::format).unwrap_or_default();
-            json!({"at": at, "variant": row.variant, "evaluations": row.evaluations, "errors": row.errors})
+        .map(|row| MetricsBucket {
+            at: time::OffsetDateTime::from_unix_timestamp(row.bucket as i64 * 60).map(crate::time::format).unwrap_or_default(),
+            variant: row.variant.clone(),
+            evaluations: row.evaluations,
+            errors: row.errors,
         })
         .collect();
-    let totals: serde_json::Map<String, Value> = totals
+    let totals = totals
         .into_iter()
         .map(|(variant, (evaluations, errors))| {
-            let rate = if evaluations == 0 { 0.0 } else { errors as f64 / evaluations as f64 };
-            (variant, json!({"evaluations": evaluations, "errors": errors, "error_rate": rate}))
+            let error_rate = if evaluations == 0 { 0.0 } else { errors as f64 / evaluations as f64 };
+            (variant, VariantTotal { evaluations, errors, error_rate })
         })
         .collect();
-    Ok(Json(json!({"flag": definition.name, "environment": environment.key, "buckets": buckets, "totals": totals})))
+    Ok(Json(MetricsReport { flag: definition.name, environment: environment.key.to_string(), buckets, totals }))
+}
+
+/// What the guard last saw of a flag in an environment.
+#[derive(Debug, Serialize, ToSchema)]
+struct GuardAnswer {
+    flag: vexil_core::FlagName,
+    environment: String,
+    /// Whether the guard watches it now (a running plan, or a change in a protected environment within the window).
+    watched: bool,
+    /// How the guard judges.
+    settings: GuardSettings,
+    /// The last look, when watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<crate::guard::Report>,
+}
+
+/// The guard's settings on this server.
+#[derive(Debug, Serialize, ToSchema)]
+struct GuardSettings {
+    /// Seconds between looks.
+    check_seconds: u64,
+    /// How long a change in this environment is watched (0: only plans are).
+    window_seconds: u64,
+    /// The evaluations each arm needs before it is judged.
+    min_evaluations: u64,
+    /// The smallest rise of the error rate that counts as a regression.
+    min_increase: f64,
+    /// The chance of a false alarm the test allows.
+    false_positive_budget: f64,
 }
 
 /// What the guard last saw of a flag in an environment: whether it is watched, on what basis, and each comparison.
+#[utoipa::path(get, path = "/api/flags/{flag}/environments/{environment}/guard", tag = "metrics",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = super::states::ENVIRONMENT)),
+    responses((status = OK, body = GuardAnswer)))]
 async fn guard_report(
     State(state): State<AppState>,
     _actor: Actor,
     ApiPath((flag, environment)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GuardAnswer>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
-    let settings = json!({
-        "check_seconds": state.config.guard_interval.as_secs(),
-        "window_seconds": if environment.protected { state.config.guard_window.as_secs() } else { 0 },
-        "min_evaluations": state.config.guard.min_evaluations,
-        "min_increase": state.config.guard.min_increase,
-        "false_positive_budget": state.config.guard.false_positive_budget,
-    });
-    let mut answer = json!({"flag": definition.name, "environment": environment.key, "watched": false, "settings": settings});
-    if let Some(report) = state.guard.report(&environment.key, &definition.name) {
-        answer["watched"] = json!(true);
-        answer["report"] = serde_json::to_value(report).map_err(ApiError::internal)?;
-    }
-    Ok(Json(answer))
+    let settings = GuardSettings {
+        check_seconds: state.config.guard_interval.as_secs(),
+        window_seconds: if environment.protected { state.config.guard_window.as_secs() } else { 0 },
+        min_evaluations: state.config.guard.min_evaluations,
+        min_increase: state.config.guard.min_increase,
+        false_positive_budget: state.config.guard.false_positive_budget,
+    };
+    let report = state.guard.report(&environment.key, &definition.name);
+    Ok(Json(GuardAnswer { flag: definition.name, environment: environment.key.to_string(), watched: report.is_some(), settings, report }))
 }

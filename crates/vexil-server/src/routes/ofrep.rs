@@ -5,15 +5,16 @@
 //! the environment's compiled snapshot. When no flag of the environment depends on the context, the bulk
 //! answer is the same for everyone: it is serialised once per snapshot, with its ETag, and served as bytes.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_core::evaluation::ErrorCode;
 use vexil_core::{EnvKey, Reason};
 
@@ -21,10 +22,80 @@ use crate::auth::{Principal, authenticate, credential};
 use crate::hub::{EnvironmentSnapshot, SnapshotFlag};
 use crate::service::AppState;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ofrep/v1/evaluate/flags/{key}", post(single).options(super::options))
-        .route("/ofrep/v1/evaluate/flags", post(bulk).options(super::options))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    let (schemas, paths, single) = routes!(single);
+    let with_preflight = (schemas, paths, single.options(super::options));
+    let (schemas, paths, bulk) = routes!(bulk);
+    OpenApiRouter::new().routes(with_preflight).routes((schemas, paths, bulk.options(super::options)))
+}
+
+// The shapes below describe what the handlers write by hand (they serialise straight to bytes); the suite's
+// Schemathesis run checks every answer against them.
+
+/// An OFREP evaluation request.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct EvaluationRequest {
+    /// The evaluation context: `targetingKey` (a string) and any attributes rules compare.
+    context: Option<Map<String, Value>>,
+}
+
+/// A successful evaluation.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EvaluationSuccess {
+    key: String,
+    /// The value, of the flag's type.
+    value: Value,
+    /// `STATIC`, `TARGETING_MATCH`, `SPLIT`, `DISABLED` or `DEFAULT`.
+    reason: String,
+    /// The variant's name, or the value's label when it is none.
+    variant: String,
+    metadata: EvaluationMetadata,
+}
+
+/// Where an answer came from.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EvaluationMetadata {
+    /// The SDK key's environment.
+    environment: String,
+    /// The environment's revision.
+    revision: u64,
+    /// The flag's state version there.
+    flag_version: u64,
+}
+
+/// A failed evaluation.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EvaluationFailure {
+    /// The flag, when one was asked for.
+    key: Option<String>,
+    /// `PARSE_ERROR`, `INVALID_CONTEXT`, `TARGETING_KEY_MISSING` or `FLAG_NOT_FOUND`.
+    error_code: String,
+    error_details: String,
+}
+
+/// One flag of a bulk answer.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum BulkEntry {
+    /// Evaluated.
+    Success(EvaluationSuccess),
+    /// Not evaluated for this context.
+    Failure(EvaluationFailure),
+}
+
+/// Every flag of the environment, evaluated for one context.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+struct BulkEvaluation {
+    flags: Vec<BulkEntry>,
 }
 
 /// The environment an SDK key reads; 401 (with the scheme to use) or 403 with no body otherwise, as OFREP specifies.
@@ -99,6 +170,17 @@ fn evaluate(
     Ok(body)
 }
 
+/// Evaluate one flag for a context in the SDK key's environment (OFREP).
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", security(("sdk_key" = []), ("sdk_key_header" = [])),
+    params(("key" = String, Path, description = "the flag's name")),
+    request_body(content = Option<EvaluationRequest>),
+    responses(
+        (status = OK, body = EvaluationSuccess),
+        (status = BAD_REQUEST, body = EvaluationFailure, description = "the context cannot be evaluated"),
+        (status = NOT_FOUND, body = EvaluationFailure, description = "no such flag"),
+        (status = UNAUTHORIZED, description = "no SDK key, or an unknown one", headers(("www-authenticate" = String))),
+        (status = FORBIDDEN, description = "a personal token: OFREP takes an SDK key"),
+    ))]
 async fn single(State(state): State<AppState>, Path(key): Path<String>, parts: Parts, body: Bytes) -> Response {
     let environment = match environment_of(&state, &parts).await {
         Ok(environment) => environment,
@@ -124,6 +206,18 @@ async fn single(State(state): State<AppState>, Path(key): Path<String>, parts: P
     }
 }
 
+/// Evaluate every flag of the SDK key's environment for a context (OFREP); `If-None-Match` with the last ETag
+/// answers 304 while nothing changed for the context.
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep", security(("sdk_key" = []), ("sdk_key_header" = [])),
+    params(("if-none-match" = Option<String>, Header, description = "the ETag of the last answer")),
+    request_body(content = Option<EvaluationRequest>),
+    responses(
+        (status = OK, body = BulkEvaluation, headers(("etag" = String))),
+        (status = NOT_MODIFIED, description = "nothing changed for this context", headers(("etag" = String))),
+        (status = BAD_REQUEST, body = EvaluationFailure, description = "the context cannot be evaluated"),
+        (status = UNAUTHORIZED, description = "no SDK key, or an unknown one", headers(("www-authenticate" = String))),
+        (status = FORBIDDEN, description = "a personal token: OFREP takes an SDK key"),
+    ))]
 async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Response {
     let environment = match environment_of(&state, &parts).await {
         Ok(environment) => environment,

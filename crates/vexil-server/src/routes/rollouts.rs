@@ -1,11 +1,12 @@
 //! Rollout plans: start one, read it, pause, resume or abort it (see [`crate::rollout`] for the schedule).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use vexil_core::{AuditAction, FlagType, RolloutPlan};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use vexil_core::{AuditAction, FlagName, FlagState, FlagType, RolloutPlan};
 
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
@@ -13,13 +14,36 @@ use crate::rollout::{new_plan, percent_text, step_change};
 use crate::service::{AppState, Edit, PlannedChange};
 use crate::wire::ReasonRequest;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/flags/{flag}/environments/{environment}/rollout", get(status).post(start))
-        .route("/api/flags/{flag}/environments/{environment}/rollout/{action}", post(control))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status, start)).routes(routes!(control))
 }
 
-#[derive(Debug, Deserialize)]
+/// A flag's state after a rollout change.
+#[derive(Debug, Serialize, ToSchema)]
+struct RolloutChanged {
+    flag: FlagName,
+    environment: String,
+    /// The state now (its `rollout` is the plan, while it runs).
+    state: Option<FlagState>,
+}
+
+/// Where a flag's rollout stands.
+#[derive(Debug, Serialize, ToSchema)]
+struct RolloutStatus {
+    flag: FlagName,
+    environment: String,
+    enabled: bool,
+    /// The share served `true` now (100 when enabled without a split; none when disabled).
+    percent: Option<f64>,
+    /// The plan, while one runs.
+    plan: Option<RolloutPlan>,
+    /// What the guard last saw.
+    guard: Option<crate::guard::Report>,
+    /// Why the next step is not taken yet, when it is due and held.
+    waiting: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartRequest {
     /// Percentages, ascending, each in (0, 100], three decimals at most.
@@ -33,12 +57,16 @@ fn unprocessable(message: impl Into<String>) -> ApiError {
     ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
 }
 
+/// Start a gradual rollout of a boolean flag: growing percentages on a schedule, each step taken only after the guard
+/// found the current one healthy. In a protected environment it needs the admin role and a reason.
+#[utoipa::path(post, path = "/api/flags/{flag}/environments/{environment}/rollout", tag = "rollouts", params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = super::states::ENVIRONMENT)),
+    request_body = StartRequest, responses((status = OK, body = RolloutChanged)))]
 async fn start(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath((flag, environment)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<StartRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RolloutChanged>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
     if definition.flag_type != FlagType::Boolean {
@@ -63,14 +91,17 @@ async fn start(
     change.summary = Some(summary);
     state.commit_states(&actor, vec![change]).await?;
     let now = state.catalog.state(&environment.key, &definition.name);
-    Ok(Json(json!({"flag": definition.name, "environment": environment.key, "state": now})))
+    Ok(Json(RolloutChanged { flag: definition.name, environment: environment.key.to_string(), state: now }))
 }
 
+/// Where a flag's rollout stands: the plan, the guard's last look and what the next step waits for.
+#[utoipa::path(get, path = "/api/flags/{flag}/environments/{environment}/rollout", tag = "rollouts", params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = super::states::ENVIRONMENT)),
+    responses((status = OK, body = RolloutStatus)))]
 async fn status(
     State(state): State<AppState>,
     _actor: Actor,
     ApiPath((flag, environment)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RolloutStatus>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
     let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
@@ -85,23 +116,29 @@ async fn status(
                 "waiting for the guard's first look at this step (the next step needs its evidence that this one is healthy)".to_owned(),
             ),
         });
-    Ok(Json(json!({
-        "flag": definition.name,
-        "environment": environment.key,
-        "enabled": current.spec.enabled,
-        "percent": current.spec.rollout_thousandths().map(|share| share as f64 / 1000.0).or(if current.spec.enabled { Some(100.0) } else { None }),
-        "plan": current.rollout,
-        "guard": report,
-        "waiting": waiting,
-    })))
+    let percent =
+        current.spec.rollout_thousandths().map(|share| share as f64 / 1000.0).or(if current.spec.enabled { Some(100.0) } else { None });
+    Ok(Json(RolloutStatus {
+        flag: definition.name,
+        environment: environment.key.to_string(),
+        enabled: current.spec.enabled,
+        percent,
+        plan: current.rollout,
+        guard: report,
+        waiting,
+    }))
 }
 
+/// Pause, resume or abort a running plan (abort keeps the current percentage).
+#[utoipa::path(post, path = "/api/flags/{flag}/environments/{environment}/rollout/{action}", tag = "rollouts", params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = super::states::ENVIRONMENT),
+        ("action" = String, Path, description = "`pause`, `resume` or `abort`")),
+    request_body(content = Option<ReasonRequest>), responses((status = OK, body = RolloutChanged)))]
 async fn control(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath((flag, environment, action)): ApiPath<(String, String, String)>,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RolloutChanged>> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
     let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
@@ -136,5 +173,5 @@ async fn control(
     };
     state.commit_states(&actor, vec![change]).await?;
     let now = state.catalog.state(&environment.key, &definition.name);
-    Ok(Json(json!({"flag": definition.name, "environment": environment.key, "state": now})))
+    Ok(Json(RolloutChanged { flag: definition.name, environment: environment.key.to_string(), state: now }))
 }

@@ -1,9 +1,10 @@
 //! Per-environment states: read, set, enable/disable, promote, copy between environments, bulk operations.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_core::{AuditAction, Environment, FlagName, diff_specs};
 
 use super::flags::{etag, if_match};
@@ -15,15 +16,18 @@ use crate::wire::{
     StateResponse,
 };
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/flags/{flag}/environments/{environment}", get(show).put(set))
-        .route("/api/flags/{flag}/environments/{environment}/enable", post(toggle::<true>))
-        .route("/api/flags/{flag}/environments/{environment}/disable", post(toggle::<false>))
-        .route("/api/flags/{flag}/promote", post(promote))
-        .route("/api/flags/copy", post(copy))
-        .route("/api/flags/bulk", post(bulk))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show, set))
+        .routes(routes!(enable))
+        .routes(routes!(disable))
+        .routes(routes!(promote))
+        .routes(routes!(copy))
+        .routes(routes!(bulk))
 }
+
+/// The path parameter naming an environment.
+pub(super) const ENVIRONMENT: &str = "the environment's key or long name (`prod`, `production`)";
 
 fn respond(state: &AppState, flag: &FlagName, environment: &Environment) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
     let flag_state = state.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("flag has no state"))?;
@@ -43,6 +47,10 @@ fn answer(
     )
 }
 
+/// A flag's state in one environment; the ETag is the state's version.
+#[utoipa::path(get, path = "/api/flags/{flag}/environments/{environment}", tag = "states",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = ENVIRONMENT)),
+    responses((status = OK, body = StateResponse, headers(("etag" = String, description = "the state's version, for If-Match")))))]
 async fn show(
     State(state): State<AppState>,
     _actor: Actor,
@@ -53,6 +61,12 @@ async fn show(
     respond(&state, &definition.name, &environment)
 }
 
+/// Replace a flag's whole state in one environment. In a protected environment it needs the admin role and a reason.
+#[utoipa::path(put, path = "/api/flags/{flag}/environments/{environment}", tag = "states",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = ENVIRONMENT),
+        ("if-match" = Option<String>, Header, description = "the state's version (the ETag): a different one refuses the change")),
+    request_body = SetStateRequest,
+    responses((status = OK, body = StateResponse, headers(("etag" = String, description = "the new state's version")))))]
 async fn set(
     State(state): State<AppState>,
     actor: Actor,
@@ -78,13 +92,46 @@ async fn set(
     Ok(answer(&definition.name, &environment, changed, produced))
 }
 
-/// `…/enable` (`ENABLED = true`) and `…/disable`.
-async fn toggle<const ENABLED: bool>(
+/// Enable a flag in one environment (in a protected one: admin role and a reason).
+#[utoipa::path(post, path = "/api/flags/{flag}/environments/{environment}/enable", tag = "states",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = ENVIRONMENT),
+        ("if-match" = Option<String>, Header, description = "the state's version (the ETag): a different one refuses the change")),
+    request_body(content = Option<ReasonRequest>),
+    responses((status = OK, body = StateResponse, headers(("etag" = String, description = "the new state's version")))))]
+async fn enable(
     State(state): State<AppState>,
     actor: Actor,
     headers: HeaderMap,
     ApiPath((flag, environment)): ApiPath<(String, String)>,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    toggle::<true>(state, actor, headers, flag, environment, request).await
+}
+
+/// The kill switch: disable a flag in one environment. Never refused for a version, an archive or a running plan
+/// (it ends the plan); If-Match is not read.
+#[utoipa::path(post, path = "/api/flags/{flag}/environments/{environment}/disable", tag = "states",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = ENVIRONMENT)),
+    request_body(content = Option<ReasonRequest>),
+    responses((status = OK, body = StateResponse, headers(("etag" = String, description = "the new state's version")))))]
+async fn disable(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<ReasonRequest>,
+) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
+    toggle::<false>(state, actor, headers, flag, environment, request).await
+}
+
+/// `…/enable` (`ENABLED = true`) and `…/disable`.
+async fn toggle<const ENABLED: bool>(
+    state: AppState,
+    actor: Actor,
+    headers: HeaderMap,
+    flag: String,
+    environment: String,
+    request: ReasonRequest,
 ) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
     let definition = state.definition(&flag)?;
     let environment = state.environment(&environment)?;
@@ -106,6 +153,10 @@ async fn toggle<const ENABLED: bool>(
     Ok(answer(&definition.name, &environment, changed, produced))
 }
 
+/// Promote a flag's state from one environment to the next in the promotion order (or further, with `skip`),
+/// all at once or as a gradual rollout. `dry_run` answers the diff and changes nothing.
+#[utoipa::path(post, path = "/api/flags/{flag}/promote", tag = "states", params(("flag" = String, Path, description = super::flags::FLAG)),
+    request_body = PromoteRequest, responses((status = OK, body = PromoteResponse)))]
 async fn promote(
     State(state): State<AppState>,
     actor: Actor,
@@ -216,6 +267,8 @@ async fn promote(
     Ok(Json(response))
 }
 
+/// Copy the states of some or all flags from one environment to another. `dry_run` answers the diff and changes nothing.
+#[utoipa::path(post, path = "/api/flags/copy", tag = "states", request_body = CopyRequest, responses((status = OK, body = BatchDiffResponse)))]
 async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): ApiJson<CopyRequest>) -> ApiResult<Json<BatchDiffResponse>> {
     let from = state.environment(&request.from)?;
     let to = state.environment(&request.to)?;
@@ -311,6 +364,8 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
     }))
 }
 
+/// Enable or disable many flags (by name or by tag) in one environment, as one change.
+#[utoipa::path(post, path = "/api/flags/bulk", tag = "states", request_body = BulkRequest, responses((status = OK, body = BulkResponse)))]
 async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): ApiJson<BulkRequest>) -> ApiResult<Json<BulkResponse>> {
     let enabled = match request.action.as_str() {
         "enable" => true,

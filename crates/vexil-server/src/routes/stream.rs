@@ -8,16 +8,17 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::broadcast;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_store::ChangesSince;
 
 use crate::auth::{authenticate, credential};
@@ -31,13 +32,16 @@ const RETRY_MILLISECONDS: u64 = 3000;
 /// The most changes replayed to one resuming client; beyond that a snapshot is cheaper.
 const REPLAY_LIMIT: u32 = 10_000;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/feature-flags/stream", get(stream).options(super::options))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    let (schemas, paths, stream) = routes!(stream);
+    OpenApiRouter::new().routes((schemas, paths, stream.options(super::options)))
 }
 
 /// Other query parameters are ignored: browsers add cache-busters to EventSource URLs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// The environment (key or long name); an SDK key reads only its own.
     env: String,
     /// The credential, for EventSource (read by `auth::credential`).
     #[allow(dead_code)]
@@ -53,6 +57,12 @@ fn retry_later() -> Bytes {
     Bytes::from(format!("retry: {RETRY_MILLISECONDS}\n\n{RETRY_LATER}"))
 }
 
+/// Every change of an environment in real time (server-sent events): `retry:` advice, then the changes missed since
+/// `Last-Event-ID` (or a `snapshot`), then each change as it is made, with a heartbeat when idle. Frames are described
+/// in docs/api.md.
+#[utoipa::path(get, path = "/api/feature-flags/stream", tag = "stream", security(("bearer" = []), ("sdk_key" = []), ("session" = [])),
+    params(StreamQuery, ("last-event-id" = Option<String>, Header, description = "the id of the last frame received, to resume")),
+    responses((status = OK, description = "an event stream", content_type = "text/event-stream", body = String)))]
 async fn stream(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
     let (opening, live) = match start(&state, &parts).await {
         Ok(started) => started,

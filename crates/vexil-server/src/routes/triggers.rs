@@ -12,13 +12,14 @@
 //! or "ok" notification changes nothing, and anything else is refused with the shapes that are accepted.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_core::gate::Automation;
 use vexil_core::{AuditAction, FlagName};
 use vexil_store::{TokenKind, Write};
@@ -30,18 +31,49 @@ use crate::service::{AppState, Remedy, RemedyOutcome};
 /// The prefix of trigger secrets.
 pub const TRIGGER_PREFIX: &str = "vxt_";
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/triggers", post(create)).route("/api/triggers/{secret}", post(fire))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(fire))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTrigger {
     flag: String,
+    /// The environment's key or long name.
     environment: String,
+    /// A label; `<flag> in <environment>` when absent.
     name: Option<String>,
     /// `disable` (default) or `rollback`.
     action: Option<String>,
+}
+
+/// A trigger just created: its URL (with the secret) is shown once.
+#[derive(Debug, Serialize, ToSchema)]
+struct TriggerCreated {
+    id: String,
+    flag: FlagName,
+    environment: String,
+    name: String,
+    /// `disable` or `rollback`.
+    action: String,
+    /// What the monitoring system calls (`POST`).
+    url: String,
+}
+
+/// What a trigger call did.
+#[derive(Debug, Serialize, ToSchema)]
+struct TriggerFired {
+    flag: FlagName,
+    environment: String,
+    /// `disable` or `rollback`.
+    action: String,
+    /// Whether it changed the flag.
+    acted: bool,
+    /// The flag's state now.
+    state: Option<vexil_core::FlagState>,
+    /// Why it did not act.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
 }
 
 /// What firing a trigger does.
@@ -64,12 +96,15 @@ fn action_name(remedy: Remedy) -> &'static str {
     }
 }
 
+/// Create a monitoring trigger for a flag in an environment (with the right to change that environment).
+#[utoipa::path(post, path = "/api/triggers", tag = "triggers", request_body = CreateTrigger,
+    responses((status = CREATED, body = TriggerCreated)))]
 async fn create(
     State(state): State<AppState>,
     actor: Actor,
     headers: HeaderMap,
     ApiJson(request): ApiJson<CreateTrigger>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TriggerCreated>)> {
     let definition = state.definition(&request.flag)?;
     let environment = state.environment(&request.environment)?;
     actor.role.may_change(&environment).map_err(ApiError::forbidden)?;
@@ -102,9 +137,14 @@ async fn create(
     let url = format!("{scheme}://{host}/api/triggers/{secret}");
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"id": record.id, "flag": definition.name, "environment": environment.key, "name": name, "action": action_name(action), "url": url}),
-        ),
+        Json(TriggerCreated {
+            id: record.id,
+            flag: definition.name,
+            environment: environment.key.to_string(),
+            name,
+            action: action_name(action).to_owned(),
+            url,
+        }),
     ))
 }
 
@@ -162,7 +202,14 @@ pub fn notification(body: &[u8]) -> Result<Notification, String> {
     Err(format!("the body is not a notification this trigger recognises; {EXPECTED}"))
 }
 
-async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Fire a trigger: the secret in the URL is the credential. Only a notification that says an alert fires acts
+/// (Alertmanager or Grafana `{"status": "firing", "alerts": [...]}`, Grafana legacy `{"state": "alerting"}`, Sentry
+/// `{"action": "triggered" | "critical", "data": {...}}`, or an empty body); a resolved one changes nothing.
+#[utoipa::path(post, path = "/api/triggers/{secret}", tag = "triggers", security(()),
+    params(("secret" = String, Path, description = "the trigger's secret, `vxt_…`")),
+    request_body(content = Option<Object>, description = "the monitoring system's notification"),
+    responses((status = OK, body = TriggerFired)))]
+async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, body: Bytes) -> ApiResult<(StatusCode, Json<TriggerFired>)> {
     let not_found = || ApiError::not_found("no such trigger");
     let record = state
         .store
@@ -175,15 +222,13 @@ async fn fire(State(state): State<AppState>, ApiPath(secret): ApiPath<String>, b
         record.environment.as_ref().and_then(|environment| state.config.environments.get(environment).cloned()).ok_or_else(not_found)?;
     // Triggers made before actions existed rolled back; they keep doing so (under the exposure rule).
     let remedy = parse_action(Some(record.action.as_deref().unwrap_or("rollback")))?;
-    let base = json!({"flag": flag, "environment": environment.key, "action": action_name(remedy)});
-    let answer = |acted: bool, why: Option<&str>| {
-        let mut answer = base.clone();
-        answer["acted"] = json!(acted);
-        answer["state"] = json!(state.catalog.state(&environment.key, &flag));
-        if let Some(why) = why {
-            answer["why"] = json!(why);
-        }
-        answer
+    let answer = |acted: bool, why: Option<&str>| TriggerFired {
+        flag: flag.clone(),
+        environment: environment.key.to_string(),
+        action: action_name(remedy).to_owned(),
+        acted,
+        state: state.catalog.state(&environment.key, &flag),
+        why: why.map(str::to_owned),
     };
     let alert =
         match notification(&body).map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_notification", message))? {

@@ -1,12 +1,14 @@
 //! Accounts: login (password → personal token), who am I, users and tokens.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vexil_core::{AuditAction, AuditDraft, Role};
 use vexil_store::{TokenKind, User, Write};
 
@@ -17,18 +19,18 @@ use crate::auth::{
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
 use crate::service::AppState;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/session", post(open_session).delete(close_session))
-        .route("/api/me", get(me))
-        .route("/api/users", get(list_users).post(add_user))
-        .route("/api/users/{email}", patch(update_user))
-        .route("/api/tokens", get(list_tokens).post(create_token))
-        .route("/api/tokens/{id}", delete(revoke_token))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(open_session, close_session))
+        .routes(routes!(me))
+        .routes(routes!(list_users, add_user))
+        .routes(routes!(update_user))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     email: String,
@@ -37,11 +39,80 @@ struct LoginRequest {
     token_name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A personal token, shown once.
+#[derive(Debug, Serialize, ToSchema)]
 struct LoginResponse {
     email: String,
     role: Role,
+    /// `vxp_…`: send it as `Authorization: Bearer <token>`.
     token: String,
+}
+
+/// The panel's session: who is logged in, and the CSRF token its state-changing requests must send (`X-CSRF-Token`).
+#[derive(Debug, Serialize, ToSchema)]
+struct SessionResponse {
+    email: String,
+    role: Role,
+    csrf: String,
+}
+
+/// The answer to a logout.
+#[derive(Debug, Serialize, ToSchema)]
+struct LoggedOut {
+    /// Always true: logging out always works.
+    logged_out: bool,
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, ToSchema)]
+struct MeResponse {
+    email: String,
+    role: Role,
+    /// The token (or session) this request was made with.
+    token_id: String,
+    /// For a panel session: the CSRF token its state-changing requests must send.
+    csrf: Option<String>,
+}
+
+/// A user just added.
+#[derive(Debug, Serialize, ToSchema)]
+struct UserAdded {
+    email: String,
+    role: Role,
+    /// The generated password, when none was given (shown once).
+    password: Option<String>,
+}
+
+/// A token or key just created; the secret is shown once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+enum TokenCreated {
+    /// A personal token.
+    Personal {
+        id: String,
+        /// Whose token it is.
+        user: String,
+        /// `vxp_…`.
+        token: String,
+    },
+    /// An SDK key for one environment.
+    Sdk {
+        id: String,
+        /// Always `sdk`.
+        kind: String,
+        /// The environment the key reads.
+        environment: String,
+        /// `vxs_…`.
+        token: String,
+    },
+}
+
+/// A token after `DELETE /api/tokens/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenRevoked {
+    id: String,
+    /// When it was revoked (RFC 3339 UTC).
+    revoked_at: Option<String>,
 }
 
 fn audit(actor_email: &str, source: vexil_core::Source, action: AuditAction, after: serde_json::Value) -> AuditDraft {
@@ -123,6 +194,9 @@ fn forwarded_hop(hop: &str) -> Option<std::net::IpAddr> {
     hop.parse::<std::net::IpAddr>().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|address| address.ip()))
 }
 
+/// Log in with a password: the answer carries a new personal token.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()), request_body = LoginRequest,
+    responses((status = OK, body = LoginResponse)))]
 async fn login(
     State(state): State<AppState>,
     peer: Peer,
@@ -150,7 +224,7 @@ async fn login(
     Ok(Json(LoginResponse { email: user.email, role: user.role, token: secret }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SessionRequest {
     email: String,
@@ -159,6 +233,8 @@ struct SessionRequest {
 
 /// `POST /api/auth/session`: the panel's login. The session is a personal token that expires, held in an HttpOnly,
 /// SameSite=Strict cookie (Secure behind HTTPS); the answer carries the CSRF token state-changing requests must send.
+#[utoipa::path(post, path = "/api/auth/session", tag = "accounts", security(()), request_body = SessionRequest,
+    responses((status = OK, body = SessionResponse, headers(("set-cookie" = String, description = "the session cookie")))))]
 async fn open_session(
     State(state): State<AppState>,
     peer: Peer,
@@ -187,12 +263,13 @@ async fn open_session(
         SESSION_HOURS * 3600,
         if secure { "; Secure" } else { "" }
     );
-    let mut response = Json(json!({"email": user.email, "role": user.role, "csrf": csrf_token(&secret)})).into_response();
+    let mut response = Json(SessionResponse { email: user.email, role: user.role, csrf: csrf_token(&secret) }).into_response();
     response.headers_mut().insert(axum::http::header::SET_COOKIE, cookie.parse().map_err(ApiError::internal)?);
     Ok(response)
 }
 
 /// `DELETE /api/auth/session`: log out; the session's token is revoked and the cookie cleared.
+#[utoipa::path(delete, path = "/api/auth/session", tag = "accounts", responses((status = OK, body = LoggedOut)))]
 async fn close_session(State(state): State<AppState>, actor: Actor, headers: axum::http::HeaderMap) -> ApiResult<Response> {
     if let Some(secret) = session_cookie(&headers) {
         let hash = crate::auth::hash_token(&secret);
@@ -214,22 +291,25 @@ async fn close_session(State(state): State<AppState>, actor: Actor, headers: axu
             state.commit(write).await?;
         }
     }
-    let mut response = Json(json!({"logged_out": true})).into_response();
+    let mut response = Json(LoggedOut { logged_out: true }).into_response();
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     response.headers_mut().insert(axum::http::header::SET_COOKIE, cookie.parse().map_err(ApiError::internal)?);
     Ok(response)
 }
 
-async fn me(actor: Actor, headers: axum::http::HeaderMap) -> Json<serde_json::Value> {
+/// Who the caller is.
+#[utoipa::path(get, path = "/api/me", tag = "accounts", responses((status = OK, body = MeResponse)))]
+async fn me(actor: Actor, headers: axum::http::HeaderMap) -> Json<MeResponse> {
     let csrf = if headers.get(axum::http::header::AUTHORIZATION).is_none() {
         session_cookie(&headers).map(|secret| csrf_token(&secret))
     } else {
         None
     };
-    Json(json!({"email": actor.email, "role": actor.role, "token_id": actor.token_id, "csrf": csrf}))
+    Json(MeResponse { email: actor.email, role: actor.role, token_id: actor.token_id, csrf })
 }
 
-#[derive(Debug, Serialize)]
+/// A user account.
+#[derive(Debug, Serialize, ToSchema)]
 struct UserView {
     email: String,
     role: Role,
@@ -243,24 +323,31 @@ impl From<User> for UserView {
     }
 }
 
+/// Every user (admin).
+#[utoipa::path(get, path = "/api/users", tag = "accounts", responses((status = OK, body = Vec<UserView>)))]
 async fn list_users(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<UserView>>> {
     actor.role.may_administer().map_err(ApiError::forbidden)?;
     Ok(Json(state.store.users().await?.into_iter().map(UserView::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddUserRequest {
     email: String,
+    /// `viewer`, `developer` or `admin`.
     role: String,
+    /// 8 to 200 characters; one is generated (and answered once) when absent.
     password: Option<String>,
 }
 
+/// Add a user (admin).
+#[utoipa::path(post, path = "/api/users", tag = "accounts", request_body = AddUserRequest,
+    responses((status = CREATED, body = UserAdded)))]
 async fn add_user(
     State(state): State<AppState>,
     actor: Actor,
     ApiJson(request): ApiJson<AddUserRequest>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<UserAdded>)> {
     actor.role.may_administer().map_err(ApiError::forbidden)?;
     check_email(&request.email)?;
     let role = Role::parse(&request.role)?;
@@ -289,17 +376,23 @@ async fn add_user(
         ..Write::default()
     };
     state.commit_holding(guard, &actor, write).await?;
-    Ok((StatusCode::CREATED, Json(json!({"email": request.email, "role": role, "password": generated}))))
+    Ok((StatusCode::CREATED, Json(UserAdded { email: request.email, role, password: generated })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUserRequest {
+    /// `viewer`, `developer` or `admin` (admin only).
     role: Option<String>,
+    /// Disable or enable the account (admin only).
     disabled: Option<bool>,
+    /// A new password (yours, or anyone's as admin); it ends the account's other sessions and personal tokens.
     password: Option<String>,
 }
 
+/// Change a user's role, disable or enable them, or set a password.
+#[utoipa::path(patch, path = "/api/users/{email}", tag = "accounts", params(("email" = String, Path, description = "the user's email")),
+    request_body = UpdateUserRequest, responses((status = OK, body = UserView)))]
 async fn update_user(
     State(state): State<AppState>,
     peer: Peer,
@@ -389,7 +482,7 @@ async fn update_user(
     Ok(Json(user.into()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTokenRequest {
     /// Whose token (yourself when absent; someone else needs admin).
@@ -401,9 +494,12 @@ struct CreateTokenRequest {
     environment: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A token or key, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
 struct TokenView {
     id: String,
+    /// `personal`, `sdk` or `trigger`.
+    #[schema(value_type = String)]
     kind: TokenKind,
     user: String,
     environment: Option<String>,
@@ -416,11 +512,14 @@ struct TokenView {
     revoked_at: Option<String>,
 }
 
+/// Create a personal token (yours, or anyone's as admin) or an SDK key for one environment.
+#[utoipa::path(post, path = "/api/tokens", tag = "accounts", request_body(content = Option<CreateTokenRequest>),
+    responses((status = CREATED, body = TokenCreated)))]
 async fn create_token(
     State(state): State<AppState>,
     actor: Actor,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<CreateTokenRequest>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let name = request.name.clone().unwrap_or_else(|| "api".to_owned());
     check_label(&name)?;
     match request.kind.as_deref().unwrap_or("personal") {
@@ -460,7 +559,7 @@ async fn create_token(
         ..Write::default()
     };
     state.commit_as(&actor, write).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": record.id, "user": user.email, "token": secret}))))
+    Ok((StatusCode::CREATED, Json(TokenCreated::Personal { id: record.id, user: user.email, token: secret })))
 }
 
 /// An SDK key reads one environment; creating one takes the right to change that environment,
@@ -470,7 +569,7 @@ async fn create_sdk_key(
     actor: Actor,
     request: CreateTokenRequest,
     name: String,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let environment = request
         .environment
         .as_deref()
@@ -490,9 +589,14 @@ async fn create_sdk_key(
     );
     entry.environment = Some(environment.name.clone());
     state.commit_as(&actor, Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": record.id, "kind": "sdk", "environment": environment.key, "token": secret}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated::Sdk { id: record.id, kind: "sdk".to_owned(), environment: environment.key.to_string(), token: secret }),
+    ))
 }
 
+/// Your tokens (every token, for an admin), without secrets.
+#[utoipa::path(get, path = "/api/tokens", tag = "accounts", responses((status = OK, body = Vec<TokenView>)))]
 async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<TokenView>>> {
     let is_admin = actor.role == Role::Admin;
     let tokens = state
@@ -516,7 +620,10 @@ async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<J
     Ok(Json(tokens))
 }
 
-async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<String>) -> ApiResult<Json<serde_json::Value>> {
+/// Revoke a token (yours, or anyone's as admin); open streams that use it end.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "accounts", params(("id" = String, Path, description = "the token's id")),
+    responses((status = OK, body = TokenRevoked)))]
+async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<String>) -> ApiResult<Json<TokenRevoked>> {
     let guard = state.serialised().await;
     let mut token = state
         .store
@@ -537,7 +644,7 @@ async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): 
         };
         state.commit_holding(guard, &actor, write).await?;
     }
-    Ok(Json(json!({"id": token.id, "revoked_at": token.revoked_at})))
+    Ok(Json(TokenRevoked { id: token.id, revoked_at: token.revoked_at }))
 }
 
 #[cfg(test)]
