@@ -241,8 +241,8 @@ impl AuditRecord {
 
 /// Checks a reason given by a person: one printable line of at most [`MAX_REASON_CHARS`].
 pub fn check_reason(reason: &str) -> Result<(), ValidationError> {
-    if reason.trim().is_empty() {
-        return Err(ValidationError::new("reason", "reason is empty; say why the change is made"));
+    if !crate::text::has_visible_text(reason) {
+        return Err(ValidationError::new("reason", "reason is empty (only spaces or invisible characters); say why the change is made"));
     }
     check_text("reason", reason, MAX_REASON_CHARS, false)
 }

@@ -161,7 +161,7 @@ pub fn decide(
 ) -> Result<Vec<Affected>, Refusal> {
     let affected: Vec<(&EnvironmentChange<'_>, Effect)> =
         environments.iter().filter_map(|change| effect(change).map(|effect| (change, effect))).collect();
-    let has_reason = reason.is_some_and(|reason| !reason.trim().is_empty());
+    let has_reason = reason.is_some_and(crate::text::has_visible_text);
     for change in environments.iter().filter(|change| change.addressed) {
         may_address(writer, change.environment)?;
     }

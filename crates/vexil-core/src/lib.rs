@@ -35,7 +35,7 @@ pub mod overrides;
 pub mod semver;
 pub mod serving;
 pub mod state;
-mod text;
+pub mod text;
 
 pub use access::Role;
 pub use audit::{AuditAction, AuditDraft, AuditRecord, Source};

@@ -239,7 +239,7 @@ pub fn printable(input: &str) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if c.is_control() || crate::text::is_bidi_control(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

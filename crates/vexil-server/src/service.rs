@@ -158,6 +158,12 @@ fn refused(refusal: Refusal) -> ApiError {
 }
 
 impl AppState {
+    /// Whether `actor`'s role lets them write to `environment` at all: asked before a write is prepared, so a write
+    /// that turns out to change nothing there (a bulk enable of flags already on) is refused all the same.
+    pub fn may_address(&self, actor: &Actor, environment: &Environment) -> ApiResult<()> {
+        may_address(actor.writer(), environment).map_err(refused)
+    }
+
     /// Loads the catalog and gives every defined flag a state in every configured environment.
     pub async fn open(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let mut catalog = store.load().await?;
@@ -462,17 +468,18 @@ impl AppState {
             .find(|record| record.after.as_ref().and_then(|after| after.get("version")).and_then(Value::as_u64) == Some(version)))
     }
 
-    /// What a rollback of `current` restores: the last state a person set before the change that produced it. For
-    /// a state inside a rollout plan, or the one its last step left, that is the state before the plan started.
+    /// What a rollback of `current` restores: the last state a person set before the change that produced it, with
+    /// the id of the audit record of that change (when the state was replaced). For a state inside a rollout plan, or
+    /// the one its last step left, that is the state before the plan started.
     /// `Err` with why when there is nothing to restore (the current state is a rollback's, or its origin is unknown).
     pub async fn rollback_target(
         &self,
         environment: &Environment,
         flag: &FlagName,
         current: &FlagState,
-    ) -> ApiResult<Result<StateSpec, String>> {
+    ) -> ApiResult<Result<(StateSpec, Option<u64>), String>> {
         if let Some(before) = current.rollout.as_ref().and_then(|plan| plan.before.as_deref()) {
-            return Ok(Ok(before.clone()));
+            return Ok(Ok((before.clone(), None)));
         }
         let Some(record) = self.producing_record(environment, flag, current.version).await? else {
             return Ok(Err("the change that produced the current state is not in the flag's recent history".to_owned()));
@@ -484,7 +491,23 @@ impl AppState {
         let Some(before) = record.before.and_then(|before| serde_json::from_value::<FlagState>(before).ok()) else {
             return Ok(Err("the current state is the flag's first; there is no earlier state to restore".to_owned()));
         };
-        Ok(Ok(before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec)))
+        Ok(Ok((before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec), Some(record.id))))
+    }
+
+    /// The flag's definition as it was when audit record `id` was written: the `before` of the first definition
+    /// record after it, or today's when none came since. `None` when the flag's recent history does not reach back.
+    pub async fn definition_when(&self, flag: &FlagName, id: u64) -> ApiResult<Option<FlagDefinition>> {
+        let page = self.store.audit(vexil_store::AuditQuery { flag: Some(flag.to_string()), limit: 200, ..Default::default() }).await?;
+        let reaches_back = page.next.is_none() || page.entries.last().is_some_and(|oldest| oldest.id <= id);
+        if !reaches_back {
+            return Ok(None);
+        }
+        // Newest first: the last definition record after `id` is the first one written after it.
+        let first_since = page.entries.iter().filter(|record| record.id > id && record.environment.is_none()).last();
+        Ok(match first_since {
+            None => self.catalog.definition(flag),
+            Some(record) => record.before.clone().and_then(|before| serde_json::from_value::<FlagDefinition>(before).ok()),
+        })
     }
 
     /// An automatic action on a flag in one environment, by `actor` (the guard or a trigger), under the exposure rule:
@@ -507,10 +530,32 @@ impl AppState {
             }
             Remedy::Disable => (Edit::SetEnabled(false), AuditAction::Disable),
             Remedy::Rollback => {
-                let target = match self.rollback_target(environment, flag, &current).await? {
+                let (target, replaced_by) = match self.rollback_target(environment, flag, &current).await? {
                     Ok(target) => target,
                     Err(why) => return Ok(RemedyOutcome::Nothing(why)),
                 };
+                // The earlier state must still mean what it meant: restored through a definition edited since (a
+                // variant it names given a new value by someone who could edit it because this environment did not
+                // name it then), it would serve, on or when next enabled, what no person here approved.
+                if let Some(id) = replaced_by {
+                    let then = self.definition_when(flag, id).await?;
+                    let unchanged = then.as_ref().is_some_and(|then| {
+                        let moment = vexil_core::gate::EnvironmentChange {
+                            environment,
+                            before: Side::new(then, &target),
+                            after: Side::new(&definition, &target),
+                            plan_changed: false,
+                            plan_running: false,
+                            addressed: false,
+                        };
+                        vexil_core::gate::effect(&moment) != Some(vexil_core::gate::Effect::Serving)
+                    });
+                    if !unchanged {
+                        return Ok(RemedyOutcome::Unrestorable(
+                            "the flag's definition changed since the earlier state was in force, so restoring it would not serve what it served then".to_owned(),
+                        ));
+                    }
+                }
                 if let Err(error) = target.validate(&definition) {
                     return Ok(RemedyOutcome::Unrestorable(format!(
                         "the earlier state no longer fits the flag's definition ({}), so it cannot be restored",

@@ -171,7 +171,16 @@ impl Client {
 
     /// `PATCH path` with a JSON body.
     pub fn patch(&self, path: &str, body: &Value) -> CommandResult<Reply> {
-        self.send_write(self.request(self.http.patch(self.url(path)).json(body)))
+        self.patch_if_match(path, body, None)
+    }
+
+    /// `PATCH path` with a JSON body and an optional `If-Match` version.
+    pub fn patch_if_match(&self, path: &str, body: &Value, if_match: Option<u64>) -> CommandResult<Reply> {
+        let mut builder = self.request(self.http.patch(self.url(path)).json(body));
+        if let Some(version) = if_match {
+            builder = builder.header("If-Match", format!("\"{version}\""));
+        }
+        self.send_write(builder)
     }
 
     /// `DELETE path`.

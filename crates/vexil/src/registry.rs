@@ -143,11 +143,14 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
                             .map(|value| ((*field).to_owned(), value.clone()))
                     })
                     .collect();
+                // The definition the changes were computed against (and the dry run judged).
+                let mut version = current["version"].as_u64();
                 if current["archived"] == Value::Bool(true) && !args.dry_run {
-                    context.client.post(
+                    let unarchived = context.client.post(
                         &format!("/api/flags/{}/unarchive", segment(&entry.name)),
                         &json!({"reason": "listed again in the registry"}),
                     )?;
+                    version = unarchived.body["version"].as_u64();
                 }
                 if changes.is_empty() && current["archived"] != Value::Bool(true) {
                     unchanged.push(entry.name.clone());
@@ -167,19 +170,22 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
                             serving.iter().filter(|affected| affected["protected"] == true).filter_map(key_of).collect();
                         if !args.dry_run {
                             let mut patch = changes.clone();
-                            let reason = match protected.first() {
-                                None => Some(format!("vexil apply {}", args.file.display())),
-                                Some(environment) => prompt::protected_change(
+                            // A reason goes only with a protected change the person confirmed. When the dry run named
+                            // none, the edit goes without one, pinned to the definition the dry run judged: should a
+                            // protected environment start to depend on it meanwhile (another admin, a rollout step),
+                            // the server refuses it for want of a reason instead of taking a reason nobody gave.
+                            if let Some(environment) = protected.first() {
+                                let reason = prompt::protected_change(
                                     args.confirm.reason.clone(),
                                     args.confirm.yes,
                                     false,
                                     environment,
                                     true,
                                     &format!("{} changes what {} serves ({})", entry.name, protected.join(", "), patch_fields(&changes)),
-                                )?,
-                            };
-                            patch.insert("reason".into(), json!(reason));
-                            context.client.patch(&path, &Value::Object(patch))?;
+                                )?;
+                                patch.insert("reason".into(), json!(reason));
+                            }
+                            context.client.patch_if_match(&path, &Value::Object(patch), version)?;
                         }
                     }
                     let serving = if serves.is_empty() { String::new() } else { format!("; changes what {} serves", serves.join(", ")) };

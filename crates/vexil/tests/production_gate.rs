@@ -162,6 +162,43 @@ fn apply_of_a_registry_that_changes_what_production_serves_needs_the_admin_a_rea
 }
 
 #[test]
+fn apply_never_sends_a_reason_nobody_gave_so_a_change_that_reaches_production_meanwhile_is_refused() {
+    // The colour flag's treatment is unserved in production (it serves control there), so the dry run names no
+    // protected environment. Round 10 found apply then sent the edit with a reason it wrote itself: an edit that came
+    // to change production between the dry run and the write (another admin switching production to treatment) was
+    // accepted with that reason. Apply now sends no reason unless a person confirmed a protected change, and pins
+    // the definition the dry run judged.
+    let server = Server::start();
+    colour_flag(&server);
+    let set = server.http().put(
+        "/api/flags/ui.button_colour/environments/prod",
+        &json!({"enabled": true, "serve": {"variant": "control"}, "reason": "back to control"}),
+        None,
+    );
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let directory = tempfile::tempdir().unwrap();
+    let registry = directory.path().join("flags.toml");
+    std::fs::write(
+        &registry,
+        "[[flag]]\nname = \"ui.button_colour\"\ntype = \"string\"\ndefault = \"grey\"\nvariants = [\n  { name = \"control\", value = \"grey\" },\n  { name = \"treatment\", value = \"green\" },\n]\n",
+    )
+    .unwrap();
+    server.cli(&["apply", registry.to_str().unwrap()]).ok();
+    let audit = server.cli(&["audit", "--flag", "ui.button_colour", "-o", "json"]).ok().json();
+    let update = &audit["entries"][0];
+    assert_eq!((update["action"].as_str(), update["environment"].as_str()), (Some("update"), None), "{update}");
+    assert_eq!(update["reason"], Value::Null, "the record carries no reason the person did not give: {update}");
+    // What the server does with such an edit once production depends on it: refused for want of a reason.
+    server.http().put(
+        "/api/flags/ui.button_colour/environments/prod",
+        &json!({"enabled": true, "serve": {"variant": "treatment"}, "reason": "treatment again"}),
+        None,
+    );
+    let refused = server.http().send("PATCH", "/api/flags/ui.button_colour", Some(recolour("red", None).to_string()), &[]);
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (422, Some("reason_required")), "{:?}", refused.body);
+}
+
+#[test]
 fn archiving_changes_nothing_served_and_never_blocks_the_kill_switch() {
     let server = Server::start();
     let developer = developer(&server);
@@ -552,4 +589,62 @@ fn two_admins_demoting_each_other_at_once_leave_one_admin() {
             assert_eq!(restored.status, 200, "{:?}", restored.body);
         }
     }
+}
+
+#[test]
+fn enabling_by_tag_in_production_needs_the_flags_named_and_a_write_that_changes_nothing_still_needs_the_role() {
+    // Round 10: a bulk enable by tag in production enabled whatever a developer had tagged just before (tags are
+    // metadata), and a viewer's bulk enable of flags already on answered 200 without a role check.
+    let server = Server::start();
+    let developer = developer(&server);
+    for flag in ["ui.a", "ui.b"] {
+        server.cli(&["define", flag]).ok();
+    }
+    let tagged =
+        server.http().with_token(Some(&developer)).send("PATCH", "/api/flags/ui.b", Some(json!({"tags": ["launch"]}).to_string()), &[]);
+    assert_eq!(tagged.status, 200, "{:?}", tagged.body);
+    let by_tag = json!({"action": "enable", "environment": "prod", "tag": "launch", "reason": "launch"});
+    let refused = server.http().post("/api/flags/bulk", &by_tag);
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (422, Some("flags_required")), "{:?}", refused.body);
+    assert_eq!(server.http().get("/api/flags/ui.b/environments/prod").body["state"]["enabled"], false);
+    // Named, it is the admin's own list; and off by tag stays the kill switch it is.
+    let named =
+        server.http().post("/api/flags/bulk", &json!({"action": "enable", "environment": "prod", "flags": ["ui.b"], "reason": "launch"}));
+    assert_eq!((named.status, named.body["changed"].clone()), (200, json!(["ui.b"])), "{:?}", named.body);
+    let off =
+        server.http().post("/api/flags/bulk", &json!({"action": "disable", "environment": "prod", "tag": "launch", "reason": "incident"}));
+    assert_eq!((off.status, off.body["changed"].clone()), (200, json!(["ui.b"])), "{:?}", off.body);
+
+    server.cli(&["user", "add", "viewer@example.com", "--role", "viewer"]).ok();
+    let viewer = server.cli(&["token", "create", "--user", "viewer@example.com"]).ok().stdout.trim().to_owned();
+    let as_viewer = server.http().with_token(Some(&viewer));
+    let nothing = as_viewer.post("/api/flags/bulk", &json!({"action": "disable", "environment": "prod", "flags": ["ui.a"], "reason": "x"}));
+    assert_eq!(nothing.status, 403, "a write that would change nothing is still refused to a viewer: {:?}", nothing.body);
+    let copy = as_viewer.post("/api/flags/copy", &json!({"from": "staging", "to": "prod", "flags": ["ui.a"], "reason": "x"}));
+    assert_eq!(copy.status, 403, "{:?}", copy.body);
+    let preview = as_viewer.post("/api/flags/copy", &json!({"from": "staging", "to": "prod", "flags": ["ui.a"], "dry_run": true}));
+    assert_eq!(preview.status, 200, "a dry run only reads: {:?}", preview.body);
+}
+
+#[test]
+fn a_reason_must_show_something_and_no_text_may_reverse_how_it_is_displayed() {
+    // Round 10: a zero-width space passed as production's reason (the audit showed a blank), and right-to-left
+    // overrides were accepted in reasons, descriptions and trigger names.
+    let server = Server::start();
+    server.cli(&["define", "ui.a"]).ok();
+    for reason in ["\u{200b}", " \u{feff} ", "\u{2060}"] {
+        let refused = server.http().post("/api/flags/ui.a/environments/prod/enable", &json!({"reason": reason}));
+        assert_eq!(refused.status, 422, "{reason:?}: {:?}", refused.body);
+    }
+    let spoofed = server.http().post("/api/flags/ui.a/environments/prod/enable", &json!({"reason": "approved \u{202e}dekcolb\u{202c}"}));
+    assert_eq!(spoofed.status, 422, "{:?}", spoofed.body);
+    assert!(spoofed.body["error"]["message"].as_str().unwrap().contains("direction override"), "{:?}", spoofed.body);
+    assert_eq!(server.http().get("/api/flags/ui.a/environments/prod").body["state"]["enabled"], false, "nothing changed");
+    let description = server.http().send("PATCH", "/api/flags/ui.a", Some(json!({"description": "\u{2067}x\u{2069}"}).to_string()), &[]);
+    assert_eq!(description.status, 422, "{:?}", description.body);
+    let trigger = server.http().post("/api/triggers", &json!({"flag": "ui.a", "environment": "dev", "name": "a\u{202e}b"}));
+    assert_eq!(trigger.status, 422, "{:?}", trigger.body);
+    // Right-to-left text itself is welcome.
+    let arabic = server.http().post("/api/flags/ui.a/environments/prod/enable", &json!({"reason": "إطلاق الميزة"}));
+    assert_eq!(arabic.status, 200, "{:?}", arabic.body);
 }

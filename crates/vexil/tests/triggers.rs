@@ -143,3 +143,103 @@ fn creating_a_production_trigger_needs_the_right_to_change_production() {
     let refused = server.cli_as(&developer, &["trigger", "create", "ui.a", "--env", "prod"]).expect_code(3);
     assert!(refused.stderr.contains("needs the admin role"), "{}", refused.stderr);
 }
+
+#[test]
+fn a_rollback_never_restores_a_state_whose_variants_were_given_new_values_since() {
+    // Round 10: production is off, armed with `risky`; an admin re-arms it with `safe`. `risky` is then named nowhere
+    // in production, so a developer may give it a new value. A rollback trigger restoring "off, risky" would have
+    // armed production with the developer's value, served by the admin's next plain enable.
+    let server = Server::start();
+    server.cli(&["user", "add", "dev@example.com", "--role", "developer"]).ok();
+    let developer = server.cli(&["token", "create", "--user", "dev@example.com"]).ok().stdout.trim().to_owned();
+    let created = server.http().with_token(Some(&developer)).post(
+        "/api/flags",
+        &json!({"name": "ui.rearm", "type": "string", "default": "off", "variants": [
+            {"name": "safe", "value": "v1"}, {"name": "risky", "value": "v2"}]}),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    for (variant, reason) in [("risky", "prepare"), ("safe", "risky is broken, use safe")] {
+        let set = server.http().put(
+            "/api/flags/ui.rearm/environments/prod",
+            &json!({"enabled": false, "serve": {"variant": variant}, "reason": reason}),
+            None,
+        );
+        assert_eq!(set.status, 200, "{:?}", set.body);
+    }
+    let edited = server.http().with_token(Some(&developer)).send(
+        "PATCH",
+        "/api/flags/ui.rearm",
+        Some(json!({"variants": [{"name": "safe", "value": "v1"}, {"name": "risky", "value": "DEV-CHOSEN"}]}).to_string()),
+        &[],
+    );
+    assert_eq!(edited.status, 200, "risky is named nowhere in production now: {:?}", edited.body);
+    let url = server.cli(&["trigger", "create", "ui.rearm", "--env", "prod", "--action", "rollback"]).ok().stdout.trim().to_owned();
+
+    let (status, answer) = post(&url, &alertmanager("firing"));
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("cannot_restore")), "{answer}");
+    assert_eq!(prod_state(&server, "ui.rearm")["serve"], json!({"variant": "safe"}), "production stays armed as the admin left it");
+    server.cli(&["enable", "ui.rearm", "--env", "prod", "--yes", "--reason", "go"]).ok();
+    let key = common::sdk_key_for(&server, "prod");
+    let served = reqwest::blocking::Client::new()
+        .post(format!("{}/ofrep/v1/evaluate/flags/ui.rearm", server.url))
+        .bearer_auth(&key)
+        .json(&json!({"context": {"targetingKey": "user-1"}}))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(served["value"], "v1", "{served}");
+
+    // A definition edit that changes nothing the earlier state serves does not stand in the way of a rollback: the
+    // alert undoes the admin's enable.
+    let described = server.http().with_token(Some(&developer)).send(
+        "PATCH",
+        "/api/flags/ui.rearm",
+        Some(json!({"description": "the re-arm test flag"}).to_string()),
+        &[],
+    );
+    assert_eq!(described.status, 200, "{:?}", described.body);
+    let (status, answer) = post(&url, &alertmanager("firing"));
+    assert_eq!((status, answer["acted"].as_bool()), (200, Some(true)), "{answer}");
+    let state = prod_state(&server, "ui.rearm");
+    assert_eq!((state["enabled"].clone(), state["serve"].clone()), (json!(false), json!({"variant": "safe"})), "{answer}");
+}
+
+#[test]
+fn revoking_an_sdk_key_or_a_trigger_needs_the_right_that_created_it_and_is_audited_in_its_environment() {
+    // Round 10: an admin demoted to viewer could still revoke the production SDK key and kill-switch trigger they
+    // created (cutting production applications off, removing an automatic kill switch), and the record had no
+    // environment, so `audit --env prod` did not show it.
+    let server = Server::start();
+    server.cli(&["define", "ui.a"]).ok();
+    server.cli(&["user", "add", "ops@example.com", "--role", "admin"]).ok();
+    let ops = server.cli(&["token", "create", "--user", "ops@example.com"]).ok().stdout.trim().to_owned();
+    let as_ops = server.http().with_token(Some(&ops));
+    let key = as_ops.post("/api/tokens", &json!({"kind": "sdk", "environment": "prod", "name": "prod app"}));
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let trigger = as_ops.post("/api/triggers", &json!({"flag": "ui.a", "environment": "prod", "name": "kill switch"}));
+    assert_eq!(trigger.status, 201, "{:?}", trigger.body);
+    server.cli(&["user", "set-role", "ops@example.com", "viewer"]).ok();
+
+    for id in [key.body["id"].as_str().unwrap(), trigger.body["id"].as_str().unwrap()] {
+        let refused = as_ops.send("DELETE", &format!("/api/tokens/{id}"), None, &[]);
+        assert_eq!(refused.status, 403, "{:?}", refused.body);
+    }
+    let evaluated = reqwest::blocking::Client::new()
+        .post(format!("{}/ofrep/v1/evaluate/flags/ui.a", server.url))
+        .bearer_auth(key.body["token"].as_str().unwrap())
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(evaluated.status(), 200, "the production key still works");
+
+    // An admin may, and production's trail shows it, with the flag for a trigger.
+    for id in [key.body["id"].as_str().unwrap(), trigger.body["id"].as_str().unwrap()] {
+        let revoked = server.http().send("DELETE", &format!("/api/tokens/{id}"), None, &[]);
+        assert_eq!(revoked.status, 200, "{:?}", revoked.body);
+    }
+    let prod = common::audit_entries(&server, "env=prod");
+    let revokes: Vec<&Value> = prod.iter().filter(|entry| entry["action"] == "token_revoke").collect();
+    assert_eq!(revokes.len(), 2, "{prod:?}");
+    assert!(revokes.iter().any(|entry| entry["flag"] == "ui.a"), "{revokes:?}");
+}

@@ -69,6 +69,9 @@ async fn import(
     ApiJson(request): ApiJson<ImportRequest>,
 ) -> ApiResult<Json<BatchDiffResponse>> {
     let environment = state.environment(&environment)?;
+    if !request.dry_run {
+        state.may_address(&actor, &environment)?;
+    }
     let document = request.document;
     if document.format != EXPORT_FORMAT || document.version != 1 {
         return Err(ApiError::bad_request(format!(

@@ -166,6 +166,9 @@ async fn promote(
     let definition = state.definition(&flag)?;
     let from = state.environment(&request.from)?;
     let to = state.environment(&request.to)?;
+    if !request.dry_run {
+        state.may_address(&actor, &to)?;
+    }
     let environments = &state.config.environments;
     let (from_position, to_position) = (environments.position(&from.key).unwrap_or(0), environments.position(&to.key).unwrap_or(0));
     if to_position <= from_position {
@@ -272,6 +275,9 @@ async fn promote(
 async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): ApiJson<CopyRequest>) -> ApiResult<Json<BatchDiffResponse>> {
     let from = state.environment(&request.from)?;
     let to = state.environment(&request.to)?;
+    if !request.dry_run {
+        state.may_address(&actor, &to)?;
+    }
     if from.key == to.key {
         return Err(ApiError::bad_request(format!("copying {} onto itself changes nothing; pick two different environments", from.key)));
     }
@@ -378,6 +384,20 @@ async fn bulk(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
         }
     };
     let environment = state.environment(&request.environment)?;
+    state.may_address(&actor, &environment)?;
+    if enabled && environment.protected && request.tag.is_some() {
+        // Tags are metadata any developer edits: which flags a tag names could change between the admin's look
+        // and the commit. Turning flags on in a protected environment names them (the CLI resolves the tag and
+        // shows the list first); turning them off by tag stays, as the kill switch it is.
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "flags_required",
+            format!(
+                "{} is protected: name the flags to enable (\"flags\"), not a tag, whose members anyone with the developer role can change; `vexil bulk enable --tag` lists them for you to confirm",
+                environment.name
+            ),
+        ));
+    }
     let names: Vec<FlagName> = match (&request.flags, &request.tag) {
         (Some(flags), None) if !flags.is_empty() => {
             flags.iter().map(|flag| state.definition(flag).map(|definition| definition.name)).collect::<ApiResult<_>>()?

@@ -110,7 +110,10 @@ async fn create(
     actor.role.may_change(&environment).map_err(ApiError::forbidden)?;
     let action = parse_action(request.action.as_deref())?;
     let name = request.name.unwrap_or_else(|| format!("{} in {}", definition.name, environment.key));
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if !vexil_core::text::has_visible_text(&name)
+        || name.chars().count() > 100
+        || name.chars().any(|c| c.is_control() || vexil_core::text::is_bidi_control(c))
+    {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "trigger name must be 1 to 100 printable characters"));
     }
     let secret = random_secret(TRIGGER_PREFIX);

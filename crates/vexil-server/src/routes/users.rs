@@ -139,7 +139,10 @@ fn check_password(password: &str) -> ApiResult<()> {
 }
 
 fn check_label(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    if !vexil_core::text::has_visible_text(name)
+        || name.len() > 100
+        || name.chars().any(|c| c.is_control() || vexil_core::text::is_bidi_control(c))
+    {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", "token name must be 1 to 100 printable characters"));
     }
     Ok(())
@@ -632,16 +635,27 @@ async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): 
         .into_iter()
         .find(|token| token.id == id)
         .ok_or_else(|| ApiError::not_found(format!("token {} does not exist", vexil_core::name::printable(&id))))?;
-    if token.user != actor.email {
-        actor.role.may_administer().map_err(ApiError::forbidden)?;
+    // An SDK key or a trigger belongs to its environment: revoking one cuts that environment's applications off, or
+    // takes an automatic kill switch away, so it takes the right to change the environment, as creating it did
+    // (whoever created it, whatever their role is now). A personal token is its owner's, or an admin's, to revoke.
+    // (An environment since removed from the configuration leaves its keys to admins.)
+    let environment = token.environment.as_ref().and_then(|key| state.config.environments.get(key).cloned());
+    match &environment {
+        Some(environment) if token.kind != TokenKind::Personal => actor.role.may_change(environment).map_err(ApiError::forbidden)?,
+        None if token.kind != TokenKind::Personal => actor.role.may_administer().map_err(ApiError::forbidden)?,
+        _ if token.user != actor.email => actor.role.may_administer().map_err(ApiError::forbidden)?,
+        _ => {}
     }
+    let environment = environment.filter(|_| token.kind != TokenKind::Personal);
     if token.revoked_at.is_none() {
         token.revoked_at = Some(crate::time::now());
-        let write = Write {
-            tokens: vec![token.clone()],
-            audit: vec![audit(&actor.email, actor.source, AuditAction::TokenRevoke, json!({"id": token.id, "user": token.user}))],
-            ..Write::default()
-        };
+        let mut record = audit(&actor.email, actor.source, AuditAction::TokenRevoke, json!({"id": token.id, "user": token.user}));
+        if let Some(environment) = &environment {
+            record.after = Some(json!({"id": token.id, "user": token.user, "kind": token.kind, "name": token.name}));
+            record.environment = Some(environment.name.clone());
+            record.flag = token.flag.clone();
+        }
+        let write = Write { tokens: vec![token.clone()], audit: vec![record], ..Write::default() };
         state.commit_holding(guard, &actor, write).await?;
     }
     Ok(Json(TokenRevoked { id: token.id, revoked_at: token.revoked_at }))
