@@ -503,7 +503,7 @@ impl AppState {
             return Ok(None);
         }
         // Newest first: the last definition record after `id` is the first one written after it.
-        let first_since = page.entries.iter().filter(|record| record.id > id && record.environment.is_none()).next_back();
+        let first_since = page.entries.iter().rfind(|record| record.id > id && record.environment.is_none());
         Ok(match first_since {
             None => self.catalog.definition(flag),
             Some(record) => record.before.clone().and_then(|before| serde_json::from_value::<FlagDefinition>(before).ok()),
