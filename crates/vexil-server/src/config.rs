@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub shutdown_grace: std::time::Duration,
     /// Proxies whose `X-Forwarded-For` names the client (for the login limiter); none by default.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The memory answers of 64 KiB and more may hold while clients read them, in bytes ([`crate::answers`]).
+    pub response_memory: usize,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             body_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(5),
             trusted_proxies: Vec::new(),
+            response_memory: 256 * 1024 * 1024,
         }
     }
 }

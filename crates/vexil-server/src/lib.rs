@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub mod answers;
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -42,6 +42,8 @@ pub struct Inner {
     pub credentials: crate::auth::CredentialCache,
     /// Places for Argon2 work (logins, password changes): [`crate::auth::PASSWORD_CHECKS`].
     pub password_checks: tokio::sync::Semaphore,
+    /// The memory large answers hold while clients read them (`response_memory_mb`).
+    pub answers: crate::answers::AnswerBudget,
     /// Evaluations each SDK key reported this minute, against `metrics_key_evaluations_per_minute`.
     pub metrics_budget: crate::routes::metrics::KeyBudget,
     /// What the guard watches and what its last looks saw.
@@ -171,6 +173,7 @@ impl AppState {
         let hub = crate::hub::Hub::new(config.environments.as_slice(), &catalog, config.stream_buffer);
         let applied = tokio::sync::watch::Sender::new(catalog.revisions.clone());
         let shared = store.is_shared();
+        let response_memory = config.response_memory;
         let state = Self(Arc::new(Inner {
             store,
             config,
@@ -179,6 +182,7 @@ impl AppState {
             password_changes: Default::default(),
             credentials: Default::default(),
             password_checks: tokio::sync::Semaphore::new(crate::auth::PASSWORD_CHECKS),
+            answers: crate::answers::AnswerBudget::new(response_memory),
             metrics_budget: Default::default(),
             guard: Default::default(),
             hub,

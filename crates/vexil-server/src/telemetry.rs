@@ -104,6 +104,8 @@ pub struct Telemetry {
     pub connections: Gauge,
     /// Connections refused at the connection cap.
     pub connections_refused: Counter,
+    /// Large answers refused because the memory for answers being read was all held.
+    pub answers_refused: Counter,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -130,6 +132,7 @@ impl Default for Telemetry {
             lookups: CredentialLookups::default(),
             connections: Gauge::default(),
             connections_refused: Counter::default(),
+            answers_refused: Counter::default(),
         };
         registry.register("http_requests", "HTTP requests answered, by route template, method and status", telemetry.requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", telemetry.request_seconds.clone());
@@ -143,6 +146,11 @@ impl Default for Telemetry {
         registry.register("credential_lookups", "Credential look-ups, by how they were answered", telemetry.credential_lookups.clone());
         registry.register("connections", "Open client connections", telemetry.connections.clone());
         registry.register("connections_refused", "Connections refused at the connection cap", telemetry.connections_refused.clone());
+        registry.register(
+            "answers_refused",
+            "Large answers refused with 503 because response_memory_mb was held by answers still being read",
+            telemetry.answers_refused.clone(),
+        );
         let lookup = |kind: &'static str| telemetry.credential_lookups.get_or_create(&Kind { kind }).clone();
         let lookups = CredentialLookups {
             cache: lookup("cache"),
@@ -180,6 +188,11 @@ impl Telemetry {
     }
 
     /// Counts one request.
+    /// A large answer refused for want of answer memory.
+    pub fn answer_refused(&self) {
+        self.answers_refused.inc();
+    }
+
     pub fn request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
         self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
         self.request_seconds.get_or_create(&RouteLabels { route, method }).observe(took.as_secs_f64());

@@ -63,6 +63,8 @@ struct FileConfig {
     redis_replicas: Option<u32>,
     /// How long a commit waits for those replicas, in milliseconds (default 1000).
     redis_replica_wait_ms: Option<u64>,
+    /// Memory (MiB) answers of 64 KiB and more may hold while clients read them (default 256, 1 to 65536).
+    response_memory_mb: Option<usize>,
 }
 
 /// Everything `serve` runs with, after flags, file and defaults are merged (flags win).
@@ -153,6 +155,12 @@ impl Settings {
                 );
             }
             server.cors_origins.push(origin);
+        }
+        if let Some(megabytes) = file.response_memory_mb {
+            if !(1..=65536).contains(&megabytes) {
+                anyhow::bail!("configuration: response_memory_mb is {megabytes}; accepted: 1 to 65536");
+            }
+            server.response_memory = megabytes * 1024 * 1024;
         }
         server.connection_limits = vexil_server::listener::ConnectionLimits::resolve(
             file.max_connections.unwrap_or(0),

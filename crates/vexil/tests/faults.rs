@@ -465,3 +465,60 @@ fn a_write_retried_with_its_idempotency_key_is_done_once_and_answered_as_the_fir
     let anonymous = http.with_token(None).send("PUT", path, Some(body), &[("idempotency-key", "retry-0001"), ("x-api-key", ADMIN_TOKEN)]);
     assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
 }
+
+/// A client that asks for a large answer and then reads nothing: its receive window is a few KiB, so the server
+/// cannot hand the answer to the kernel and must hold it.
+fn stalled_reader(server: &Server, path: &str) -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address: std::net::SocketAddr = address(server).parse().unwrap();
+    socket.connect(&address.into()).unwrap();
+    let mut stream: TcpStream = socket.try_clone().unwrap().into();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: vexil\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "the large answer started");
+    socket
+}
+
+#[test]
+fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry() {
+    // 8 MiB for answers of 64 KiB and more; the flag listing below is ~6.5 MiB, so one fits and a second does not,
+    // and it is larger than what the kernel buffers for a client that reads nothing (4 MiB here at most).
+    let server = Server::start_configured("response_memory_mb = 8\n");
+    let big = |seed: usize| json!({"blob": format!("{seed:0>32000}")});
+    for index in 0..20 {
+        let variants: Vec<_> = (0..6).map(|variant| json!({"name": format!("v{variant}"), "value": big(variant)})).collect();
+        let created = server
+            .http()
+            .post("/api/flags", &json!({"name": format!("ui.flag_{index}"), "type": "json", "default": big(index), "variants": variants}));
+        assert_eq!(created.status, 201, "flag {index}: {}", created.status);
+    }
+    let listing = reqwest::blocking::Client::new().get(format!("{}/api/flags", server.url)).bearer_auth(ADMIN_TOKEN).send().unwrap();
+    let size = listing.bytes().unwrap().len();
+    assert!((6 << 20..8 << 20).contains(&size), "the listing is {size} bytes");
+
+    let stalled = stalled_reader(&server, "/api/flags");
+    // While it holds its share, another large answer is refused at once, saying so, and small ones still flow.
+    let refused = server.http().send("GET", "/api/flags", None, &[]);
+    assert_eq!(refused.status, 503, "a second large answer would pass the budget");
+    assert_eq!(refused.body["error"]["code"], "busy");
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("response_memory_mb"), "{:?}", refused.body["error"]);
+    assert_eq!(server.http().get("/api/flags/ui.flag_7/environments/prod").status, 200);
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).unwrap().text().unwrap();
+    assert!(metrics.contains("vexil_answers_refused_total 1"), "no refusal counted");
+
+    // Gone, it gives its share back: the next listing is whole, with its length said up front.
+    drop(stalled);
+    let deadline = std::time::Instant::now() + common::MOMENT;
+    loop {
+        let response = reqwest::blocking::Client::new().get(format!("{}/api/flags", server.url)).bearer_auth(ADMIN_TOKEN).send().unwrap();
+        if response.status() == 200 {
+            assert_eq!(response.content_length(), Some(size as u64));
+            assert_eq!(response.bytes().unwrap().len(), size);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled reader's share was never given back");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}

@@ -248,6 +248,7 @@ pub(crate) fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
         })
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::answers::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_timeout))
         .with_state(state)

@@ -1,0 +1,103 @@
+//! Bounded memory for large answers read slowly.
+//!
+//! An answer lives in memory until the client has read it all. A listing of 10 000 flags (`GET /api/flags`, an
+//! export, a bulk evaluation) is megabytes, and a client that reads it a few bytes at a time (without ever stalling
+//! long enough for the write-stall guard) keeps it for as long as it likes; a few hundred such clients would exhaust
+//! the server. So every answer larger than [`LARGE`] takes its size from one budget (`response_memory_mb`) until its
+//! last byte is written or its connection is gone. An answer that does not fit is not held at all: the client gets
+//! `503 busy` with `Retry-After` at once, and the server's memory for large answers never exceeds the budget (one
+//! answer larger than the whole budget may go while nothing else holds any). Small answers are never counted.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+use crate::service::AppState;
+
+/// Answers at least this large are counted against the budget.
+pub const LARGE: usize = 64 * 1024;
+
+/// The budget is kept in KiB, so a semaphore's permits can count it.
+const UNIT: usize = 1024;
+
+/// The memory large answers may hold at once.
+#[derive(Debug)]
+pub struct AnswerBudget {
+    units: Arc<Semaphore>,
+    total: u32,
+}
+
+impl AnswerBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        let total = u32::try_from((bytes / UNIT).max(1)).unwrap_or(u32::MAX >> 3).min(Semaphore::MAX_PERMITS as u32);
+        Self { units: Arc::new(Semaphore::new(total as usize)), total }
+    }
+
+    /// The share of an answer of `size` bytes, if the budget has it now.
+    fn take(&self, size: usize) -> Option<OwnedSemaphorePermit> {
+        let units = u32::try_from(size.div_ceil(UNIT)).unwrap_or(u32::MAX).min(self.total);
+        self.units.clone().try_acquire_many_owned(units).ok()
+    }
+
+    /// How much of the budget is free, in bytes (for the metrics and the tests' reports).
+    pub fn available(&self) -> usize {
+        self.units.available_permits() * UNIT
+    }
+}
+
+/// The middleware: a large answer holds its share until it is written, or is refused at once.
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let size = response.body_size_hint_exact();
+    let Some(size) = size.filter(|size| *size >= LARGE as u64) else { return response };
+    let Some(share) = state.answers.take(size as usize) else {
+        state.telemetry.answer_refused();
+        let mut refused = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the server holds as many large answers for clients still reading them as it may (response_memory_mb); retry in a moment",
+        )
+        .into_response();
+        refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return refused;
+    };
+    let (parts, body) = response.into_parts();
+    // The body is already in memory (its exact size is known), so reading it is immediate.
+    let bytes = match axum::body::to_bytes(body, size as usize).await {
+        Ok(bytes) => bytes,
+        Err(error) => return ApiError::internal(format!("a buffered answer could not be read: {error}")).into_response(),
+    };
+    // The share lives exactly as long as the answer's buffer: until hyper has written its last byte to the kernel,
+    // or dropped it with the connection.
+    Response::from_parts(parts, Body::from(Bytes::from_owner(Held { bytes, _share: share })))
+}
+
+/// An answer's buffer with the budget share it holds.
+struct Held {
+    bytes: Bytes,
+    _share: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The exact size of a response's body, when it is known before it is written.
+trait ExactSize {
+    fn body_size_hint_exact(&self) -> Option<u64>;
+}
+
+impl ExactSize for Response {
+    fn body_size_hint_exact(&self) -> Option<u64> {
+        axum::body::HttpBody::size_hint(self.body()).exact()
+    }
+}
