@@ -151,14 +151,18 @@ struct Breaker {
 impl Breaker {
     /// Whether this request may ask the store.
     fn may_ask(&self) -> bool {
+        self.may_ask_at(std::time::Instant::now())
+    }
+
+    fn may_ask_at(&self, now: std::time::Instant) -> bool {
         use std::sync::atomic::Ordering;
         let mut open_since = self.open_since.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match *open_since {
             None => true,
-            Some(since) if since.elapsed() >= PROBE_INTERVAL => {
+            Some(since) if now.saturating_duration_since(since) >= PROBE_INTERVAL => {
                 let probe = self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok();
                 if probe {
-                    *open_since = Some(std::time::Instant::now());
+                    *open_since = Some(now);
                 }
                 probe
             }
@@ -167,7 +171,11 @@ impl Breaker {
     }
 
     fn answered(&self, available: bool) {
-        *self.open_since.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (!available).then(std::time::Instant::now);
+        self.answered_at(available, std::time::Instant::now());
+    }
+
+    fn answered_at(&self, available: bool, now: std::time::Instant) {
+        *self.open_since.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (!available).then_some(now);
         self.probing.store(false, std::sync::atomic::Ordering::Release);
     }
 }
@@ -689,6 +697,28 @@ pub async fn bootstrap(state: &AppState, options: BootstrapOptions) -> ApiResult
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn through_an_outage_the_breaker_lets_one_request_a_second_ask_the_store() {
+        let breaker = Breaker::default();
+        let start = std::time::Instant::now();
+        let at = |millis: u64| start + std::time::Duration::from_millis(millis);
+        assert!(breaker.may_ask_at(at(0)), "closed: every cache miss asks the store");
+        breaker.answered_at(false, at(0));
+        // Open: a thousand requests in the next second ask nothing.
+        assert!((0..1000).all(|request| !breaker.may_ask_at(at(request % 999))));
+        // A second on, exactly one probes; while it is out, nobody else asks.
+        assert!(breaker.may_ask_at(at(1000)));
+        assert!((0..1000).all(|_| !breaker.may_ask_at(at(1500))));
+        assert!(!breaker.may_ask_at(at(2500)), "the probe has not answered: still one at a time");
+        // The probe failed: another second of silence, then one more probe.
+        breaker.answered_at(false, at(2600));
+        assert!(!breaker.may_ask_at(at(3500)));
+        assert!(breaker.may_ask_at(at(3600)));
+        // It answered: closed again, everyone asks.
+        breaker.answered_at(true, at(3700));
+        assert!((0..10).all(|_| breaker.may_ask_at(at(3701))));
+    }
 
     #[test]
     fn passwords_verify_and_the_decoy_costs_a_real_hash() {

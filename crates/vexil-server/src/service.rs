@@ -1028,16 +1028,21 @@ impl AppState {
     /// the write lock itself at any time, and a disable ([`AppState::serialised_first`]) is served after at most the
     /// holder and that one, however many writers flood the server.
     pub async fn serialised(&self) -> WriteGuard {
-        let lane = self.lane.lock().await;
-        let guard = WriteGuard(self.write_lock.clone().lock_owned().await);
-        drop(lane);
-        guard
+        queue_behind(&self.lane, &self.write_lock).await
     }
 
     /// The write lock for the kill switch, ahead of every other writer waiting (see [`AppState::serialised`]).
     pub async fn serialised_first(&self) -> WriteGuard {
         WriteGuard(self.write_lock.clone().lock_owned().await)
     }
+}
+
+/// The normal lane: wait in `lane` first, so at most one writer of this lane waits on `write_lock` itself.
+async fn queue_behind(lane: &tokio::sync::Mutex<()>, write_lock: &Arc<tokio::sync::Mutex<()>>) -> WriteGuard {
+    let lane = lane.lock().await;
+    let guard = WriteGuard(write_lock.clone().lock_owned().await);
+    drop(lane);
+    guard
 }
 
 /// Checks the shared store's identity every few seconds, so a wiped or replaced Redis stops writes and readiness on
@@ -1087,4 +1092,49 @@ pub fn new_state(spec: StateSpec, by: &str) -> FlagState {
 /// Any domain value as JSON, for audit records.
 pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::{WriteGuard, queue_behind};
+
+    #[tokio::test]
+    async fn the_kill_switch_waits_behind_at_most_the_holder_and_one_writer_whatever_the_flood() {
+        let lane = Arc::new(tokio::sync::Mutex::new(()));
+        let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let holder = queue_behind(&lane, &write_lock).await;
+        let mut waiting = Vec::new();
+        for writer in 0..50 {
+            let (lane, write_lock, order) = (lane.clone(), write_lock.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                let _guard = queue_behind(&lane, &write_lock).await;
+                order.lock().unwrap().push(format!("writer {writer}"));
+            }));
+        }
+        // Let every writer queue (one current-thread runtime: the spawned tasks run while this one yields).
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let kill_switch = {
+            let (write_lock, order) = (write_lock.clone(), order.clone());
+            tokio::spawn(async move {
+                let _guard = WriteGuard(write_lock.lock_owned().await);
+                order.lock().unwrap().push("kill switch".to_owned());
+            })
+        };
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        drop(holder);
+        kill_switch.await.unwrap();
+        for writer in waiting {
+            writer.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        let position = order.iter().position(|who| who == "kill switch").unwrap();
+        assert!(position <= 1, "the kill switch came {position}th of {}: {order:?}", order.len());
+    }
 }
