@@ -75,6 +75,7 @@ fn benches(criterion: &mut Criterion) {
         plan_changed: false,
         plan_running: false,
         addressed: true,
+        restorable: None,
     };
     criterion.bench_function("gate/admin/30 rules of 30-bucket splits over a 32 KB value", |bench| {
         bench.iter(|| decide(black_box(Writer::Person(Role::Admin)), false, black_box(&[heavy_change]), Some("why")))
@@ -87,6 +88,7 @@ fn benches(criterion: &mut Criterion) {
             plan_changed: false,
             plan_running: false,
             addressed: true,
+            restorable: None,
         };
         criterion.bench_function(&format!("gate/admin/{name}"), |bench| {
             bench.iter(|| decide(black_box(Writer::Person(Role::Admin)), false, black_box(&[change]), Some("why")))

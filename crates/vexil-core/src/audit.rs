@@ -242,7 +242,10 @@ impl AuditRecord {
 /// Checks a reason given by a person: one printable line of at most [`MAX_REASON_CHARS`].
 pub fn check_reason(reason: &str) -> Result<(), ValidationError> {
     if !crate::text::has_visible_text(reason) {
-        return Err(ValidationError::new("reason", "reason is empty (only spaces or invisible characters); say why the change is made"));
+        return Err(ValidationError::new(
+            "reason",
+            "reason says nothing (no letter or digit, only spaces or invisible characters); say why the change is made",
+        ));
     }
     check_text("reason", reason, MAX_REASON_CHARS, false)
 }

@@ -295,7 +295,7 @@ impl FlagDefinition {
                     ));
                 }
             }
-            FlagType::Json => {}
+            FlagType::Json => crate::text::check_json_text(field, value)?,
         }
         let size = serde_json::to_string(value).map(|text| text.len()).unwrap_or(usize::MAX);
         if size > MAX_VALUE_BYTES {

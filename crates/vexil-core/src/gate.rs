@@ -63,6 +63,10 @@ pub struct EnvironmentChange<'a> {
     /// Whether the write names this environment (a state write does, a definition edit does not): a person's
     /// role must allow an environment they address even when the write turns out to change nothing there.
     pub addressed: bool,
+    /// For a definition edit of a flag whose rollout plan runs here: the state before the plan, which the guard or a
+    /// trigger restores on a regression, read through the old and the new definition. What it would serve is what
+    /// the environment may serve next, so changing it changes the environment.
+    pub restorable: Option<(Side<'a>, Side<'a>)>,
 }
 
 impl<'a> EnvironmentChange<'a> {
@@ -80,6 +84,11 @@ impl<'a> EnvironmentChange<'a> {
             plan_changed: false,
             plan_running: state.rollout.is_some(),
             addressed: false,
+            restorable: state
+                .rollout
+                .as_ref()
+                .and_then(|plan| plan.before.as_deref())
+                .map(|before| (Side::new(previous, before), Side::new(definition, before))),
         }
     }
 }
@@ -123,7 +132,11 @@ pub fn effect(change: &EnvironmentChange<'_>) -> Option<Effect> {
     let (armed_before, armed_after) = (armed(change.before), armed(change.after));
     let on_changed = (!change.before.spec.enabled || !change.after.spec.enabled)
         && !serves_same(Side::new(change.before.definition, &armed_before), Side::new(change.after.definition, &armed_after));
-    if off_changed || on_changed || !serves_same(change.before, change.after) {
+    let restorable_changed = change.restorable.is_some_and(|(before, after)| {
+        let restored = EnvironmentChange { before, after, restorable: None, ..*change };
+        effect(&restored) == Some(Effect::Serving)
+    });
+    if off_changed || on_changed || restorable_changed || !serves_same(change.before, change.after) {
         Some(Effect::Serving)
     } else if change.plan_changed || change.before.spec != change.after.spec {
         Some(Effect::State)
@@ -294,6 +307,7 @@ mod tests {
             plan_changed: kind.plan_changed,
             plan_running: kind.plan_running,
             addressed: kind.definition_after == before_definition,
+            restorable: None,
         };
         match decide(writer, kind.definition_after != before_definition, &[change], reason) {
             Ok(_) => ALLOWED,
@@ -362,6 +376,7 @@ mod tests {
             plan_changed: false,
             plan_running: false,
             addressed: true,
+            restorable: None,
         };
         assert!(matches!(decide(Writer::Person(Role::Developer), false, &[disable_again], Some("x")), Err(Refusal::Forbidden(_))));
         assert!(matches!(decide(Writer::Person(Role::Viewer), false, &[disable_again], Some("x")), Err(Refusal::Forbidden(_))));
@@ -382,6 +397,7 @@ mod tests {
             plan_changed: false,
             plan_running: false,
             addressed: false,
+            restorable: None,
         };
         let refusal = decide(Writer::Person(Role::Developer), true, &[change], Some("recolour")).unwrap_err();
         assert_eq!(
@@ -390,5 +406,31 @@ mod tests {
                 "this definition change alters what production serves: changing it needs the admin role; your role is developer".into()
             )
         );
+    }
+
+    #[test]
+    fn a_definition_edit_that_changes_what_a_running_plan_would_restore_changes_the_environment() {
+        let mut prod = crate::Environments::seed().as_slice()[2].clone();
+        prod.protected = true;
+        let before = definition();
+        let mut recoloured = definition();
+        recoloured.variants[1].value = json!("red");
+        // During a plan the state names no variant; the state before it (what a rollback restores) names treatment.
+        let during = spec(json!({"enabled": true, "serve": {"variant": "control"}}));
+        let pre_plan = spec(json!({"enabled": false, "serve": {"variant": "treatment"}}));
+        let mut change = EnvironmentChange {
+            environment: &prod,
+            before: Side::new(&before, &during),
+            after: Side::new(&recoloured, &during),
+            plan_changed: false,
+            plan_running: true,
+            addressed: false,
+            restorable: None,
+        };
+        assert_eq!(effect(&change), None, "without the plan, nothing served changes");
+        change.restorable = Some((Side::new(&before, &pre_plan), Side::new(&recoloured, &pre_plan)));
+        assert_eq!(effect(&change), Some(Effect::Serving));
+        assert!(matches!(decide(Writer::Person(Role::Developer), true, &[change], None), Err(Refusal::Forbidden(_))));
+        assert_eq!(decide(Writer::Person(Role::Admin), true, &[change], None), Err(Refusal::ReasonRequired("production".into())));
     }
 }

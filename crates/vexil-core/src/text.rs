@@ -8,20 +8,16 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Characters that show nothing: whitespace, zero-width and other format characters, fillers.
-fn is_invisible(c: char) -> bool {
-    c.is_whitespace()
-        || is_bidi_control(c)
-        || matches!(
-            c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-                | '\u{2060}'..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
-        )
+/// Fillers that Unicode counts as letters but that show nothing (Hangul fillers, the Braille blank is a symbol).
+fn is_filler(c: char) -> bool {
+    matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
 }
 
-/// Whether the text shows anything at all: a reason of only spaces or zero-width characters is no reason.
+/// Whether the text says something: at least one letter or digit of any script, or a visible ASCII sign. An
+/// allowlist, because the characters that show nothing (spaces, zero-width and format characters, tag characters,
+/// variation selectors, blanks) are too many to list: a reason of only those is no reason.
 pub fn has_visible_text(text: &str) -> bool {
-    text.chars().any(|c| !is_invisible(c) && !c.is_control())
+    text.chars().any(|c| (c.is_alphanumeric() && !is_filler(c)) || c.is_ascii_graphic())
 }
 
 /// Refuses control characters (newlines included unless `allow_newlines`), bidirectional overrides, and text longer
@@ -29,6 +25,36 @@ pub fn has_visible_text(text: &str) -> bool {
 ///
 /// Free text ends up in terminals, log lines and audit records; a stray escape sequence, a forged newline or a
 /// direction override there is how audit trails get spoofed, so it is refused rather than cleaned.
+/// The checks [`check_text`] makes, for text that is not a field of a definition or state (an import document's
+/// environment name, say): no control characters, no direction overrides, at most `max_chars`.
+pub fn check_plain_text(field: &str, text: &str, max_chars: usize) -> Result<(), ValidationError> {
+    check_text(field, text, max_chars, false)
+}
+
+/// Every string inside a JSON value (keys too): no direction overrides, and no control characters but newlines,
+/// tabs and carriage returns, which JSON documents carry.
+pub(crate) fn check_json_text(field: &str, value: &serde_json::Value) -> Result<(), ValidationError> {
+    let check = |text: &str| match text.chars().find(|c| is_bidi_control(*c) || (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))) {
+        Some(bad) => Err(ValidationError::new(
+            field,
+            format!(
+                "{field} has a string with U+{:04X}; control characters (but newlines and tabs) and direction overrides are not accepted",
+                bad as u32
+            ),
+        )),
+        None => Ok(()),
+    };
+    match value {
+        serde_json::Value::String(text) => check(text),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|item| check_json_text(field, item)),
+        serde_json::Value::Object(members) => members.iter().try_for_each(|(key, item)| {
+            check(key)?;
+            check_json_text(field, item)
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn check_text(field: &str, text: &str, max_chars: usize, allow_newlines: bool) -> Result<(), ValidationError> {
     if let Some(bad) = text.chars().find(|c| is_bidi_control(*c)) {
         return Err(ValidationError::new(

@@ -360,6 +360,7 @@ impl AppState {
                 plan_changed: current.rollout != change.rollout,
                 plan_running: current.rollout.is_some(),
                 addressed: true,
+                restorable: None,
             };
             let audit_reason = match (&change.summary, &change.reason) {
                 (Some(summary), Some(reason)) => Some(format!("{summary} ({reason})")),
@@ -499,19 +500,30 @@ impl AppState {
     }
 
     /// The flag's definition as it was when audit record `id` was written: the `before` of the first definition
-    /// record after it, or today's when none came since. `None` when the flag's recent history does not reach back.
+    /// record after it, or today's when none came since. `None` when the flag's history since is too long to read
+    /// (more than 10 000 records of the flag, in every environment, came after it).
     pub async fn definition_when(&self, flag: &FlagName, id: u64) -> ApiResult<Option<FlagDefinition>> {
-        let page = self.store.audit(vexil_store::AuditQuery { flag: Some(flag.to_string()), limit: 200, ..Default::default() }).await?;
-        let reaches_back = page.next.is_none() || page.entries.last().is_some_and(|oldest| oldest.id <= id);
-        if !reaches_back {
-            return Ok(None);
+        const PAGE: u32 = 500;
+        const PAGES: usize = 20;
+        let mut first_since: Option<vexil_core::AuditRecord> = None;
+        let mut before_id = None;
+        for _ in 0..PAGES {
+            let query = vexil_store::AuditQuery { flag: Some(flag.to_string()), before_id, limit: PAGE, ..Default::default() };
+            let page = self.store.audit(query).await?;
+            // Newest first: the last definition record after `id` is the first one written after it.
+            if let Some(record) = page.entries.iter().rfind(|record| record.id > id && record.environment.is_none()) {
+                first_since = Some(record.clone());
+            }
+            let reached = page.entries.last().is_none_or(|oldest| oldest.id <= id);
+            if reached || page.next.is_none() {
+                return Ok(match first_since {
+                    None => self.catalog.definition(flag),
+                    Some(record) => record.before.and_then(|before| serde_json::from_value::<FlagDefinition>(before).ok()),
+                });
+            }
+            before_id = page.next;
         }
-        // Newest first: the last definition record after `id` is the first one written after it.
-        let first_since = page.entries.iter().rfind(|record| record.id > id && record.environment.is_none());
-        Ok(match first_since {
-            None => self.catalog.definition(flag),
-            Some(record) => record.before.clone().and_then(|before| serde_json::from_value::<FlagDefinition>(before).ok()),
-        })
+        Ok(None)
     }
 
     /// An automatic action on a flag in one environment, by `actor` (the guard or a trigger), under the exposure rule:
@@ -551,6 +563,7 @@ impl AppState {
                             plan_changed: false,
                             plan_running: false,
                             addressed: false,
+                            restorable: None,
                         };
                         vexil_core::gate::effect(&moment) != Some(vexil_core::gate::Effect::Serving)
                     });

@@ -146,10 +146,9 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
                 // The definition the changes were computed against (and the dry run judged).
                 let mut version = current["version"].as_u64();
                 if current["archived"] == Value::Bool(true) && !args.dry_run {
-                    let unarchived = context.client.post(
-                        &format!("/api/flags/{}/unarchive", segment(&entry.name)),
-                        &json!({"reason": "listed again in the registry"}),
-                    )?;
+                    let unarchived = context
+                        .client
+                        .post(&format!("/api/flags/{}/unarchive", segment(&entry.name)), &json!({"reason": args.confirm.reason}))?;
                     version = unarchived.body["version"].as_u64();
                 }
                 if changes.is_empty() && current["archived"] != Value::Bool(true) {
@@ -202,9 +201,7 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
     let mut archived = Vec::new();
     if args.prune && !args.dry_run {
         for name in &missing {
-            context
-                .client
-                .post(&format!("/api/flags/{}/archive", segment(name)), &json!({"reason": "not in the registry (vexil apply --prune)"}))?;
+            context.client.post(&format!("/api/flags/{}/archive", segment(name)), &json!({"reason": args.confirm.reason}))?;
             archived.push(name.clone());
         }
     }

@@ -243,3 +243,64 @@ fn revoking_an_sdk_key_or_a_trigger_needs_the_right_that_created_it_and_is_audit
     assert_eq!(revokes.len(), 2, "{prod:?}");
     assert!(revokes.iter().any(|entry| entry["flag"] == "ui.a"), "{revokes:?}");
 }
+
+#[test]
+fn during_a_rollout_the_state_it_would_restore_is_production_s_and_so_are_its_variants() {
+    // Round 11: during a production plan a developer could edit a variant that only the pre-plan state named; a
+    // rollback (trigger or guard) then restored that state with the developer's value, served at the next enable.
+    let server = Server::start();
+    server.cli(&["user", "add", "dev@example.com", "--role", "developer"]).ok();
+    let developer = server.cli(&["token", "create", "--user", "dev@example.com"]).ok().stdout.trim().to_owned();
+    let created =
+        server.http().post("/api/flags", &json!({"name": "ui.launch", "type": "boolean", "variants": [{"name": "go", "value": true}]}));
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let armed = server.http().put(
+        "/api/flags/ui.launch/environments/prod",
+        &json!({"enabled": false, "serve": {"variant": "go"}, "reason": "armed for launch"}),
+        None,
+    );
+    assert_eq!(armed.status, 200, "{:?}", armed.body);
+    let started = server
+        .http()
+        .post("/api/flags/ui.launch/environments/prod/rollout", &json!({"steps": [10, 50, 100], "every": "1h", "reason": "launch"}));
+    assert_eq!(started.status, 200, "{:?}", started.body);
+
+    let edit = json!({"variants": [{"name": "go", "value": false}]}).to_string();
+    let refused = server.http().with_token(Some(&developer)).send("PATCH", "/api/flags/ui.launch", Some(edit.clone()), &[]);
+    assert_eq!(refused.status, 403, "the pre-plan state names go: {:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("production"), "{:?}", refused.body);
+    // An admin may, with a reason, and production's trail shows it.
+    let approved = server.http().send(
+        "PATCH",
+        "/api/flags/ui.launch",
+        Some(json!({"variants": [{"name": "go", "value": false}], "reason": "go means off now"}).to_string()),
+        &[],
+    );
+    assert_eq!(approved.status, 200, "{:?}", approved.body);
+    let prod = common::audit_entries(&server, "env=prod&flag=ui.launch");
+    assert!(prod.iter().any(|entry| entry["action"] == "update" && entry["reason"] == "go means off now"), "{prod:?}");
+}
+
+#[test]
+fn json_values_and_import_documents_carry_no_direction_overrides_and_reasons_must_say_something() {
+    let server = Server::start();
+    let spoofed = server.http().post("/api/flags", &json!({"name": "ui.layout", "type": "json", "default": {"title": "a\u{202e}b"}}));
+    assert_eq!(spoofed.status, 422, "{:?}", spoofed.body);
+    let key = server.http().post("/api/flags", &json!({"name": "ui.layout", "type": "json", "default": {"\u{2067}k": 1}}));
+    assert_eq!(key.status, 422, "{:?}", key.body);
+    let fine = server
+        .http()
+        .post("/api/flags", &json!({"name": "ui.layout", "type": "json", "default": {"text": "line one\nline two\tand a tab"}}));
+    assert_eq!(fine.status, 201, "{:?}", fine.body);
+    let document = json!({"format": "vexil.states", "version": 1, "environment": "staging\u{202e}", "flags": {}});
+    let import = server.http().post("/api/environments/dev/import", &json!({"document": document}));
+    assert_eq!(import.status, 422, "{:?}", import.body);
+    server.cli(&["define", "ui.a"]).ok();
+    for reason in ["\u{2800}", "\u{e0041}\u{e0042}", "\u{fe0f}", "\u{206a}\u{206f}", "\u{1d173}", "\u{3164}"] {
+        let refused = server.http().post("/api/flags/ui.a/environments/prod/enable", &json!({"reason": reason}));
+        assert_eq!(refused.status, 422, "{reason:?}: {:?}", refused.body);
+    }
+    let trigger = server.http().post("/api/triggers", &json!({"flag": "ui.a", "environment": "dev", "name": "\u{2800}"}));
+    assert_eq!(trigger.status, 422, "{:?}", trigger.body);
+    assert_eq!(server.http().get("/api/flags/ui.a/environments/prod").body["state"]["enabled"], false);
+}

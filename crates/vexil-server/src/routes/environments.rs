@@ -73,6 +73,8 @@ async fn import(
         state.may_address(&actor, &environment)?;
     }
     let document = request.document;
+    // The document's environment becomes the audit record's `from_environment`: it is text a reader trusts.
+    vexil_core::text::check_plain_text("document.environment", &document.environment, 100)?;
     if document.format != EXPORT_FORMAT || document.version != 1 {
         return Err(ApiError::bad_request(format!(
             "document format `{}` version {} is not supported; expected `{EXPORT_FORMAT}` version 1 (what vexil export writes)",

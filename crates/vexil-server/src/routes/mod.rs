@@ -102,7 +102,7 @@ fn conventions(document: &mut utoipa::openapi::OpenApi) {
         http.description = Some(what.to_owned());
         SecurityScheme::Http(http)
     };
-    components.add_security_scheme("bearer", bearer("a personal token (`vxp_…`, from `POST /api/auth/login` or `vexil token create`)"));
+    components.add_security_scheme("bearer", bearer("a personal token (`vxl_…`, from `POST /api/auth/login` or `vexil token create`)"));
     components.add_security_scheme("sdk_key", bearer("an SDK key (`vxs_…`), which reads one environment"));
     let mut header = ApiKeyValue::new("X-API-Key");
     header.description = Some("an SDK key, for OFREP clients that send it this way".to_owned());

@@ -44,7 +44,7 @@ struct LoginRequest {
 struct LoginResponse {
     email: String,
     role: Role,
-    /// `vxp_…`: send it as `Authorization: Bearer <token>`.
+    /// `vxl_…`: send it as `Authorization: Bearer <token>`.
     token: String,
 }
 
@@ -92,7 +92,7 @@ enum TokenCreated {
         id: String,
         /// Whose token it is.
         user: String,
-        /// `vxp_…`.
+        /// `vxl_…`.
         token: String,
     },
     /// An SDK key for one environment.
