@@ -244,7 +244,7 @@ pub fn check_reason(reason: &str) -> Result<(), ValidationError> {
     if !crate::text::has_visible_text(reason) {
         return Err(ValidationError::new(
             "reason",
-            "reason says nothing (no letter or digit, only spaces or invisible characters); say why the change is made",
+            "reason is empty: it has no letter or digit, only spaces or invisible characters; say why the change is made",
         ));
     }
     check_text("reason", reason, MAX_REASON_CHARS, false)
