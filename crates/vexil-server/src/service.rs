@@ -640,8 +640,39 @@ impl AppState {
         action: AuditAction,
         reason: Option<String>,
     ) -> ApiResult<Vec<Change>> {
+        self.commit_definitions(actor, vec![(definition, expected_version, action)], reason).await
+    }
+
+    /// Commits several definition writes (a registry applied) as one write: each is judged as
+    /// [`AppState::commit_definition`] judges one, under one lock, and all of them are committed, or none.
+    pub async fn commit_definitions(
+        &self,
+        actor: &Actor,
+        definitions: Vec<(FlagDefinition, u64, AuditAction)>,
+        reason: Option<String>,
+    ) -> ApiResult<Vec<Change>> {
         let guard = self.serialised().await;
         let now = crate::time::now();
+        let mut write = Write::default();
+        for (definition, expected_version, action) in definitions {
+            self.plan_definition(actor, definition, expected_version, action, reason.clone(), &now, &mut write)?;
+        }
+        self.commit_holding(guard, actor, write).await
+    }
+
+    /// Adds one definition write, judged by the gate, to `write` (with its audit records and the states it bumps).
+    #[allow(clippy::too_many_arguments)]
+    fn plan_definition(
+        &self,
+        actor: &Actor,
+        definition: FlagDefinition,
+        expected_version: u64,
+        action: AuditAction,
+        reason: Option<String>,
+        now: &str,
+        write: &mut Write,
+    ) -> ApiResult<()> {
+        let now = now.to_owned();
         let writer = actor.writer();
         let before = self.catalog.definition(&definition.name);
         let actual = before.as_ref().map(|definition| definition.version).unwrap_or(0);
@@ -662,7 +693,8 @@ impl AppState {
             definition.created_at = now.clone();
         }
         definition.version = expected_version + 1;
-        let mut write = Write::default();
+        // This definition's records, its own first, then each environment's.
+        let mut audit = Vec::new();
         // One record shape: `environment: None` for the definition itself, an environment's long name for what it serves.
         let name = definition.name.to_string();
         let record = |environment: Option<String>, before: Option<Value>, after: Value, definitions: Option<Value>| AuditDraft {
@@ -686,7 +718,7 @@ impl AppState {
                     state.updated_at = now.clone();
                     state.version = 1;
                     // From now on each environment serves the flag's off value (false, or its default): on its record too.
-                    write.audit.push(record(Some(environment.name.clone()), None, to_json(&state), None));
+                    audit.push(record(Some(environment.name.clone()), None, to_json(&state), None));
                     write.states.push(StateWrite {
                         environment: environment.key.clone(),
                         flag: definition.name.clone(),
@@ -756,12 +788,7 @@ impl AppState {
                         updated_at: now.clone(),
                         ..current.clone()
                     };
-                    write.audit.push(record(
-                        Some(environment.name.clone()),
-                        Some(to_json(current)),
-                        to_json(&after),
-                        Some(definitions.clone()),
-                    ));
+                    audit.push(record(Some(environment.name.clone()), Some(to_json(current)), to_json(&after), Some(definitions.clone())));
                     write.states.push(StateWrite {
                         environment: environment.key.clone(),
                         flag: definition.name.clone(),
@@ -771,9 +798,10 @@ impl AppState {
                 }
             }
         }
-        write.audit.insert(0, record(None, before.as_ref().map(to_json), to_json(&definition), None));
+        audit.insert(0, record(None, before.as_ref().map(to_json), to_json(&definition), None));
+        write.audit.extend(audit);
         write.definitions.push(DefinitionWrite { definition, expected_version });
-        self.commit_holding(guard, actor, write).await
+        Ok(())
     }
 
     /// Commits a write that needs no lock and no caller recheck (a login's new token, bootstrap), applies it to

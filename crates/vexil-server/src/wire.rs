@@ -65,6 +65,73 @@ pub struct UpdateFlagRequest {
     pub dry_run: bool,
 }
 
+/// One flag of a registry applied (`POST /api/flags/apply`): a new flag's whole definition, or the fields of an
+/// existing one that change (others stay as they are).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ApplyEntry {
+    pub name: String,
+    /// boolean, string, number or json; a flag's type cannot change.
+    #[serde(rename = "type")]
+    pub flag_type: String,
+    pub default: Option<Value>,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub criticality: Option<Criticality>,
+    pub variants: Option<Vec<Variant>>,
+    pub allowed_values: Option<Vec<String>>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub deprecated: Option<bool>,
+    /// The definition's version the entry was computed against (0 or absent for a new flag): a different one
+    /// refuses the whole apply. An archived flag listed is unarchived.
+    pub version: Option<u64>,
+}
+
+/// `POST /api/flags/apply`: a registry's definitions, created, updated and archived in one write.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The flags to create or update.
+    pub flags: Vec<ApplyEntry>,
+    /// Flags to archive (`vexil apply --prune`: those the registry no longer lists), with their versions.
+    #[serde(default)]
+    pub archive: BTreeMap<String, u64>,
+    /// Why; required when an edit changes what a protected environment serves.
+    pub reason: Option<String>,
+    /// Answer what would change where, and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// An environment whose serving or state an applied edit changes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplyAffected {
+    /// Its key.
+    pub environment: String,
+    /// Whether it is protected (then the edit needs the admin role and a reason).
+    pub protected: bool,
+    /// `serving` or `state`.
+    pub effect: String,
+}
+
+/// What applying a registry did (or would do).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplyResponse {
+    /// Flags defined.
+    pub created: Vec<String>,
+    /// Flags whose definition changed, with the environments each change reaches.
+    pub updated: BTreeMap<String, Vec<ApplyAffected>>,
+    /// Flags listed whose definition is already as given.
+    pub unchanged: Vec<String>,
+    /// Flags archived.
+    pub archived: Vec<String>,
+    /// Whether it was committed (false for a dry run).
+    pub applied: bool,
+}
+
 /// A body that only carries a reason (enable, disable, archive).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cli::{ApplyArgs, Output};
-use crate::client::{CommandResult, Failure, segment};
+use crate::client::{CommandResult, Failure};
 use crate::commands::Context;
 use crate::prompt;
 
@@ -85,6 +85,11 @@ fn same(left: Option<&Value>, right: Option<&Value>) -> bool {
     normalise(left) == normalise(right)
 }
 
+/// Whether an apply request names nothing to create, update or archive.
+fn entries_empty(request: &Value) -> bool {
+    request["flags"].as_array().is_none_or(Vec::is_empty) && request["archive"].as_object().is_none_or(serde_json::Map::is_empty)
+}
+
 /// The names of the fields a definition patch changes.
 fn patch_fields(changes: &serde_json::Map<String, Value>) -> String {
     changes.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -110,19 +115,12 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
         .flatten()
         .map(|flag| (flag["name"].as_str().unwrap_or_default().to_owned(), flag.clone()))
         .collect();
-    let (mut created, mut updated, mut unchanged, mut missing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // One request computes where every edit reaches (a dry run), one more makes them all, in one write.
+    let (mut entries, mut unchanged, mut fields) = (Vec::new(), Vec::new(), BTreeMap::new());
     for entry in &registry.flags {
         let body = entry.body()?;
-        match existing.get(&entry.name) {
-            None => {
-                if !args.dry_run {
-                    let mut create = body.clone();
-                    create.insert("name".into(), json!(entry.name));
-                    create.insert("type".into(), json!(entry.flag_type));
-                    context.client.post("/api/flags", &Value::Object(create))?;
-                }
-                created.push(entry.name.clone());
-            }
+        let mut item = match existing.get(&entry.name) {
+            None => body,
             Some(current) => {
                 let current_type = current["type"].as_str().unwrap_or_default();
                 let wanted_type = vexil_core::FlagType::parse(&entry.flag_type)
@@ -143,68 +141,91 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
                             .map(|value| ((*field).to_owned(), value.clone()))
                     })
                     .collect();
-                // The definition the changes were computed against (and the dry run judged).
-                let mut version = current["version"].as_u64();
-                if current["archived"] == Value::Bool(true) && !args.dry_run {
-                    let unarchived = context
-                        .client
-                        .post(&format!("/api/flags/{}/unarchive", segment(&entry.name)), &json!({"reason": args.confirm.reason}))?;
-                    version = unarchived.body["version"].as_u64();
-                }
                 if changes.is_empty() && current["archived"] != Value::Bool(true) {
                     unchanged.push(entry.name.clone());
-                } else {
-                    let path = format!("/api/flags/{}", segment(&entry.name));
-                    let mut serves = Vec::new();
-                    if !changes.is_empty() {
-                        // A definition change can alter what an environment serves; the server says where.
-                        let mut dry_run = changes.clone();
-                        dry_run.insert("dry_run".into(), json!(true));
-                        let impact = context.client.patch(&path, &Value::Object(dry_run))?.body;
-                        let serving: Vec<&Value> =
-                            impact["affects"].as_array().into_iter().flatten().filter(|affected| affected["effect"] == "serving").collect();
-                        let key_of = |affected: &&Value| affected["environment"].as_str().map(str::to_owned);
-                        serves = serving.iter().filter_map(key_of).collect();
-                        let protected: Vec<String> =
-                            serving.iter().filter(|affected| affected["protected"] == true).filter_map(key_of).collect();
-                        if !args.dry_run {
-                            let mut patch = changes.clone();
-                            // A reason goes only with a protected change the person confirmed. When the dry run named
-                            // none, the edit goes without one, pinned to the definition the dry run judged: should a
-                            // protected environment start to depend on it meanwhile (another admin, a rollout step),
-                            // the server refuses it for want of a reason instead of taking a reason nobody gave.
-                            if let Some(environment) = protected.first() {
-                                let reason = prompt::protected_change(
-                                    args.confirm.reason.clone(),
-                                    args.confirm.yes,
-                                    false,
-                                    environment,
-                                    true,
-                                    &format!("{} changes what {} serves ({})", entry.name, protected.join(", "), patch_fields(&changes)),
-                                )?;
-                                patch.insert("reason".into(), json!(reason));
-                            }
-                            context.client.patch_if_match(&path, &Value::Object(patch), version)?;
-                        }
-                    }
-                    let serving = if serves.is_empty() { String::new() } else { format!("; changes what {} serves", serves.join(", ")) };
-                    updated.push(format!("{} ({}{serving})", entry.name, patch_fields(&changes)));
+                    continue;
                 }
+                fields.insert(entry.name.clone(), patch_fields(&changes));
+                let mut changes = changes;
+                // Pinned to the definition the changes were computed against.
+                changes.insert("version".into(), current["version"].clone());
+                changes
             }
-        }
+        };
+        item.insert("name".into(), json!(entry.name));
+        item.insert("type".into(), json!(entry.flag_type));
+        entries.push(Value::Object(item));
     }
-    for (name, flag) in &existing {
-        if flag["archived"] != Value::Bool(true) && !seen.contains(name) {
-            missing.push(name.clone());
+    let missing: Vec<String> = existing
+        .iter()
+        .filter(|(name, flag)| flag["archived"] != Value::Bool(true) && !seen.contains(*name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let archive: serde_json::Map<String, Value> = if args.prune {
+        missing.iter().map(|name| (name.clone(), existing[name]["version"].clone())).collect()
+    } else {
+        serde_json::Map::new()
+    };
+    let mut request = json!({"flags": entries, "archive": archive, "dry_run": true});
+    let preview = if entries_empty(&request) { None } else { Some(context.client.post("/api/flags/apply", &request)?.body) };
+    let reaches = |kind: &str, protected: bool| -> Vec<(String, Vec<String>)> {
+        let updated = preview.as_ref().and_then(|preview| preview["updated"].as_object().cloned()).unwrap_or_default();
+        updated
+            .into_iter()
+            .map(|(flag, affects)| {
+                let environments = affects
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|affected| affected["effect"] == kind && (!protected || affected["protected"] == true))
+                    .filter_map(|affected| affected["environment"].as_str().map(str::to_owned))
+                    .collect();
+                (flag, environments)
+            })
+            .collect()
+    };
+    let serving = reaches("serving", false);
+    let protected: Vec<(String, Vec<String>)> =
+        reaches("serving", true).into_iter().filter(|(_, environments)| !environments.is_empty()).collect();
+    let mut result = preview.clone();
+    if !args.dry_run && preview.is_some() {
+        request["dry_run"] = json!(false);
+        // A reason goes only with protected changes the person confirmed. Without one, an edit that came to change a
+        // protected environment between the dry run and the write is refused for want of it, never given a reason
+        // nobody wrote; and every entry is pinned to the definition the dry run judged.
+        if let Some((_, environments)) = protected.first() {
+            let what: Vec<String> = protected
+                .iter()
+                .map(|(flag, environments)| {
+                    format!("{flag} changes what {} serves ({})", environments.join(", "), fields.get(flag).cloned().unwrap_or_default())
+                })
+                .collect();
+            let reason =
+                prompt::protected_change(args.confirm.reason.clone(), args.confirm.yes, false, &environments[0], true, &what.join("; "))?;
+            request["reason"] = json!(reason);
+        } else if let Some(reason) = &args.confirm.reason {
+            request["reason"] = json!(reason);
         }
+        result = Some(context.client.post("/api/flags/apply", &request)?.body);
     }
-    let mut archived = Vec::new();
-    if args.prune && !args.dry_run {
-        for name in &missing {
-            context.client.post(&format!("/api/flags/{}/archive", segment(name)), &json!({"reason": args.confirm.reason}))?;
-            archived.push(name.clone());
-        }
-    }
+    let list = |key: &str| -> Vec<String> {
+        result
+            .as_ref()
+            .and_then(|result| result[key].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect()
+    };
+    let created = list("created");
+    let archived = if args.dry_run { Vec::new() } else { list("archived") };
+    let updated: Vec<String> = serving
+        .iter()
+        .map(|(flag, environments)| {
+            let reach = if environments.is_empty() { String::new() } else { format!("; changes what {} serves", environments.join(", ")) };
+            format!("{flag} ({}{reach})", fields.get(flag).cloned().unwrap_or_default())
+        })
+        .collect();
     let report = json!({"created": created, "updated": updated, "unchanged": unchanged, "missing": missing, "archived": archived, "dry_run": args.dry_run});
     match context.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),

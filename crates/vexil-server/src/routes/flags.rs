@@ -163,6 +163,40 @@ async fn update(
     if let Some(reason) = &request.reason {
         check_reason(reason)?;
     }
+    let (dry_run, reason) = (request.dry_run, request.reason.clone());
+    let definition = edited(&current, request);
+    definition.validate()?;
+    if dry_run {
+        // What the edit would change where: a protected environment in this list needs the admin role and a reason.
+        let affects = state
+            .definition_impact(&current, &definition)
+            .into_iter()
+            .map(|(environment, effect)| Affected {
+                environment: environment.key.to_string(),
+                name: environment.name.clone(),
+                protected: environment.protected,
+                effect: match effect {
+                    vexil_core::gate::Effect::Serving => "serving",
+                    vexil_core::gate::Effect::State => "state",
+                }
+                .to_owned(),
+            })
+            .collect();
+        let changed = definition != current;
+        return Ok(Json(UpdateFlagResponse::DryRun(DefinitionDryRun { flag: current.name, dry_run: true, changed, affects })));
+    }
+    if definition == current {
+        let catalog = state.catalog.read();
+        return Ok(Json(UpdateFlagResponse::Flag(Box::new(view(&state, &catalog, &current)))));
+    }
+    state.commit_definition(&actor, definition, expected, AuditAction::Update, reason).await?;
+    let definition = state.definition(&flag)?;
+    let catalog = state.catalog.read();
+    Ok(Json(UpdateFlagResponse::Flag(Box::new(view(&state, &catalog, &definition)))))
+}
+
+/// `current` with the fields `request` gives (an empty owner or list of allowed values clears it).
+pub(super) fn edited(current: &FlagDefinition, request: UpdateFlagRequest) -> FlagDefinition {
     let mut definition = current.clone();
     if let Some(default) = request.default {
         definition.default = default;
@@ -194,34 +228,7 @@ async fn update(
     if let Some(deprecated) = request.deprecated {
         definition.deprecated = deprecated;
     }
-    definition.validate()?;
-    if request.dry_run {
-        // What the edit would change where: a protected environment in this list needs the admin role and a reason.
-        let affects = state
-            .definition_impact(&current, &definition)
-            .into_iter()
-            .map(|(environment, effect)| Affected {
-                environment: environment.key.to_string(),
-                name: environment.name.clone(),
-                protected: environment.protected,
-                effect: match effect {
-                    vexil_core::gate::Effect::Serving => "serving",
-                    vexil_core::gate::Effect::State => "state",
-                }
-                .to_owned(),
-            })
-            .collect();
-        let changed = definition != current;
-        return Ok(Json(UpdateFlagResponse::DryRun(DefinitionDryRun { flag: current.name, dry_run: true, changed, affects })));
-    }
-    if definition == current {
-        let catalog = state.catalog.read();
-        return Ok(Json(UpdateFlagResponse::Flag(Box::new(view(&state, &catalog, &current)))));
-    }
-    state.commit_definition(&actor, definition, expected, AuditAction::Update, request.reason).await?;
-    let definition = state.definition(&flag)?;
-    let catalog = state.catalog.read();
-    Ok(Json(UpdateFlagResponse::Flag(Box::new(view(&state, &catalog, &definition)))))
+    definition
 }
 
 /// Archive a flag: hidden from default listings, its states frozen. Refused while it serves anything in a protected environment.

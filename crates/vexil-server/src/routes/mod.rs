@@ -14,6 +14,7 @@ mod health;
 pub(crate) mod metrics;
 mod ofrep;
 mod panel;
+mod registry;
 mod rollouts;
 mod states;
 pub(crate) mod stream;
@@ -226,6 +227,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(rollouts::router())
         .merge(stream::router().merge(ofrep::router()).layer(cors(&state.config.cors_origins)))
         .merge(environments::router(body_limit * 8))
+        .merge(registry::router(body_limit * 32))
         .split_for_parts();
     conventions(&mut document);
     (router, document)
