@@ -47,6 +47,20 @@ pub struct ServerConfig {
     pub response_memory: usize,
 }
 
+impl ServerConfig {
+    /// The largest request body `path` accepts: imports eight times `body_limit`, a registry applied
+    /// (`POST /api/flags/apply`, thousands of definitions) thirty-two times, everything else `body_limit`.
+    pub fn body_limit_for(&self, path: &str) -> usize {
+        if path == "/api/flags/apply" {
+            self.body_limit * 32
+        } else if path.starts_with("/api/environments/") && path.ends_with("/import") {
+            self.body_limit * 8
+        } else {
+            self.body_limit
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {

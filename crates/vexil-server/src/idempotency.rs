@@ -73,7 +73,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         Ok(actor) => actor,
         Err(_) => return next.run(Request::from_parts(parts, body)).await,
     };
-    let limit = if parts.uri.path().ends_with("/import") { state.config.body_limit * 8 } else { state.config.body_limit };
+    let limit = state.config.body_limit_for(parts.uri.path());
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts"),

@@ -192,3 +192,29 @@ fn login_saves_a_token_that_later_commands_use() {
     let audit = server.http().get("/api/flags/audit?flag=ui.after_login").body;
     assert_eq!(audit["entries"][0]["user"], "admin@localhost");
 }
+
+#[test]
+fn apply_takes_thousands_of_flags_in_one_write_and_is_all_or_nothing() {
+    let server = Server::start();
+    let directory = tempfile::tempdir().unwrap();
+    let registry = directory.path().join("flags.toml");
+    let mut text: String =
+        (0..2000).map(|index| format!("[[flag]]\nname = \"backend.flag_{index:04}\"\ndescription = \"flag {index}\"\n\n")).collect();
+    // The last entry is invalid: nothing of the file may be applied.
+    text.push_str("[[flag]]\nname = \"backend.broken\"\ntype = \"number\"\ndefault = 5\nmin = 10\n");
+    std::fs::write(&registry, &text).unwrap();
+    let refused = server.cli(&["apply", registry.to_str().unwrap()]).expect_code(1);
+    assert!(refused.stderr.contains("below the minimum"), "{}", refused.stderr);
+    assert_eq!(server.http().get("/api/flags").body["flags"].as_array().unwrap().len(), 0, "nothing was created");
+
+    std::fs::write(&registry, text.replace("min = 10", "min = 1")).unwrap();
+    let applied = server.cli(&["apply", registry.to_str().unwrap()]).ok().stdout;
+    assert!(applied.contains("created: backend.flag_0000, backend.flag_0001"), "{}", &applied[..200.min(applied.len())]);
+    assert_eq!(server.http().get("/api/flags").body["flags"].as_array().unwrap().len(), 2001);
+    // One write: every record of the apply carries the same moment.
+    let entries = common::audit_entries(&server, "action=create");
+    assert_eq!(entries.len(), 2001 * 4, "a definition record and one per environment for each flag");
+    assert!(entries.iter().all(|entry| entry["timestamp"] == entries[0]["timestamp"]), "not one write");
+    let verified = server.cli(&["audit", "verify"]).ok().stdout;
+    assert!(verified.contains("intact"), "{verified}");
+}

@@ -215,7 +215,6 @@ fn name_parameter(parameter: &mut utoipa::openapi::path::Parameter) {
 
 /// The OpenAPI 3.1 document of the whole HTTP API, and the API's routes, from one list of handlers.
 fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let body_limit = state.config.body_limit;
     let (router, mut document) = utoipa_axum::router::OpenApiRouter::with_openapi(<ApiDocument as utoipa::OpenApi>::openapi())
         .merge(health::router())
         .merge(flags::router())
@@ -226,8 +225,8 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(metrics::router())
         .merge(rollouts::router())
         .merge(stream::router().merge(ofrep::router()).layer(cors(&state.config.cors_origins)))
-        .merge(environments::router(body_limit * 8))
-        .merge(registry::router(body_limit * 32))
+        .merge(environments::router(state.config.body_limit_for("/api/environments/{environment}/import")))
+        .merge(registry::router(state.config.body_limit_for("/api/flags/apply")))
         .split_for_parts();
     conventions(&mut document);
     (router, document)
