@@ -325,7 +325,22 @@ pub struct FlagView {
     pub category: String,
     /// State by environment key, in promotion order.
     #[schema(value_type = BTreeMap<String, FlagState>)]
-    pub environments: serde_json::Map<String, Value>,
+    pub environments: EnvironmentStates,
+}
+
+/// A flag's state by environment key, in promotion order: serialised as a JSON object straight from the states.
+#[derive(Debug, Default)]
+pub struct EnvironmentStates(pub Vec<(String, FlagState)>);
+
+impl Serialize for EnvironmentStates {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (environment, state) in &self.0 {
+            map.serialize_entry(environment, state)?;
+        }
+        map.end()
+    }
 }
 
 /// `GET /api/flags`.

@@ -12,7 +12,7 @@ use vexil_store::Catalog;
 
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, ApiResult};
-use crate::service::{AppState, to_json};
+use crate::service::AppState;
 use crate::wire::{CreateFlagRequest, EnvironmentView, FlagView, FlagsResponse, ReasonRequest, UpdateFlagRequest};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -65,10 +65,10 @@ async fn list(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): A
 }
 
 fn view(state: &AppState, catalog: &Catalog, definition: &FlagDefinition) -> FlagView {
-    let mut environments = serde_json::Map::new();
+    let mut environments = crate::wire::EnvironmentStates::default();
     for environment in state.config.environments.iter() {
         if let Some(flag_state) = catalog.states.get(&environment.key).and_then(|states| states.get(&definition.name)) {
-            environments.insert(environment.key.to_string(), to_json(flag_state));
+            environments.0.push((environment.key.to_string(), flag_state.clone()));
         }
     }
     FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments }
