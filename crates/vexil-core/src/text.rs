@@ -8,16 +8,19 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Fillers that Unicode counts as letters but that show nothing (Hangul fillers, the Braille blank is a symbol).
+/// Fillers that Unicode counts as letters but that show nothing (Hangul and Khitan fillers).
 fn is_filler(c: char) -> bool {
-    matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
+    matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{16FE4}')
 }
 
-/// Whether the text says something: at least one letter or digit of any script, or a visible ASCII sign. An
-/// allowlist, because the characters that show nothing (spaces, zero-width and format characters, tag characters,
-/// variation selectors, blanks) are too many to list: a reason of only those is no reason.
+/// Whether the text says something: at least one letter or digit of any script (Unicode general categories L and N,
+/// so not a combining mark on its own), or a visible ASCII sign. An allowlist, because the characters that show
+/// nothing (spaces, zero-width and format characters, tag characters, variation selectors, blanks, lone marks) are
+/// too many to list: a reason of only those is no reason.
 pub fn has_visible_text(text: &str) -> bool {
-    text.chars().any(|c| (c.is_alphanumeric() && !is_filler(c)) || c.is_ascii_graphic())
+    static LETTER_OR_DIGIT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let letter_or_digit = LETTER_OR_DIGIT.get_or_init(|| regex::Regex::new(r"[\p{L}\p{N}]").expect("a valid class"));
+    text.chars().any(|c| c.is_ascii_graphic()) || letter_or_digit.find_iter(text).any(|found| found.as_str().chars().any(|c| !is_filler(c)))
 }
 
 /// Refuses control characters (newlines included unless `allow_newlines`), bidirectional overrides, and text longer

@@ -500,18 +500,25 @@ impl AppState {
     }
 
     /// The flag's definition as it was when audit record `id` was written: the `before` of the first definition
-    /// record after it, or today's when none came since. `None` when the flag's history since is too long to read
-    /// (more than 10 000 records of the flag, in every environment, came after it).
+    /// record after it, or today's when none came since. Only the definition's own records are read (however many
+    /// records of its states came since), newest first, until one at or before `id`; `None` when more than a
+    /// million definition records came since.
     pub async fn definition_when(&self, flag: &FlagName, id: u64) -> ApiResult<Option<FlagDefinition>> {
-        const PAGE: u32 = 500;
-        const PAGES: usize = 20;
+        const PAGE: u32 = 1000;
+        const PAGES: usize = 1000;
         let mut first_since: Option<vexil_core::AuditRecord> = None;
         let mut before_id = None;
         for _ in 0..PAGES {
-            let query = vexil_store::AuditQuery { flag: Some(flag.to_string()), before_id, limit: PAGE, ..Default::default() };
+            let query = vexil_store::AuditQuery {
+                flag: Some(flag.to_string()),
+                definitions_only: true,
+                before_id,
+                limit: PAGE,
+                ..Default::default()
+            };
             let page = self.store.audit(query).await?;
-            // Newest first: the last definition record after `id` is the first one written after it.
-            if let Some(record) = page.entries.iter().rfind(|record| record.id > id && record.environment.is_none()) {
+            // Newest first: the last record after `id` is the first one written after it.
+            if let Some(record) = page.entries.iter().rfind(|record| record.id > id) {
                 first_since = Some(record.clone());
             }
             let reached = page.entries.last().is_none_or(|oldest| oldest.id <= id);
@@ -530,7 +537,28 @@ impl AppState {
     /// a rollback that would serve anything to a context that does not get it now is not made
     /// (`RemedyOutcome::WidensExposure`), nor one whose earlier state no longer fits the definition
     /// (`Unrestorable`); a disable of a flag already off changes nothing. The gate checks the rule again on commit.
+    ///
+    /// What it restores is judged against the definition it read, and the commit is pinned to that definition: an
+    /// edit that lands meanwhile makes it judge again (a few times), never restore through a definition it did not see.
     pub async fn remedy(
+        &self,
+        actor: &Actor,
+        environment: &Environment,
+        flag: &FlagName,
+        remedy: Remedy,
+        reason: String,
+    ) -> ApiResult<RemedyOutcome> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.remedy_once(actor, environment, flag, remedy, reason.clone()).await {
+                Err(error) if error.status == StatusCode::PRECONDITION_FAILED && attempts < 5 => continue,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn remedy_once(
         &self,
         actor: &Actor,
         environment: &Environment,
@@ -601,7 +629,8 @@ impl AppState {
             action,
             reason: Some(reason),
             from_environment: None,
-            expected_definition_version: None,
+            // A rollback's target was judged against this definition; a disable means the same under any.
+            expected_definition_version: (remedy == Remedy::Rollback).then_some(definition.version),
             summary: None,
             rollout: None,
         };

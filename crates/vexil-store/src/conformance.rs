@@ -368,6 +368,10 @@ pub async fn audit_filters_and_pages(store: Arc<dyn Store>) {
     assert!(by_flag.entries.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
     let prod = store.audit(AuditQuery { environment: Some("production".into()), limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(prod.entries.len(), 5);
+    let definition =
+        store.audit(AuditQuery { flag: Some("ui.a".into()), definitions_only: true, limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(definition.entries.len(), 1, "the definition's own record, none of its states'");
+    assert!(definition.entries.iter().all(|record| record.environment.is_none()));
     let enables = store.audit(AuditQuery { action: Some(AuditAction::Enable), limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(enables.entries.len(), 3);
     let by_user = store.audit(AuditQuery { user: Some("dev@x".into()), limit: 100, ..Default::default() }).await.unwrap();

@@ -245,6 +245,8 @@ pub struct AuditQuery {
     pub until: Option<String>,
     /// Only records older than this id (the cursor of the previous page).
     pub before_id: Option<u64>,
+    /// Only records of no environment: a definition's own (with `flag`: its definition's history).
+    pub definitions_only: bool,
     /// Page size.
     pub limit: u32,
 }

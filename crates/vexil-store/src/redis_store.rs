@@ -510,6 +510,7 @@ impl Store for RedisStore {
                 let record: AuditRecord = decode("audit record", &document)?;
                 let keep = query.flag.as_ref().is_none_or(|flag| record.flag.as_ref() == Some(flag))
                     && query.environment.as_ref().is_none_or(|environment| record.environment.as_ref() == Some(environment))
+                    && (!query.definitions_only || record.environment.is_none())
                     && query.user.as_ref().is_none_or(|user| &record.user == user)
                     && query.action.is_none_or(|action| record.action == action)
                     && query.since.as_ref().is_none_or(|since| &record.timestamp >= since)

@@ -247,6 +247,9 @@ impl Store for SqliteStore {
             if let Some(before_id) = query.before_id {
                 add("id <", (before_id as i64).into());
             }
+            if query.definitions_only {
+                conditions.push("environment IS NULL".to_owned());
+            }
             let limit = query.limit.clamp(1, 1000);
             let text = format!("SELECT doc FROM audit WHERE {} ORDER BY id DESC LIMIT {}", conditions.join(" AND "), limit + 1);
             let mut statement = connection.prepare(&text).map_err(sql)?;

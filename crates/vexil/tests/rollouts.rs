@@ -301,11 +301,19 @@ fn when_the_state_before_a_plan_no_longer_fits_the_definition_the_guard_turns_th
     assert_eq!(stream.next().name, "snapshot");
     server.cli(&["rollout", "ui.bv", "--env", "prod", "--steps", "10,50,100", "--every", "1h", "--yes", "--reason", "launch"]).ok();
     assert_eq!(weight(&stream.next()), Some(10_000));
-    // A developer removes the variant the pre-plan state served (production serves `true` as a value now, so it may).
+    // The variant the pre-plan state served is removed. That state is what production may serve next (a rollback
+    // restores it), so a developer may not; an admin may, with a reason.
     server.cli(&["user", "add", "dev@example.com", "--role", "developer"]).ok();
     let developer = server.cli(&["token", "create", "--user", "dev@example.com"]).ok().stdout.trim().to_owned();
-    let removed =
+    let refused =
         server.http().with_token(Some(&developer)).send("PATCH", "/api/flags/ui.bv", Some(json!({"variants": []}).to_string()), &[]);
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    let removed = server.http().send(
+        "PATCH",
+        "/api/flags/ui.bv",
+        Some(json!({"variants": [], "reason": "the on variant is retired"}).to_string()),
+        &[],
+    );
     assert_eq!(removed.status, 200, "{:?}", removed.body);
     let _definition_change = stream.next();
 

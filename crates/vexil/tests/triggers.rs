@@ -296,7 +296,17 @@ fn json_values_and_import_documents_carry_no_direction_overrides_and_reasons_mus
     let import = server.http().post("/api/environments/dev/import", &json!({"document": document}));
     assert_eq!(import.status, 422, "{:?}", import.body);
     server.cli(&["define", "ui.a"]).ok();
-    for reason in ["\u{2800}", "\u{e0041}\u{e0042}", "\u{fe0f}", "\u{206a}\u{206f}", "\u{1d173}", "\u{3164}"] {
+    for reason in [
+        "\u{2800}",
+        "\u{e0041}\u{e0042}",
+        "\u{fe0f}",
+        "\u{206a}\u{206f}",
+        "\u{1d173}",
+        "\u{3164}",
+        "\u{0345}\u{05b0}",
+        "\u{0e31}",
+        "\u{0670}",
+    ] {
         let refused = server.http().post("/api/flags/ui.a/environments/prod/enable", &json!({"reason": reason}));
         assert_eq!(refused.status, 422, "{reason:?}: {:?}", refused.body);
     }

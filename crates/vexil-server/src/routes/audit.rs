@@ -79,7 +79,10 @@ async fn query(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): 
     if limit == 0 || limit > 1000 {
         return Err(ApiError::bad_request(format!("limit {limit} is out of range; accepted: 1 to 1000")));
     }
-    let page = state.store.audit(AuditQuery { flag, environment, user: filters.user, action, since, until, before_id, limit }).await?;
+    let page = state
+        .store
+        .audit(AuditQuery { flag, environment, user: filters.user, action, since, until, before_id, limit, definitions_only: false })
+        .await?;
     let (entries, next) = within_page_bytes(page.entries, page.next);
     Ok(Json(AuditResponse { entries, next: next.map(|id| id.to_string()) }))
 }
