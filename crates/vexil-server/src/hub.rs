@@ -26,6 +26,10 @@ pub struct SnapshotFlag {
     pub state: FlagState,
     /// Ready to evaluate.
     pub compiled: CompiledFlag,
+    /// Its OFREP answers, one per label it can serve, serialised on first use (see `routes::ofrep`).
+    pub answers: Vec<OnceLock<crate::routes::ofrep::Answer>>,
+    /// Its OFREP answer to a context without the targeting key its split needs, serialised on first use.
+    pub missing_key: OnceLock<Bytes>,
 }
 
 /// One environment at one revision. Immutable; replaced whole on every change.
@@ -248,5 +252,6 @@ impl Hub {
 
 fn compile(definition: FlagDefinition, state: FlagState) -> SnapshotFlag {
     let compiled = CompiledFlag::compile(&definition, &state);
-    SnapshotFlag { definition, state, compiled }
+    let answers = compiled.labels().iter().map(|_| OnceLock::new()).collect();
+    SnapshotFlag { definition, state, compiled, answers, missing_key: OnceLock::new() }
 }

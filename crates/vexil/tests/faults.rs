@@ -522,3 +522,45 @@ fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry(
         std::thread::park_timeout(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_bulk_answer_is_each_flag_s_single_answer_and_its_etag_follows_what_the_context_is_served() {
+    let server = Server::start();
+    server.cli(&["define", "ui.split"]).ok();
+    server.cli(&["set", "ui.split", "--env", "dev", "--enabled", "true", "--rollout", "50"]).ok();
+    let colours = server.http().post(
+        "/api/flags",
+        &json!({"name": "ui.colour", "type": "string", "default": "grey", "variants": [{"name": "control", "value": "grey"}, {"name": "treatment", "value": "blue"}]}),
+    );
+    assert_eq!(colours.status, 201);
+    let rule = server.http().put(
+        "/api/flags/ui.colour/environments/dev",
+        &json!({"enabled": true, "serve": {"variant": "control"}, "rules": [{"conditions": [{"attribute": "plan", "operator": "equals", "values": ["pro"]}], "serve": {"variant": "treatment"}}]}),
+        None,
+    );
+    assert_eq!(rule.status, 200);
+    server.cli(&["define", "ui.off"]).ok();
+    let key = common::sdk_key_for(&server, "dev");
+    let sdk = server.http().with_token(Some(&key));
+    let contexts = [json!({"targetingKey": "user-1", "plan": "pro"}), json!({"targetingKey": "user-2"}), json!({"plan": "pro"})];
+    let mut etags = Vec::new();
+    for context in &contexts {
+        let bulk = sdk.post("/ofrep/v1/evaluate/flags", &json!({"context": context}));
+        assert_eq!(bulk.status, 200);
+        for entry in bulk.body["flags"].as_array().unwrap() {
+            let flag = entry["key"].as_str().unwrap();
+            let single = sdk.post(&format!("/ofrep/v1/evaluate/flags/{flag}"), &json!({"context": context}));
+            assert_eq!(&single.body, entry, "{flag} for {context}");
+        }
+        let etag = bulk.etag.clone().expect("a bulk answer has an ETag");
+        let again =
+            sdk.send("POST", "/ofrep/v1/evaluate/flags", Some(json!({"context": context}).to_string()), &[("if-none-match", &etag)]);
+        assert_eq!(again.status, 304, "same context, same answer");
+        etags.push(etag);
+    }
+    // A context without a targeting key gets the split's failure in place of its answer, and its own ETag.
+    assert_eq!(etags.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "{etags:?}");
+    let keyless = sdk.post("/ofrep/v1/evaluate/flags", &json!({"context": {"plan": "pro"}}));
+    let split = keyless.body["flags"].as_array().unwrap().iter().find(|entry| entry["key"] == "ui.split").unwrap().clone();
+    assert_eq!(split["errorCode"], "TARGETING_KEY_MISSING", "{split}");
+}

@@ -12,7 +12,7 @@ mod environments;
 mod flags;
 mod health;
 pub(crate) mod metrics;
-mod ofrep;
+pub(crate) mod ofrep;
 mod panel;
 mod registry;
 mod rollouts;

@@ -11,11 +11,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vexil_core::evaluation::ErrorCode;
+use vexil_core::evaluation::Evaluation;
 use vexil_core::{EnvKey, Reason};
 
 use crate::auth::{Principal, authenticate, credential};
@@ -143,31 +143,64 @@ fn read_context(body: &Bytes) -> Result<Map<String, Value>, (&'static str, Strin
     }
 }
 
-/// One flag's OFREP answer: a success object, or a failure object with its error code.
-fn evaluate(
+/// One flag's success answer for one label it serves, around its reason: `{"key","value","reason":"` and
+/// `","variant","metadata":{…}}`. The value, variant and metadata of a label are fixed within a snapshot, so an
+/// answer is written by copying these two and the reason's name: no JSON value is built per request.
+#[derive(Debug)]
+pub struct Answer {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Answer {
+    fn new(snapshot: &EnvironmentSnapshot, key: &str, flag: &SnapshotFlag, evaluation: &Evaluation<'_>) -> Self {
+        let mut head = b"{\"key\":".to_vec();
+        head.extend(json(key));
+        head.extend_from_slice(b",\"value\":");
+        head.extend(json(evaluation.value));
+        head.extend_from_slice(b",\"reason\":\"");
+        // Every success names a variant (clients such as the official Python provider require one): a value that is
+        // no named variant is reported under the label the metrics count it by.
+        let mut tail = b"\",\"variant\":".to_vec();
+        tail.extend(json(evaluation.variant.unwrap_or(vexil_core::evaluation::UNNAMED_LABEL)));
+        tail.extend_from_slice(b",\"metadata\":{\"environment\":");
+        tail.extend(json(snapshot.environment.key.as_str()));
+        tail.extend_from_slice(format!(",\"revision\":{},\"flagVersion\":{}}}}}", snapshot.revision, flag.state.version).as_bytes());
+        Self { head, tail }
+    }
+}
+
+/// Serialises a key, a label or a JSON value.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("keys, labels and JSON values serialise")
+}
+
+/// Writes one flag's OFREP answer for `context` into `body`: a success, or the failure of a context without the
+/// targeting key the flag's split needs. Returns what identifies the answer within the snapshot (for the ETag).
+fn write_answer(
+    body: &mut Vec<u8>,
     snapshot: &EnvironmentSnapshot,
     key: &str,
     flag: &SnapshotFlag,
     context: &Map<String, Value>,
-) -> Result<Value, (&'static str, String)> {
+) -> (u16, u8) {
     let evaluation = flag.compiled.evaluate(context);
     if let Some(ErrorCode::TargetingKeyMissing) = evaluation.error {
-        return Err((
-            "TARGETING_KEY_MISSING",
-            format!("flag `{key}` serves a percentage split, which needs a targetingKey in the context"),
-        ));
+        let failure = flag.missing_key.get_or_init(|| {
+            let details = format!("flag `{key}` serves a percentage split, which needs a targetingKey in the context");
+            Bytes::from(
+                serde_json::to_vec(&json!({"key": key, "errorCode": "TARGETING_KEY_MISSING", "errorDetails": details})).expect("JSON"),
+            )
+        });
+        body.extend_from_slice(failure);
+        return (u16::MAX, 0);
     }
-    // Every success names a variant (clients such as the official Python provider require one): a value that is no
-    // named variant is reported under the label the metrics count it by.
-    let body = json!({
-        "key": key,
-        "value": evaluation.value,
-        "reason": evaluation.reason.as_str(),
-        "variant": evaluation.variant.unwrap_or(vexil_core::evaluation::UNNAMED_LABEL),
-        "metadata": {"environment": snapshot.environment.key.as_str(), "revision": snapshot.revision, "flagVersion": flag.state.version},
-    });
     debug_assert!(evaluation.reason != Reason::Error);
-    Ok(body)
+    let answer = flag.answers[usize::from(evaluation.slot)].get_or_init(|| Answer::new(snapshot, key, flag, &evaluation));
+    body.extend_from_slice(&answer.head);
+    body.extend_from_slice(evaluation.reason.as_str().as_bytes());
+    body.extend_from_slice(&answer.tail);
+    (evaluation.slot, evaluation.reason as u8)
 }
 
 /// Evaluate one flag for a context in the SDK key's environment (OFREP).
@@ -200,10 +233,10 @@ async fn single(State(state): State<AppState>, Path(key): Path<String>, parts: P
             format!("flag `{}` is not defined", vexil_core::name::printable(&key)),
         );
     };
-    match evaluate(&snapshot, &key, &flag, &context) {
-        Ok(success) => axum::Json(success).into_response(),
-        Err((code, details)) => failure(StatusCode::BAD_REQUEST, Some(&key), code, details),
-    }
+    let mut body = Vec::with_capacity(256);
+    let (slot, _) = write_answer(&mut body, &snapshot, &key, &flag, &context);
+    let status = if slot == u16::MAX { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// Evaluate every flag of the SDK key's environment for a context (OFREP); `If-None-Match` with the last ETag
@@ -248,21 +281,23 @@ async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Respo
     response
 }
 
-/// The bulk body for a context, and an ETag derived from its bytes. Archived flags are in it: an archived flag
-/// keeps serving its frozen state through every endpoint (single evaluation, bulk, the stream), so archiving never
-/// changes what an application gets.
+/// The bulk body for a context, written from each flag's prepared answers, and an ETag derived from what was served.
+/// Archived flags are in it: an archived flag keeps serving its frozen state through every endpoint (single
+/// evaluation, bulk, the stream), so archiving never changes what an application gets.
 fn render_bulk(snapshot: &EnvironmentSnapshot, context: &Map<String, Value>) -> (Bytes, String) {
-    let flags: Vec<Value> = snapshot
-        .flags
-        .iter()
-        .map(|(name, flag)| match evaluate(snapshot, name.as_str(), flag, context) {
-            Ok(success) => success,
-            Err((code, details)) => json!({"key": name.as_str(), "errorCode": code, "errorDetails": details}),
-        })
-        .collect();
-    let bytes = Bytes::from(serde_json::to_vec(&json!({"flags": flags})).expect("JSON values serialise"));
-    let digest = Sha256::digest(&bytes);
-    (bytes, format!("\"{}\"", hex::encode(&digest[..12])))
+    use std::hash::{Hash, Hasher};
+    let mut body = Vec::with_capacity(16 + snapshot.flags.len() * 192);
+    // The ETag is derived from what was served (each flag's label and reason at this revision), not from the bytes.
+    let mut served = std::hash::DefaultHasher::new();
+    body.extend_from_slice(b"{\"flags\":[");
+    for (index, (name, flag)) in snapshot.flags.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        write_answer(&mut body, snapshot, name.as_str(), flag, context).hash(&mut served);
+    }
+    body.extend_from_slice(b"]}");
+    (Bytes::from(body), format!("\"{}-{:016x}\"", snapshot.revision, served.finish()))
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
