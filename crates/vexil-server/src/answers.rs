@@ -6,7 +6,9 @@
 //! the server. So every answer larger than [`LARGE`] takes its size from one budget (`response_memory_mb`) until its
 //! last byte is written or its connection is gone. An answer that does not fit is not held at all: the client gets
 //! `503 busy` with `Retry-After` at once, and the server's memory for large answers never exceeds the budget (one
-//! answer larger than the whole budget may go while nothing else holds any). Small answers are never counted.
+//! answer larger than the whole budget may go while nothing else holds any). Small answers are never counted, nor
+//! are the answers of writes (a write is done by the time it is answered: its answer is never refused), and one
+//! client address may hold at most a quarter of the budget, so nobody reading slowly keeps large answers from others.
 
 use std::sync::Arc;
 
@@ -31,19 +33,34 @@ const UNIT: usize = 1024;
 pub struct AnswerBudget {
     units: Arc<Semaphore>,
     total: u32,
+    /// What each client address holds now, in units.
+    held: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
 }
 
 impl AnswerBudget {
     /// A budget of `bytes`.
     pub fn new(bytes: usize) -> Self {
         let total = u32::try_from((bytes / UNIT).max(1)).unwrap_or(u32::MAX >> 3).min(Semaphore::MAX_PERMITS as u32);
-        Self { units: Arc::new(Semaphore::new(total as usize)), total }
+        Self { units: Arc::new(Semaphore::new(total as usize)), total, held: Default::default() }
     }
 
-    /// The share of an answer of `size` bytes, if the budget has it now.
-    fn take(&self, size: usize) -> Option<OwnedSemaphorePermit> {
+    /// The share of an answer of `size` bytes for a client at `address`, if the budget has it now and the address
+    /// holds less than a quarter of it with this one.
+    fn take(&self, size: usize, address: Option<std::net::IpAddr>) -> Option<Share> {
         let units = u32::try_from(size.div_ceil(UNIT)).unwrap_or(u32::MAX).min(self.total);
-        self.units.clone().try_acquire_many_owned(units).ok()
+        if let Some(address) = address {
+            let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mine = held.entry(address).or_default();
+            // An address holding nothing may always try (an answer larger than a quarter goes alone).
+            if *mine > 0 && mine.saturating_add(units) > self.total / 4 {
+                return None;
+            }
+            let permit = self.units.clone().try_acquire_many_owned(units).ok()?;
+            *mine += units;
+            return Some(Share { _permit: permit, address: Some(address), units, held: self.held.clone() });
+        }
+        let permit = self.units.clone().try_acquire_many_owned(units).ok()?;
+        Some(Share { _permit: permit, address: None, units, held: self.held.clone() })
     }
 
     /// How much of the budget is free, in bytes (for the metrics and the tests' reports).
@@ -52,12 +69,42 @@ impl AnswerBudget {
     }
 }
 
-/// The middleware: a large answer holds its share until it is written, or is refused at once.
+/// A large answer's share of the budget, given back when the answer's buffer is dropped.
+#[derive(Debug)]
+struct Share {
+    _permit: OwnedSemaphorePermit,
+    address: Option<std::net::IpAddr>,
+    units: u32,
+    held: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if let Some(address) = self.address {
+            let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(mine) = held.get_mut(&address) {
+                *mine = mine.saturating_sub(self.units);
+                if *mine == 0 {
+                    held.remove(&address);
+                }
+            }
+        }
+    }
+}
+
+/// The middleware: a large answer to a read holds its share until it is written, or is refused at once.
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Reads are GETs and OFREP's evaluations; a write's answer comes after the write is done, and is never refused.
+    let read = request.method() == axum::http::Method::GET || request.uri().path().starts_with("/ofrep/");
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+        .filter(|address| !state.config.trusted_proxies.contains(address));
     let response = next.run(request).await;
     let size = response.body_size_hint_exact();
-    let Some(size) = size.filter(|size| *size >= LARGE as u64) else { return response };
-    let Some(share) = state.answers.take(size as usize) else {
+    let Some(size) = size.filter(|size| read && *size >= LARGE as u64) else { return response };
+    let Some(share) = state.answers.take(size as usize, address) else {
         state.telemetry.answer_refused();
         let mut refused = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -82,7 +129,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
 /// An answer's buffer with the budget share it holds.
 struct Held {
     bytes: Bytes,
-    _share: OwnedSemaphorePermit,
+    _share: Share,
 }
 
 impl AsRef<[u8]> for Held {

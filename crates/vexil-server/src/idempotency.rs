@@ -113,7 +113,12 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     if !used || !response.status().is_success() || !keeps_answer {
         return response;
     }
-    // Keep the answer for retries (best effort: without it a retry still learns that the write was done).
+    // Keep the answer for retries (best effort: without it a retry still learns that the write was done). An answer
+    // too large to keep is not kept: its retry gets the "done" answer, as for answers that carry secrets.
+    let fits = axum::body::HttpBody::size_hint(response.body()).exact().is_some_and(|size| size <= KEPT_ANSWER as u64);
+    if !fits {
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let Ok(body) = axum::body::to_bytes(body, KEPT_ANSWER).await else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the answer could not be read; the change was made");

@@ -669,22 +669,30 @@ impl AppState {
         action: AuditAction,
         reason: Option<String>,
     ) -> ApiResult<Vec<Change>> {
-        self.commit_definitions(actor, vec![(definition, expected_version, action)], reason).await
+        let guard = self.serialised().await;
+        let now = crate::time::now();
+        let mut write = Write::default();
+        self.plan_definition(actor, definition, expected_version, action, reason, &now, &mut write)?;
+        self.commit_holding(guard, actor, write).await
     }
 
-    /// Commits several definition writes (a registry applied) as one write: each is judged as
-    /// [`AppState::commit_definition`] judges one, under one lock, and all of them are committed, or none.
+    /// Commits several definition writes (a registry applied) as one write: each, with its own reason, is judged as
+    /// [`AppState::commit_definition`] judges one, under one lock, and all of them are committed, or none. A refusal
+    /// names the flag it is about.
     pub async fn commit_definitions(
         &self,
         actor: &Actor,
-        definitions: Vec<(FlagDefinition, u64, AuditAction)>,
-        reason: Option<String>,
+        definitions: Vec<(FlagDefinition, u64, AuditAction, Option<String>)>,
     ) -> ApiResult<Vec<Change>> {
         let guard = self.serialised().await;
         let now = crate::time::now();
         let mut write = Write::default();
-        for (definition, expected_version, action) in definitions {
-            self.plan_definition(actor, definition, expected_version, action, reason.clone(), &now, &mut write)?;
+        for (definition, expected_version, action, reason) in definitions {
+            let name = definition.name.clone();
+            self.plan_definition(actor, definition, expected_version, action, reason, &now, &mut write).map_err(|mut error| {
+                error.message = format!("{name}: {}", error.message);
+                error
+            })?;
         }
         self.commit_holding(guard, actor, write).await
     }

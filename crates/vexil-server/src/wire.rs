@@ -99,8 +99,13 @@ pub struct ApplyRequest {
     /// Flags to archive (`vexil apply --prune`: those the registry no longer lists), with their versions.
     #[serde(default)]
     pub archive: BTreeMap<String, u64>,
-    /// Why; required when an edit changes what a protected environment serves.
+    /// Why: it goes with the edits of the flags in `confirmed`, which need it where they change what a protected
+    /// environment serves.
     pub reason: Option<String>,
+    /// The flags whose protected changes the person confirmed (what the dry run showed). Any other edit that turns
+    /// out to change a protected environment is refused for want of a reason, never given this one.
+    #[serde(default)]
+    pub confirmed: Vec<String>,
     /// Answer what would change where, and change nothing.
     #[serde(default)]
     pub dry_run: bool,

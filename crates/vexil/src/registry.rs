@@ -203,8 +203,8 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
             let reason =
                 prompt::protected_change(args.confirm.reason.clone(), args.confirm.yes, false, &environments[0], true, &what.join("; "))?;
             request["reason"] = json!(reason);
-        } else if let Some(reason) = &args.confirm.reason {
-            request["reason"] = json!(reason);
+            // The reason goes with exactly the edits the person confirmed.
+            request["confirmed"] = json!(protected.iter().map(|(flag, _)| flag).collect::<Vec<_>>());
         }
         result = Some(context.client.post("/api/flags/apply", &request)?.body);
     }

@@ -481,11 +481,8 @@ fn stalled_reader(server: &Server, path: &str) -> socket2::Socket {
     socket
 }
 
-#[test]
-fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry() {
-    // 8 MiB for answers of 64 KiB and more; the flag listing below is ~6.5 MiB, so one fits and a second does not,
-    // and it is larger than what the kernel buffers for a client that reads nothing (4 MiB here at most).
-    let server = Server::start_configured("response_memory_mb = 8\n");
+/// Twenty JSON flags of seven 32 KB values each: `GET /api/flags` is about 6.4 MiB. Returns its size.
+fn big_listing(server: &Server) -> usize {
     let big = |seed: usize| json!({"blob": format!("{seed:0>32000}")});
     for index in 0..20 {
         let variants: Vec<_> = (0..6).map(|variant| json!({"name": format!("v{variant}"), "value": big(variant)})).collect();
@@ -497,6 +494,30 @@ fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry(
     let listing = reqwest::blocking::Client::new().get(format!("{}/api/flags", server.url)).bearer_auth(ADMIN_TOKEN).send().unwrap();
     let size = listing.bytes().unwrap().len();
     assert!((6 << 20..8 << 20).contains(&size), "the listing is {size} bytes");
+    size
+}
+
+#[test]
+fn one_address_reading_slowly_leaves_the_others_their_large_answers_and_writes_are_always_answered() {
+    // 32 MiB: one address may hold a quarter (one 6.4 MiB listing), so a second from it is refused while another
+    // address still gets its answer.
+    let server = Server::start_configured("response_memory_mb = 32\n");
+    big_listing(&server);
+    let stalled = stalled_reader(&server, "/api/flags");
+    let again = server.http().send("GET", "/api/flags", None, &[]);
+    assert_eq!((again.status, again.body["error"]["code"].as_str()), (503, Some("busy")), "a second one from the same address");
+    let elsewhere = reqwest::blocking::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let other = elsewhere.get(format!("{}/api/flags", server.url)).bearer_auth(ADMIN_TOKEN).send().unwrap();
+    assert_eq!(other.status(), 200, "another address is not kept from its answer");
+    drop(stalled);
+}
+
+#[test]
+fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry() {
+    // 8 MiB for answers of 64 KiB and more; the flag listing below is ~6.5 MiB, so one fits and a second does not,
+    // and it is larger than what the kernel buffers for a client that reads nothing (4 MiB here at most).
+    let server = Server::start_configured("response_memory_mb = 8\n");
+    let size = big_listing(&server);
 
     let stalled = stalled_reader(&server, "/api/flags");
     // While it holds its share, another large answer is refused at once, saying so, and small ones still flow.
@@ -505,6 +526,15 @@ fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry(
     assert_eq!(refused.body["error"]["code"], "busy");
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("response_memory_mb"), "{:?}", refused.body["error"]);
     assert_eq!(server.http().get("/api/flags/ui.flag_7/environments/prod").status, 200);
+    // A write with a large answer (a state with many targets) is answered whatever the budget holds: it is done.
+    let keys: Vec<String> = (0..8000).map(|index| format!("customer-{index:05}")).collect();
+    server.cli(&["define", "ui.targeted"]).ok();
+    let set = server.http().put(
+        "/api/flags/ui.targeted/environments/dev",
+        &json!({"enabled": true, "serve": {"value": false}, "targets": [{"keys": keys, "serve": {"value": true}}]}),
+        None,
+    );
+    assert_eq!(set.status, 200, "{:?}", set.body["error"]);
     let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).unwrap().text().unwrap();
     assert!(metrics.contains("vexil_answers_refused_total 1"), "no refusal counted");
 
@@ -514,8 +544,10 @@ fn large_answers_read_slowly_hold_bounded_memory_and_the_rest_are_told_to_retry(
     loop {
         let response = reqwest::blocking::Client::new().get(format!("{}/api/flags", server.url)).bearer_auth(ADMIN_TOKEN).send().unwrap();
         if response.status() == 200 {
-            assert_eq!(response.content_length(), Some(size as u64));
-            assert_eq!(response.bytes().unwrap().len(), size);
+            let length = response.content_length();
+            let bytes = response.bytes().unwrap();
+            assert_eq!(length, Some(bytes.len() as u64));
+            assert!(bytes.len() > size, "the whole listing, the new flag included");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the stalled reader's share was never given back");

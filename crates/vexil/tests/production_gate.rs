@@ -648,3 +648,38 @@ fn a_reason_must_show_something_and_no_text_may_reverse_how_it_is_displayed() {
     let arabic = server.http().post("/api/flags/ui.a/environments/prod/enable", &json!({"reason": "إطلاق الميزة"}));
     assert_eq!(arabic.status, 200, "{:?}", arabic.body);
 }
+
+#[test]
+fn an_apply_s_reason_goes_only_with_the_edits_the_person_confirmed() {
+    // Round 13: one reason covered a whole apply, so an entry that came to change production between the dry run and
+    // the write went through with the reason given for another flag.
+    let server = Server::start();
+    colour_flag(&server);
+    server.cli(&["define", "ui.other"]).ok();
+    let version = server.http().get("/api/flags/ui.button_colour").body["version"].clone();
+    let entries = json!([{"name": "ui.button_colour", "type": "string", "version": version,
+        "variants": [{"name": "control", "value": "grey"}, {"name": "treatment", "value": "red"}]}]);
+    let unconfirmed =
+        server.http().post("/api/flags/apply", &json!({"flags": entries, "reason": "for ui.other", "confirmed": ["ui.other"]}));
+    assert_eq!((unconfirmed.status, unconfirmed.body["error"]["code"].as_str()), (422, Some("reason_required")), "{:?}", unconfirmed.body);
+    assert!(unconfirmed.body["error"]["message"].as_str().unwrap().starts_with("ui.button_colour: "), "the refusal names the flag");
+    let confirmed =
+        server.http().post("/api/flags/apply", &json!({"flags": entries, "reason": "red buttons", "confirmed": ["ui.button_colour"]}));
+    assert_eq!((confirmed.status, confirmed.body["applied"].as_bool()), (200, Some(true)), "{:?}", confirmed.body);
+
+    // Unarchived and edited at once is an update, in production's trail too when it changes what production serves.
+    server.http().put(
+        "/api/flags/ui.button_colour/environments/prod",
+        &json!({"enabled": false, "serve": {"variant": "control"}, "reason": "off"}),
+        None,
+    );
+    let archived = server.http().post("/api/flags/ui.button_colour/archive", &json!({}));
+    assert_eq!(archived.status, 200, "{:?}", archived.body);
+    let version = server.http().get("/api/flags/ui.button_colour").body["version"].clone();
+    let edit = json!([{"name": "ui.button_colour", "type": "string", "version": version, "default": "white"}]);
+    let applied =
+        server.http().post("/api/flags/apply", &json!({"flags": edit, "reason": "white by default", "confirmed": ["ui.button_colour"]}));
+    assert_eq!(applied.status, 200, "{:?}", applied.body);
+    let latest = &common::audit_entries(&server, "flag=ui.button_colour&env=prod")[0];
+    assert_eq!((latest["action"].as_str(), latest["reason"].as_str()), (Some("update"), Some("white by default")), "{latest}");
+}

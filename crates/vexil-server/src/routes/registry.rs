@@ -14,8 +14,9 @@ use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::service::AppState;
 use crate::wire::{ApplyAffected, ApplyEntry, ApplyRequest, ApplyResponse, UpdateFlagRequest};
 
-/// The most flags one apply may name.
-const MAX_FLAGS: usize = 50_000;
+/// The most flags one apply may name: one apply is one write, which holds the write lock while it is judged and
+/// committed (about a second for 10 000 flags), and the kill switch waits behind the write in progress.
+const MAX_FLAGS: usize = 10_000;
 
 pub(super) fn router(limit: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(apply).layer(DefaultBodyLimit::max(limit)))
@@ -28,13 +29,15 @@ pub(super) fn router(limit: usize) -> OpenApiRouter<AppState> {
 async fn apply(State(state): State<AppState>, actor: Actor, ApiJson(request): ApiJson<ApplyRequest>) -> ApiResult<Json<ApplyResponse>> {
     actor.role.may_define().map_err(ApiError::forbidden)?;
     if request.flags.len() + request.archive.len() > MAX_FLAGS {
-        return Err(ApiError::bad_request(format!("an apply names at most {MAX_FLAGS} flags")));
+        return Err(ApiError::bad_request(format!("an apply names at most {MAX_FLAGS} flags; apply a larger registry in parts")));
     }
     if let Some(reason) = &request.reason {
         check_reason(reason)?;
     }
+    let confirmed: BTreeSet<String> = request.confirmed.iter().cloned().collect();
+    let reason_for = |flag: &FlagName| request.reason.clone().filter(|_| confirmed.contains(flag.as_str()));
     let mut named = BTreeSet::new();
-    let mut writes: Vec<(FlagDefinition, u64, AuditAction)> = Vec::new();
+    let mut writes: Vec<(FlagDefinition, u64, AuditAction, Option<String>)> = Vec::new();
     let mut answer =
         ApplyResponse { created: Vec::new(), updated: BTreeMap::new(), unchanged: Vec::new(), archived: Vec::new(), applied: false };
     for entry in request.flags {
@@ -55,7 +58,7 @@ async fn apply(State(state): State<AppState>, actor: Actor, ApiJson(request): Ap
                 let mut definition = super::flags::edited(&FlagDefinition::new(name.clone(), flag_type, default), edit);
                 definition.owner = definition.owner.filter(|owner| !owner.is_empty());
                 definition.validate()?;
-                writes.push((definition, 0, AuditAction::Create));
+                writes.push((definition, 0, AuditAction::Create, reason_for(&name)));
                 answer.created.push(flag);
             }
             Some(current) => {
@@ -86,8 +89,10 @@ async fn apply(State(state): State<AppState>, actor: Actor, ApiJson(request): Ap
                         effect: if effect == Effect::Serving { "serving" } else { "state" }.to_owned(),
                     })
                     .collect();
-                let action = if current.archived { AuditAction::Unarchive } else { AuditAction::Update };
-                writes.push((definition, pinned.unwrap_or(current.version), action));
+                // Unarchived and edited at once is an update (the record shows both): what it serves is what matters.
+                let only_unarchived = current.archived && FlagDefinition { archived: true, ..definition.clone() } == current;
+                let action = if only_unarchived { AuditAction::Unarchive } else { AuditAction::Update };
+                writes.push((definition, pinned.unwrap_or(current.version), action, reason_for(&name)));
                 answer.updated.insert(flag, reaches);
             }
         }
@@ -99,12 +104,12 @@ async fn apply(State(state): State<AppState>, actor: Actor, ApiJson(request): Ap
         }
         let current = state.definition(name.as_str())?;
         if !current.archived {
-            writes.push((FlagDefinition { archived: true, ..current }, version, AuditAction::Archive));
+            writes.push((FlagDefinition { archived: true, ..current }, version, AuditAction::Archive, reason_for(&name)));
             answer.archived.push(flag);
         }
     }
     if !request.dry_run && !writes.is_empty() {
-        state.commit_definitions(&actor, writes, request.reason).await?;
+        state.commit_definitions(&actor, writes).await?;
         answer.applied = true;
     }
     Ok(Json(answer))
