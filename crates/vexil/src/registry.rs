@@ -85,6 +85,9 @@ fn same(left: Option<&Value>, right: Option<&Value>) -> bool {
     normalise(left) == normalise(right)
 }
 
+/// The most flags one apply request names (the server's limit too).
+const CHUNK: usize = 2000;
+
 /// Whether an apply request names nothing to create, update or archive.
 fn entries_empty(request: &Value) -> bool {
     request["flags"].as_array().is_none_or(Vec::is_empty) && request["archive"].as_object().is_none_or(serde_json::Map::is_empty)
@@ -166,8 +169,39 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
     } else {
         serde_json::Map::new()
     };
-    let mut request = json!({"flags": entries, "archive": archive, "dry_run": true});
-    let preview = if entries_empty(&request) { None } else { Some(context.client.post("/api/flags/apply", &request)?.body) };
+    // One request per CHUNK flags: each is one write, and the kill switch waits behind at most one of them.
+    let mut requests: Vec<Value> = entries.chunks(CHUNK).map(|chunk| json!({"flags": chunk, "archive": {}})).collect();
+    let archive: Vec<(String, Value)> = archive.into_iter().collect();
+    requests.extend(
+        archive.chunks(CHUNK).map(|chunk| json!({"flags": [], "archive": chunk.iter().cloned().collect::<serde_json::Map<_, _>>()})),
+    );
+    requests.retain(|request| !entries_empty(request));
+    let send = |extra: &serde_json::Map<String, Value>| -> CommandResult<Option<Value>> {
+        let mut merged: Option<Value> = None;
+        for request in &requests {
+            let mut request = request.clone();
+            request.as_object_mut().expect("an object").extend(extra.clone());
+            let answer = context.client.post("/api/flags/apply", &request)?.body;
+            merged = Some(match merged {
+                None => answer,
+                Some(mut merged) => {
+                    for key in ["created", "unchanged", "archived"] {
+                        let more = answer[key].as_array().cloned().unwrap_or_default();
+                        if let Some(list) = merged[key].as_array_mut() {
+                            list.extend(more);
+                        }
+                    }
+                    let more = answer["updated"].as_object().cloned().unwrap_or_default();
+                    if let Some(map) = merged["updated"].as_object_mut() {
+                        map.extend(more);
+                    }
+                    merged
+                }
+            });
+        }
+        Ok(merged)
+    };
+    let preview = send(&serde_json::Map::from_iter([("dry_run".to_owned(), json!(true))]))?;
     let reaches = |kind: &str, protected: bool| -> Vec<(String, Vec<String>)> {
         let updated = preview.as_ref().and_then(|preview| preview["updated"].as_object().cloned()).unwrap_or_default();
         updated
@@ -189,7 +223,7 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
         reaches("serving", true).into_iter().filter(|(_, environments)| !environments.is_empty()).collect();
     let mut result = preview.clone();
     if !args.dry_run && preview.is_some() {
-        request["dry_run"] = json!(false);
+        let mut extra = serde_json::Map::from_iter([("dry_run".to_owned(), json!(false))]);
         // A reason goes only with protected changes the person confirmed. Without one, an edit that came to change a
         // protected environment between the dry run and the write is refused for want of it, never given a reason
         // nobody wrote; and every entry is pinned to the definition the dry run judged.
@@ -202,11 +236,11 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
                 .collect();
             let reason =
                 prompt::protected_change(args.confirm.reason.clone(), args.confirm.yes, false, &environments[0], true, &what.join("; "))?;
-            request["reason"] = json!(reason);
+            extra.insert("reason".into(), json!(reason));
             // The reason goes with exactly the edits the person confirmed.
-            request["confirmed"] = json!(protected.iter().map(|(flag, _)| flag).collect::<Vec<_>>());
+            extra.insert("confirmed".into(), json!(protected.iter().map(|(flag, _)| flag).collect::<Vec<_>>()));
         }
-        result = Some(context.client.post("/api/flags/apply", &request)?.body);
+        result = send(&extra)?;
     }
     let list = |key: &str| -> Vec<String> {
         result

@@ -211,10 +211,12 @@ fn apply_takes_thousands_of_flags_in_one_write_and_is_all_or_nothing() {
     let applied = server.cli(&["apply", registry.to_str().unwrap()]).ok().stdout;
     assert!(applied.contains("created: backend.flag_0000, backend.flag_0001"), "{}", &applied[..200.min(applied.len())]);
     assert_eq!(server.http().get("/api/flags").body["flags"].as_array().unwrap().len(), 2001);
-    // One write: every record of the apply carries the same moment.
+    // Two writes (2 000 flags per request, so the kill switch never waits behind more): the records carry two moments
+    // at most.
     let entries = common::audit_entries(&server, "action=create");
     assert_eq!(entries.len(), 2001 * 4, "a definition record and one per environment for each flag");
-    assert!(entries.iter().all(|entry| entry["timestamp"] == entries[0]["timestamp"]), "not one write");
+    let moments: std::collections::BTreeSet<&str> = entries.iter().filter_map(|entry| entry["timestamp"].as_str()).collect();
+    assert!(moments.len() <= 2, "{} writes", moments.len());
     let verified = server.cli(&["audit", "verify"]).ok().stdout;
     assert!(verified.contains("intact"), "{verified}");
 }
