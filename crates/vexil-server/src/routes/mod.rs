@@ -22,27 +22,45 @@ mod triggers;
 mod users;
 
 /// Browsers may read the stream and OFREP from other origins (any, or the configured `cors_origins`): they
-/// authenticate with keys in headers or the URL, never cookies, so no credentials mode is allowed.
-/// The routes carrying it answer `OPTIONS` themselves, so a preflight gets these headers and never the API's 405.
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
-    use axum::http::{HeaderName, Method, header};
+/// authenticate with keys in headers or the URL, never cookies, so no credentials mode is allowed. The routes
+/// carrying it answer `OPTIONS` themselves, so a preflight gets these headers and never the API's 405.
+///
+/// Our own middleware rather than `tower_http::cors`: that layer is cloned, with its lists of origins and headers,
+/// for every request a route serves, which cost OFREP's hot path an allocation spree per evaluation.
+async fn cors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let origins = &state.config.cors_origins;
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    // Any origin when none are configured, else the request's when it is one of them.
     let allowed = if origins.is_empty() {
-        tower_http::cors::AllowOrigin::any()
+        Some(HeaderValue::from_static("*"))
     } else {
-        tower_http::cors::AllowOrigin::list(origins.iter().filter_map(|origin| axum::http::HeaderValue::from_str(origin).ok()))
+        origin.filter(|origin| origin.to_str().is_ok_and(|origin| origins.iter().any(|allowed| allowed == origin)))
     };
-    tower_http::cors::CorsLayer::new()
-        .allow_origin(allowed)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::IF_NONE_MATCH,
-            HeaderName::from_static("last-event-id"),
-            HeaderName::from_static("x-api-key"),
-        ])
-        .expose_headers([header::ETAG, header::WWW_AUTHENTICATE])
-        .max_age(std::time::Duration::from_secs(600))
+    let preflight =
+        request.method() == axum::http::Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight { axum::response::IntoResponse::into_response(StatusCode::OK) } else { next.run(request).await };
+    let headers = response.headers_mut();
+    if !origins.is_empty() {
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    let Some(allowed) = allowed else { return response };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    if preflight {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,OPTIONS"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization,content-type,if-none-match,last-event-id,x-api-key"),
+        );
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    } else {
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("etag,www-authenticate"));
+    }
+    response
 }
 
 /// Counts each request of a matched route, by its template, method and status, with its latency.
@@ -224,7 +242,7 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(triggers::router())
         .merge(metrics::router())
         .merge(rollouts::router())
-        .merge(stream::router().merge(ofrep::router()).layer(cors(&state.config.cors_origins)))
+        .merge(stream::router().merge(ofrep::router()).layer(axum::middleware::from_fn_with_state(state.clone(), cors)))
         .merge(environments::router(state.config.body_limit_for("/api/environments/{environment}/import")))
         .merge(registry::router(state.config.body_limit_for("/api/flags/apply")))
         .split_for_parts();
