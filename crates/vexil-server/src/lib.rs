@@ -38,6 +38,8 @@ pub mod wire;
 
 pub use auth::{BootstrapCredentials, BootstrapOptions, bootstrap};
 pub use config::ServerConfig;
+/// The OFREP bulk answer for a context, and its ETag (what `POST /ofrep/v1/evaluate/flags` serves; benchmarked).
+pub use routes::ofrep::render_bulk as ofrep_bulk_answer;
 pub use service::AppState;
 
 /// The whole HTTP API as one router; `vexil serve` and the integration tests both use it.

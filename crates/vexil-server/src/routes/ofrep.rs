@@ -284,7 +284,7 @@ async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Respo
 /// The bulk body for a context, written from each flag's prepared answers, and an ETag derived from what was served.
 /// Archived flags are in it: an archived flag keeps serving its frozen state through every endpoint (single
 /// evaluation, bulk, the stream), so archiving never changes what an application gets.
-fn render_bulk(snapshot: &EnvironmentSnapshot, context: &Map<String, Value>) -> (Bytes, String) {
+pub fn render_bulk(snapshot: &EnvironmentSnapshot, context: &Map<String, Value>) -> (Bytes, String) {
     use std::hash::{Hash, Hasher};
     let mut body = Vec::with_capacity(16 + snapshot.flags.len() * 192);
     // The ETag is derived from what was served (each flag's label and reason at this revision), not from the bytes.

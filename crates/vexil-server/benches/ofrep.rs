@@ -1,0 +1,89 @@
+//! The OFREP bulk answer's cost per flag: an environment of 76 and of 1 000 boolean flags, each a 30 % rollout (so
+//! every answer depends on the context), written for one context from the snapshot's prepared fragments.
+//!
+//! `cargo bench -p vexil-server --bench ofrep` runs criterion for each size, then renders each 10 000 more times
+//! under a counting allocator and prints the allocations per answer (a handful for the body and its ETag, none per flag).
+#![allow(unsafe_code)] // the counting allocator below; nothing else in Vexil uses unsafe
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group};
+use serde_json::{Map, Value, json};
+use vexil_core::{EnvKey, Environments, FlagDefinition, FlagName, FlagState, FlagType};
+use vexil_store::Catalog;
+
+/// Counts every allocation the process makes.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(pointer, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The staging snapshot of an environment with `count` flags, each a 30 % boolean rollout there.
+fn snapshot(count: usize) -> std::sync::Arc<vexil_server::hub::EnvironmentSnapshot> {
+    let environments = Environments::seed();
+    let staging = EnvKey::parse("staging").unwrap();
+    let mut catalog = Catalog::default();
+    for index in 0..count {
+        let name = FlagName::parse(&format!("ui.feature_{index:04}")).unwrap();
+        catalog.definitions.insert(name.clone(), FlagDefinition::new(name.clone(), FlagType::Boolean, json!(false)));
+        let state: FlagState = serde_json::from_value(json!({"enabled": true, "serve": {"value": true}, "split": {"buckets": [
+            {"serve": {"value": true}, "weight": 30000}, {"serve": {"value": false}, "weight": 70000}]},
+            "version": 2, "updated_by": "bench", "updated_at": "2026-12-01T00:00:00Z"}))
+        .unwrap();
+        catalog.states.entry(staging.clone()).or_default().insert(name, state);
+    }
+    catalog.revisions.insert(staging.clone(), 1);
+    vexil_server::hub::Hub::new(environments.as_slice(), &catalog, 16).snapshot(&staging).unwrap()
+}
+
+fn context() -> Map<String, Value> {
+    json!({"targetingKey": "user-123456", "plan": "pro"}).as_object().unwrap().clone()
+}
+
+fn bulk(c: &mut Criterion) {
+    let context = context();
+    for count in [76, 1000] {
+        let snapshot = snapshot(count);
+        c.bench_function(&format!("bulk answer, {count} flags"), |b| {
+            b.iter(|| black_box(vexil_server::ofrep_bulk_answer(black_box(&snapshot), black_box(&context))))
+        });
+    }
+}
+
+criterion_group!(benches, bulk);
+
+fn main() {
+    benches();
+    criterion::Criterion::default().configure_from_args().final_summary();
+    let context = context();
+    for count in [76, 1000] {
+        let snapshot = snapshot(count);
+        black_box(vexil_server::ofrep_bulk_answer(&snapshot, &context));
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..10_000 {
+            black_box(vexil_server::ofrep_bulk_answer(&snapshot, &context));
+        }
+        let per_answer = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
+        println!("bulk answer, {count} flags: {per_answer:.1} allocations per answer");
+    }
+}
