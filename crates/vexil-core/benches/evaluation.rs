@@ -2,39 +2,15 @@
 //!
 //! `cargo bench -p vexil-core --bench evaluation` runs criterion for each case, then evaluates each case
 //! 100 000 more times under a counting allocator and prints how many allocations that took (target: 0).
-#![allow(unsafe_code)] // the counting allocator below; nothing else in Vexil uses unsafe
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group};
 use serde_json::{Value, json};
 use vexil_core::{CompiledFlag, Context, FlagDefinition, FlagState};
 
-/// Counts every allocation the process makes.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(pointer, layout, size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "counting.rs"]
+mod counting;
 
 fn flag(state: Value) -> CompiledFlag {
     let definition: FlagDefinition =
@@ -84,11 +60,11 @@ fn allocations() {
     for (name, flag, context) in cases() {
         // Warm up once (a regex builds its matching cache on first use), then count.
         black_box(flag.evaluate(&context));
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = counting::allocations();
         for _ in 0..100_000 {
             black_box(flag.evaluate(black_box(&context)));
         }
-        let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let allocated = counting::allocations() - before;
         println!("evaluate: {name}: {allocated} allocations in 100000 evaluations");
     }
 }

@@ -3,39 +3,15 @@
 //!
 //! `cargo bench -p vexil-sdk --bench evaluation` runs criterion for each case, then reads each case 100 000 more
 //! times under a counting allocator and prints how many allocations that took (target: 0).
-#![allow(unsafe_code)] // the counting allocator below, as in vexil-core's benchmark
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group};
 use serde_json::{Value, json};
 use vexil_sdk::{Context, Snapshot, VexilClient};
 
-/// Counts every allocation the process makes.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(pointer, layout, size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../vexil-core/benches/counting.rs"]
+mod counting;
 
 fn entry(name: &str, state: Value) -> Value {
     let mut state = state;
@@ -92,19 +68,19 @@ fn allocations() {
     let context = Context::new("user-123456").with("plan", "pro").with("country", "fr");
     for (name, flag) in CASES {
         black_box(client.bool_value(flag, &context, false));
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = counting::allocations();
         for _ in 0..100_000 {
             black_box(client.bool_value(black_box(flag), black_box(&context), false));
         }
-        let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let allocated = counting::allocations() - before;
         println!("bool_value: {name}: {allocated} allocations in 100000 reads");
         let handle = client.flag::<bool>(flag);
         black_box(handle.value(&context, false));
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = counting::allocations();
         for _ in 0..100_000 {
             black_box(handle.value(black_box(&context), false));
         }
-        let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let allocated = counting::allocations() - before;
         println!("handle: {name}: {allocated} allocations in 100000 reads");
     }
 }

@@ -3,40 +3,16 @@
 //!
 //! `cargo bench -p vexil-server --bench ofrep` runs criterion for each size, then renders each 10 000 more times
 //! under a counting allocator and prints the allocations per answer (a handful for the body and its ETag, none per flag).
-#![allow(unsafe_code)] // the counting allocator below; nothing else in Vexil uses unsafe
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, criterion_group};
 use serde_json::{Map, Value, json};
 use vexil_core::{EnvKey, Environments, FlagDefinition, FlagName, FlagState, FlagType};
 use vexil_store::Catalog;
 
-/// Counts every allocation the process makes.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(pointer, layout, size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../vexil-core/benches/counting.rs"]
+mod counting;
 
 /// The staging snapshot of an environment with `count` flags, each a 30 % boolean rollout there.
 fn snapshot(count: usize) -> std::sync::Arc<vexil_server::hub::EnvironmentSnapshot> {
@@ -79,11 +55,11 @@ fn main() {
     for count in [76, 1000] {
         let snapshot = snapshot(count);
         black_box(vexil_server::ofrep_bulk_answer(&snapshot, &context));
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = counting::allocations();
         for _ in 0..10_000 {
             black_box(vexil_server::ofrep_bulk_answer(&snapshot, &context));
         }
-        let per_answer = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0;
+        let per_answer = (counting::allocations() - before) as f64 / 10_000.0;
         println!("bulk answer, {count} flags: {per_answer:.1} allocations per answer");
     }
 }

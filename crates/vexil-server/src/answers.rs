@@ -62,11 +62,6 @@ impl AnswerBudget {
         let permit = self.units.clone().try_acquire_many_owned(units).ok()?;
         Some(Share { _permit: permit, address: None, units, held: self.held.clone() })
     }
-
-    /// How much of the budget is free, in bytes (for the metrics and the tests' reports).
-    pub fn available(&self) -> usize {
-        self.units.available_permits() * UNIT
-    }
 }
 
 /// A large answer's share of the budget, given back when the answer's buffer is dropped.
@@ -102,7 +97,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         .map(|info| info.0.ip())
         .filter(|address| !state.config.trusted_proxies.contains(address));
     let response = next.run(request).await;
-    let size = response.body_size_hint_exact();
+    let size = axum::body::HttpBody::size_hint(response.body()).exact();
     let Some(size) = size.filter(|size| read && *size >= LARGE as u64) else { return response };
     let Some(share) = state.answers.take(size as usize, address) else {
         state.telemetry.answer_refused();
@@ -135,16 +130,5 @@ struct Held {
 impl AsRef<[u8]> for Held {
     fn as_ref(&self) -> &[u8] {
         &self.bytes
-    }
-}
-
-/// The exact size of a response's body, when it is known before it is written.
-trait ExactSize {
-    fn body_size_hint_exact(&self) -> Option<u64>;
-}
-
-impl ExactSize for Response {
-    fn body_size_hint_exact(&self) -> Option<u64> {
-        axum::body::HttpBody::size_hint(self.body()).exact()
     }
 }

@@ -220,3 +220,13 @@ fn apply_takes_thousands_of_flags_in_one_write_and_is_all_or_nothing() {
     let verified = server.cli(&["audit", "verify"]).ok().stdout;
     assert!(verified.contains("intact"), "{verified}");
 }
+
+#[test]
+fn one_apply_request_names_at_most_2000_flags_so_the_kill_switch_never_waits_behind_more() {
+    let server = Server::start();
+    let flags: Vec<_> = (0..2001).map(|index| json!({"name": format!("backend.flag_{index:04}"), "type": "boolean"})).collect();
+    let refused = server.http().post("/api/flags/apply", &json!({"flags": flags}));
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("at most 2000"), "{:?}", refused.body);
+    assert_eq!(server.http().get("/api/flags").body["flags"].as_array().unwrap().len(), 0);
+}

@@ -596,3 +596,25 @@ fn a_bulk_answer_is_each_flag_s_single_answer_and_its_etag_follows_what_the_cont
     let split = keyless.body["flags"].as_array().unwrap().iter().find(|entry| entry["key"] == "ui.split").unwrap().clone();
     assert_eq!(split["errorCode"], "TARGETING_KEY_MISSING", "{split}");
 }
+
+#[test]
+fn an_idempotent_write_whose_answer_is_too_large_to_keep_is_answered_and_its_retry_learns_it_was_done() {
+    // Round 13: an answer over the 1 MiB kept for replays made the write answer 500 although it was committed.
+    let server = Server::start();
+    let keys: Vec<String> = (0..9000).map(|index| format!("customer-{index:05}")).collect();
+    let mut flags = serde_json::Map::new();
+    for index in 0..8 {
+        let flag = format!("ui.big_{index}");
+        server.cli(&["define", &flag]).ok();
+        flags.insert(flag, json!({"enabled": true, "serve": {"value": false}, "targets": [{"keys": keys, "serve": {"value": true}}]}));
+    }
+    let document = json!({"format": "vexil.states", "version": 1, "environment": "staging", "flags": flags});
+    let body = json!({"document": document}).to_string();
+    let http = server.http();
+    let first = http.send("POST", "/api/environments/dev/import", Some(body.clone()), &[("idempotency-key", "big-import-1")]);
+    assert_eq!((first.status, first.body["applied"].as_bool()), (200, Some(true)), "{:?}", first.body.get("error"));
+    assert!(serde_json::to_vec(&first.body).unwrap().len() > 1 << 20, "the answer is larger than what is kept");
+    let retry = http.send("POST", "/api/environments/dev/import", Some(body), &[("idempotency-key", "big-import-1")]);
+    assert_eq!((retry.status, retry.body["outcome"].as_str()), (200, Some("done")), "{:?}", retry.body);
+    assert_eq!(common::audit_entries(&server, "action=import").len(), 8, "done once");
+}
