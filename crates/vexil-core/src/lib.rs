@@ -18,6 +18,7 @@
 //! - [`evaluation`]: compiled flags and the evaluation engine (targets, rules, splits, reasons); no allocation when evaluating.
 //! - [`guard`]: the statistics behind automatic rollback (a one-sided two-proportion z-test with a look budget).
 //! - [`bucketing`]: sticky bucketing, murmur3 of `<flag>/<targetingKey>`, pinned by `spec/bucketing.json`.
+//! - [`request`]: an OFREP evaluation request read straight into a context, borrowing from the body.
 //! - [`semver`]: the small, non-allocating semantic-version parser used by rule conditions.
 
 pub mod access;
@@ -32,6 +33,7 @@ pub mod gate;
 pub mod guard;
 pub mod name;
 pub mod overrides;
+pub mod request;
 pub mod semver;
 pub mod serving;
 pub mod state;

@@ -20,6 +20,14 @@ pub const MAX_FLAG_NAME_LEN: usize = 100;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlagName(String);
 
+/// Flags are looked up by the text of their name (a request's path segment) without parsing it first: the order
+/// and equality of names are those of their text.
+impl std::borrow::Borrow<str> for FlagName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl FlagName {
     /// Parses and validates a flag name.
     pub fn parse(input: &str) -> Result<Self, ValidationError> {

@@ -87,38 +87,58 @@ impl Drop for Share {
     }
 }
 
-/// The middleware: a large answer to a read holds its share until it is written, or is refused at once.
+/// The address a client's large answers are counted by: none for a trusted proxy, through which everyone comes.
+pub fn counted_address(state: &AppState, address: std::net::SocketAddr) -> Option<std::net::IpAddr> {
+    Some(address.ip()).filter(|address| !state.config.trusted_proxies.contains(address))
+}
+
+/// The body of an answer to a read: as it is when small; when large, holding its share of the budget until it is
+/// written. `None` when the budget (or the address's quarter of it) does not have it now: answer [`busy`] instead.
+pub fn hold(state: &AppState, address: Option<std::net::IpAddr>, bytes: Bytes) -> Option<Body> {
+    if bytes.len() < LARGE {
+        return Some(Body::from(bytes));
+    }
+    let Some(share) = state.answers.take(bytes.len(), address) else {
+        state.telemetry.answer_refused();
+        return None;
+    };
+    // The share lives exactly as long as the answer's buffer: until hyper has written its last byte to the kernel,
+    // or dropped it with the connection.
+    Some(Body::from(Bytes::from_owner(Held { bytes, _share: share })))
+}
+
+/// The answer to a read whose large answer the budget cannot hold now.
+pub fn busy() -> Response {
+    let mut refused = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the server holds as many large answers for clients still reading them as it may (response_memory_mb); retry in a moment",
+    )
+    .into_response();
+    refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    refused
+}
+
+/// The middleware: a large answer to a read holds its share until it is written, or is refused at once. OFREP's
+/// evaluations hold theirs where they are made (`routes::ofrep`), so the middleware leaves them alone.
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Reads are GETs and OFREP's evaluations; a write's answer comes after the write is done, and is never refused.
-    let read = request.method() == axum::http::Method::GET || request.uri().path().starts_with("/ofrep/");
-    let address = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip())
-        .filter(|address| !state.config.trusted_proxies.contains(address));
+    // A write's answer comes after the write is done, and is never refused.
+    let read = request.method() == axum::http::Method::GET && !request.uri().path().starts_with("/ofrep/");
+    let address =
+        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().and_then(|info| counted_address(&state, info.0));
     let response = next.run(request).await;
     let size = axum::body::HttpBody::size_hint(response.body()).exact();
     let Some(size) = size.filter(|size| read && *size >= LARGE as u64) else { return response };
-    let Some(share) = state.answers.take(size as usize, address) else {
-        state.telemetry.answer_refused();
-        let mut refused = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the server holds as many large answers for clients still reading them as it may (response_memory_mb); retry in a moment",
-        )
-        .into_response();
-        refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return refused;
-    };
     let (parts, body) = response.into_parts();
     // The body is already in memory (its exact size is known), so reading it is immediate.
     let bytes = match axum::body::to_bytes(body, size as usize).await {
         Ok(bytes) => bytes,
         Err(error) => return ApiError::internal(format!("a buffered answer could not be read: {error}")).into_response(),
     };
-    // The share lives exactly as long as the answer's buffer: until hyper has written its last byte to the kernel,
-    // or dropped it with the connection.
-    Response::from_parts(parts, Body::from(Bytes::from_owner(Held { bytes, _share: share })))
+    match hold(&state, address, bytes) {
+        Some(body) => Response::from_parts(parts, body),
+        None => busy(),
+    }
 }
 
 /// An answer's buffer with the budget share it holds.

@@ -94,10 +94,14 @@ pub const SESSION_HOURS: i64 = 12;
 
 /// The session secret in the request's `Cookie` header, if any.
 pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    session_cookie_in(headers).map(str::to_owned)
+}
+
+fn session_cookie_in(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get_all(axum::http::header::COOKIE).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(';')).find_map(
         |pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == SESSION_COOKIE && !value.is_empty()).then(|| value.to_owned())
+            (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
         },
     )
 }
@@ -111,17 +115,22 @@ pub fn csrf_token(session_secret: &str) -> String {
 /// The credential a request carries: `Authorization: Bearer`, `X-API-Key`, `?token=` (for EventSource with a key),
 /// or the panel's session cookie.
 pub fn credential(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+    credential_in(&parts.headers, &parts.uri).map(str::to_owned)
+}
+
+/// [`credential`] of a request's headers and target, borrowed from them.
+pub fn credential_in<'a>(headers: &'a axum::http::HeaderMap, uri: &'a axum::http::Uri) -> Option<&'a str> {
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
         let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
-        return Some(token.to_owned()).filter(|token| !token.is_empty());
+        return Some(token).filter(|token| !token.is_empty());
     }
-    if let Some(value) = parts.headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
-        return Some(value.trim().to_owned()).filter(|token| !token.is_empty());
+    if let Some(value) = headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
+        return Some(value.trim()).filter(|token| !token.is_empty());
     }
-    let from_query = parts.uri.query().and_then(|query| {
-        query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == "token").map(|(_, value)| value.to_owned())
+    let from_query = uri.query().and_then(|query| {
+        query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == "token").map(|(_, value)| value)
     });
-    from_query.or_else(|| session_cookie(&parts.headers))
+    from_query.or_else(|| session_cookie_in(headers))
 }
 
 /// How long a looked-up credential is trusted without asking the store again. Revocations and role changes
@@ -134,7 +143,44 @@ pub struct CredentialCache(
     std::sync::RwLock<std::collections::HashMap<String, (Option<Principal>, std::time::Instant)>>,
     /// Whether the store answers credential look-ups, so an outage costs one probe a second, not a round trip per request.
     Breaker,
+    /// The SHA-256 of credentials recently found good.
+    Digests,
 );
+
+/// How many digests [`Digests`] keeps before starting over.
+const DIGESTS_KEPT: usize = 10_000;
+
+/// The SHA-256 of credentials recently found good, by a keyed 128-bit hash of the secret, so a key presented on every
+/// evaluation request is hashed with SHA-256 once, not on every request (it was a sixth of a single-flag evaluation).
+///
+/// Only the digest is remembered: whom it belongs to, and whether it is still good, is the cache's and the store's
+/// answer as before. The two 64-bit SipHash keys are random per process, so nobody can make two secrets meet (a
+/// chance of 2^-128 per guess); only credentials that authenticated are remembered, so guessing fills nothing.
+#[derive(Debug, Default)]
+struct Digests {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    known: std::sync::RwLock<std::collections::HashMap<[u64; 2], std::sync::Arc<str>>>,
+}
+
+impl Digests {
+    fn key(&self, secret: &str) -> [u64; 2] {
+        use std::hash::BuildHasher;
+        [self.keys.0.hash_one(secret), self.keys.1.hash_one(secret)]
+    }
+
+    fn get(&self, secret: &str) -> Option<std::sync::Arc<str>> {
+        self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&self.key(secret)).cloned()
+    }
+
+    fn remember(&self, secret: &str, digest: std::sync::Arc<str>) {
+        let key = self.key(secret);
+        let mut known = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() >= DIGESTS_KEPT {
+            known.clear();
+        }
+        known.insert(key, digest);
+    }
+}
 
 /// How long after a failed look-up the next request probes the store again.
 const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -250,7 +296,16 @@ impl CredentialsTouched {
 
 /// Finds who `token` belongs to; `None` for unknown, revoked or disabled credentials.
 pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiResult<Option<Principal>> {
-    authenticate_hash(state, &hash_token(token), source).await
+    let digests = &state.credentials.2;
+    if let Some(digest) = digests.get(token) {
+        return authenticate_hash(state, &digest, source).await;
+    }
+    let digest: std::sync::Arc<str> = hash_token(token).into();
+    let principal = authenticate_hash(state, &digest, source).await?;
+    if principal.is_some() {
+        digests.remember(token, digest);
+    }
+    Ok(principal)
 }
 
 /// [`authenticate`] by the SHA-256 of the secret.
@@ -706,6 +761,22 @@ pub async fn bootstrap(state: &AppState, options: BootstrapOptions) -> ApiResult
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_digests_are_found_by_exactly_their_secret_and_bounded() {
+        let digests = Digests::default();
+        let secret = "vxs_0123456789abcdefghijklmnopqrstuvwxyzABCD";
+        assert!(digests.get(secret).is_none());
+        digests.remember(secret, hash_token(secret).into());
+        assert_eq!(digests.get(secret).as_deref(), Some(hash_token(secret).as_str()));
+        for other in ["vxs_0123456789abcdefghijklmnopqrstuvwxyzABCE", "", &secret[..secret.len() - 1]] {
+            assert!(digests.get(other).is_none(), "{other}");
+        }
+        for index in 0..DIGESTS_KEPT {
+            digests.remember(&format!("vxs_{index}"), hash_token("x").into());
+        }
+        assert!(digests.known.read().unwrap().len() <= DIGESTS_KEPT, "at most {DIGESTS_KEPT} are kept");
+    }
 
     #[test]
     fn a_token_s_hash_is_the_hex_of_its_sha256() {

@@ -248,6 +248,90 @@ fn ofrep_single_and_bulk_with_every_error_code() {
     assert_ne!(changed.etag.unwrap(), etag);
 }
 
+/// Sends `request` on a new connection and returns everything the server wrote until it closed it.
+fn exchange(server: &Server, request: &[&[u8]]) -> String {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).expect("the server accepts");
+    for part in request {
+        connection.write_all(part).expect("the server reads");
+        connection.flush().unwrap();
+    }
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).expect("the server answers");
+    answer
+}
+
+/// Evaluations are answered by the listener without the router (the hot path): what the router's middleware does for
+/// every other request must hold for them too, and a request the router answers instead must get the same answer.
+#[test]
+fn evaluations_answered_beside_the_router_keep_its_rules() {
+    let server = Server::start_configured("body_timeout_seconds = 1\ncors_origins = [\"https://app.example\"]\n");
+    server.cli(&["define", "ui.theme", "--type", "string", "--default", "light"]).ok();
+    server.cli(&["set", "ui.theme", "--env", "staging", "--enabled", "true", "--value", "dark"]).ok();
+    let key = sdk_key(&server, "staging");
+    let context = r#"{"context": {"targetingKey": "user-1"}}"#;
+
+    // A key the router must decode is left to it, and answered the same.
+    let direct = ofrep(&server, Some(&key), "/ofrep/v1/evaluate/flags/ui.theme", context, &[]);
+    let decoded = ofrep(&server, Some(&key), "/ofrep/v1/evaluate/flags/ui%2Etheme", context, &[]);
+    assert_eq!((direct.status, &direct.body), (decoded.status, &decoded.body));
+    assert_eq!(direct.body["value"], "dark");
+
+    // The size limit: refused with what is accepted, through either way in.
+    let huge = format!(r#"{{"context": {{"targetingKey": "user-1", "padding": "{}"}}}}"#, "x".repeat(300 * 1024));
+    for path in ["/ofrep/v1/evaluate/flags/ui.theme", "/ofrep/v1/evaluate/flags/ui%2Etheme", "/ofrep/v1/evaluate/flags"] {
+        let refused = ofrep(&server, Some(&key), path, &huge, &[]);
+        assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{path}");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains("262144 bytes at most"), "{:?}", refused.body);
+    }
+
+    // A body sent in several chunks is read whole.
+    let head = format!(
+        "POST /ofrep/v1/evaluate/flags/ui.theme HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    let (first, second) = context.split_at(12);
+    let chunks = [format!("{:x}\r\n{first}\r\n", first.len()), format!("{:x}\r\n{second}\r\n0\r\n\r\n", second.len())];
+    let answer = exchange(&server, &[head.as_bytes(), chunks[0].as_bytes(), chunks[1].as_bytes()]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""value":"dark""#), "{answer}");
+
+    // The body deadline: a body that stops arriving is answered 408 after body_timeout, and the connection freed.
+    let head = format!(
+        "POST /ofrep/v1/evaluate/flags HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n{{\"context\""
+    );
+    let answer = exchange(&server, &[head.as_bytes()]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+
+    // CORS for the configured origin, on answers and on errors.
+    let client = reqwest::blocking::Client::new();
+    for (path, status) in [("/ofrep/v1/evaluate/flags/ui.theme", 200), ("/ofrep/v1/evaluate/flags/ui.nope", 404)] {
+        let response = client
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&key)
+            .header("origin", "https://app.example")
+            .body(context)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example");
+        assert_eq!(response.headers()["access-control-expose-headers"], "etag,www-authenticate");
+        assert_eq!(response.headers()["vary"], "origin");
+    }
+    let elsewhere = client
+        .post(format!("{}/ofrep/v1/evaluate/flags", server.url))
+        .bearer_auth(&key)
+        .header("origin", "https://evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(elsewhere.status().as_u16(), 200);
+    assert!(elsewhere.headers().get("access-control-allow-origin").is_none(), "another origin is not allowed");
+
+    // Other methods on the same paths are still the router's.
+    let get = client.get(format!("{}/ofrep/v1/evaluate/flags", server.url)).bearer_auth(&key).send().unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+}
+
 #[test]
 fn a_context_free_bulk_answer_is_prepared_once_and_cached_by_etag() {
     let server = Server::start();

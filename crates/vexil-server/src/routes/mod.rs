@@ -32,23 +32,32 @@ async fn cors(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let preflight = request.method() == axum::http::Method::OPTIONS
+        && request.headers().contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    let origin = request.headers().get(axum::http::header::ORIGIN).cloned();
+    let mut response = if preflight { axum::response::IntoResponse::into_response(StatusCode::OK) } else { next.run(request).await };
+    cors_for(&state, origin.as_ref(), preflight, response.headers_mut());
+    response
+}
+
+/// Adds the CORS headers to the answer to a request with these headers (see [`cors`]).
+pub(crate) fn cors_headers(state: &AppState, request: &axum::http::HeaderMap, preflight: bool, answer: &mut axum::http::HeaderMap) {
+    cors_for(state, request.get(axum::http::header::ORIGIN), preflight, answer);
+}
+
+fn cors_for(state: &AppState, origin: Option<&axum::http::HeaderValue>, preflight: bool, headers: &mut axum::http::HeaderMap) {
     use axum::http::{HeaderValue, header};
     let origins = &state.config.cors_origins;
-    let origin = request.headers().get(header::ORIGIN).cloned();
     // Any origin when none are configured, else the request's when it is one of them.
     let allowed = if origins.is_empty() {
         Some(HeaderValue::from_static("*"))
     } else {
-        origin.filter(|origin| origin.to_str().is_ok_and(|origin| origins.iter().any(|allowed| allowed == origin)))
+        origin.filter(|origin| origin.to_str().is_ok_and(|origin| origins.iter().any(|allowed| allowed == origin))).cloned()
     };
-    let preflight =
-        request.method() == axum::http::Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight { axum::response::IntoResponse::into_response(StatusCode::OK) } else { next.run(request).await };
-    let headers = response.headers_mut();
     if !origins.is_empty() {
         headers.append(header::VARY, HeaderValue::from_static("origin"));
     }
-    let Some(allowed) = allowed else { return response };
+    let Some(allowed) = allowed else { return };
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
     if preflight {
         headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,OPTIONS"));
@@ -60,7 +69,6 @@ async fn cors(
     } else {
         headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("etag,www-authenticate"));
     }
-    response
 }
 
 /// Counts each request of a matched route, by its template, method and status, with its latency.

@@ -4,21 +4,29 @@
 //! (`Authorization: Bearer` or `X-API-Key`) whose environment selects the environment. Evaluation runs on
 //! the environment's compiled snapshot. When no flag of the environment depends on the context, the bulk
 //! answer is the same for everyone: it is serialised once per snapshot, with its ETag, and served as bytes.
+//!
+//! Evaluation is the hot path, so the listener hands these `POST`s to [`serve_direct`] without the router and its
+//! middleware stack (which cost more than the evaluation itself): it does for them exactly what the stack would
+//! (the body's size limit and deadline, CORS, the answer budget, the request metrics). The routes below stay, for
+//! the OpenAPI document and for the few requests the listener leaves to the router (a percent-encoded key).
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vexil_core::evaluation::ErrorCode;
-use vexil_core::evaluation::Evaluation;
+use vexil_core::evaluation::{ErrorCode, Evaluation, EvaluationContext};
+use vexil_core::request::RequestContext;
 use vexil_core::{EnvKey, Reason};
 
-use crate::auth::{Principal, authenticate, credential};
+use crate::auth::{Principal, authenticate, credential_in};
+use crate::error::ApiError;
 use crate::hub::{EnvironmentSnapshot, SnapshotFlag};
 use crate::service::AppState;
 
@@ -105,8 +113,8 @@ async fn environment_of(state: &AppState, parts: &Parts) -> Result<EnvKey, Respo
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vexil\", charset=\"UTF-8\""));
         response
     };
-    let token = credential(parts).ok_or_else(unauthorized)?;
-    match authenticate(state, &token, vexil_core::Source::Api).await {
+    let token = credential_in(&parts.headers, &parts.uri).ok_or_else(unauthorized)?;
+    match authenticate(state, token, vexil_core::Source::Api).await {
         Ok(Some(Principal::Sdk { environment, .. })) => Ok(environment),
         Ok(Some(Principal::User(_))) => Err(StatusCode::FORBIDDEN.into_response()),
         Ok(None) => Err(unauthorized()),
@@ -120,27 +128,6 @@ fn failure(status: StatusCode, key: Option<&str>, code: &str, details: impl Into
         body["key"] = json!(key);
     }
     (status, axum::Json(body)).into_response()
-}
-
-/// Reads `{"context": {...}}`; an empty body means an empty context.
-fn read_context(body: &Bytes) -> Result<Map<String, Value>, (&'static str, String)> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    let request: Value =
-        serde_json::from_slice(body).map_err(|error| ("PARSE_ERROR", format!("request body is not valid JSON: {error}")))?;
-    if !request.is_object() {
-        return Err(("PARSE_ERROR", "request body must be a JSON object such as {\"context\": {\"targetingKey\": \"user-1\"}}".to_owned()));
-    }
-    let context = match request.get("context") {
-        None | Some(Value::Null) => return Ok(Map::new()),
-        Some(Value::Object(context)) => context.clone(),
-        Some(_) => return Err(("INVALID_CONTEXT", "context must be a JSON object".to_owned())),
-    };
-    match context.get("targetingKey") {
-        None | Some(Value::String(_)) => Ok(context),
-        Some(_) => Err(("INVALID_CONTEXT", "targetingKey must be a string".to_owned())),
-    }
 }
 
 /// One flag's success answer for one label it serves, around its reason: `{"key","value","reason":"` and
@@ -177,12 +164,12 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// Writes one flag's OFREP answer for `context` into `body`: a success, or the failure of a context without the
 /// targeting key the flag's split needs. Returns what identifies the answer within the snapshot (for the ETag).
-fn write_answer(
+fn write_answer<C: EvaluationContext + ?Sized>(
     body: &mut Vec<u8>,
     snapshot: &EnvironmentSnapshot,
     key: &str,
     flag: &SnapshotFlag,
-    context: &Map<String, Value>,
+    context: &C,
 ) -> (u16, u8) {
     let evaluation = flag.compiled.evaluate(context);
     if let Some(ErrorCode::TargetingKeyMissing) = evaluation.error {
@@ -214,29 +201,12 @@ fn write_answer(
         (status = UNAUTHORIZED, description = "no SDK key, or an unknown one", headers(("www-authenticate" = String))),
         (status = FORBIDDEN, description = "a personal token: OFREP takes an SDK key"),
     ))]
-async fn single(State(state): State<AppState>, Path(key): Path<String>, parts: Parts, body: Bytes) -> Response {
-    let environment = match environment_of(&state, &parts).await {
-        Ok(environment) => environment,
-        Err(response) => return response,
-    };
-    let context = match read_context(&body) {
-        Ok(context) => context,
-        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, Some(&key), code, details),
-    };
-    let Some(snapshot) = state.hub.snapshot(&environment) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    let flag = vexil_core::FlagName::parse(&key).ok().and_then(|name| snapshot.flags.get(&name).cloned());
-    let Some(flag) = flag else {
-        return failure(
-            StatusCode::NOT_FOUND,
-            Some(&key),
-            "FLAG_NOT_FOUND",
-            format!("flag `{}` is not defined", vexil_core::name::printable(&key)),
-        );
-    };
-    let mut body = Vec::with_capacity(256);
-    let (slot, _) = write_answer(&mut body, &snapshot, &key, &flag, &context);
-    let status = if slot == u16::MAX { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+async fn single(State(state): State<AppState>, Path(key): Path<String>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match read_body(&state, &parts, body).await {
+        Ok(body) => evaluate(&state, Target::One(&key), &parts, client_address(&state, &parts), &body).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Evaluate every flag of the SDK key's environment for a context (OFREP); `If-None-Match` with the last ETag
@@ -251,30 +221,181 @@ async fn single(State(state): State<AppState>, Path(key): Path<String>, parts: P
         (status = UNAUTHORIZED, description = "no SDK key, or an unknown one", headers(("www-authenticate" = String))),
         (status = FORBIDDEN, description = "a personal token: OFREP takes an SDK key"),
     ))]
-async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Response {
-    let environment = match environment_of(&state, &parts).await {
+async fn bulk(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match read_body(&state, &parts, body).await {
+        Ok(body) => evaluate(&state, Target::All, &parts, client_address(&state, &parts), &body).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn client_address(state: &AppState, parts: &Parts) -> Option<IpAddr> {
+    let address = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()?;
+    crate::answers::counted_address(state, address.0)
+}
+
+/// What an evaluation request asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// One flag, by the key in the path.
+    One(&'a str),
+    /// Every flag of the environment.
+    All,
+}
+
+impl Target<'_> {
+    /// The route's template, which requests are counted by.
+    fn route(self) -> &'static str {
+        match self {
+            Target::One(_) => "/ofrep/v1/evaluate/flags/{key}",
+            Target::All => "/ofrep/v1/evaluate/flags",
+        }
+    }
+}
+
+/// The evaluation a request is, when [`serve_direct`] can answer it: a `POST` to `/ofrep/v1/evaluate/flags`, or to
+/// `/ofrep/v1/evaluate/flags/{key}` with a key that is one plain path segment (the router decodes the rest).
+pub(crate) fn direct_target<'a>(method: &Method, path: &'a str) -> Option<Target<'a>> {
+    if method != Method::POST {
+        return None;
+    }
+    let rest = path.strip_prefix("/ofrep/v1/evaluate/flags")?;
+    if rest.is_empty() {
+        return Some(Target::All);
+    }
+    let key = rest.strip_prefix('/')?;
+    (!key.is_empty() && !key.contains(['/', '%'])).then_some(Target::One(key))
+}
+
+/// Answers an evaluation request straight from its connection (see the module documentation): reads its body within
+/// the endpoint's limit and `body_timeout`, evaluates, adds the CORS headers and counts the request as the router would.
+pub(crate) async fn serve_direct(state: &AppState, address: SocketAddr, request: hyper::Request<hyper::body::Incoming>) -> Response {
+    let started = std::time::Instant::now();
+    let (parts, body) = request.into_parts();
+    let Some(target) = direct_target(&parts.method, parts.uri.path()) else {
+        return ApiError::not_found("no such endpoint; the API lives under /api (see docs/api.md)").into_response();
+    };
+    let mut response = match read_body(state, &parts, body).await {
+        Ok(body) => evaluate(state, target, &parts, crate::answers::counted_address(state, address), &body).await,
+        Err(error) => error.into_response(),
+    };
+    super::cors_headers(state, &parts.headers, false, response.headers_mut());
+    state.telemetry.request(target.route(), "POST", response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// A request body read whole, within the endpoint's size limit and the server's `body_timeout`.
+async fn read_body<B>(state: &AppState, parts: &Parts, body: B) -> Result<Bytes, ApiError>
+where
+    B: axum::body::HttpBody<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    let limit = state.config.body_limit_for(parts.uri.path());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than this endpoint accepts ({limit} bytes at most)"),
+        )
+    };
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        // A small body is one frame, kept as it came; a body in several frames is gathered into one buffer.
+        let mut first = Bytes::new();
+        let mut gathered: Option<Vec<u8>> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| ApiError::bad_request(format!("request body could not be read: {error}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            let length = gathered.as_ref().map_or(first.len(), Vec::len) + data.len();
+            if length > limit {
+                return Err(too_large());
+            }
+            match &mut gathered {
+                Some(gathered) => gathered.extend_from_slice(&data),
+                None if first.is_empty() => first = data,
+                None => {
+                    let mut buffer = Vec::with_capacity(length);
+                    buffer.extend_from_slice(&first);
+                    buffer.extend_from_slice(&data);
+                    gathered = Some(buffer);
+                }
+            }
+        }
+        Ok(gathered.map_or(first, Bytes::from))
+    };
+    match tokio::time::timeout(state.config.body_timeout, read).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("request body did not arrive within {} s (body_timeout)", state.config.body_timeout.as_secs()),
+        )),
+    }
+}
+
+/// An evaluation request answered, whichever way it came in.
+async fn evaluate(state: &AppState, target: Target<'_>, parts: &Parts, address: Option<IpAddr>, body: &[u8]) -> Response {
+    let key = match target {
+        Target::One(key) => Some(key),
+        Target::All => None,
+    };
+    let environment = match environment_of(state, parts).await {
         Ok(environment) => environment,
         Err(response) => return response,
     };
-    let context = match read_context(&body) {
+    let context = match RequestContext::parse(body) {
         Ok(context) => context,
-        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, None, code, details),
+        Err(error) => return failure(StatusCode::BAD_REQUEST, key, error.code(), error.details()),
     };
     let Some(snapshot) = state.hub.snapshot(&environment) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    match key {
+        Some(key) => single_answer(&snapshot, key, &context),
+        None => bulk_answer(state, &snapshot, &parts.headers, &context, address),
+    }
+}
+
+fn single_answer(snapshot: &EnvironmentSnapshot, key: &str, context: &RequestContext<'_>) -> Response {
+    let Some(flag) = snapshot.flags.get(key) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            Some(key),
+            "FLAG_NOT_FOUND",
+            format!("flag `{}` is not defined", vexil_core::name::printable(key)),
+        );
+    };
+    let mut body = Vec::with_capacity(256);
+    let (slot, _) = write_answer(&mut body, snapshot, key, flag, context);
+    let status = if slot == u16::MAX { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+fn bulk_answer(
+    state: &AppState,
+    snapshot: &EnvironmentSnapshot,
+    headers: &HeaderMap,
+    context: &RequestContext<'_>,
+    address: Option<IpAddr>,
+) -> Response {
     let prepared = snapshot.prepared.get_or_init(|| {
         let context_free = snapshot.flags.values().all(|flag| !flag.compiled.uses_context());
-        context_free.then(|| render_bulk(&snapshot, &Map::new()))
+        context_free.then(|| render_bulk(snapshot, &RequestContext::default()))
     });
     let (bytes, etag) = match prepared {
         Some((bytes, etag)) => (bytes.clone(), etag.clone()),
-        None => render_bulk(&snapshot, &context),
+        None => render_bulk(snapshot, context),
     };
-    if if_none_match(&parts.headers, &etag) {
+    if if_none_match(headers, &etag) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("etags are ASCII"));
         return response;
     }
-    let mut response = bytes.into_response();
+    let Some(body) = crate::answers::hold(state, address, bytes) else { return crate::answers::busy() };
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("etags are ASCII"));
@@ -284,7 +405,7 @@ async fn bulk(State(state): State<AppState>, parts: Parts, body: Bytes) -> Respo
 /// The bulk body for a context, written from each flag's prepared answers, and an ETag derived from what was served.
 /// Archived flags are in it: an archived flag keeps serving its frozen state through every endpoint (single
 /// evaluation, bulk, the stream), so archiving never changes what an application gets.
-pub fn render_bulk(snapshot: &EnvironmentSnapshot, context: &Map<String, Value>) -> (Bytes, String) {
+pub fn render_bulk<C: EvaluationContext + ?Sized>(snapshot: &EnvironmentSnapshot, context: &C) -> (Bytes, String) {
     use std::hash::{Hash, Hasher};
     let mut body = Vec::with_capacity(16 + snapshot.flags.len() * 192);
     // The ETag is derived from what was served (each flag's label and reason at this revision), not from the bytes.
