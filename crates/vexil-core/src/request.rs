@@ -78,26 +78,29 @@ const NOT_AN_OBJECT: &str = "request body must be a JSON object such as {\"conte
 impl<'a> RequestContext<'a> {
     /// Reads a request body; see the module documentation for what is refused.
     pub fn parse(body: &'a [u8]) -> Result<Self, RequestError> {
+        let mut reading = Reading::default();
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
+            return Ok(reading.context);
         }
         let mut reader = serde_json::Deserializer::from_slice(body);
-        let read = reader
-            .deserialize_any(Body)
-            .and_then(|body| reader.end().map(|()| body))
+        let object = reader
+            .deserialize_any(Body(&mut reading))
+            .and_then(|object| reader.end().map(|()| object))
             .map_err(|error| RequestError::Parse(format!("request body is not valid JSON: {error}")))?;
-        let Read::Object(context) = read else { return Err(RequestError::Parse(NOT_AN_OBJECT.to_owned())) };
-        let mut context = match context {
-            None => return Ok(Self::default()),
-            Some(Read::Other) => return Err(RequestError::InvalidContext("context must be a JSON object")),
-            Some(Read::Object(context)) => context,
-        };
-        match context.targeting.take() {
+        if !object {
+            return Err(RequestError::Parse(NOT_AN_OBJECT.to_owned()));
+        }
+        match reading.found {
+            Found::Nothing => return Ok(RequestContext::default()),
+            Found::Other => return Err(RequestError::InvalidContext("context must be a JSON object")),
+            Found::Object => {}
+        }
+        match reading.targeting.take() {
             None => {}
-            Some(Attribute::Text(key)) => context.context.targeting_key = Some(key),
+            Some(Attribute::Text(key)) => reading.context.targeting_key = Some(key),
             Some(_) => return Err(RequestError::InvalidContext("targetingKey must be a string")),
         }
-        let mut context = context.context;
+        let mut context = reading.context;
         if context.attributes.len() > SCANNED {
             // Last wins among duplicates: reversed, a stable sort puts the last of each name first, which dedup keeps.
             context.attributes.reverse();
@@ -145,137 +148,114 @@ impl EvaluationContext for RequestContext<'_> {
     }
 }
 
-/// What one JSON value turned out to be: an object (read by the level's visitor) or anything else (skipped).
-enum Read<T> {
-    Object(T),
+/// What the body's `context` was (the last one, if several).
+#[derive(Default)]
+enum Found {
+    /// Missing, or null: the empty context.
+    #[default]
+    Nothing,
+    /// An object, read into [`Reading::context`].
+    Object,
+    /// Anything else.
     Other,
 }
 
-/// A context being read, with the last `targetingKey` seen (checked once the whole body is known to be JSON).
+/// The context being read, filled in place (a context of [`INLINE`] attributes is a few hundred bytes: it is never
+/// moved while reading), with the last `targetingKey` seen (checked once the whole body is known to be JSON).
 #[derive(Default)]
 struct Reading<'a> {
     context: RequestContext<'a>,
     targeting: Option<Attribute<'a>>,
+    found: Found,
 }
 
-/// The body: an object whose `context` (the last, if several) is read; other members are skipped.
-struct Body;
+/// The body: an object whose `context` is read; other members are skipped. Its value says whether it was an object.
+struct Body<'r, 'a>(&'r mut Reading<'a>);
 
-impl<'de> Visitor<'de> for Body {
-    type Value = Read<Option<Read<Reading<'de>>>>;
+/// Skips the elements of an array that is not what was asked for.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for Body<'_, 'de> {
+    type Value = bool;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut context = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         while let Some(name) = map.next_key::<Text<'de>>()? {
             if name.0 == "context" {
-                context = map.next_value_seed(Level(ContextMembers))?;
+                map.next_value_seed(ContextSeed(&mut *self.0))?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(Read::Object(context))
+        Ok(true)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Read::Other)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        skip_seq(seq).map(|()| false)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Read::Other)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Read::Other)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Read::Other)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Read::Other)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Read::Other)
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Read::Other)
-    }
-}
-
-/// The value of `context`: `None` for null, an object read by `V`, or anything else skipped.
-struct Level<V>(V);
-
-impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for Level<V> {
-    type Value = Option<Read<V::Value>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(LevelVisitor(self.0))
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 
-struct LevelVisitor<V>(V);
+/// The value of one `context` member, read into the reading (a later one replaces an earlier one).
+struct ContextSeed<'r, 'a>(&'r mut Reading<'a>);
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for LevelVisitor<V> {
-    type Value = Option<Read<V::Value>>;
+impl<'de> DeserializeSeed<'de> for ContextSeed<'_, 'de> {
+    type Value = ();
 
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON object or null")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_map(map).map(|value| Some(Read::Object(value)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Some(Read::Other))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Some(Read::Other))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Some(Read::Other))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Some(Read::Other))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Some(Read::Other))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Some(Read::Other))
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-/// The members of a context object.
-struct ContextMembers;
+impl<'de> ContextSeed<'_, 'de> {
+    fn found(self, found: Found) {
+        self.0.context.attributes.clear();
+        self.0.targeting = None;
+        self.0.found = found;
+    }
+}
 
-impl<'de> Visitor<'de> for ContextMembers {
-    type Value = Reading<'de>;
+impl<'de> Visitor<'de> for ContextSeed<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a context object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut reading = Reading::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let reading = self.0;
+        reading.context.attributes.clear();
+        reading.targeting = None;
+        reading.found = Found::Object;
         while let Some(name) = map.next_key::<Text<'de>>()? {
             let value = map.next_value::<Attribute<'de>>()?;
             if name.0 == "targetingKey" {
@@ -284,7 +264,43 @@ impl<'de> Visitor<'de> for ContextMembers {
                 reading.context.attributes.push((name.0, value));
             }
         }
-        Ok(reading)
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        skip_seq(seq)?;
+        self.found(Found::Other);
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.found(Found::Nothing);
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.found(Found::Other);
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.found(Found::Other);
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.found(Found::Other);
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.found(Found::Other);
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.found(Found::Other);
+        Ok(())
     }
 }
 
@@ -362,9 +378,8 @@ impl<'de> serde::Deserialize<'de> for Attribute<'de> {
                 Ok(Attribute::Other)
             }
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Attribute::Other)
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| Attribute::Other)
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {

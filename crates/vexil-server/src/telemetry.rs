@@ -106,6 +106,31 @@ pub struct Telemetry {
     pub connections_refused: Counter,
     /// Large answers refused because the memory for answers being read was all held.
     pub answers_refused: Counter,
+    /// The series of OFREP's single-flag evaluations, looked up once.
+    pub ofrep_single: RouteSeries,
+    /// The series of OFREP's bulk evaluations, looked up once.
+    pub ofrep_bulk: RouteSeries,
+}
+
+/// The statuses a [`RouteSeries`] keeps its counter for; others are counted through the family.
+const KEPT_STATUSES: [u16; 6] = [200, 304, 400, 401, 403, 404];
+
+/// One route's request series, looked up once: evaluations (the hot path) are counted without hashing their labels
+/// into the families on every request. The series are the families' own (a counter and a histogram are shared
+/// handles), so `GET /metrics` shows one set whichever way a request was counted.
+#[derive(Debug)]
+pub struct RouteSeries {
+    route: &'static str,
+    method: &'static str,
+    seconds: std::sync::OnceLock<Histogram>,
+    by_status: [std::sync::OnceLock<Counter>; KEPT_STATUSES.len()],
+}
+
+impl RouteSeries {
+    /// The series of `method` on the route template `route`.
+    pub fn new(route: &'static str, method: &'static str) -> Self {
+        Self { route, method, seconds: Default::default(), by_status: Default::default() }
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -133,6 +158,8 @@ impl Default for Telemetry {
             connections: Gauge::default(),
             connections_refused: Counter::default(),
             answers_refused: Counter::default(),
+            ofrep_single: RouteSeries::new("/ofrep/v1/evaluate/flags/{key}", "POST"),
+            ofrep_bulk: RouteSeries::new("/ofrep/v1/evaluate/flags", "POST"),
         };
         registry.register("http_requests", "HTTP requests answered, by route template, method and status", telemetry.requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", telemetry.request_seconds.clone());
@@ -187,12 +214,25 @@ impl Telemetry {
         text
     }
 
-    /// Counts one request.
     /// A large answer refused for want of answer memory.
     pub fn answer_refused(&self) {
         self.answers_refused.inc();
     }
 
+    /// Counts one request of a route whose series are kept (see [`RouteSeries`]).
+    pub fn request_of(&self, series: &RouteSeries, status: u16, took: Duration) {
+        let (route, method) = (series.route, series.method);
+        let seconds = series.seconds.get_or_init(|| self.request_seconds.get_or_create(&RouteLabels { route, method }).clone());
+        seconds.observe(took.as_secs_f64());
+        match KEPT_STATUSES.iter().position(|kept| *kept == status) {
+            Some(index) => {
+                series.by_status[index].get_or_init(|| self.requests.get_or_create(&RequestLabels { route, method, status }).clone()).inc()
+            }
+            None => self.requests.get_or_create(&RequestLabels { route, method, status }).inc(),
+        };
+    }
+
+    /// Counts one request.
     pub fn request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
         self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
         self.request_seconds.get_or_create(&RouteLabels { route, method }).observe(took.as_secs_f64());

@@ -244,11 +244,11 @@ pub(crate) enum Target<'a> {
 }
 
 impl Target<'_> {
-    /// The route's template, which requests are counted by.
-    fn route(self) -> &'static str {
+    /// The route's request series.
+    fn series(self, telemetry: &crate::telemetry::Telemetry) -> &crate::telemetry::RouteSeries {
         match self {
-            Target::One(_) => "/ofrep/v1/evaluate/flags/{key}",
-            Target::All => "/ofrep/v1/evaluate/flags",
+            Target::One(_) => &telemetry.ofrep_single,
+            Target::All => &telemetry.ofrep_bulk,
         }
     }
 }
@@ -280,7 +280,7 @@ pub(crate) async fn serve_direct(state: &AppState, address: SocketAddr, request:
         Err(error) => error.into_response(),
     };
     super::cors_headers(state, &parts.headers, false, response.headers_mut());
-    state.telemetry.request(target.route(), "POST", response.status().as_u16(), started.elapsed());
+    state.telemetry.request_of(target.series(&state.telemetry), response.status().as_u16(), started.elapsed());
     response
 }
 
