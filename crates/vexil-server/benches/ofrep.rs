@@ -1,5 +1,6 @@
 //! The OFREP bulk answer's cost per flag: an environment of 76 and of 1 000 boolean flags, each a 30 % rollout (so
-//! every answer depends on the context), written for one context from the snapshot's prepared fragments.
+//! every answer depends on the context), written for one context (read from a request body, as the server reads it)
+//! from the snapshot's prepared fragments.
 //!
 //! `cargo bench -p vexil-server --bench ofrep` runs criterion for each size, then renders each 10 000 more times
 //! under a counting allocator and prints the allocations per answer (a handful for the body and its ETag, none per flag).
@@ -7,7 +8,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group};
-use serde_json::{Map, Value, json};
+use serde_json::json;
+use vexil_core::request::RequestContext;
 use vexil_core::{EnvKey, Environments, FlagDefinition, FlagName, FlagState, FlagType};
 use vexil_store::Catalog;
 
@@ -32,8 +34,10 @@ fn snapshot(count: usize) -> std::sync::Arc<vexil_server::hub::EnvironmentSnapsh
     vexil_server::hub::Hub::new(environments.as_slice(), &catalog, 16).snapshot(&staging).unwrap()
 }
 
-fn context() -> Map<String, Value> {
-    json!({"targetingKey": "user-123456", "plan": "pro"}).as_object().unwrap().clone()
+const BODY: &[u8] = br#"{"context": {"targetingKey": "user-123456", "plan": "pro"}}"#;
+
+fn context() -> RequestContext<'static> {
+    RequestContext::parse(BODY).unwrap()
 }
 
 fn bulk(c: &mut Criterion) {
