@@ -68,11 +68,11 @@ while b"event: snapshot" not in data or not data.split(b"event: snapshot", 1)[1]
 snapshot = data.split(b"event: snapshot", 1)[1].split(b"\n\n", 1)[0]
 listing = timed("GET", "/api/flags", token)
 bulk = timed("POST", "/ofrep/v1/evaluate/flags", key, json.dumps({"context": {"targetingKey": "user-1"}}).encode())
-# One write over one keep-alive connection, 60 times: a flag turned on and off in dev.
+# One write over one keep-alive connection, 200 times: a flag turned on and off in dev.
 import http.client
 connection = http.client.HTTPConnection("127.0.0.1", int(port))
 writes = []
-for index in range(60):
+for index in range(200):
     action = "enable" if index % 2 == 0 else "disable"
     start = time.perf_counter()
     connection.request("POST", f"/api/flags/backend.flag_00001/environments/dev/{action}", body=b"",
