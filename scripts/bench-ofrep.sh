@@ -5,6 +5,7 @@
 # Usage: scripts/bench-ofrep.sh [SECONDS] [FLAGS] [VEXIL_BINARY]   (defaults: 10, 76, target/release/vexil)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 seconds=${1:-10}
 flags=${2:-76}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
@@ -28,12 +29,7 @@ for index in $(seq 1 "$flags"); do
 done
 key=$("$vexil" token create --sdk --env staging)
 
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"context": {"targetingKey": "user-123456", "plan": "pro"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $key"
-LUA
+ofrep_script "$work/post.lua" "$key" user-123456 ', "plan": "pro"'
 run() { taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "$@" | tee -a "$work/wrk.log" | awk '/Requests\/sec/ {print $2}'; }
 echo "warming up"; run -s "$work/post.lua" http://127.0.0.1:7092/ofrep/v1/evaluate/flags/ui.new_feature > /dev/null
 hello=$(run http://127.0.0.1:7091/)

@@ -14,6 +14,7 @@
 # Usage: scripts/bench-peers.sh [SECONDS] [FLAGS] [ROUNDS]   (defaults: 8, 76, 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 seconds=${1:-8}
 flags=${2:-76}
 rounds=${3:-2}
@@ -85,12 +86,7 @@ edge_all=$(curl -sf -H "Authorization: $frontend" "http://127.0.0.1:7193/api/fro
 echo "for $user: Vexil answers $(echo "$vexil_all" | python3 -c 'import json,sys; f=json.load(sys.stdin)["flags"]; print(len(f), "flags,", sum(x["value"] for x in f), "on")');" \
   "Edge lists $(echo "$edge_all" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["toggles"]))') enabled toggles"
 
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"context": {"targetingKey": "$user"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $key"
-LUA
+ofrep_script "$work/post.lua" "$key" "$user"
 
 # The busy share of cpu0 and cpu1 between two readings of /proc/stat, and a server's own CPU time (user + system,
 # all threads, in clock ticks) from /proc/PID/stat: the server's CPU per request does not depend on the load generator.

@@ -5,6 +5,7 @@
 # Usage: scripts/bench-redis.sh [CLIENTS] [CHANGES] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 clients=${1:-1000}
 changes=${2:-50}
 seconds=${3:-10}
@@ -46,13 +47,7 @@ for port in 7098 7099; do
 done
 redis_key=$(VEXIL_SERVER=http://127.0.0.1:7098 target/release/vexil token create --sdk --env staging)
 embedded_key=$(VEXIL_SERVER=http://127.0.0.1:7099 target/release/vexil token create --sdk --env staging)
-lua() { cat > "$work/$1.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"context": {"targetingKey": "user-123456"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $2"
-LUA
-}
+lua() { ofrep_script "$work/$1.lua" "$2" user-123456; }
 lua redis "$redis_key"; lua embedded "$embedded_key"
 run() { taskset -c 1 wrk -t1 -c64 -d"${seconds}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
 run -s "$work/redis.lua" http://127.0.0.1:7098/ofrep/v1/evaluate/flags/ui.bench_flag > /dev/null
