@@ -164,12 +164,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| match rejection {
-            BytesRejection::FailedToBufferBody(failure) if failure.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts")
-            }
-            other => ApiError::bad_request(format!("request body could not be read: {other}")),
-        })?;
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(unreadable)?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request("request body is empty; send a JSON object"));
         }
@@ -177,6 +172,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             ApiError::bad_request(format!("request body is not valid: {}", vexil_core::name::printable(&error.to_string())))
         })
     }
+}
+
+/// Why a request body could not be read: too large (413), not all there within `body_timeout` (408), or broken off.
+pub fn unreadable(rejection: BytesRejection) -> ApiError {
+    match rejection {
+        _ if timed_out(&rejection) => body_timeout(),
+        BytesRejection::FailedToBufferBody(failure) if failure.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts")
+        }
+        other => ApiError::bad_request(format!("request body could not be read: {other}")),
+    }
+}
+
+/// Whether reading a body failed because it did not arrive within `body_timeout`.
+pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// A request body that did not arrive within `body_timeout`.
+pub fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "request body did not arrive within the server's body_timeout; send it whole and promptly",
+    )
 }
 
 /// Query parameters, with errors answered as [`ApiError`]s.
@@ -218,9 +245,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOr
         if empty {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|_| {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts")
-        })?;
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(unreadable)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(ApiJsonOrEmpty(T::default()));
         }

@@ -76,6 +76,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let limit = state.config.body_limit_for(parts.uri.path());
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
+        Err(error) if crate::error::timed_out(&error) => return crate::error::body_timeout().into_response(),
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than this endpoint accepts"),
     };
     let fingerprint = {

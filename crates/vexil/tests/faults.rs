@@ -111,6 +111,30 @@ fn a_slow_or_idle_client_loses_its_connection_on_every_request_not_only_the_firs
     assert_eq!(read_until_closed(&mut silent).expect("a silent connection is closed"), "");
 }
 
+/// A body that stops arriving is answered `408 request_timeout` after `body_timeout`, whatever the endpoint, and writes
+/// nothing: an unkeyed write, a keyed one (read by the idempotency layer) and an evaluation.
+#[test]
+fn a_body_that_stops_arriving_is_answered_408_and_changes_nothing() {
+    let server = Server::start_configured("body_timeout_seconds = 1\n");
+    let key = common::sdk_key_for(&server, "dev");
+    for (path, credential, extra) in [
+        ("/api/flags", ADMIN_TOKEN, ""),
+        ("/api/flags", ADMIN_TOKEN, "idempotency-key: slow-1\r\n"),
+        ("/ofrep/v1/evaluate/flags", key.as_str(), ""),
+    ] {
+        let mut socket = TcpStream::connect(address(&server)).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {credential}\r\ncontent-type: application/json\r\n{extra}content-length: 200\r\nconnection: close\r\n\r\n{{\"name\": \"ui.slow\""
+        );
+        socket.write_all(head.as_bytes()).unwrap();
+        let received = read_until_closed(&mut socket).expect("the server answers and closes");
+        assert!(received.starts_with("HTTP/1.1 408"), "{path} {extra}: {received}");
+        assert!(received.contains(r#""code":"request_timeout""#) && received.contains("body_timeout"), "{received}");
+    }
+    let flags = server.http().get("/api/flags");
+    assert!(!flags.body.to_string().contains("ui.slow"), "nothing was defined: {}", flags.body);
+}
+
 #[test]
 fn heads_with_bare_line_feeds_are_answered_and_only_the_stream_route_streams() {
     let server = Server::start();

@@ -288,7 +288,7 @@ pub(crate) async fn serve_direct(state: &AppState, address: SocketAddr, request:
 async fn read_body<B>(state: &AppState, parts: &Parts, body: B) -> Result<Bytes, ApiError>
 where
     B: axum::body::HttpBody<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     use http_body_util::BodyExt;
     let limit = state.config.body_limit_for(parts.uri.path());
@@ -309,7 +309,10 @@ where
         let mut first = Bytes::new();
         let mut gathered: Option<Vec<u8>> = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|error| ApiError::bad_request(format!("request body could not be read: {error}")))?;
+            let frame = frame.map_err(|error| match crate::error::timed_out(&error) {
+                true => crate::error::body_timeout(),
+                false => ApiError::bad_request(format!("request body could not be read: {error}")),
+            })?;
             let Ok(data) = frame.into_data() else { continue };
             let length = gathered.as_ref().map_or(first.len(), Vec::len) + data.len();
             if length > limit {
@@ -330,11 +333,7 @@ where
     };
     match tokio::time::timeout(state.config.body_timeout, read).await {
         Ok(read) => read,
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!("request body did not arrive within {} s (body_timeout)", state.config.body_timeout.as_secs()),
-        )),
+        Err(_) => Err(crate::error::body_timeout()),
     }
 }
 
