@@ -494,6 +494,25 @@ mod tests {
         assert!(!context.attributes.spilled());
     }
 
+    /// Values no condition compares are skipped without recursion: nesting a hundred thousand deep (which a JSON tree
+    /// reader refuses at 128, and which recursion would overflow the stack with) costs its length and nothing more.
+    #[test]
+    fn deep_nesting_is_skipped_without_recursion() {
+        let depth = 100_000;
+        let body = format!(
+            r#"{{"context": {{"a": {}{}, "plan": "pro"}}, "b": {}1{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth),
+            r#"{"x":"#.repeat(depth),
+            "}".repeat(depth)
+        );
+        let context = RequestContext::parse(body.as_bytes()).expect("deeply nested, but valid JSON");
+        assert_eq!(context.attribute("plan"), Some(AttributeValue::String("pro")));
+        assert_eq!(context.attribute("a"), None, "an array is no attribute a condition compares");
+        let unbalanced = format!(r#"{{"context": {{"a": {}}}}}"#, "[".repeat(depth));
+        assert_eq!(RequestContext::parse(unbalanced.as_bytes()).unwrap_err().code(), "PARSE_ERROR");
+    }
+
     #[test]
     fn errors_say_what_was_wrong_and_what_is_accepted() {
         let error = RequestContext::parse(b"[]").expect_err("an array is no request");
