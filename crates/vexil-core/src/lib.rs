@@ -9,6 +9,7 @@
 //! - [`environment`]: [`Environment`]s in promotion order, looked up by key or long name.
 //! - [`definition`]: a flag defined once for every environment, with its type and constraints.
 //! - [`state`]: a flag's state in one environment (kill switch, served value, targeting, split) and its validation.
+//! - [`describe`]: a state in words (`Enabled · 50 % treatment / 50 % control · 1 rule`), pinned by `spec/summary.json`.
 //! - [`diff`]: the structural difference of two states, shown before promotion, copy and import.
 //! - [`overrides`]: the `FF_<FLAG_NAME>` mapping, typed parsing of override values and `.env.local` files.
 //! - [`access`]: roles and what each may do.
@@ -25,6 +26,7 @@ pub mod access;
 pub mod audit;
 pub mod bucketing;
 pub mod definition;
+pub mod describe;
 pub mod diff;
 pub mod environment;
 pub mod error;

@@ -77,14 +77,12 @@ function focusEnvironment() {
   return panel.environments.find((environment) => environment.key === panel.focus);
 }
 
-function summary(flag, state) {
-  if (!state || !state.enabled) return "✗ Disabled";
-  if (state.split && flag.type === "boolean") {
-    const share = state.split.buckets.filter((bucket) => bucket.serve.value === true).reduce((sum, bucket) => sum + bucket.weight, 0);
-    return `✓ ${share / 1000}%`;
-  }
-  if (flag.type === "boolean") return "✓ Enabled";
-  return "✓ " + ("variant" in state.serve ? `variant ${state.serve.variant}` : JSON.stringify(state.serve.value));
+// What a flag serves in an environment, in the server's words (vexil_core::describe, pinned by spec/summary.json):
+// the page never works out a summary itself, so it shows what the CLI and the API say.
+function summary(flag, environmentKey) {
+  const state = flag.environments[environmentKey];
+  const words = (flag.summaries || {})[environmentKey] || (state && state.enabled ? "Enabled" : "Disabled");
+  return (state && state.enabled ? "✓ " : "✗ ") + words;
 }
 
 function mayChange(environment) {
@@ -155,7 +153,7 @@ function render() {
       if (viewer) {
         // A viewer gets the state, not a control.
         const text = document.createElement("span");
-        text.textContent = summary(flag, state);
+        text.textContent = summary(flag, environment.key);
         text.className = state && state.enabled ? "on" : "off";
         cell.append(text);
         row.append(cell);
@@ -163,7 +161,7 @@ function render() {
       }
       const button = document.createElement("button");
       button.type = "button";
-      button.textContent = summary(flag, state);
+      button.textContent = summary(flag, environment.key);
       button.className = state && state.enabled ? "on" : "off";
       const verb = state && state.enabled ? "Disable" : "Enable";
       button.setAttribute("aria-label", `${verb} ${flag.name} in ${environment.name}`);
@@ -659,9 +657,14 @@ function drawChart(buckets) {
 }
 
 // Takes a flag's definition and its state in one environment from the stream; returns the flag as the page now has it.
-function remember(name, definition, environment, state) {
-  const current = panel.flags.get(name) || { ...definition, category: name.split(".")[0], environments: {} };
-  const updated = { ...current, ...definition, environments: { ...current.environments, [environment.key]: state } };
+function remember(name, definition, environment, state, words) {
+  const current = panel.flags.get(name) || { ...definition, category: name.split(".")[0], environments: {}, summaries: {} };
+  const updated = {
+    ...current,
+    ...definition,
+    environments: { ...current.environments, [environment.key]: state },
+    summaries: { ...current.summaries, [environment.key]: words },
+  };
   panel.flags.set(name, updated);
   return updated;
 }
@@ -673,23 +676,23 @@ function follow() {
     const source = new EventSource(`/api/feature-flags/stream?env=${environment.key}`);
     source.addEventListener("change", (event) => {
       const change = JSON.parse(event.data);
-      const updated = remember(change.flag, change.definition, environment, change.state);
+      const updated = remember(change.flag, change.definition, environment, change.state, change.summary);
       render();
       const cell = document.querySelector(`tr[data-flag="${change.flag}"] td[data-environment="${environment.key}"]`);
       if (cell) cell.classList.add("flash");
-      $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, change.state)} — by ${change.state.updated_by}`;
+      $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, environment.key)} — by ${change.state.updated_by}`;
     });
     // A snapshot comes first on every connection, and again when the server could not replay what this page missed
     // (a reconnection past retention, a server that reloaded): it is the environment's whole truth.
     source.addEventListener("snapshot", (event) => {
       const snapshot = JSON.parse(event.data);
       let changed = false;
-      for (const { definition, state } of snapshot.flags) {
+      for (const { definition, state, summary: words } of snapshot.flags) {
         const current = panel.flags.get(definition.name);
         // Usually (on connecting) the page already shows exactly this: re-rendering then would only disturb the user.
         if (current && JSON.stringify(current.environments[environment.key]) === JSON.stringify(state) &&
             current.version === definition.version) continue;
-        remember(definition.name, definition, environment, state);
+        remember(definition.name, definition, environment, state, words);
         changed = true;
       }
       if (changed) render();

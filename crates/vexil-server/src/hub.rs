@@ -32,6 +32,13 @@ pub struct SnapshotFlag {
     pub missing_key: OnceLock<Bytes>,
 }
 
+impl SnapshotFlag {
+    /// What its state serves, in words.
+    pub fn summary(&self) -> String {
+        vexil_core::describe::summary(&self.definition, &self.state)
+    }
+}
+
 /// One environment at one revision. Immutable; replaced whole on every change.
 #[derive(Debug)]
 pub struct EnvironmentSnapshot {
@@ -52,8 +59,11 @@ impl EnvironmentSnapshot {
     pub fn snapshot_frame(&self) -> Bytes {
         self.snapshot_frame
             .get_or_init(|| {
-                let flags: Vec<FlagEntry<'_>> =
-                    self.flags.values().map(|flag| FlagEntry { definition: &flag.definition, state: &flag.state }).collect();
+                let flags: Vec<FlagEntry<'_>> = self
+                    .flags
+                    .values()
+                    .map(|flag| FlagEntry { definition: &flag.definition, state: &flag.state, summary: flag.summary() })
+                    .collect();
                 let data = SnapshotData { version: 1, environment: self.environment.key.as_str(), revision: self.revision, flags };
                 frame(Some(self.revision), "snapshot", &data)
             })
@@ -74,6 +84,8 @@ pub struct Frame {
 struct FlagEntry<'a> {
     definition: &'a FlagDefinition,
     state: &'a FlagState,
+    /// What the state serves, in words (`vexil_core::describe`), for clients that show it (the panel).
+    summary: String,
 }
 
 #[derive(Serialize)]
@@ -92,6 +104,7 @@ struct ChangeData<'a> {
     flag: &'a str,
     definition: &'a FlagDefinition,
     state: &'a FlagState,
+    summary: String,
 }
 
 #[derive(Serialize)]
@@ -120,6 +133,7 @@ pub fn change_frame(change: &Change) -> Bytes {
         flag: change.definition.name.as_str(),
         definition: &change.definition,
         state: &change.state,
+        summary: vexil_core::describe::summary(&change.definition, &change.state),
     };
     frame(Some(change.revision), "change", &data)
 }

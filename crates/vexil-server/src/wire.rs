@@ -331,6 +331,24 @@ pub struct FlagView {
     /// State by environment key, in promotion order.
     #[schema(value_type = BTreeMap<String, FlagState>)]
     pub environments: EnvironmentStates,
+    /// What each environment's state serves, in words, by environment key (`vexil_core::describe`).
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub summaries: Summaries,
+}
+
+/// Summaries by environment key, in promotion order.
+#[derive(Debug, Default)]
+pub struct Summaries(pub Vec<(String, String)>);
+
+impl Serialize for Summaries {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (environment, summary) in &self.0 {
+            map.serialize_entry(environment, summary)?;
+        }
+        map.end()
+    }
 }
 
 /// A flag's state by environment key, in promotion order: serialised as a JSON object straight from the states.
@@ -366,6 +384,8 @@ pub struct StateResponse {
     pub environment: String,
     /// Whether this request changed anything (false when the state already was as asked).
     pub changed: bool,
+    /// What the state serves, in words (`Enabled · rolled out to 30 %`; `vexil_core::describe`, `spec/summary.json`).
+    pub summary: String,
     /// The state.
     pub state: FlagState,
 }

@@ -433,10 +433,29 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.click("//input[@id='editor-enabled']");
     browser.type_into("//input[@id='editor-rollout']", "25");
     browser.click("//button[@id='editor-ok']");
-    browser.find(&format!("{}[normalize-space(.)='✓ 25%']", cell("ui.checkout_v2", "staging")));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled · rolled out to 25 %']", cell("ui.checkout_v2", "staging")));
     let state = server.http().get("/api/flags/ui.checkout_v2/environments/staging").body;
     assert_eq!(state["state"]["split"]["buckets"][0]["weight"], 25000);
     assert_eq!(state["state"]["updated_by"], "admin@localhost");
+    assert_eq!(state["summary"], "Enabled · rolled out to 25 %", "the API says it in the same words");
+
+    // A flag with targets, a rule and a split: the cell says all of it (it used to show only "variant treatment"),
+    // in the words of the server's one summary, and follows a change made elsewhere live.
+    let http = server.http();
+    let define = json!({"name": "experiment.checkout", "type": "string", "default": "control",
+        "variants": [{"name": "control", "value": "control"}, {"name": "treatment", "value": "treatment"}]});
+    assert_eq!(http.send("POST", "/api/flags", Some(define.to_string()), &[]).status, 201);
+    let split = json!({"enabled": true, "serve": {"variant": "treatment"},
+        "targets": [{"keys": ["user-1", "user-2"], "serve": {"variant": "treatment"}}],
+        "rules": [{"conditions": [{"attribute": "email", "operator": "ends_with", "values": ["@asimo.io"]}], "serve": {"variant": "treatment"}}],
+        "split": {"buckets": [{"serve": {"variant": "treatment"}, "weight": 50000}, {"serve": {"variant": "control"}, "weight": 50000}]}});
+    let put = http.send("PUT", "/api/flags/experiment.checkout/environments/staging", Some(split.to_string()), &[]);
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let words = "Enabled · 50 % treatment / 50 % control · 1 rule · 2 targets";
+    browser.find(&format!("{}[normalize-space(.)='✓ {words}']", cell("experiment.checkout", "staging")));
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled (serves control)']", cell("experiment.checkout", "prod")));
+    assert_eq!(http.get("/api/flags/experiment.checkout").body["summaries"]["staging"], words);
+    browser.screenshot("panel-summaries.png");
 }
 
 #[test]

@@ -66,12 +66,14 @@ async fn list(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): A
 
 fn view(state: &AppState, catalog: &Catalog, definition: &FlagDefinition) -> FlagView {
     let mut environments = crate::wire::EnvironmentStates::default();
+    let mut summaries = crate::wire::Summaries::default();
     for environment in state.config.environments.iter() {
         if let Some(flag_state) = catalog.states.get(&environment.key).and_then(|states| states.get(&definition.name)) {
+            summaries.0.push((environment.key.to_string(), vexil_core::describe::summary(definition, flag_state)));
             environments.0.push((environment.key.to_string(), flag_state.clone()));
         }
     }
-    FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments }
+    FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments, summaries }
 }
 
 /// One flag with its state in every environment; the ETag is the definition's version.

@@ -31,19 +31,27 @@ pub(super) const ENVIRONMENT: &str = "the environment's key or long name (`prod`
 
 fn respond(state: &AppState, flag: &FlagName, environment: &Environment) -> ApiResult<(HeaderMap, Json<StateResponse>)> {
     let flag_state = state.catalog.state(&environment.key, flag).ok_or_else(|| ApiError::internal("flag has no state"))?;
-    Ok(answer(flag, environment, false, flag_state))
+    let definition = state.catalog.definition(flag).ok_or_else(|| ApiError::internal("flag has no definition"))?;
+    Ok(answer(&definition, environment, false, flag_state))
 }
 
 /// A state as answered: for a write, the state that write produced.
 fn answer(
-    flag: &FlagName,
+    definition: &vexil_core::FlagDefinition,
     environment: &Environment,
     changed: bool,
     flag_state: vexil_core::FlagState,
 ) -> (HeaderMap, Json<StateResponse>) {
+    let summary = vexil_core::describe::summary(definition, &flag_state);
     (
         etag(flag_state.version),
-        Json(StateResponse { flag: flag.to_string(), environment: environment.key.to_string(), changed, state: flag_state }),
+        Json(StateResponse {
+            flag: definition.name.to_string(),
+            environment: environment.key.to_string(),
+            changed,
+            summary,
+            state: flag_state,
+        }),
     )
 }
 
@@ -89,7 +97,7 @@ async fn set(
         rollout: None,
     };
     let (changed, produced) = state.commit_state(&actor, planned).await?;
-    Ok(answer(&definition.name, &environment, changed, produced))
+    Ok(answer(&definition, &environment, changed, produced))
 }
 
 /// Enable a flag in one environment (in a protected one: admin role and a reason).
@@ -150,7 +158,7 @@ async fn toggle<const ENABLED: bool>(
         rollout: None,
     };
     let (changed, produced) = state.commit_state(&actor, planned).await?;
-    Ok(answer(&definition.name, &environment, changed, produced))
+    Ok(answer(&definition, &environment, changed, produced))
 }
 
 /// Promote a flag's state from one environment to the next in the promotion order (or further, with `skip`),

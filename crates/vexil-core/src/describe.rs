@@ -1,0 +1,152 @@
+//! What a flag's state serves, in words: the one summary every place that shows a state uses (the API's `summary`
+//! fields, so the panel and the CLI, and the stream's frames). Pinned, case by case, by `spec/summary.json`.
+//!
+//! The words follow the order evaluation runs in, and never leave out what a person would be surprised by:
+//! - off: `Disabled`, with what it serves when that is not plainly `false`: `Disabled (serves "light")`;
+//! - on: `Enabled`, then what everyone no target or rule catches gets (nothing more for a boolean serving `true`):
+//!   `serves "dark"`, `serves false`, `rolled out to 30 %`, `50 % treatment / 50 % control`, or a rollout plan's
+//!   progress, `rolling out: step 2 of 4, 25 %` (`rollout paused: …`);
+//! - then how many rules and individually targeted keys there are: `1 rule`, `2 targets` (none when there are none).
+//!
+//! Parts are joined by ` · `: `Enabled · 50 % treatment / 50 % control · 1 rule · 2 targets`. Values are named as
+//! evaluation labels them: a variant by its name, a value that is a variant's value by that variant's name, other
+//! values as JSON (cut to 40 characters).
+
+use serde_json::Value;
+
+use crate::state::format_percent;
+use crate::{FlagDefinition, FlagState, FlagType, Serve, Split};
+
+/// The longest value shown whole; longer ones are cut with `…`.
+const SHOWN: usize = 40;
+
+/// The summary of `state` in words; see the module documentation.
+pub fn summary(definition: &FlagDefinition, state: &FlagState) -> String {
+    let spec = &state.spec;
+    if !spec.enabled {
+        let off = value_label(definition, &definition.off_value());
+        return if off == "false" { "Disabled".to_owned() } else { format!("Disabled (serves {off})") };
+    }
+    let mut parts = vec!["Enabled".to_owned()];
+    let default = match (&state.rollout, &spec.split) {
+        (Some(plan), split) => {
+            let share = split.as_ref().map_or_else(|| if serves_true(definition, &spec.serve) { 100_000 } else { 0 }, true_share);
+            let progress = format!("step {} of {}, {} %", plan.next_step, plan.steps.len(), format_percent(share));
+            Some(if plan.paused { format!("rollout paused: {progress}") } else { format!("rolling out: {progress}") })
+        }
+        (None, Some(split)) if definition.flag_type == FlagType::Boolean && is_boolean_rollout(split) => {
+            Some(format!("rolled out to {} %", format_percent(true_share(split))))
+        }
+        (None, Some(split)) => Some(
+            split
+                .buckets
+                .iter()
+                .filter(|bucket| bucket.weight > 0)
+                .map(|bucket| format!("{} % {}", format_percent(u64::from(bucket.weight)), serve_label(definition, &bucket.serve)))
+                .collect::<Vec<_>>()
+                .join(" / "),
+        ),
+        (None, None) if definition.flag_type == FlagType::Boolean && serves_true(definition, &spec.serve) => None,
+        (None, None) => Some(format!("serves {}", serve_label(definition, &spec.serve))),
+    };
+    parts.extend(default);
+    let rules = spec.rules.len();
+    if rules > 0 {
+        parts.push(count(rules, "rule"));
+    }
+    let targets: usize = spec.targets.iter().map(|target| target.keys.len()).sum();
+    if targets > 0 {
+        parts.push(count(targets, "target"));
+    }
+    parts.join(" · ")
+}
+
+fn count(number: usize, what: &str) -> String {
+    format!("{number} {what}{}", if number == 1 { "" } else { "s" })
+}
+
+/// The share of a split that serves `true`, in thousandths of a percent.
+fn true_share(split: &Split) -> u64 {
+    split
+        .buckets
+        .iter()
+        .filter(|bucket| matches!(&bucket.serve, Serve::Value(Value::Bool(true))))
+        .map(|bucket| u64::from(bucket.weight))
+        .sum()
+}
+
+/// A split of `true` and `false` values only: a percentage rollout.
+fn is_boolean_rollout(split: &Split) -> bool {
+    split.buckets.iter().all(|bucket| matches!(&bucket.serve, Serve::Value(Value::Bool(_))))
+}
+
+fn serves_true(definition: &FlagDefinition, serve: &Serve) -> bool {
+    match serve {
+        Serve::Value(value) => *value == Value::Bool(true),
+        Serve::Variant(name) => definition.variant(name).is_some_and(|variant| variant.value == Value::Bool(true)),
+    }
+}
+
+fn serve_label(definition: &FlagDefinition, serve: &Serve) -> String {
+    match serve {
+        Serve::Variant(name) => name.clone(),
+        Serve::Value(value) => value_label(definition, value),
+    }
+}
+
+/// A value as evaluation labels it: `true`/`false` for booleans, a variant's name, else its JSON.
+fn value_label(definition: &FlagDefinition, value: &Value) -> String {
+    if let Value::Bool(flag) = value {
+        return flag.to_string();
+    }
+    // Variant names are plain (`[a-z0-9][a-z0-9_-]*`); a value is shown as its JSON, with control and bidi characters
+    // escaped so it cannot forge anything in a terminal or a page.
+    if let Some(variant) = definition.variants.iter().find(|variant| variant.value == *value) {
+        return variant.name.clone();
+    }
+    let text = value.to_string();
+    if text.chars().count() > SHOWN {
+        format!("{}…", crate::name::printable(&text.chars().take(SHOWN - 1).collect::<String>()))
+    } else {
+        crate::name::printable(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Case {
+        description: String,
+        definition: Value,
+        state: Value,
+        summary: String,
+    }
+
+    /// Every case of `spec/summary.json`: the words are data, so other implementations are held to the same.
+    #[test]
+    fn summaries_are_the_spec_s() {
+        let cases: Vec<Case> = serde_json::from_str(include_str!("../../../spec/summary.json")).expect("spec/summary.json is valid");
+        assert!(cases.len() >= 10);
+        for case in cases {
+            let mut definition = case.definition;
+            for (field, value) in [("version", Value::from(1)), ("created_at", "2026-12-01T00:00:00Z".into())] {
+                definition.as_object_mut().unwrap().entry(field).or_insert(value);
+            }
+            let definition: FlagDefinition = serde_json::from_value(definition).expect(&case.description);
+            definition.validate().expect(&case.description);
+            let mut state = case.state;
+            for (field, value) in
+                [("version", Value::from(1)), ("updated_by", "spec".into()), ("updated_at", "2026-12-01T00:00:00Z".into())]
+            {
+                state.as_object_mut().unwrap().entry(field).or_insert(value);
+            }
+            let state: FlagState = serde_json::from_value(state).expect(&case.description);
+            state.spec.validate(&definition).expect(&case.description);
+            assert_eq!(summary(&definition, &state), case.summary, "{}", case.description);
+        }
+    }
+}
