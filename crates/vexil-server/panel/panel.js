@@ -17,9 +17,41 @@ async function api(method, path, body, extra = {}) {
   if (!response.ok) {
     const error = new Error(data && data.error ? data.error.message : `the server answered ${response.status}`);
     error.status = response.status;
+    // The session ended (it expired, was revoked, or the user was disabled): back to the login form, which says so.
+    if (response.status === 401 && panel.me && path !== "/api/auth/login") sessionEnded();
     throw error;
   }
   return data;
+}
+
+function sessionEnded() {
+  panel.me = null;
+  for (const stream of panel.streams) stream.close();
+  panel.streams = [];
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  $("login-error").textContent = "Your session has ended: log in again to go on.";
+  show("login");
+}
+
+// A non-blocking message: what was done (it goes after a few seconds) or what went wrong (it stays until dismissed).
+function notify(message, kind = "error") {
+  if (!panel.me) return; // the login form says what happened
+  const toast = document.createElement("div");
+  toast.className = `toast ${kind}`;
+  toast.setAttribute("role", kind === "error" ? "alert" : "status");
+  const text = document.createElement("span");
+  text.textContent = message;
+  const dismiss = document.createElement("button");
+  dismiss.type = "button";
+  dismiss.className = "small";
+  dismiss.textContent = "Dismiss";
+  dismiss.setAttribute("aria-label", "Dismiss this message");
+  dismiss.addEventListener("click", () => toast.remove());
+  toast.append(text, dismiss);
+  const region = $("toasts");
+  region.append(toast);
+  while (region.children.length > 4) region.firstElementChild.remove();
+  if (kind !== "error") setTimeout(() => toast.remove(), 6000);
 }
 
 function show(view) {
@@ -190,7 +222,7 @@ function render() {
         const badge = document.createElement("button");
         badge.type = "button";
         badge.className = "small plan-badge";
-        badge.textContent = "🛡 guarded";
+        badge.textContent = "guarded";
         badge.title = `The guard compares error rates for ${environment.guard_window_seconds / 60} minutes after a change`;
         badge.setAttribute("aria-label", `Guard of ${flag.name} in ${environment.name}`);
         badge.addEventListener("click", () => openPlan(flag, environment));
@@ -288,9 +320,10 @@ async function toggle(flag, environment, enable) {
     // never waits on a version.
     const shown = flag.environments && flag.environments[environment.key];
     const pin = enable && shown ? { "If-Match": `"${shown.version}"` } : {};
-    await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/${verb}`, reason ? { reason } : {}, pin);
+    const answer = await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/${verb}`, reason ? { reason } : {}, pin);
+    notify(answer.changed ? `${flag.name} in ${environment.title}: ${answer.summary}` : `${flag.name} in ${environment.title} already was ${verb}d`, "done");
   } catch (error) {
-    alert(error.message);
+    notify(error.message);
   }
 }
 
@@ -302,6 +335,10 @@ function diffText(changes) {
 async function promote(flag, from, to) {
   try {
     const preview = await api("POST", `/api/flags/${flag.name}/promote`, { from: from.key, to: to.key, dry_run: true });
+    if (!preview.changes.length) {
+      notify(`Nothing to promote: ${flag.name} serves the same in ${to.title} as in ${from.title}.`, "done");
+      return;
+    }
     const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.changes));
     if (reason === null) return;
     // What the dialog showed is what is promoted: the server refuses if the target, the source or the definition moved.
@@ -309,8 +346,9 @@ async function promote(flag, from, to) {
       from: from.key, to: to.key, reason: reason || undefined, expected_version: preview.target_version,
       expected_source_version: preview.source_version, expected_definition_version: preview.definition_version,
     });
+    notify(`${flag.name} promoted from ${from.title} to ${to.title}.`, "done");
   } catch (error) {
-    alert(error.message);
+    notify(error.message);
   }
 }
 
@@ -333,7 +371,7 @@ async function openHistory(flagName) {
   if ($("history-action").value) parameters.set("action", $("history-action").value);
   const query = parameters.toString() ? `?${parameters}` : "";
   let page;
-  try { page = await api("GET", `/api/flags/audit${query}`); } catch (error) { alert(error.message); return; }
+  try { page = await api("GET", `/api/flags/audit${query}`); } catch (error) { notify(error.message); return; }
   $("history-title").textContent = flagName ? `History of ${flagName}` : "History";
   const rows = page.entries.map((entry) => {
     const row = document.createElement("tr");
@@ -352,7 +390,7 @@ async function openHistory(flagName) {
 async function bulk(action) {
   const environment = focusEnvironment();
   const flags = [...panel.selected];
-  if (!flags.length) { alert("select flags first (the checkboxes in the first column)"); return; }
+  if (!flags.length) { notify("Select flags first (the checkboxes in the first column)."); return; }
   let reason = "";
   if (environment.protected) {
     reason = await confirmChange(`${action === "enable" ? "Enable" : "Disable"} ${flags.length} flags in ${environment.name}`, environment, flags.join("\n"), action === "enable");
@@ -362,7 +400,7 @@ async function bulk(action) {
     await api("POST", "/api/flags/bulk", { action, environment: environment.key, flags, reason: reason || undefined });
     panel.selected.clear();
     render();
-  } catch (error) { alert(error.message); }
+  } catch (error) { notify(error.message); }
 }
 
 function batchText(preview) {
@@ -384,7 +422,7 @@ async function copyInto() {
       from: from.key, to: to.key, flags, reason: reason || undefined, expected_versions: pins(preview, "target_version"),
       expected_source_versions: pins(preview, "source_version"), expected_definition_versions: pins(preview, "definition_version"),
     });
-  } catch (error) { alert(error.message); }
+  } catch (error) { notify(error.message); }
 }
 
 async function exportFocus() {
@@ -400,7 +438,7 @@ async function exportFocus() {
     document.body.append(link);
     link.click();
     setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 60_000);
-  } catch (error) { alert(error.message); }
+  } catch (error) { notify(error.message); }
 }
 
 // The versions a batch diff was computed against, by flag: sent back so the server refuses what moved since it was shown.
@@ -411,7 +449,7 @@ function pins(preview, field) {
 async function importFile(file) {
   const environment = focusEnvironment();
   let document_;
-  try { document_ = JSON.parse(await file.text()); } catch (error) { alert(`${file.name} is not JSON: ${error.message}`); return; }
+  try { document_ = JSON.parse(await file.text()); } catch (error) { notify(`${file.name} is not JSON: ${error.message}`); return; }
   try {
     const preview = await api("POST", `/api/environments/${environment.key}/import`, { document: document_, dry_run: true });
     const reason = await confirmChange(`Import ${file.name} into ${environment.title}`, environment, batchText(preview));
@@ -420,7 +458,7 @@ async function importFile(file) {
       document: document_, reason: reason || undefined,
       expected_versions: pins(preview, "target_version"), expected_definition_versions: pins(preview, "definition_version"),
     });
-  } catch (error) { alert(error.message); }
+  } catch (error) { notify(error.message); }
   $("import-file").value = "";
 }
 
@@ -614,17 +652,18 @@ async function openPlan(flag, environment) {
   const control = (action) => async () => {
     let reason;
     if (environment.protected) {
-      reason = prompt(`Reason to ${action} this rollout in ${environment.name}`);
-      if (!reason) return;
+      const title = `${action[0].toUpperCase()}${action.slice(1)} the rollout of ${flag.name} in ${environment.name}`;
+      reason = await confirmChange(title, environment, `rollout: ${action}`, false);
+      if (reason === null) return;
     }
     try { await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/rollout/${action}`, reason ? { reason } : {}); await load(); }
-    catch (error) { alert(error.message); }
+    catch (error) { notify(error.message); }
   };
   $("plan-pause").onclick = control("pause");
   $("plan-resume").onclick = control("resume");
   $("plan-abort").onclick = control("abort");
   $("plan-close").onclick = () => dialog.close();
-  try { await load(); } catch (error) { alert(error.message); return; }
+  try { await load(); } catch (error) { notify(error.message); return; }
   dialog.showModal();
 }
 

@@ -84,16 +84,15 @@ impl Browser {
         answer["value"].clone()
     }
 
-    /// The text of the page's `alert`, once it is open (asking again is the wait), after accepting it.
-    fn accept_alert(&self) -> String {
+    /// Waits until nothing matches `xpath` (asking again is the wait).
+    fn gone(&self, xpath: &str) {
         let deadline = std::time::Instant::now() + common::MOMENT;
         loop {
-            let answer: Value = self.http.get(format!("{}/alert/text", self.base)).send().unwrap().json().unwrap();
-            if let Some(text) = answer["value"].as_str() {
-                self.call("POST", "/alert/accept", json!({}));
-                return text.to_owned();
+            let found = self.call("POST", "/elements", json!({"using": "xpath", "value": xpath}));
+            if found.as_array().is_some_and(Vec::is_empty) {
+                return;
             }
-            assert!(std::time::Instant::now() < deadline, "no alert opened: {answer}");
+            assert!(std::time::Instant::now() < deadline, "still on the page: {xpath}");
             std::thread::park_timeout(std::time::Duration::from_millis(50));
         }
     }
@@ -237,6 +236,42 @@ fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_producti
     browser.screenshot("panel-history.png");
 }
 
+/// Feedback is a message on the page, never a browser alert or prompt: what was done, what was wrong, and a promotion
+/// with nothing to promote says so instead of asking for a reason. A session that ends sends the page to the login form.
+#[test]
+fn feedback_is_a_message_on_the_page_and_an_ended_session_asks_to_log_in_again() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+
+    browser.click(&cell("ui.new_feature", "dev"));
+    browser.find("//div[@id='toasts']/div[contains(@class, 'done') and contains(., 'ui.new_feature in Dev: Enabled')]");
+    // Staging and production serve the same (both off): nothing to promote, and no dialog asking for a reason.
+    browser.click("//tr[@data-flag='ui.new_feature']//button[text()='Promote to Prod']");
+    browser.find("//div[@id='toasts']/div[contains(., 'Nothing to promote')]");
+    browser.find("//dialog[@id='confirm' and not(@open)]");
+    // An error stays until dismissed.
+    browser.click("//button[@id='bulk-enable']");
+    let error = "//div[@id='toasts']/div[contains(@class, 'error') and contains(., 'Select flags first')]";
+    browser.find(error);
+    browser.screenshot("panel-toasts.png");
+    browser.click(&format!("{error}/button[text()='Dismiss']"));
+    browser.gone(error);
+
+    // The session is revoked elsewhere: the next request the page makes brings the login form, saying why.
+    let tokens = server.http().get("/api/tokens").body;
+    let session =
+        tokens.as_array().unwrap().iter().find(|token| token["name"] == "panel session" && token["revoked_at"].is_null()).unwrap();
+    let revoked = server.http().send("DELETE", &format!("/api/tokens/{}", session["id"].as_str().unwrap()), None, &[]);
+    assert_eq!(revoked.status, 200);
+    browser.click("//button[@aria-label='History of ui.new_feature']");
+    browser.find("//form[@id='login' and not(@hidden)]//p[@id='login-error' and contains(., 'Your session has ended')]");
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+}
+
 #[test]
 fn a_developer_sees_production_controls_disabled_with_the_reason() {
     let server = Server::start();
@@ -294,8 +329,8 @@ fn bulk_disable_copy_with_preview_export_and_import() {
     let changed = server.http().put("/api/flags/ui.c/environments/dev", &json!({"enabled": true, "serve": {"value": false}}), None);
     assert_eq!(changed.status, 200);
     browser.click("//button[@id='confirm-ok']");
-    let refused = browser.accept_alert();
-    assert!(refused.contains("since the diff was computed"), "{refused}");
+    // Refused, and said so on the page (no browser alert).
+    browser.find("//div[@id='toasts']/div[contains(@class, 'error') and contains(., 'since the diff was computed')]");
     assert_eq!(server.http().get("/api/flags/ui.c/environments/staging").body["state"]["enabled"], false, "nothing was copied");
     server.http().put("/api/flags/ui.c/environments/dev", &json!({"enabled": true, "serve": {"value": true}}), None);
     browser.click("//button[@id='copy']");
