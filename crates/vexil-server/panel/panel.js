@@ -708,11 +708,27 @@ function remember(name, definition, environment, state, words) {
   return updated;
 }
 
+// Whether the page hears every change: live (every stream open), reconnecting (a stream lost its connection and the
+// browser is trying again; what changed meanwhile arrives when it is back), or offline (a stream gave up).
+function showConnection() {
+  const states = panel.streams.map((stream) => stream.readyState);
+  const [word, kind] = states.some((state) => state === EventSource.CLOSED) ? ["Offline: changes are not shown", "offline"]
+    : states.some((state) => state === EventSource.CONNECTING) ? ["Reconnecting…", "reconnecting"] : ["Live", "live"];
+  const indicator = $("connection");
+  indicator.textContent = word;
+  indicator.className = `connection ${kind}`;
+  $("reconnect").hidden = kind !== "offline";
+  // A stream that gave up may have been refused: if the session ended, the login form says so.
+  if (kind === "offline" && panel.me) api("GET", "/api/me").catch(() => {});
+}
+
 // One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.
 function follow() {
   for (const stream of panel.streams) stream.close();
   panel.streams = panel.environments.map((environment) => {
     const source = new EventSource(`/api/feature-flags/stream?env=${environment.key}`);
+    source.addEventListener("open", showConnection);
+    source.addEventListener("error", showConnection);
     source.addEventListener("change", (event) => {
       const change = JSON.parse(event.data);
       const updated = remember(change.flag, change.definition, environment, change.state, change.summary);
@@ -738,6 +754,7 @@ function follow() {
     });
     return source;
   });
+  showConnection();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -758,6 +775,8 @@ document.addEventListener("DOMContentLoaded", () => {
       show("login");
     }
   });
+  // Reconnecting reloads the page's data first: what changed while it was offline is shown, not only what changes next.
+  $("reconnect").addEventListener("click", () => { start().catch((error) => notify(error.message)); });
   $("filter").addEventListener("input", render);
   $("state-filter").addEventListener("change", render);
   $("bulk-enable").addEventListener("click", () => bulk("enable"));

@@ -272,6 +272,29 @@ fn feedback_is_a_message_on_the_page_and_an_ended_session_asks_to_log_in_again()
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
 }
 
+/// The page says whether it is live: when the server goes away it shows that it is reconnecting, and once the server
+/// is back it is live again and shows a change made while it was away.
+#[test]
+fn the_page_shows_its_connection_and_catches_up_after_the_server_comes_back() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start_on(&data);
+    let address = server.url.trim_start_matches("http://").to_owned();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.find("//span[@id='connection' and contains(@class, 'live') and text()='Live']");
+
+    server.kill();
+    browser.find("//span[@id='connection' and contains(@class, 'reconnecting')]");
+    browser.screenshot("panel-reconnecting.png");
+    let server = common::start_on_address(&data, &address);
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    browser.find("//span[@id='connection' and contains(@class, 'live')]");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
+}
+
 #[test]
 fn a_developer_sees_production_controls_disabled_with_the_reason() {
     let server = Server::start();
