@@ -73,10 +73,48 @@ async function start() {
   panel.focus = panel.focus || panel.environments[0].key;
   panel.flags = new Map(listing.flags.map((flag) => [flag.name, flag]));
   $("history-env").replaceChildren(new Option("any", ""), ...panel.environments.map((environment) => new Option(environment.title, environment.key)));
+  await applyLocation();
+  follow();
+}
+
+// Every view has a URL: the environment in focus, the filters, and the history with its filters
+// (`/?env=staging&q=voice`, `/?view=history&flag=ui.new_feature`). Back and Forward move between views; a reload, or
+// the URL sent to someone, opens the same place.
+function writeLocation(push) {
+  const parameters = new URLSearchParams();
+  if (panel.focus && panel.environments.length && panel.focus !== panel.environments[0].key) parameters.set("env", panel.focus);
+  if ($("filter").value) parameters.set("q", $("filter").value);
+  if ($("state-filter").value) parameters.set("state", $("state-filter").value);
+  if (!$("history").hidden) {
+    parameters.set("view", "history");
+    if (panel.historyFlag) parameters.set("flag", panel.historyFlag);
+    if ($("history-env").value) parameters.set("history_env", $("history-env").value);
+    if ($("history-user").value.trim()) parameters.set("user", $("history-user").value.trim());
+    if ($("history-action").value) parameters.set("action", $("history-action").value);
+  }
+  const url = parameters.toString() ? `/?${parameters}` : "/";
+  if (url === `${location.pathname}${location.search}`) return;
+  if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+}
+
+async function applyLocation() {
+  const parameters = new URLSearchParams(location.search);
+  const focus = parameters.get("env");
+  if (focus && panel.environments.some((environment) => environment.key === focus)) panel.focus = focus;
+  else if (!focus) panel.focus = panel.environments[0].key;
+  $("filter").value = parameters.get("q") || "";
+  const state = parameters.get("state") || "";
+  if ([...$("state-filter").options].some((option) => option.value === state)) $("state-filter").value = state;
   renderSwitcher();
   render();
-  show("flags-view");
-  follow();
+  if (parameters.get("view") === "history") {
+    $("history-env").value = parameters.get("history_env") || "";
+    $("history-user").value = parameters.get("user") || "";
+    $("history-action").value = parameters.get("action") || "";
+    await openHistory(parameters.get("flag"), false);
+  } else {
+    show("flags-view");
+  }
 }
 
 function renderSwitcher() {
@@ -87,7 +125,7 @@ function renderSwitcher() {
     button.type = "button";
     button.textContent = environment.title;
     button.setAttribute("aria-pressed", String(environment.key === panel.focus));
-    button.addEventListener("click", () => { panel.focus = environment.key; renderSwitcher(); render(); });
+    button.addEventListener("click", () => { panel.focus = environment.key; renderSwitcher(); render(); writeLocation(false); });
     nav.append(button);
   }
   const focus = focusEnvironment();
@@ -362,7 +400,7 @@ function changeText(before, after) {
     .map((key) => `${key}: ${JSON.stringify(before[key] ?? null)} → ${JSON.stringify(after[key] ?? null)}`).join("; ");
 }
 
-async function openHistory(flagName) {
+async function openHistory(flagName, push = true) {
   panel.historyFlag = flagName || null;
   const parameters = new URLSearchParams();
   if (flagName) parameters.set("flag", flagName);
@@ -385,6 +423,7 @@ async function openHistory(flagName) {
   });
   $("history-body").replaceChildren(...rows);
   show("history");
+  writeLocation(push);
 }
 
 async function bulk(action) {
@@ -777,8 +816,9 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   // Reconnecting reloads the page's data first: what changed while it was offline is shown, not only what changes next.
   $("reconnect").addEventListener("click", () => { start().catch((error) => notify(error.message)); });
-  $("filter").addEventListener("input", render);
-  $("state-filter").addEventListener("change", render);
+  $("filter").addEventListener("input", () => { render(); writeLocation(false); });
+  $("state-filter").addEventListener("change", () => { render(); writeLocation(false); });
+  window.addEventListener("popstate", () => { if (panel.me) applyLocation().catch((error) => notify(error.message)); });
   $("bulk-enable").addEventListener("click", () => bulk("enable"));
   $("bulk-disable").addEventListener("click", () => bulk("disable"));
   $("copy").addEventListener("click", copyInto);
@@ -786,13 +826,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("import-file").addEventListener("change", () => { const file = $("import-file").files[0]; if (file) importFile(file); });
   $("history-all").addEventListener("click", () => openHistory(null));
   $("new-flag").addEventListener("click", newFlag);
-  $("history-apply").addEventListener("click", () => openHistory(panel.historyFlag));
+  $("history-apply").addEventListener("click", () => openHistory(panel.historyFlag, false));
   for (const action of ACTIONS) {
     const option = document.createElement("option");
     option.value = action;
     option.textContent = action;
     $("history-action").append(option);
   }
-  $("history-close").addEventListener("click", () => show("flags-view"));
+  $("history-close").addEventListener("click", () => { show("flags-view"); writeLocation(true); });
   start();
 });

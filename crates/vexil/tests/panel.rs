@@ -88,8 +88,11 @@ impl Browser {
     fn gone(&self, xpath: &str) {
         let deadline = std::time::Instant::now() + common::MOMENT;
         loop {
-            let found = self.call("POST", "/elements", json!({"using": "xpath", "value": xpath}));
-            if found.as_array().is_some_and(Vec::is_empty) {
+            // Counted in the page: asking the driver for elements would wait out its implicit timeout each time.
+            let script =
+                "return document.evaluate(arguments[0], document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null).snapshotLength;";
+            let found = self.call("POST", "/execute/sync", json!({"script": script, "args": [xpath]}));
+            if found == json!(0) {
                 return;
             }
             assert!(std::time::Instant::now() < deadline, "still on the page: {xpath}");
@@ -293,6 +296,44 @@ fn the_page_shows_its_connection_and_catches_up_after_the_server_comes_back() {
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
     browser.find("//span[@id='connection' and contains(@class, 'live')]");
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
+}
+
+/// Every view has a URL: the environment in focus and the filters survive a reload, the history is a page that Back
+/// leaves and Forward returns to, and a URL opens the place it names.
+#[test]
+fn every_view_has_a_url_that_back_forward_and_reload_keep() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["define", "experiment.voice_v2"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let url = || browser.call("GET", "/url", Value::Null).as_str().unwrap().to_owned();
+
+    browser.click("//nav[@id='switcher']/button[text()='Staging']");
+    browser.type_into("//input[@id='filter']", "voice");
+    browser.gone("//tr[@data-flag='ui.new_feature']");
+    assert!(url().ends_with("/?env=staging&q=voice"), "{}", url());
+    browser.call("POST", "/refresh", json!({}));
+    browser.find("//nav[@id='switcher']/button[text()='Staging' and @aria-pressed='true']");
+    browser.find("//tr[@data-flag='experiment.voice_v2']");
+    let filter = browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('filter').value;", "args": []}));
+    assert_eq!(filter, json!("voice"), "the filter is kept");
+    browser.gone("//tr[@data-flag='ui.new_feature']");
+
+    browser.click("//button[@aria-label='History of experiment.voice_v2']");
+    browser.find("//h2[@id='history-title' and text()='History of experiment.voice_v2']");
+    assert!(url().contains("view=history") && url().contains("flag=experiment.voice_v2"), "{}", url());
+    browser.call("POST", "/back", json!({}));
+    browser.find("//section[@id='flags-view' and not(@hidden)]");
+    browser.call("POST", "/forward", json!({}));
+    browser.find("//section[@id='history' and not(@hidden)]//h2[text()='History of experiment.voice_v2']");
+
+    // A URL sent to someone opens the history of that flag directly.
+    browser.goto(&format!("{}/?view=history&flag=ui.new_feature", server.url));
+    browser.find("//section[@id='history' and not(@hidden)]//h2[text()='History of ui.new_feature']");
+    browser.find("//tbody[@id='history-body']/tr[td[contains(., 'enable')]]");
 }
 
 #[test]
