@@ -275,10 +275,13 @@ function render() {
     }
     const promoteCell = document.createElement("td");
     promoteCell.className = "promote";
+    // On a phone only one environment shows: its own promotion stays (into it, or out of the first one).
+    const focusIndex = Math.max(1, panel.environments.findIndex((environment) => environment.key === panel.focus));
     panel.environments.slice(1).forEach((target, index) => {
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = `Promote to ${target.title}`;
+      if (index + 1 === focusIndex) button.classList.add("focus-promote");
       const refusal = mayChange(target);
       if (refusal) { button.disabled = true; button.title = refusal; }
       button.addEventListener("click", () => promote(flag, panel.environments[index], target));
@@ -411,19 +414,43 @@ async function openHistory(flagName, push = true) {
   let page;
   try { page = await api("GET", `/api/flags/audit${query}`); } catch (error) { notify(error.message); return; }
   $("history-title").textContent = flagName ? `History of ${flagName}` : "History";
-  const rows = page.entries.map((entry) => {
-    const row = document.createElement("tr");
-    for (const text of [entry.timestamp, entry.user, entry.action + (entry.from_environment ? ` (from ${entry.from_environment})` : ""),
-                        entry.flag || "", entry.environment || "", entry.reason || "", changeText(entry.before, entry.after)]) {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      row.append(cell);
-    }
-    return row;
-  });
-  $("history-body").replaceChildren(...rows);
+  $("history-body").replaceChildren(...historyRows(page.entries));
+  moreHistory(page.next, parameters);
   show("history");
   writeLocation(push);
+}
+
+const HISTORY_COLUMNS = ["When", "Who", "Source", "Action", "Flag", "Environment", "Reason", "Before → after"];
+
+function historyRows(entries) {
+  return entries.map((entry) => {
+    const row = document.createElement("tr");
+    const when = entry.timestamp.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
+    const texts = [when, entry.user, entry.source || "", entry.action + (entry.from_environment ? ` (from ${entry.from_environment})` : ""),
+                   entry.flag || "", entry.environment || "", entry.reason || "", changeText(entry.before, entry.after)];
+    texts.forEach((text, index) => {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      cell.dataset.label = HISTORY_COLUMNS[index];
+      if (index === 0) cell.className = "when";
+      row.append(cell);
+    });
+    return row;
+  });
+}
+
+// The history comes a page at a time; "Load more" follows the server's cursor to the older records.
+function moreHistory(next, parameters) {
+  const button = $("history-more");
+  button.hidden = !next;
+  button.onclick = async () => {
+    const more = new URLSearchParams(parameters);
+    more.set("cursor", next);
+    let page;
+    try { page = await api("GET", `/api/flags/audit?${more}`); } catch (error) { notify(error.message); return; }
+    $("history-body").append(...historyRows(page.entries));
+    moreHistory(page.next, parameters);
+  };
 }
 
 async function bulk(action) {

@@ -336,6 +336,50 @@ fn every_view_has_a_url_that_back_forward_and_reload_keep() {
     browser.find("//tbody[@id='history-body']/tr[td[contains(., 'enable')]]");
 }
 
+/// On a phone the focused environment keeps its promotion, and the history fits the screen; a long history comes a
+/// page at a time.
+#[test]
+fn on_a_phone_promotion_stays_and_the_history_fits_a_page_at_a_time() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let http = server.http();
+    for index in 0..121 {
+        let action = if index % 2 == 0 { "enable" } else { "disable" };
+        assert_eq!(http.send("POST", &format!("/api/flags/ui.new_feature/environments/dev/{action}"), None, &[]).status, 200);
+    }
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.call("POST", "/window/rect", json!({"width": 390, "height": 844}));
+    let fits = || {
+        let widths = browser.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];", "args": []}),
+        );
+        assert!(widths[0].as_u64() <= widths[1].as_u64(), "the page scrolls sideways on a phone: {widths}");
+    };
+    browser.click("//nav[@id='switcher']/button[text()='Staging']");
+    let promote = "//tr[@data-flag='ui.new_feature']//button[text()='Promote to Staging']";
+    assert_eq!(browser.call("GET", &format!("/element/{}/displayed", browser.find(promote)), Value::Null), json!(true));
+    fits();
+    browser.click(promote);
+    browser.click("//button[@id='confirm-ok']");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
+
+    browser.click("//button[@aria-label='History of ui.new_feature']");
+    browser.find("//tbody[@id='history-body']/tr[1]/td[@data-label='Source' and text()='panel']");
+    fits();
+    browser.screenshot("panel-history-phone.png");
+    let rows = || {
+        browser.call("POST", "/execute/sync", json!({"script": "return document.querySelectorAll('#history-body tr').length;", "args": []}))
+    };
+    let first = rows();
+    browser.click("//button[@id='history-more']");
+    browser.find(&format!("//tbody[@id='history-body']/tr[{}]", first.as_u64().unwrap() + 1));
+    browser.find("//tbody[@id='history-body']/tr/td[@data-label='Action' and text()='create']");
+}
+
 #[test]
 fn a_developer_sees_production_controls_disabled_with_the_reason() {
     let server = Server::start();
