@@ -173,10 +173,28 @@ function render() {
     cell.scope = "col";
     cell.textContent = text;
     const environment = panel.environments.find((candidate) => candidate.title === text);
-    if (environment) cell.className = "env" + (environment.key === panel.focus ? " focus" : "");
+    if (environment) {
+      cell.className = "env" + (environment.key === panel.focus ? " focus" : "") + (environment.protected ? " protected" : "");
+      // A protected environment is marked for everyone, and what the user's role cannot do there is said before any
+      // click: the controls below are disabled, and the reason is here, not only in their tooltips.
+      if (environment.protected) {
+        const mark = document.createElement("span");
+        mark.className = "protected-mark";
+        mark.textContent = "protected";
+        cell.append(" ", mark);
+      }
+      const refusal = mayChange(environment);
+      if (refusal && !viewer) {
+        const note = document.createElement("small");
+        note.className = "refusal";
+        note.textContent = refusal;
+        cell.append(note);
+      }
+    }
     if (text === "Promote") cell.className = "promote";
     return cell;
   }));
+  $("role-note").hidden = !viewer;
   const needle = $("filter").value.trim().toLowerCase();
   const rows = [];
   for (const flag of [...panel.flags.values()].sort((a, b) => a.name.localeCompare(b.name))) {
@@ -782,7 +800,7 @@ function showConnection() {
     : states.some((state) => state === EventSource.CONNECTING) ? ["Reconnecting…", "reconnecting"] : ["Live", "live"];
   const indicator = $("connection");
   indicator.textContent = word;
-  indicator.className = `connection ${kind}`;
+  indicator.className = `connection is-${kind}`;
   $("reconnect").hidden = kind !== "offline";
   // A stream that gave up may have been refused: if the session ended, the login form says so.
   if (kind === "offline" && panel.me) api("GET", "/api/me").catch(() => {});

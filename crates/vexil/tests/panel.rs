@@ -287,14 +287,14 @@ fn the_page_shows_its_connection_and_catches_up_after_the_server_comes_back() {
     let driver = Driver::start();
     let browser = Browser::open(&driver);
     browser.log_in(&server, "admin@localhost", "correct horse battery");
-    browser.find("//span[@id='connection' and contains(@class, 'live') and text()='Live']");
+    browser.find("//span[@id='connection' and contains(@class, 'is-live') and text()='Live']");
 
     server.kill();
-    browser.find("//span[@id='connection' and contains(@class, 'reconnecting')]");
+    browser.find("//span[@id='connection' and contains(@class, 'is-reconnecting')]");
     browser.screenshot("panel-reconnecting.png");
     let server = common::start_on_address(&data, &address);
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
-    browser.find("//span[@id='connection' and contains(@class, 'live')]");
+    browser.find("//span[@id='connection' and contains(@class, 'is-live')]");
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
 }
 
@@ -399,6 +399,9 @@ fn a_developer_sees_production_controls_disabled_with_the_reason() {
     assert_eq!(browser.attribute(&production, "disabled"), json!("true"));
     let reason = browser.attribute(&production, "title");
     assert!(reason.as_str().unwrap().contains("production is protected: changing it needs the admin role"), "{reason}");
+    // The reason is on the page before any click, not only in a tooltip, and the protected environment is marked.
+    browser.find("//thead//th[contains(@class, 'protected') and span[text()='protected']]/small[contains(., 'production is protected: changing it needs the admin role')]");
+    browser.screenshot("panel-developer.png");
     // Staging is theirs to change.
     browser.click(&cell("ui.new_feature", "staging"));
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
@@ -508,6 +511,7 @@ fn the_emergency_disable_is_one_click_and_a_reason_and_a_viewer_sees_no_controls
     browser.find("//tr[@data-flag='ui.problem_feature']/td[@data-environment='prod']/span[normalize-space(.)='✗ Disabled']");
     let controls = browser.call("POST", "/elements", json!({"using": "xpath", "value": "//tr[@data-flag='ui.problem_feature']//td[@data-environment]//button | //div[@id='actions' and not(@hidden)]"}));
     assert_eq!(controls.as_array().unwrap().len(), 0, "a viewer gets states, not controls");
+    browser.find("//p[@id='role-note' and not(@hidden) and contains(., 'Your role is viewer')]");
     // The overall history, filtered by action.
     browser.click("//button[@aria-label='History of ui.problem_feature']");
     browser.find("//tbody[@id='history-body']/tr[1]/td[text()='Incident #123']");
