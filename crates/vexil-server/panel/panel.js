@@ -155,6 +155,17 @@ function summary(flag, environmentKey) {
   return (state && state.enabled ? "✓ " : "✗ ") + words;
 }
 
+// Whether a flag serves differently somewhere: its environments' states differ in anything but who changed them when.
+function differs(flag) {
+  const served = panel.environments.map((environment) => {
+    const state = flag.environments[environment.key];
+    if (!state) return "none";
+    const { version, updated_by, updated_at, rollout, ...content } = state;
+    return JSON.stringify(content);
+  });
+  return new Set(served).size > 1;
+}
+
 function mayChange(environment) {
   const role = panel.me.role;
   if (role === "admin") return null;
@@ -197,12 +208,36 @@ function render() {
   $("role-note").hidden = !viewer;
   const needle = $("filter").value.trim().toLowerCase();
   const rows = [];
-  for (const flag of [...panel.flags.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+  let category = null;
+  const wantedState = $("state-filter").value;
+  const matches = (flag) => {
     const haystack = [flag.name, flag.category, ...(flag.tags || []), flag.description || ""].join(" ").toLowerCase();
-    if (needle && !haystack.includes(needle)) continue;
-    const wanted = $("state-filter").value;
+    if (needle && !haystack.includes(needle)) return false;
     const focusState = flag.environments[panel.focus];
-    if (wanted && (wanted === "on") !== Boolean(focusState && focusState.enabled)) continue;
+    if (wantedState === "differs") return differs(flag);
+    if (wantedState) return (wantedState === "on") === Boolean(focusState && focusState.enabled);
+    return true;
+  };
+  const all = [...panel.flags.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const shown = all.filter(matches);
+  const shownIn = (name) => {
+    const count = shown.filter((flag) => flag.category === name).length;
+    return `${count} flag${count === 1 ? "" : "s"}`;
+  };
+  $("flag-count").textContent = shown.length === all.length ? `· ${all.length} flag${all.length === 1 ? "" : "s"}` : `· ${shown.length} of ${all.length} shown`;
+  for (const flag of shown) {
+    if (flag.category !== category) {
+      // Flags come sorted by name, so each category is one group, headed by its name and size.
+      category = flag.category;
+      const group = document.createElement("tr");
+      group.className = "group";
+      const heading = document.createElement("th");
+      heading.scope = "rowgroup";
+      heading.colSpan = columns.length;
+      heading.textContent = `${category} · ${shownIn(category)}`;
+      group.append(heading);
+      rows.push(group);
+    }
     const row = document.createElement("tr");
     row.dataset.flag = flag.name;
     if (!viewer) {
