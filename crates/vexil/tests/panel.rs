@@ -100,6 +100,22 @@ impl Browser {
         }
     }
 
+    /// The serious and critical accessibility violations axe-core (npm, `tests/web`) finds on the page as it is now.
+    fn accessibility_violations(&self) -> Vec<String> {
+        let axe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/web/node_modules/axe-core/axe.min.js");
+        let source =
+            std::fs::read_to_string(&axe).unwrap_or_else(|error| panic!("{}: {error} (scripts/test.sh installs it)", axe.display()));
+        self.call("POST", "/execute/sync", json!({"script": format!("{source}\nreturn true;"), "args": []}));
+        let found = self.execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document).then((result) => done({passes: result.passes.length, violations: result.violations
+               .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+               .map((violation) => `${violation.id} (${violation.impact}): ${violation.help}: ${violation.nodes.slice(0, 3).map((node) => node.target.join(' ')).join(', ')}`)}));",
+        );
+        assert!(found["passes"].as_u64().unwrap() >= 10, "axe checked the page: {found}");
+        found["violations"].as_array().unwrap().iter().map(|violation| violation.as_str().unwrap().to_owned()).collect()
+    }
+
     fn goto(&self, url: &str) {
         self.call("POST", "/url", json!({"url": url}));
     }
@@ -385,6 +401,41 @@ fn on_a_phone_promotion_stays_and_the_history_fits_a_page_at_a_time() {
     browser.click("//button[@id='history-more']");
     browser.find(&format!("//tbody[@id='history-body']/tr[{}]", first.as_u64().unwrap() + 1));
     browser.find("//tbody[@id='history-body']/tr/td[@data-label='Action' and text()='create']");
+}
+
+/// axe-core finds no serious or critical accessibility violation on any main screen: the login form, the matrix,
+/// the history, and the promotion, state and definition dialogs.
+#[test]
+fn every_main_screen_passes_axe() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature", "--description", "The new voice panel"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    let check = |screen: &str| {
+        let violations = browser.accessibility_violations();
+        assert!(violations.is_empty(), "{screen}: {violations:#?}");
+    };
+    browser.goto(&server.url);
+    browser.find("//form[@id='login' and not(@hidden)]");
+    check("login");
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    check("matrix");
+    browser.click("//tr[@data-flag='ui.new_feature']//button[text()='Promote to Prod']");
+    browser.find("//dialog[@id='confirm' and @open]");
+    check("promotion dialog");
+    browser.click("//button[@id='confirm-cancel']");
+    browser.click("//button[@aria-label='Set ui.new_feature in staging']");
+    browser.find("//dialog[@id='editor' and @open]");
+    check("state editor");
+    browser.click("//button[@id='editor-cancel']");
+    browser.click("//button[@aria-label='Edit ui.new_feature']");
+    browser.find("//dialog[@id='editor' and @open]");
+    check("definition editor");
+    browser.click("//button[@id='editor-cancel']");
+    browser.click("//button[@aria-label='History of ui.new_feature']");
+    browser.find("//section[@id='history' and not(@hidden)]");
+    check("history");
 }
 
 #[test]
