@@ -3,7 +3,9 @@
 // and every environment's SSE stream keeps it current (changes made anywhere appear with who made them).
 "use strict";
 
-const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [], selected: new Set(), historyFlag: null };
+const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [], selected: new Set(), historyFlag: null, page: 1 };
+// The matrix shows this many flags a page: a thousand rows took 285 ms to lay out, a page of them 30 (docs/benchmarks.md).
+const PAGE_SIZE = 100;
 const ACTIONS = ["create", "update", "enable", "disable", "promote", "copy", "import", "archive", "unarchive", "rollout_step", "rollback"];
 const $ = (id) => document.getElementById(id);
 
@@ -85,6 +87,7 @@ function writeLocation(push) {
   if (panel.focus && panel.environments.length && panel.focus !== panel.environments[0].key) parameters.set("env", panel.focus);
   if ($("filter").value) parameters.set("q", $("filter").value);
   if ($("state-filter").value) parameters.set("state", $("state-filter").value);
+  if (panel.page > 1 && $("history").hidden) parameters.set("page", String(panel.page));
   if (!$("history").hidden) {
     parameters.set("view", "history");
     if (panel.historyFlag) parameters.set("flag", panel.historyFlag);
@@ -105,6 +108,7 @@ async function applyLocation() {
   $("filter").value = parameters.get("q") || "";
   const state = parameters.get("state") || "";
   if ([...$("state-filter").options].some((option) => option.value === state)) $("state-filter").value = state;
+  panel.page = Number.parseInt(parameters.get("page") || "1", 10) || 1;
   renderSwitcher();
   render();
   if (parameters.get("view") === "history") {
@@ -225,7 +229,14 @@ function render() {
     return `${count} flag${count === 1 ? "" : "s"}`;
   };
   $("flag-count").textContent = shown.length === all.length ? `· ${all.length} flag${all.length === 1 ? "" : "s"}` : `· ${shown.length} of ${all.length} shown`;
-  for (const flag of shown) {
+  const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
+  panel.page = Math.min(Math.max(1, panel.page), pages);
+  const first = (panel.page - 1) * PAGE_SIZE;
+  $("pager").hidden = pages === 1;
+  $("page-position").textContent = `Flags ${first + 1}–${Math.min(first + PAGE_SIZE, shown.length)} of ${shown.length} · page ${panel.page} of ${pages}`;
+  $("page-previous").disabled = panel.page === 1;
+  $("page-next").disabled = panel.page === pages;
+  for (const flag of shown.slice(first, first + PAGE_SIZE)) {
     if (flag.category !== category) {
       // Flags come sorted by name, so each category is one group, headed by its name and size.
       category = flag.category;
@@ -896,8 +907,11 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   // Reconnecting reloads the page's data first: what changed while it was offline is shown, not only what changes next.
   $("reconnect").addEventListener("click", () => { start().catch((error) => notify(error.message)); });
-  $("filter").addEventListener("input", () => { render(); writeLocation(false); });
-  $("state-filter").addEventListener("change", () => { render(); writeLocation(false); });
+  $("filter").addEventListener("input", () => { panel.page = 1; render(); writeLocation(false); });
+  $("state-filter").addEventListener("change", () => { panel.page = 1; render(); writeLocation(false); });
+  const turn = (by) => () => { panel.page += by; render(); writeLocation(true); $("matrix").scrollIntoView({ block: "start" }); };
+  $("page-previous").addEventListener("click", turn(-1));
+  $("page-next").addEventListener("click", turn(1));
   window.addEventListener("popstate", () => { if (panel.me) applyLocation().catch((error) => notify(error.message)); });
   $("bulk-enable").addEventListener("click", () => bulk("enable"));
   $("bulk-disable").addEventListener("click", () => bulk("disable"));

@@ -438,6 +438,57 @@ fn every_main_screen_passes_axe() {
     check("history");
 }
 
+/// The matrix at 1 000 flags: every flag is there, and the time one render takes (layout included) is printed for docs/benchmarks.md
+/// (measured with `performance.now()` in the page; a figure, not an assertion).
+#[test]
+fn a_thousand_flags_are_all_in_the_matrix_and_its_render_is_measured() {
+    let server = Server::start();
+    let directory = tempfile::tempdir().unwrap();
+    let registry = directory.path().join("flags.toml");
+    let text: String = (0..1000).map(|index| format!("[[flag]]\nname = \"backend.flag_{index:04}\"\ntype = \"boolean\"\n\n")).collect();
+    std::fs::write(&registry, text).unwrap();
+    server.cli(&["apply", registry.to_str().unwrap()]).ok();
+    server.cli(&["enable", "backend.flag_0999", "--env", "dev"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let rows = || {
+        browser.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": "return document.querySelectorAll('#matrix-body tr[data-flag]').length;", "args": []}),
+        )
+    };
+    browser.find("//span[@id='page-position' and text()='Flags 1–100 of 1000 · page 1 of 10']");
+    assert_eq!(rows(), json!(100), "a page of flags");
+    browser.click("//button[@id='page-next']");
+    browser.find("//span[@id='page-position' and starts-with(., 'Flags 101–200')]");
+    browser.find("//tr[@data-flag='backend.flag_0100']");
+    // The last page, by its URL; and a filter finds a flag on any page.
+    browser.goto(&format!("{}/?page=10", server.url));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("backend.flag_0999", "dev")));
+    browser.type_into("//input[@id='filter']", "flag_0999");
+    browser.find("//span[@id='flag-count' and text()='· 1 of 1000 shown']");
+    browser.find("//nav[@id='pager' and @hidden]");
+    browser.call(
+        "POST",
+        "/execute/sync",
+        json!({"script": "const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input'));", "args": []}),
+    );
+    assert_eq!(rows(), json!(100));
+    let took = browser.call(
+        "POST",
+        "/execute/sync",
+        json!({"script": "const times = []; for (let run = 0; run < 7; run++) { const start = performance.now(); render(); document.getElementById('matrix').getBoundingClientRect(); times.push(performance.now() - start); } times.sort((a, b) => a - b); return [times[3], times[0], times[6]];", "args": []}),
+    );
+    eprintln!(
+        "the matrix at 1 000 flags (a page of 100 shown): one render takes {:.1} ms (median of 7; fastest {:.1}, slowest {:.1})",
+        took[0].as_f64().unwrap(),
+        took[1].as_f64().unwrap(),
+        took[2].as_f64().unwrap()
+    );
+}
+
 #[test]
 fn a_developer_sees_production_controls_disabled_with_the_reason() {
     let server = Server::start();
