@@ -909,6 +909,39 @@ document.addEventListener("DOMContentLoaded", () => {
   $("reconnect").addEventListener("click", () => { start().catch((error) => notify(error.message)); });
   $("filter").addEventListener("input", () => { panel.page = 1; render(); writeLocation(false); });
   $("state-filter").addEventListener("change", () => { panel.page = 1; render(); writeLocation(false); });
+  // Arrow keys move between the matrix's controls: along a row through every control, and up and down to the same
+  // control of the next row that has it; "/" goes to the filter.
+  $("matrix-body").addEventListener("keydown", (event) => {
+    const moves = { ArrowUp: -1, ArrowDown: 1, ArrowLeft: -1, ArrowRight: 1 };
+    const row = event.target.closest("tr[data-flag]");
+    if (!(event.key in moves) || !row) return;
+    const controls = (tr) => [...tr.querySelectorAll("button:not([disabled]), input:not([disabled])")].filter((control) => control.offsetParent !== null);
+    const mine = controls(row);
+    const index = mine.indexOf(event.target);
+    if (index < 0) return;
+    let target;
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      target = mine[index + moves[event.key]];
+    } else {
+      // The same control: the same cell, the same place in it.
+      const cell = event.target.closest("td, th");
+      const column = [...row.children].indexOf(cell);
+      const place = controls(cell).indexOf(event.target);
+      const rows = [...$("matrix-body").querySelectorAll("tr[data-flag]")];
+      for (let other = rows.indexOf(row) + moves[event.key]; other >= 0 && other < rows.length && !target; other += moves[event.key]) {
+        const there = rows[other].children[column];
+        target = there && controls(there)[place];
+      }
+    }
+    if (target) { event.preventDefault(); target.focus(); }
+  });
+  document.addEventListener("keydown", (event) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (event.key === "/" && !typing && !document.querySelector("dialog[open]") && !$("flags-view").hidden) {
+      event.preventDefault();
+      $("filter").focus();
+    }
+  });
   const turn = (by) => () => { panel.page += by; render(); writeLocation(true); $("matrix").scrollIntoView({ block: "start" }); };
   $("page-previous").addEventListener("click", turn(-1));
   $("page-next").addEventListener("click", turn(1));

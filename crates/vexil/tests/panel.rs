@@ -489,6 +489,49 @@ fn a_thousand_flags_are_all_in_the_matrix_and_its_render_is_measured() {
     );
 }
 
+/// The matrix works from the keyboard: arrow keys move between its controls, "/" goes to the filter.
+#[test]
+fn the_matrix_is_operated_from_the_keyboard() {
+    let server = Server::start();
+    for flag in ["ui.alpha", "ui.beta", "ui.gamma"] {
+        server.cli(&["define", flag]).ok();
+    }
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let focused = || {
+        browser.call("POST", "/execute/sync", json!({"script": "return document.activeElement.getAttribute('aria-label') || document.activeElement.id || document.activeElement.textContent;", "args": []}))
+    };
+    let press = |key: &str| {
+        let active = browser.call("GET", "/element/active", Value::Null);
+        let element = active.as_object().and_then(|object| object.values().next()).and_then(Value::as_str).unwrap().to_owned();
+        browser.call("POST", &format!("/element/{element}/value"), json!({"text": key}));
+    };
+    browser.call(
+        "POST",
+        "/execute/sync",
+        json!({"script": "document.querySelector(\"button[aria-label='Enable ui.alpha in development']\").focus();", "args": []}),
+    );
+    assert_eq!(focused(), json!("Enable ui.alpha in development"));
+    press("\u{E015}"); // down
+    assert_eq!(focused(), json!("Enable ui.beta in development"));
+    press("\u{E015}");
+    assert_eq!(focused(), json!("Enable ui.gamma in development"));
+    press("\u{E014}"); // right: the same row's next control
+    assert_eq!(focused(), json!("Set ui.gamma in development"));
+    press("\u{E013}"); // up
+    assert_eq!(focused(), json!("Set ui.beta in development"));
+    press("\u{E012}"); // left
+    assert_eq!(focused(), json!("Enable ui.beta in development"));
+    // Enter operates the control that has the focus.
+    press("\u{E007}");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.beta", "dev")));
+    browser.call("POST", "/execute/sync", json!({"script": "document.activeElement.blur();", "args": []}));
+    let body = browser.find("//body");
+    browser.call("POST", &format!("/element/{body}/value"), json!({"text": "/"}));
+    assert_eq!(focused(), json!("filter"));
+}
+
 #[test]
 fn a_developer_sees_production_controls_disabled_with_the_reason() {
     let server = Server::start();
