@@ -123,7 +123,10 @@ async function applyLocation() {
 
 function renderSwitcher() {
   const nav = $("switcher");
-  nav.replaceChildren(document.createTextNode("Environment: "));
+  const label = document.createElement("span");
+  label.className = "switcher-label";
+  label.textContent = "Environment:";
+  nav.replaceChildren(label);
   for (const environment of panel.environments) {
     const button = document.createElement("button");
     button.type = "button";
@@ -897,6 +900,19 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (error) {
       $("login-error").textContent = error.message;
     }
+  });
+  // Light or dark: the system's preference until the user chooses, then their choice (kept in this browser).
+  const applyTheme = (theme) => {
+    if (theme) document.documentElement.dataset.theme = theme; else delete document.documentElement.dataset.theme;
+    const dark = theme ? theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+    $("theme").setAttribute("aria-pressed", String(dark));
+    $("theme").textContent = dark ? "Light theme" : "Dark theme";
+  };
+  applyTheme(localStorage.getItem("vexil-theme"));
+  $("theme").addEventListener("click", () => {
+    const dark = $("theme").getAttribute("aria-pressed") === "true";
+    localStorage.setItem("vexil-theme", dark ? "light" : "dark");
+    applyTheme(dark ? "light" : "dark");
   });
   $("logout").addEventListener("click", async () => {
     try { await api("DELETE", "/api/auth/session"); } finally {

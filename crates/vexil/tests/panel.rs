@@ -150,7 +150,7 @@ impl Browser {
         if let Some(directory) = std::env::var_os("VEXIL_SCREENSHOTS") {
             use base64_decode::decode;
             let png = self.call("GET", "/screenshot", Value::Null);
-            // A relative directory is taken from the workspace root: `VEXIL_SCREENSHOTS=docs cargo test -p vexil --test panel`.
+            // A relative directory is taken from the workspace root: `VEXIL_SCREENSHOTS=docs/screenshots cargo test -p vexil --test panel`.
             let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(directory);
             std::fs::write(directory.join(name), decode(png.as_str().unwrap())).unwrap();
         }
@@ -530,6 +530,54 @@ fn the_matrix_is_operated_from_the_keyboard() {
     let body = browser.find("//body");
     browser.call("POST", &format!("/element/{body}/value"), json!({"text": "/"}));
     assert_eq!(focused(), json!("filter"));
+}
+
+/// The main screens at a desktop's and a phone's width, light and dark: none scrolls sideways, and with
+/// `VEXIL_SCREENSHOTS=docs/screenshots` the test writes the pictures the README shows.
+#[test]
+fn the_main_screens_fit_at_1440_and_390_pixels_light_and_dark() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature", "--description", "The new voice panel"]).ok();
+    server.cli(&["define", "ui.checkout_v2"]).ok();
+    server.cli(&["define", "ui.theme", "--type", "string", "--default", "light"]).ok();
+    server.cli(&["define", "backend.rag_max_results", "--type", "number", "--default", "5"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    server.cli(&["set", "ui.checkout_v2", "--env", "staging", "--enabled", "true", "--rollout", "25"]).ok();
+    server.cli(&["set", "ui.theme", "--env", "dev", "--enabled", "true", "--value", "dark"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let fits = |screen: &str| {
+        let widths = browser.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];", "args": []}),
+        );
+        assert!(widths[0].as_u64() <= widths[1].as_u64(), "{screen} scrolls sideways: {widths}");
+    };
+    for theme in ["light", "dark"] {
+        for width in [1440, 390] {
+            browser.call("POST", "/window/rect", json!({"width": width, "height": 900}));
+            browser.call(
+                "POST",
+                "/execute/sync",
+                json!({"script": "document.documentElement.dataset.theme = arguments[0];", "args": [theme]}),
+            );
+            browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+            fits("the matrix");
+            browser.screenshot(&format!("matrix-{width}-{theme}.png"));
+            browser.click("//tr[@data-flag='ui.theme']//button[text()='Promote to Staging']");
+            browser.find("//dialog[@id='confirm' and @open]");
+            browser.screenshot(&format!("promote-{width}-{theme}.png"));
+            browser.click("//button[@id='confirm-cancel']");
+            browser.click("//button[@aria-label='History of ui.new_feature']");
+            browser.find("//section[@id='history' and not(@hidden)]");
+            fits("the history");
+            browser.screenshot(&format!("history-{width}-{theme}.png"));
+            browser.click("//button[@id='history-close']");
+        }
+    }
 }
 
 #[test]
