@@ -336,35 +336,32 @@ pub struct FlagView {
     pub summaries: Summaries,
 }
 
-/// Summaries by environment key, in promotion order.
-#[derive(Debug, Default)]
-pub struct Summaries(pub Vec<(String, String)>);
+/// Values by environment key, in promotion order, serialised as a JSON object straight from the list.
+#[derive(Debug)]
+pub struct ByEnvironment<T>(pub Vec<(String, T)>);
 
-impl Serialize for Summaries {
+impl<T> Default for ByEnvironment<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Serialize> Serialize for ByEnvironment<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (environment, summary) in &self.0 {
-            map.serialize_entry(environment, summary)?;
+        for (environment, value) in &self.0 {
+            map.serialize_entry(environment, value)?;
         }
         map.end()
     }
 }
 
-/// A flag's state by environment key, in promotion order: serialised as a JSON object straight from the states.
-#[derive(Debug, Default)]
-pub struct EnvironmentStates(pub Vec<(String, FlagState)>);
+/// A flag's state by environment key.
+pub type EnvironmentStates = ByEnvironment<FlagState>;
 
-impl Serialize for EnvironmentStates {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (environment, state) in &self.0 {
-            map.serialize_entry(environment, state)?;
-        }
-        map.end()
-    }
-}
+/// What each environment's state serves, in words, by environment key.
+pub type Summaries = ByEnvironment<String>;
 
 /// `GET /api/flags`.
 #[derive(Debug, Serialize, ToSchema)]
