@@ -2,7 +2,9 @@
 //! fields, so the panel and the CLI, and the stream's frames). Pinned, case by case, by `spec/summary.json`.
 //!
 //! The words follow the order evaluation runs in, and never leave out what a person would be surprised by:
-//! - off: `Disabled`, with what it serves when that is not plainly `false`: `Disabled (serves "light")`;
+//! - off: `Disabled`, with what it serves when that is not plainly `false`: `Disabled (serves "light")`, and what it
+//!   would serve once enabled when that is something else: `Disabled · when enabled: rolled out to 30 %` (an armed
+//!   state: turning the kill switch on is the whole launch);
 //! - on: `Enabled`, then what everyone no target or rule catches gets (nothing more for a boolean serving `true`):
 //!   `serves "dark"`, `serves false`, `rolled out to 30 %`, `50 % treatment / 50 % control`, or a rollout plan's
 //!   progress, `rolling out: step 2 of 4, 25 %` (`rollout paused: …`);
@@ -22,12 +24,24 @@ const SHOWN: usize = 40;
 
 /// The summary of `state` in words; see the module documentation.
 pub fn summary(definition: &FlagDefinition, state: &FlagState) -> String {
-    let spec = &state.spec;
-    if !spec.enabled {
-        let off = value_label(definition, &definition.off_value());
-        return if off == "false" { "Disabled".to_owned() } else { format!("Disabled (serves {off})") };
+    let on = served_when_enabled(definition, state);
+    if state.spec.enabled {
+        return std::iter::once("Enabled".to_owned()).chain(on).collect::<Vec<_>>().join(" · ");
     }
-    let mut parts = vec!["Enabled".to_owned()];
+    let off = value_label(definition, &definition.off_value());
+    let mut text = if off == "false" { "Disabled".to_owned() } else { format!("Disabled (serves {off})") };
+    // What turning it on would serve, unless that is what it serves off (or, for a boolean, plainly `true`).
+    if !on.is_empty() && on != [format!("serves {off}")] {
+        text.push_str(" · when enabled: ");
+        text.push_str(&on.join(" · "));
+    }
+    text
+}
+
+/// The parts after `Enabled`: what everyone gets by default, then the rules and targets.
+fn served_when_enabled(definition: &FlagDefinition, state: &FlagState) -> Vec<String> {
+    let spec = &state.spec;
+    let mut parts = Vec::new();
     let default = match (&state.rollout, &spec.split) {
         (Some(plan), split) => {
             let share = split.as_ref().map_or_else(|| if serves_true(definition, &spec.serve) { 100_000 } else { 0 }, true_share);
@@ -58,7 +72,7 @@ pub fn summary(definition: &FlagDefinition, state: &FlagState) -> String {
     if targets > 0 {
         parts.push(count(targets, "target"));
     }
-    parts.join(" · ")
+    parts
 }
 
 fn count(number: usize, what: &str) -> String {

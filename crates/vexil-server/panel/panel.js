@@ -35,8 +35,9 @@ function sessionEnded() {
   show("login");
 }
 
-// A non-blocking message: what was done (it goes after a few seconds) or what went wrong (it stays until dismissed).
-function notify(message, kind = "error") {
+// A non-blocking message: what was done (it goes after a few seconds) or what went wrong (it stays until dismissed),
+// with an action where one is safe (undo).
+function notify(message, kind = "error", action = null) {
   if (!panel.me) return; // the login form says what happened
   const toast = document.createElement("div");
   toast.className = `toast ${kind}`;
@@ -49,7 +50,16 @@ function notify(message, kind = "error") {
   dismiss.textContent = "Dismiss";
   dismiss.setAttribute("aria-label", "Dismiss this message");
   dismiss.addEventListener("click", () => toast.remove());
-  toast.append(text, dismiss);
+  toast.append(text);
+  if (action) {
+    const act = document.createElement("button");
+    act.type = "button";
+    act.className = "small";
+    act.textContent = action.label;
+    act.addEventListener("click", () => { toast.remove(); action.run(); });
+    toast.append(act);
+  }
+  toast.append(dismiss);
   const region = $("toasts");
   region.append(toast);
   while (region.children.length > 4) region.firstElementChild.remove();
@@ -415,7 +425,7 @@ function confirmChange(title, environment, diffText, requireCheck = true) {
   });
 }
 
-async function toggle(flag, environment, enable) {
+async function toggle(flag, environment, enable, pinned = null) {
   const verb = enable ? "enable" : "disable";
   let reason = "";
   if (environment.protected) {
@@ -427,10 +437,24 @@ async function toggle(flag, environment, enable) {
     // An enable turns on the state the panel shows: If-Match refuses it when that state changed meanwhile. A disable
     // never waits on a version.
     const shown = flag.environments && flag.environments[environment.key];
-    const pin = enable && shown ? { "If-Match": `"${shown.version}"` } : {};
+    const version = pinned !== null ? pinned : shown && shown.version;
+    const pin = enable && version ? { "If-Match": `"${version}"` } : {};
     const answer = await api("POST", `/api/flags/${flag.name}/environments/${environment.key}/${verb}`, reason ? { reason } : {}, pin);
-    notify(answer.changed ? `${flag.name} in ${environment.title}: ${answer.summary}` : `${flag.name} in ${environment.title} already was ${verb}d`, "done");
+    const words = answer.changed ? `${flag.name} in ${environment.title}: ${answer.summary}` : `${flag.name} in ${environment.title} already was ${verb}d`;
+    // Undo is offered where a change needs no reason (not in a protected environment); undoing a disable turns on
+    // exactly the state it turned off, and is refused if someone changed it since.
+    const undo = answer.changed && !environment.protected
+      ? { label: "Undo", run: () => toggle(flag, environment, !enable, answer.state.version) } : null;
+    notify(words, "done", undo);
   } catch (error) {
+    if (error.status === 412) {
+      // Someone changed it since the page showed it: say what it serves now, so the user decides again.
+      try {
+        const now = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}`);
+        notify(`${error.message} It now serves: ${now.summary} (changed by ${now.state.updated_by}).`);
+        return;
+      } catch (_) { /* the first message says enough */ }
+    }
     notify(error.message);
   }
 }

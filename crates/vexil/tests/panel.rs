@@ -266,7 +266,13 @@ fn feedback_is_a_message_on_the_page_and_an_ended_session_asks_to_log_in_again()
     browser.log_in(&server, "admin@localhost", "correct horse battery");
 
     browser.click(&cell("ui.new_feature", "dev"));
-    browser.find("//div[@id='toasts']/div[contains(@class, 'done') and contains(., 'ui.new_feature in Dev: Enabled')]");
+    let done = "//div[@id='toasts']/div[contains(@class, 'done') and contains(., 'ui.new_feature in Dev: Enabled')]";
+    browser.find(done);
+    // Where a change needs no reason it can be undone from its message, and undone again.
+    browser.click(&format!("{done}/button[text()='Undo']"));
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.new_feature", "dev")));
+    browser.click("//div[@id='toasts']/div[contains(., 'ui.new_feature in Dev: Disabled')]/button[text()='Undo']");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
     // Staging and production serve the same (both off): nothing to promote, and no dialog asking for a reason.
     browser.click("//tr[@data-flag='ui.new_feature']//button[text()='Promote to Prod']");
     browser.find("//div[@id='toasts']/div[contains(., 'Nothing to promote')]");
@@ -278,6 +284,19 @@ fn feedback_is_a_message_on_the_page_and_an_ended_session_asks_to_log_in_again()
     browser.screenshot("panel-toasts.png");
     browser.click(&format!("{error}/button[text()='Dismiss']"));
     browser.gone(error);
+
+    // A change refused because someone changed the flag meanwhile says what it serves now.
+    server.cli(&["set", "ui.new_feature", "--env", "staging", "--rollout", "40"]).ok();
+    // (Off, and armed: the cell says what turning it on would serve.)
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled · when enabled: rolled out to 40 %']", cell("ui.new_feature", "staging")));
+    browser.call(
+        "POST",
+        "/execute/sync",
+        json!({"script": "panel.flags.get('ui.new_feature').environments.staging.version = 1;", "args": []}),
+    );
+    browser.click(&cell("ui.new_feature", "staging"));
+    browser.find("//div[@id='toasts']/div[contains(@class, 'error') and contains(., 'It now serves: Disabled') and contains(., 'changed by admin@localhost')]");
+    assert_eq!(server.http().get("/api/flags/ui.new_feature/environments/staging").body["state"]["enabled"], false, "nothing was enabled");
 
     // The session is revoked elsewhere: the next request the page makes brings the login form, saying why.
     let tokens = server.http().get("/api/tokens").body;
