@@ -97,6 +97,7 @@ function writeLocation(push) {
   if (panel.focus && panel.environments.length && panel.focus !== panel.environments[0].key) parameters.set("env", panel.focus);
   if ($("filter").value) parameters.set("q", $("filter").value);
   if ($("state-filter").value) parameters.set("state", $("state-filter").value);
+  if ($("sort").value) parameters.set("sort", $("sort").value);
   if (panel.page > 1 && $("history").hidden) parameters.set("page", String(panel.page));
   if (!$("history").hidden) {
     parameters.set("view", "history");
@@ -119,6 +120,7 @@ async function applyLocation() {
   const state = parameters.get("state") || "";
   if ([...$("state-filter").options].some((option) => option.value === state)) $("state-filter").value = state;
   panel.page = Number.parseInt(parameters.get("page") || "1", 10) || 1;
+  $("sort").value = parameters.get("sort") === "changed" ? "changed" : "";
   renderSwitcher();
   render();
   if (parameters.get("view") === "history") {
@@ -235,7 +237,11 @@ function render() {
     if (wantedState) return (wantedState === "on") === Boolean(focusState && focusState.enabled);
     return true;
   };
-  const all = [...panel.flags.values()].sort((a, b) => a.name.localeCompare(b.name));
+  // By category and name (grouped), or most recently changed first (a change in any environment counts).
+  const byChange = $("sort").value === "changed";
+  const changedAt = (flag) => Object.values(flag.environments).reduce((latest, state) => (state.updated_at > latest ? state.updated_at : latest), flag.updated_at || "");
+  const all = [...panel.flags.values()].sort((a, b) =>
+    byChange ? changedAt(b).localeCompare(changedAt(a)) || a.name.localeCompare(b.name) : a.name.localeCompare(b.name));
   const shown = all.filter(matches);
   const shownIn = (name) => {
     const count = shown.filter((flag) => flag.category === name).length;
@@ -250,7 +256,7 @@ function render() {
   $("page-previous").disabled = panel.page === 1;
   $("page-next").disabled = panel.page === pages;
   for (const flag of shown.slice(first, first + PAGE_SIZE)) {
-    if (flag.category !== category) {
+    if (!byChange && flag.category !== category) {
       // Flags come sorted by name, so each category is one group, headed by its name and size.
       category = flag.category;
       const group = document.createElement("tr");
@@ -949,6 +955,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("reconnect").addEventListener("click", () => { start().catch((error) => notify(error.message)); });
   $("filter").addEventListener("input", () => { panel.page = 1; render(); writeLocation(false); });
   $("state-filter").addEventListener("change", () => { panel.page = 1; render(); writeLocation(false); });
+  $("sort").addEventListener("change", () => { panel.page = 1; render(); writeLocation(false); });
   // Arrow keys move between the matrix's controls: along a row through every control, and up and down to the same
   // control of the next row that has it; "/" goes to the filter.
   $("matrix-body").addEventListener("keydown", (event) => {

@@ -364,6 +364,18 @@ fn every_view_has_a_url_that_back_forward_and_reload_keep() {
     browser.find("//caption/span[@id='flag-count' and text()='· 1 of 2 shown']");
     browser.find("//tr[@class='group']/th[text()='ui · 1 flag']");
     browser.call("POST", "/execute/sync", json!({"script": "const s = document.getElementById('state-filter'); s.value = ''; s.dispatchEvent(new Event('change'));", "args": []}));
+    // Most recently changed first: a change made now puts its flag on top, without category groups; the URL keeps it.
+    server.cli(&["enable", "experiment.voice_v2", "--env", "dev"]).ok();
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("experiment.voice_v2", "dev")));
+    browser.call("POST", "/execute/sync", json!({"script": "const s = document.getElementById('sort'); s.value = 'changed'; s.dispatchEvent(new Event('change'));", "args": []}));
+    browser.find("//tbody[@id='matrix-body']/tr[1][@data-flag='experiment.voice_v2']");
+    browser.gone("//tbody[@id='matrix-body']/tr[@class='group']");
+    assert!(url().contains("sort=changed"), "{}", url());
+    browser.call(
+        "POST",
+        "/execute/sync",
+        json!({"script": "const s = document.getElementById('sort'); s.value = ''; s.dispatchEvent(new Event('change'));", "args": []}),
+    );
     browser.click("//button[@aria-label='History of experiment.voice_v2']");
     browser.find("//h2[@id='history-title' and text()='History of experiment.voice_v2']");
     assert!(url().contains("view=history") && url().contains("flag=experiment.voice_v2"), "{}", url());
