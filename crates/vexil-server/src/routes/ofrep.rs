@@ -202,11 +202,7 @@ fn write_answer<C: EvaluationContext + ?Sized>(
         (status = FORBIDDEN, description = "a personal token: OFREP takes an SDK key"),
     ))]
 async fn single(State(state): State<AppState>, Path(key): Path<String>, request: axum::extract::Request) -> Response {
-    let (parts, body) = request.into_parts();
-    match read_body(&state, &parts, body).await {
-        Ok(body) => evaluate(&state, Target::One(&key), &parts, client_address(&state, &parts), &body).await,
-        Err(error) => error.into_response(),
-    }
+    routed(&state, Target::One(&key), request).await
 }
 
 /// Evaluate every flag of the SDK key's environment for a context (OFREP); `If-None-Match` with the last ETag
@@ -222,16 +218,18 @@ async fn single(State(state): State<AppState>, Path(key): Path<String>, request:
         (status = FORBIDDEN, description = "a personal token: OFREP takes an SDK key"),
     ))]
 async fn bulk(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    let (parts, body) = request.into_parts();
-    match read_body(&state, &parts, body).await {
-        Ok(body) => evaluate(&state, Target::All, &parts, client_address(&state, &parts), &body).await,
-        Err(error) => error.into_response(),
-    }
+    routed(&state, Target::All, request).await
 }
 
-fn client_address(state: &AppState, parts: &Parts) -> Option<IpAddr> {
-    let address = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()?;
-    crate::answers::counted_address(state, address.0)
+/// An evaluation that came through the router (the middleware already did CORS and the metrics).
+async fn routed(state: &AppState, target: Target<'_>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let address =
+        parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().and_then(|info| crate::answers::counted_address(state, info.0));
+    match read_body(state, &parts, body).await {
+        Ok(body) => evaluate(state, target, &parts, address, &body).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// What an evaluation request asks for.
