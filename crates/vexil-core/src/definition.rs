@@ -76,6 +76,18 @@ pub enum Criticality {
     Critical,
 }
 
+impl Criticality {
+    /// The name used on the wire: `low`, `medium`, `high`, `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Criticality::Low => "low",
+            Criticality::Medium => "medium",
+            Criticality::High => "high",
+            Criticality::Critical => "critical",
+        }
+    }
+}
+
 /// A named value of a multivariate flag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -3,7 +3,7 @@
 // and every environment's SSE stream keeps it current (changes made anywhere appear with who made them).
 "use strict";
 
-const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [], selected: new Set(), historyFlag: null, page: 1 };
+const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [], selected: new Set(), historyFlag: null, page: 1, flagPage: null };
 // The matrix shows this many flags a page: a thousand rows took 285 ms to lay out, a page of them 30 (docs/benchmarks.md).
 const PAGE_SIZE = 100;
 const ACTIONS = ["create", "update", "enable", "disable", "promote", "copy", "import", "archive", "unarchive", "rollout_step", "rollback"];
@@ -19,6 +19,7 @@ async function api(method, path, body, extra = {}) {
   if (!response.ok) {
     const error = new Error(data && data.error ? data.error.message : `the server answered ${response.status}`);
     error.status = response.status;
+    error.field = data && data.error ? data.error.field : undefined;
     // The session ended (it expired, was revoked, or the user was disabled): back to the login form, which says so.
     if (response.status === 401 && panel.me && path !== "/api/auth/login") sessionEnded();
     throw error;
@@ -67,7 +68,7 @@ function notify(message, kind = "error", action = null) {
 }
 
 function show(view) {
-  for (const id of ["login", "flags-view", "history"]) $(id).hidden = id !== view;
+  for (const id of ["login", "flags-view", "flag-view", "history"]) $(id).hidden = id !== view;
   $("who").hidden = view === "login";
 }
 
@@ -90,7 +91,7 @@ async function start() {
 }
 
 // Every view has a URL: the environment in focus, the filters, and the history with its filters
-// (`/?env=staging&q=voice`, `/?view=history&flag=ui.new_feature`). Back and Forward move between views; a reload, or
+// (`/?env=staging&q=voice`, `/?view=flag&flag=ui.checkout`, `/?view=history&flag=ui.new_feature`). Back and Forward move between views; a reload, or
 // the URL sent to someone, opens the same place.
 function writeLocation(push) {
   const parameters = new URLSearchParams();
@@ -98,7 +99,11 @@ function writeLocation(push) {
   if ($("filter").value) parameters.set("q", $("filter").value);
   if ($("state-filter").value) parameters.set("state", $("state-filter").value);
   if ($("sort").value) parameters.set("sort", $("sort").value);
-  if (panel.page > 1 && $("history").hidden) parameters.set("page", String(panel.page));
+  if (panel.page > 1 && !$("flags-view").hidden) parameters.set("page", String(panel.page));
+  if (!$("flag-view").hidden && panel.flagPage) {
+    parameters.set("view", "flag");
+    parameters.set("flag", panel.flagPage);
+  }
   if (!$("history").hidden) {
     parameters.set("view", "history");
     if (panel.historyFlag) parameters.set("flag", panel.historyFlag);
@@ -128,6 +133,8 @@ async function applyLocation() {
     $("history-user").value = parameters.get("user") || "";
     $("history-action").value = parameters.get("action") || "";
     await openHistory(parameters.get("flag"), false);
+  } else if (parameters.get("view") === "flag" && parameters.get("flag")) {
+    await openFlag(parameters.get("flag"), false);
   } else {
     show("flags-view");
   }
@@ -285,18 +292,18 @@ function render() {
     }
     const name = document.createElement("th");
     name.scope = "row";
-    if (viewer) {
-      name.append(...breakable(flag.name));
-    } else {
-      const edit = document.createElement("button");
-      edit.type = "button";
-      edit.className = "link";
-      edit.append(...breakable(flag.name));
-      edit.title = flag.description || "Edit the definition";
-      edit.setAttribute("aria-label", `Edit ${flag.name}`);
-      edit.addEventListener("click", () => editDefinition(flag));
-      name.append(edit);
-    }
+    // The name opens the flag's page: every environment side by side, its targeting, history and editors.
+    const open = document.createElement("a");
+    open.href = `/?view=flag&flag=${encodeURIComponent(flag.name)}`;
+    open.className = "flag-link";
+    open.append(...breakable(flag.name));
+    open.title = flag.description || `Open ${flag.name}`;
+    open.addEventListener("click", (event) => {
+      if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      openFlag(flag.name);
+    });
+    name.append(open);
     row.append(name);
     for (const environment of panel.environments) {
       const state = flag.environments[environment.key];
@@ -465,9 +472,9 @@ async function toggle(flag, environment, enable, pinned = null) {
   }
 }
 
-function diffText(changes) {
-  if (!changes.length) return "(no difference)";
-  return changes.map((change) => `${change.path}: ${JSON.stringify(change.before)} → ${JSON.stringify(change.after)}`).join("\n");
+// A diff in the server's words (vexil_core::describe, pinned by spec/changes.json), one change a line.
+function diffText(described) {
+  return described.length ? described.join("\n") : "(no difference)";
 }
 
 async function promote(flag, from, to) {
@@ -477,27 +484,28 @@ async function promote(flag, from, to) {
       notify(`Nothing to promote: ${flag.name} serves the same in ${to.title} as in ${from.title}.`, "done");
       return;
     }
-    const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.changes));
+    // A boolean flag can reach the target step by step, the guard watching each step (the seed's "promote to
+    // production as a gradual rollout").
+    $("confirm-rollout").hidden = flag.type !== "boolean";
+    $("confirm-rollout-on").checked = false;
+    const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.described));
+    $("confirm-rollout").hidden = true;
     if (reason === null) return;
+    const gradual = flag.type === "boolean" && $("confirm-rollout-on").checked;
+    const rollout = gradual ? {
+      steps: $("confirm-rollout-steps").value.split(",").map((step) => Number(step.trim())).filter((step) => !Number.isNaN(step)),
+      every: $("confirm-rollout-every").value.trim(),
+    } : undefined;
     // What the dialog showed is what is promoted: the server refuses if the target, the source or the definition moved.
     await api("POST", `/api/flags/${flag.name}/promote`, {
       from: from.key, to: to.key, reason: reason || undefined, expected_version: preview.target_version,
-      expected_source_version: preview.source_version, expected_definition_version: preview.definition_version,
+      expected_source_version: preview.source_version, expected_definition_version: preview.definition_version, rollout,
     });
-    notify(`${flag.name} promoted from ${from.title} to ${to.title}.`, "done");
+    notify(gradual ? `${flag.name} is rolling out to ${to.title}: step 1 of ${rollout.steps.length}, ${rollout.steps[0]} %.`
+      : `${flag.name} promoted from ${from.title} to ${to.title}.`, "done");
   } catch (error) {
     notify(error.message);
   }
-}
-
-// What an audit record changed, field by field (states: enabled, serve, split, rules, targets; definitions: the rest).
-function changeText(before, after) {
-  if (!after) return "";
-  if (!before) return "created";
-  const skip = new Set(["version", "updated_at", "updated_by", "created_at"]);
-  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((key) => !skip.has(key));
-  return keys.filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]))
-    .map((key) => `${key}: ${JSON.stringify(before[key] ?? null)} → ${JSON.stringify(after[key] ?? null)}`).join("; ");
 }
 
 async function openHistory(flagName, push = true) {
@@ -517,17 +525,19 @@ async function openHistory(flagName, push = true) {
   writeLocation(push);
 }
 
-const HISTORY_COLUMNS = ["When", "Who", "Source", "Action", "Flag", "Environment", "Reason", "Before → after"];
+const HISTORY_COLUMNS = ["When", "Who", "Source", "Action", "Flag", "Environment", "Reason", "What changed"];
 
 function historyRows(entries) {
   return entries.map((entry) => {
     const row = document.createElement("tr");
     const when = entry.timestamp.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
     const texts = [when, entry.user, entry.source || "", entry.action + (entry.from_environment ? ` (from ${entry.from_environment})` : ""),
-                   entry.flag || "", entry.environment || "", entry.reason || "", changeText(entry.before, entry.after)];
+                   entry.flag || "", entry.environment || "", entry.reason || "", null];
     texts.forEach((text, index) => {
       const cell = document.createElement("td");
-      cell.textContent = text;
+      if (text !== null) cell.textContent = text;
+      // What the record did, a line a change, in the server's words (vexil_core::describe::record_changes).
+      else for (const line of entry.changes || []) { const item = document.createElement("div"); item.textContent = line; cell.append(item); }
       cell.dataset.label = HISTORY_COLUMNS[index];
       if (index === 0) cell.className = "when";
       row.append(cell);
@@ -567,7 +577,7 @@ async function bulk(action) {
 }
 
 function batchText(preview) {
-  const lines = preview.flags.map((flag) => `${flag.flag}\n` + flag.changes.map((change) => `  ${change.path}: ${JSON.stringify(change.before)} → ${JSON.stringify(change.after)}`).join("\n"));
+  const lines = preview.flags.map((flag) => `${flag.flag}\n` + flag.described.map((line) => `  ${line}`).join("\n"));
   if (!lines.length) lines.push("(no difference)");
   if (preview.unchanged.length) lines.push(`${preview.unchanged.length} already identical`);
   return lines.join("\n");
@@ -625,14 +635,21 @@ async function importFile(file) {
   $("import-file").value = "";
 }
 
-// A form in the editor dialog; `fields` are [name, label, kind, value, options]; resolves to the values or null.
+// A form in the editor dialog; `fields` are [name, label, kind, value, options]; resolves to whether it was saved.
+// A refusal from the server appears beside the field it names (its `field`), else at the foot of the form.
 function editor(title, fields, save) {
   const dialog = $("editor");
   $("editor-title").textContent = title;
   $("editor-error").textContent = "";
   const inputs = {};
   $("editor-fields").replaceChildren(...fields.map(([name, label, kind, value, options]) => {
+    if (kind === "variants") {
+      const list = variantsEditor(value || []);
+      inputs[name] = list;
+      return list.node;
+    }
     const wrapper = document.createElement("label");
+    wrapper.className = "field";
     wrapper.append(document.createTextNode(label + " "));
     let input;
     if (kind === "select") {
@@ -643,13 +660,14 @@ function editor(title, fields, save) {
       input = document.createElement("input");
       input.type = "checkbox";
       input.checked = Boolean(value);
-      wrapper.className = "check";
+      wrapper.className = "check field";
     } else {
       input = document.createElement("input");
       input.type = kind;
       input.value = value === undefined || value === null ? "" : value;
     }
     input.id = `editor-${name}`;
+    input.dataset.field = name;
     inputs[name] = input;
     wrapper.append(input);
     return wrapper;
@@ -657,12 +675,13 @@ function editor(title, fields, save) {
   return new Promise((resolve) => {
     const submit = async (event) => {
       event.preventDefault();
-      const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) => [name, input.type === "checkbox" ? input.checked : input.value]));
+      const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) =>
+        [name, input.read ? input.read() : input.type === "checkbox" ? input.checked : input.value]));
       try {
         await save(values);
         finish(true);
       } catch (error) {
-        $("editor-error").textContent = error.message;
+        showFieldError($("editor-form"), error, $("editor-error"));
       }
     };
     const cancel = () => finish(false);
@@ -678,6 +697,69 @@ function editor(title, fields, save) {
   });
 }
 
+// A flag's variants as rows of name, value and description; `read()` gives them as typed (values still text).
+function variantsEditor(variants) {
+  const rows = variants.map((variant) => ({ name: variant.name, value: typeof variant.value === "string" ? variant.value : JSON.stringify(variant.value), description: variant.description || "" }));
+  const node = document.createElement("fieldset");
+  node.dataset.field = "variants";
+  const draw = () => {
+    const legend = document.createElement("legend");
+    legend.textContent = "Variants (named values; states and rules can serve them by name)";
+    const lines = rows.map((row, index) => {
+      const line = document.createElement("div");
+      line.className = "row field";
+      for (const [key, placeholder] of [["name", "name (control, treatment)"], ["value", "value"], ["description", "what it is for (optional)"]]) {
+        const input = document.createElement("input");
+        input.value = row[key];
+        input.placeholder = placeholder;
+        input.setAttribute("aria-label", `Variant ${index + 1} ${key}`);
+        input.dataset.field = `variants[${index}]${key === "name" ? "" : "." + key}`;
+        input.addEventListener("input", () => { row[key] = input.value; });
+        line.append(input);
+      }
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "small";
+      remove.textContent = "Remove";
+      remove.setAttribute("aria-label", `Remove variant ${index + 1}`);
+      remove.addEventListener("click", () => { rows.splice(index, 1); draw(); });
+      line.append(remove);
+      return line;
+    });
+    const add = document.createElement("button");
+    add.type = "button";
+    add.className = "small";
+    add.textContent = "Add a variant";
+    add.addEventListener("click", () => { rows.push({ name: "", value: "", description: "" }); draw(); });
+    node.replaceChildren(legend, ...lines, add);
+  };
+  draw();
+  return { node, read: () => rows.map((row) => ({ ...row })) };
+}
+
+// Variants as the API takes them, each value read as the flag's type; a value that does not read is refused beside it.
+function variantsOf(rows, type) {
+  return rows.filter((row) => row.name.trim() || row.value.trim()).map((row, index) => {
+    let value;
+    try { value = typedValue(row.value, type); } catch (error) { throw fieldError(`variants[${index}].value`, error.message); }
+    const variant = { name: row.name.trim(), value };
+    if (row.description.trim()) variant.description = row.description.trim();
+    return variant;
+  });
+}
+
+// Constraints on a flag's values: allowed values for strings, a range for numbers (empty: none).
+function constraintsOf(values, type, body) {
+  if (type === "string" && values.allowed.trim()) body.allowed_values = values.allowed.split(",").map((value) => value.trim()).filter(Boolean);
+  for (const bound of ["min", "max"]) {
+    if (type === "number" && values[bound].trim()) {
+      const number = Number(values[bound]);
+      if (!Number.isFinite(number)) throw fieldError(bound, `\`${values[bound]}\` is not a number`);
+      body[bound] = number;
+    }
+  }
+}
+
 // Text typed for a value of `type`: JSON where it parses (numbers, booleans, objects), plain text for strings.
 function typedValue(text, type) {
   if (type === "string") return text;
@@ -687,37 +769,60 @@ function typedValue(text, type) {
 const CRITICALITIES = ["low", "medium", "high", "critical"];
 
 async function newFlag() {
-  await editor("New flag", [
+  let created = null;
+  const saved = await editor("New flag", [
     ["name", "Name (category.snake_case)", "text", ""],
     ["type", "Type", "select", "boolean", ["boolean", "string", "number", "json"]],
     ["default", "Default (empty: false, \"\", 0 or {})", "text", ""],
+    ["variants", "Variants", "variants", []],
     ["description", "Description", "text", ""],
     ["owner", "Owner", "text", ""],
     ["tags", "Tags (comma-separated)", "text", ""],
     ["criticality", "Criticality", "select", "medium", CRITICALITIES],
+    ["allowed", "Allowed values (string flags; comma-separated, empty: any)", "text", ""],
+    ["min", "Minimum (number flags)", "number", ""],
+    ["max", "Maximum (number flags)", "number", ""],
   ], async (values) => {
     const body = { name: values.name.trim(), type: values.type, description: values.description, criticality: values.criticality,
                    tags: values.tags.split(",").map((tag) => tag.trim()).filter(Boolean) };
-    if (values.default.trim()) body.default = typedValue(values.default.trim(), values.type);
+    if (values.default.trim()) {
+      try { body.default = typedValue(values.default.trim(), values.type); } catch (error) { throw fieldError("default", error.message); }
+    }
     if (values.owner.trim()) body.owner = values.owner.trim();
-    await api("POST", "/api/flags", body);
+    const variants = variantsOf(values.variants, values.type);
+    if (variants.length) body.variants = variants;
+    constraintsOf(values, values.type, body);
+    created = await api("POST", "/api/flags", body);
   });
+  if (saved && created) {
+    notify(`${created.name} defined: disabled in every environment.`, "done");
+    await openFlag(created.name);
+  }
 }
 
 async function editDefinition(flag) {
-  await editor(`Edit ${flag.name} (${flag.type})`, [
+  const saved = await editor(`Edit ${flag.name} (${flag.type})`, [
     ["description", "Description", "text", flag.description],
     ["owner", "Owner", "text", flag.owner || ""],
     ["tags", "Tags (comma-separated)", "text", (flag.tags || []).join(", ")],
     ["criticality", "Criticality", "select", flag.criticality, CRITICALITIES],
     ["default", "Default", "text", flag.type === "string" ? flag.default : JSON.stringify(flag.default)],
+    ["variants", "Variants", "variants", flag.variants || []],
+    ...(flag.type === "string" ? [["allowed", "Allowed values (comma-separated, empty: any)", "text", (flag.allowed_values || []).join(", ")]] : []),
+    ...(flag.type === "number" ? [["min", "Minimum", "number", flag.min ?? ""], ["max", "Maximum", "number", flag.max ?? ""]] : []),
     ["deprecated", "Deprecated", "checkbox", flag.deprecated],
     ["reason", "Reason (needed when the change alters what a protected environment serves)", "text", ""],
   ], async (values) => {
+    let defaultValue;
+    try { defaultValue = typedValue(values.default, flag.type); } catch (error) { throw fieldError("default", error.message); }
     const body = {
       description: values.description, owner: values.owner, criticality: values.criticality, deprecated: values.deprecated,
-      tags: values.tags.split(",").map((tag) => tag.trim()).filter(Boolean), default: typedValue(values.default, flag.type),
+      tags: values.tags.split(",").map((tag) => tag.trim()).filter(Boolean), default: defaultValue,
+      variants: variantsOf(values.variants, flag.type),
     };
+    // Empty allowed values remove the constraint.
+    if (flag.type === "string") body.allowed_values = values.allowed.split(",").map((value) => value.trim()).filter(Boolean);
+    if (flag.type === "number") constraintsOf({ ...values, allowed: "" }, flag.type, body);
     // A definition can change what an environment serves (a disabled flag's default): the server says where.
     const impact = await api("PATCH", `/api/flags/${flag.name}`, { ...body, dry_run: true });
     const protectedServing = impact.affects.filter((affected) => affected.protected && affected.effect === "serving");
@@ -726,12 +831,16 @@ async function editDefinition(flag) {
       throw new Error(`this changes what ${where} serves, which only an admin can change; nothing was saved`);
     }
     if (protectedServing.length && !values.reason.trim()) {
-      throw new Error(`this changes what ${where} serves: give a reason`);
+      throw fieldError("reason", `this changes what ${where} serves: give a reason`);
     }
     if (values.reason.trim()) body.reason = values.reason.trim();
     // The form holds every field as loaded: If-Match keeps it from overwriting an edit made since.
     await api("PATCH", `/api/flags/${flag.name}`, body, { "If-Match": `"${flag.version}"` });
   });
+  if (saved) {
+    notify(`${flag.name}: definition saved.`, "done");
+    if (panel.flagPage === flag.name && !$("flag-view").hidden) await openFlag(flag.name, false);
+  }
 }
 
 async function setState(flag, environment) {
@@ -896,6 +1005,7 @@ function follow() {
       const change = JSON.parse(event.data);
       const updated = remember(change.flag, change.definition, environment, change.state, change.summary);
       render();
+      flagChanged(change.flag);
       const cell = document.querySelector(`tr[data-flag="${change.flag}"] td[data-environment="${environment.key}"]`);
       if (cell) cell.classList.add("flash");
       $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, environment.key)} — by ${change.state.updated_by}`;
@@ -992,6 +1102,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const turn = (by) => () => { panel.page += by; render(); writeLocation(true); $("matrix").scrollIntoView({ block: "start" }); };
   $("page-previous").addEventListener("click", turn(-1));
   $("page-next").addEventListener("click", turn(1));
+  // A page left for another (or kept in the back-forward cache) gives its streams back at once: a browser has six
+  // connections per server, and streams that outlive their page starve the next page's requests.
+  window.addEventListener("pagehide", () => { for (const stream of panel.streams) stream.close(); panel.streams = []; });
+  window.addEventListener("pageshow", (event) => { if (event.persisted && panel.me) start().catch((error) => notify(error.message)); });
   window.addEventListener("popstate", () => { if (panel.me) applyLocation().catch((error) => notify(error.message)); });
   $("bulk-enable").addEventListener("click", () => bulk("enable"));
   $("bulk-disable").addEventListener("click", () => bulk("disable"));
@@ -1008,5 +1122,6 @@ document.addEventListener("DOMContentLoaded", () => {
     $("history-action").append(option);
   }
   $("history-close").addEventListener("click", () => { show("flags-view"); writeLocation(true); });
+  $("flag-back").addEventListener("click", () => { panel.flagPage = null; show("flags-view"); render(); writeLocation(true); });
   start();
 });

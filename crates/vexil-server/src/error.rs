@@ -21,12 +21,15 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// For a refused value: the field it was in (`rules[0].conditions[1].values`), so a form can show the message
+    /// beside it.
+    pub field: Option<String>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), field: None }
     }
 
     /// 400: the request could not be read.
@@ -82,7 +85,7 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", error.message)
+        Self { field: Some(error.field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", error.message) }
     }
 }
 
@@ -139,6 +142,9 @@ pub(crate) struct ErrorDetail {
     code: String,
     /// What was wrong and what is accepted, for people.
     message: String,
+    /// For `invalid_value`: the field that was refused (`default`, `rules[0].conditions[1].values`, `split`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
 }
 
 /// The code of an error response, kept on the response for middleware (the idempotency layer).
@@ -147,7 +153,7 @@ pub struct ErrorCode(pub &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message, field: self.field } };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
         response

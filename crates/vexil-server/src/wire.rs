@@ -334,6 +334,11 @@ pub struct FlagView {
     /// What each environment's state serves, in words, by environment key (`vexil_core::describe`).
     #[schema(value_type = BTreeMap<String, String>)]
     pub summaries: Summaries,
+    /// Each environment's state explained line by line (targets, rules, everyone else, off), by environment key: on
+    /// `GET /api/flags/{flag}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, vexil_core::describe::Explanation>>)]
+    pub explained: Option<ByEnvironment<vexil_core::describe::Explanation>>,
 }
 
 /// Values by environment key, in promotion order, serialised as a JSON object straight from the list.
@@ -400,6 +405,8 @@ pub struct PromoteResponse {
     pub protected: bool,
     /// What changes in the target.
     pub changes: Vec<FieldChange>,
+    /// The same in words, line by line (`vexil_core::describe`, pinned by `spec/changes.json`).
+    pub described: Vec<String>,
     /// The source's version.
     pub source_version: u64,
     /// The target's version the diff was computed against.
@@ -417,6 +424,8 @@ pub struct FlagDiff {
     pub flag: String,
     /// What changes.
     pub changes: Vec<FieldChange>,
+    /// The same in words, line by line (`vexil_core::describe`, pinned by `spec/changes.json`).
+    pub described: Vec<String>,
     /// The target's version the diff was computed against.
     pub target_version: u64,
     /// For a copy: the source's version the diff was computed from.

@@ -126,9 +126,20 @@ impl Browser {
         found.as_object().and_then(|object| object.values().next()).and_then(Value::as_str).unwrap().to_owned()
     }
 
+    /// Clicks the element matching `xpath`. A live page may redraw between finding the element and clicking it (a
+    /// change arrived from the stream); the element is then found again.
     fn click(&self, xpath: &str) {
-        let element = self.find(xpath);
-        self.call("POST", &format!("/element/{element}/click"), json!({}));
+        for _ in 0..5 {
+            let element = self.find(xpath);
+            let answer: Value =
+                self.http.post(format!("{}/element/{element}/click", self.base)).json(&json!({})).send().unwrap().json().unwrap();
+            match answer["value"].get("error").and_then(Value::as_str) {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(_) => panic!("webdriver click {xpath}: {}", answer["value"]["message"]),
+            }
+        }
+        panic!("{xpath} kept being redrawn");
     }
 
     fn type_into(&self, xpath: &str, text: &str) {
@@ -236,7 +247,7 @@ fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_producti
 
     // Promote to production through the modal: the diff, a reason and an explicit confirmation.
     browser.click("//tr[@data-flag='ui.new_feature']//button[text()='Promote to Prod']");
-    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'enabled: false → true')]");
+    browser.find("//dialog[@id='confirm' and @open]//pre[normalize-space(.)='turned on']");
     browser.click("//button[@id='confirm-ok']");
     browser.find("//p[@id='confirm-error' and contains(., 'give a reason')]");
     browser.type_into("//input[@id='confirm-reason']", "Rollout approved by PM");
@@ -460,10 +471,22 @@ fn every_main_screen_passes_axe() {
     browser.find("//dialog[@id='editor' and @open]");
     check("state editor");
     browser.click("//button[@id='editor-cancel']");
+    browser.click("//tr[@data-flag='ui.new_feature']//a");
+    browser.find("//section[@id='flag-view' and not(@hidden)]//article[@data-environment='staging']");
+    check("flag page");
     browser.click("//button[@aria-label='Edit ui.new_feature']");
     browser.find("//dialog[@id='editor' and @open]");
     check("definition editor");
     browser.click("//button[@id='editor-cancel']");
+    browser.click("//button[@aria-label='Edit targeting of ui.new_feature in staging']");
+    browser.find("//dialog[@id='targeting' and @open]");
+    browser.click("//button[text()='Add a target']");
+    browser.click("//button[text()='Add a rule']");
+    browser.click("//button[text()='Split by percentage']");
+    browser.find("//input[@aria-label='Attribute of rule 1 condition 1']");
+    check("targeting editor");
+    browser.click("//button[@id='targeting-cancel']");
+    browser.click("//button[@id='flag-back']");
     browser.click("//button[@aria-label='History of ui.new_feature']");
     browser.find("//section[@id='history' and not(@hidden)]");
     check("history");
@@ -664,7 +687,9 @@ fn bulk_disable_copy_with_preview_export_and_import() {
     browser.click("//nav[@id='switcher']/button[text()='Staging']");
     browser.find("//select[@id='copy-from']/option[@value='dev']");
     browser.click("//button[@id='copy']");
-    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'enabled: false → true') and contains(., '2 already identical')]");
+    browser.find(
+        "//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'turned on') and contains(., '2 already identical')]",
+    );
     browser.screenshot("panel-copy.png");
     assert_eq!(server.http().get("/api/flags/ui.c/environments/staging").body["state"]["enabled"], false, "the preview changed nothing");
     // Someone changes the source while the dialog is open: the confirmed copy is refused rather than applied as changed.
@@ -676,7 +701,7 @@ fn bulk_disable_copy_with_preview_export_and_import() {
     assert_eq!(server.http().get("/api/flags/ui.c/environments/staging").body["state"]["enabled"], false, "nothing was copied");
     server.http().put("/api/flags/ui.c/environments/dev", &json!({"enabled": true, "serve": {"value": true}}), None);
     browser.click("//button[@id='copy']");
-    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'enabled: false → true')]");
+    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'ui.c') and contains(., 'turned on')]");
     browser.click("//button[@id='confirm-ok']");
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "staging")));
     let audit = server.http().get("/api/flags/audit?action=copy").body;
@@ -759,13 +784,15 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.click("//button[@id='new-flag']");
     browser.type_into("//input[@id='editor-name']", "UI.Bad Name");
     browser.click("//button[@id='editor-ok']");
-    browser.find("//p[@id='editor-error' and contains(., '<category>.<snake_case>')]");
+    browser.find("//input[@id='editor-name' and @aria-invalid='true']/../following-sibling::p[contains(@class, 'field-error') and contains(., '<category>.<snake_case>')]");
     browser.call("POST", &format!("/element/{}/clear", browser.find("//input[@id='editor-name']")), json!({}));
     browser.type_into("//input[@id='editor-name']", "ui.checkout_v2");
     browser.type_into("//input[@id='editor-description']", "The new checkout");
     browser.type_into("//input[@id='editor-tags']", "checkout, launch");
     browser.click("//button[@id='editor-ok']");
-    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.checkout_v2", "prod")));
+    // A new flag opens on its own page, disabled in every environment.
+    browser.find("//h2[@id='flag-title' and text()='ui.checkout_v2']");
+    browser.find("//article[@data-environment='prod']//span[@data-summary and normalize-space(.)='Disabled']");
     let flag = server.http().get("/api/flags/ui.checkout_v2").body;
     assert_eq!((flag["description"].as_str(), flag["tags"].clone()), (Some("The new checkout"), json!(["checkout", "launch"])));
 
@@ -774,16 +801,20 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.call("POST", &format!("/element/{description}/clear"), json!({}));
     browser.type_into("//input[@id='editor-description']", "The new checkout flow");
     browser.click("//button[@id='editor-ok']");
-    browser.find("//button[@aria-label='Edit ui.checkout_v2' and @title='The new checkout flow']");
+    browser.find("//p[@id='flag-description' and text()='The new checkout flow']");
+    browser.click("//button[@id='flag-back']");
+    browser.find("//tr[@data-flag='ui.checkout_v2']//a[@title='The new checkout flow']");
 
     // A disabled string flag serves its default everywhere, production included: editing it needs a reason.
     server.http().post("/api/flags", &json!({"name": "ui.theme", "type": "string", "default": "light"}));
+    browser.click("//tr[@data-flag='ui.theme']//a");
     browser.click("//button[@aria-label='Edit ui.theme']");
     let default = browser.find("//input[@id='editor-default']");
     browser.call("POST", &format!("/element/{default}/clear"), json!({}));
     browser.type_into("//input[@id='editor-default']", "dark");
     browser.click("//button[@id='editor-ok']");
-    browser.find("//p[@id='editor-error' and contains(., 'this changes what production serves: give a reason')]");
+    // The refusal appears beside the field it is about.
+    browser.find("//input[@id='editor-reason' and @aria-invalid='true']/../following-sibling::p[contains(@class, 'field-error') and contains(., 'this changes what production serves: give a reason')]");
     browser.screenshot("panel-definition-reason.png");
     assert_eq!(server.http().get("/api/flags/ui.theme").body["default"], "light", "nothing changed");
     // Someone else edits the flag while the form is open: saving the form's (older) fields is refused, not applied over it.
@@ -794,8 +825,8 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.find("//p[@id='editor-error' and contains(., 'changed since you read it')]");
     assert_eq!(server.http().get("/api/flags/ui.theme").body["owner"], "team-ui", "the newer edit stands");
     browser.click("//button[@id='editor-cancel']");
-    // A fresh page reads the flag as it is now; the edit goes through from there.
-    browser.goto(&server.url);
+    // A fresh page (the same URL: the flag's page) reads the flag as it is now; the edit goes through from there.
+    browser.goto(&format!("{}/?view=flag&flag=ui.theme", server.url));
     browser.click("//button[@aria-label='Edit ui.theme']");
     let default = browser.find("//input[@id='editor-default']");
     browser.call("POST", &format!("/element/{default}/clear"), json!({}));
@@ -807,6 +838,7 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     let audit = server.http().get("/api/flags/audit?flag=ui.theme&env=prod").body;
     assert_eq!(audit["entries"][0]["reason"], "dark by default", "{audit}");
 
+    browser.goto(&server.url);
     browser.click("//button[@aria-label='Set ui.checkout_v2 in staging']");
     browser.click("//input[@id='editor-enabled']");
     browser.type_into("//input[@id='editor-rollout']", "25");
@@ -890,6 +922,214 @@ fn a_guarded_production_change_shows_what_the_guard_sees() {
     browser.click("//button[@id='plan-close']");
     browser.find("//tr[@data-flag='ui.search_v2']/td[@data-environment='staging' and contains(., '✓') and not(contains(., 'guarded'))]");
     browser.find("//tr[@data-flag='ui.search_v2']/td[@data-environment='prod' and contains(., 'guarded')]");
+}
+
+/// The flag page: every environment side by side in evaluation order (targets, rules, everyone else), what separates
+/// two environments, and a history that says what each change did; its URL survives a reload and Back.
+#[test]
+fn a_flag_page_shows_every_environment_its_differences_and_a_readable_history() {
+    let server = Server::start();
+    let http = server.http();
+    let define = json!({"name": "experiment.checkout", "type": "string", "default": "control", "owner": "team-checkout",
+        "variants": [{"name": "control", "value": "control"}, {"name": "treatment", "value": "treatment"}]});
+    assert_eq!(http.send("POST", "/api/flags", Some(define.to_string()), &[]).status, 201);
+    let split = json!({"enabled": true, "serve": {"variant": "control"},
+        "targets": [{"keys": ["user-1", "user-2"], "serve": {"variant": "treatment"}}],
+        "rules": [{"conditions": [{"attribute": "email", "operator": "ends_with", "values": ["@asimo.io"]}], "serve": {"variant": "treatment"}}],
+        "split": {"buckets": [{"serve": {"variant": "treatment"}, "weight": 50000}, {"serve": {"variant": "control"}, "weight": 50000}]}});
+    assert_eq!(http.send("PUT", "/api/flags/experiment.checkout/environments/staging", Some(split.to_string()), &[]).status, 200);
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click("//tr[@data-flag='experiment.checkout']//a");
+
+    let staging = "//article[@data-environment='staging']";
+    browser.find(&format!(
+        "{staging}//span[@data-summary and normalize-space(.)='Enabled · 50 % treatment / 50 % control · 1 rule · 2 targets']"
+    ));
+    browser.find(&format!("{staging}//dd//li[normalize-space(.)='user-1, user-2 → treatment']"));
+    browser.find(&format!("{staging}//dd/ol/li[normalize-space(.)='email ends with \"@asimo.io\" → treatment']"));
+    browser.find(&format!("{staging}//dd[@data-otherwise and normalize-space(.)='50 % treatment / 50 % control']"));
+    browser.find("//article[@data-environment='prod']//span[@data-summary and normalize-space(.)='Disabled (serves control)']");
+    browser.find("//article[@data-environment='prod']//button[@role='switch' and @aria-checked='false']");
+    browser.find("//article[@data-environment='prod' and contains(@class, 'protected')]//span[contains(@class, 'protected-mark')]");
+    browser.find("//dl[@id='flag-facts']/dd[text()='team-checkout']");
+    browser.find("//div[@id='flag-variants']//tr[th[text()='treatment'] and td/code[text()='\"treatment\"']]");
+    browser.find("//pre[@id='flag-snippet' and contains(., 'string_value(\"experiment.checkout\"') and contains(., 'FF_EXPERIMENT_CHECKOUT=control')]");
+
+    // The difference between two environments, in words: what prod would change to serve what staging serves.
+    browser.click("//select[@id='compare-from']/option[@value='staging']");
+    browser.click("//select[@id='compare-to']/option[@value='prod']");
+    browser.find("//ul[@id='compare-lines']/li[normalize-space(.)='turned on']");
+    browser.find("//ul[@id='compare-lines']/li[normalize-space(.)='targets added: user-1, user-2 → treatment']");
+    browser.find("//ul[@id='compare-lines']/li[normalize-space(.)='rule 1: email ends with \"@asimo.io\" → treatment (added)']");
+    browser.find("//ul[@id='compare-lines']/li[normalize-space(.)='everyone else: 50 % treatment / 50 % control (was control)']");
+
+    // Its history says what each change did, line by line.
+    browser.find("//tbody[@id='flag-history-body']/tr[1]/td[@data-label='What changed']/div[text()='rule 1: email ends with \"@asimo.io\" → treatment (added)']");
+    browser.screenshot("panel-flag-page.png");
+
+    // A change made elsewhere reaches the page live.
+    server.cli(&["disable", "experiment.checkout", "--env", "staging"]).ok();
+    browser.find(&format!("{staging}//span[@data-summary and starts-with(normalize-space(.), 'Disabled')]"));
+    browser.find("//tbody[@id='flag-history-body']/tr[1]/td[@data-label='What changed']/div[text()='turned off']");
+
+    // The page has a URL: a reload comes back to it, Back returns to the matrix.
+    browser.call("POST", "/refresh", json!({}));
+    browser.find("//h2[@id='flag-title' and text()='experiment.checkout']");
+    browser.call("POST", "/back", json!({}));
+    browser.find("//section[@id='flags-view' and not(@hidden)]");
+    browser.call("POST", "/forward", json!({}));
+    browser.find("//section[@id='flag-view' and not(@hidden)]//h2[text()='experiment.checkout']");
+
+    // The switch is the kill switch; in production it still asks for a reason, and a developer cannot use it there.
+    browser.click("//article[@data-environment='dev']//button[@role='switch']");
+    browser.find("//article[@data-environment='dev']//button[@role='switch' and @aria-checked='true']");
+    assert_eq!(http.get("/api/flags/experiment.checkout/environments/dev").body["state"]["enabled"], true);
+}
+
+/// A string flag with variants and a rule, made entirely in the panel: the server's refusals appear beside the field
+/// they are about, and an SDK key's OFREP answer follows what the panel set.
+#[test]
+fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answers() {
+    let server = Server::start();
+    let key = common::sdk_key_for(&server, "dev");
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click("//button[@id='new-flag']");
+    browser.type_into("//input[@id='editor-name']", "ui.checkout_flow");
+    browser.click("//select[@id='editor-type']/option[@value='string']");
+    browser.type_into("//input[@id='editor-default']", "control");
+    browser.click("//button[text()='Add a variant']");
+    browser.click("//button[text()='Add a variant']");
+    browser.type_into("//input[@aria-label='Variant 1 name']", "control");
+    browser.type_into("//input[@aria-label='Variant 1 value']", "control");
+    browser.type_into("//input[@aria-label='Variant 2 name']", "Treatment!");
+    browser.type_into("//input[@aria-label='Variant 2 value']", "treatment");
+    browser.click("//button[@id='editor-ok']");
+    // The server refuses the variant's name, and says so beside it.
+    browser.find("//input[@aria-label='Variant 2 name' and @aria-invalid='true']/../following-sibling::p[contains(@class, 'field-error')]");
+    let name = browser.find("//input[@aria-label='Variant 2 name']");
+    browser.call("POST", &format!("/element/{name}/clear"), json!({}));
+    browser.type_into("//input[@aria-label='Variant 2 name']", "treatment");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//h2[@id='flag-title' and text()='ui.checkout_flow']");
+
+    browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in development']");
+    browser.click("//input[@id='targeting-enabled']");
+    browser.click("//button[text()='Add a rule']");
+    browser.type_into("//input[@aria-label='Attribute of rule 1 condition 1']", "email");
+    browser.click("//select[@aria-label='Operator of rule 1 condition 1']/option[@value='regex']");
+    browser.type_into("//input[@aria-label='Values of rule 1 condition 1']", "(unclosed");
+    browser.click("//select[@aria-label='What rule 1 serves']/option[@value='treatment']");
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//input[@aria-label='Values of rule 1 condition 1' and @aria-invalid='true']");
+    browser.find(
+        "//div[contains(@class, 'condition')]/following-sibling::p[contains(@class, 'field-error') and contains(., 'does not compile')]",
+    );
+    // A split whose shares do not reach 100 % is refused beside the split, before it is sent.
+    browser.click("//fieldset[legend[text()='Everyone else']]/button[text()='Split by percentage']");
+    let share = browser.find("//input[@aria-label='Share 1 in %']");
+    browser.call("POST", &format!("/element/{share}/clear"), json!({}));
+    browser.type_into("//input[@aria-label='Share 1 in %']", "40");
+    browser.find("//p[contains(@class, 'split-total') and contains(., 'Total: 90 %')]");
+    browser.click("//select[@aria-label='Operator of rule 1 condition 1']/option[@value='ends_with']");
+    let values = browser.find("//input[@aria-label='Values of rule 1 condition 1']");
+    browser.call("POST", &format!("/element/{values}/clear"), json!({}));
+    browser.type_into("//input[@aria-label='Values of rule 1 condition 1']", "@asimo.io");
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//p[contains(@class, 'field-error') and contains(., 'the shares add up to 90 %')]");
+    browser.screenshot("panel-targeting.png");
+    browser.click("//fieldset[legend[text()='Everyone else']]/button[text()='Serve one value instead']");
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//dialog[@id='targeting' and not(@open)]");
+    browser.find("//article[@data-environment='dev']//dd/ol/li[normalize-space(.)='email ends with \"@asimo.io\" → treatment']");
+
+    let ofrep = |email: &str| {
+        let body = json!({"context": {"targetingKey": "user-7", "email": email}});
+        server.http().with_token(Some(&key)).post("/ofrep/v1/evaluate/flags/ui.checkout_flow", &body).body
+    };
+    assert_eq!(ofrep("ada@asimo.io")["value"], "treatment");
+    assert_eq!(ofrep("ada@asimo.io")["variant"], "treatment");
+    assert_eq!(ofrep("bob@example.com")["value"], "control");
+
+    // Rules reorder by dragging (or the arrows beside them), and the order is what the server keeps.
+    browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in development']");
+    browser.click("//button[text()='Add a rule']");
+    browser.type_into("//input[@aria-label='Attribute of rule 2 condition 1']", "plan");
+    browser.type_into("//input[@aria-label='Values of rule 2 condition 1']", "pro");
+    browser.execute_async(
+        "const done = arguments[arguments.length - 1];
+         const [first, second] = document.querySelectorAll('#targeting fieldset.rule');
+         const data = new DataTransfer();
+         second.dispatchEvent(new DragEvent('dragstart', {dataTransfer: data, bubbles: true}));
+         first.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+         first.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+         done(true);",
+    );
+    browser.find("//input[@aria-label='Attribute of rule 1 condition 1' and @value='plan']");
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//article[@data-environment='dev']//dd/ol/li[1][normalize-space(.)='plan is \"pro\" → control']");
+    let rules = server.http().get("/api/flags/ui.checkout_flow/environments/dev").body["state"]["rules"].clone();
+    assert_eq!(rules[0]["conditions"][0]["attribute"], "plan", "{rules}");
+    browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in development']");
+    browser.click("//button[@aria-label='Move rule 1 down']");
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//article[@data-environment='dev']//dd/ol/li[1][normalize-space(.)='email ends with \"@asimo.io\" → treatment']");
+    browser.find("//tbody[@id='flag-history-body']/tr[1]/td[@data-label='What changed']/div[normalize-space(.)='rule 2: plan is \"pro\" → control (moved from 1)']");
+}
+
+/// The seed's best practice, "promote to production as a gradual rollout", from the promote modal: production starts at
+/// the first step with the guard watching, and a developer sees production's controls disabled with the reason.
+#[test]
+fn promoting_to_production_as_a_guarded_rollout_from_the_modal() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click("//tr[@data-flag='ui.new_feature']//a");
+    browser.click("//article[@data-environment='staging']//button[contains(., 'Promote to Prod')]");
+    browser.find("//dialog[@id='confirm' and @open]//pre[normalize-space(.)='turned on']");
+    browser.click("//input[@id='confirm-rollout-on']");
+    let steps = browser.find("//input[@id='confirm-rollout-steps']");
+    browser.call("POST", &format!("/element/{steps}/clear"), json!({}));
+    browser.type_into("//input[@id='confirm-rollout-steps']", "5, 50, 100");
+    browser.type_into("//input[@id='confirm-reason']", "gradual launch");
+    browser.click("//input[@id='confirm-check']");
+    browser.screenshot("panel-promote-rollout.png");
+    browser.click("//button[@id='confirm-ok']");
+    browser
+        .find("//article[@data-environment='prod']//span[@data-summary and normalize-space(.)='Enabled · rolling out: step 1 of 3, 5 %']");
+    browser.find("//article[@data-environment='prod']//button[contains(., 'Rollout: step 1 of 3')]");
+    let state = server.http().get("/api/flags/ui.new_feature/environments/prod").body;
+    assert_eq!(state["state"]["rollout"]["steps"], json!([5000, 50000, 100000]), "{state}");
+    assert_eq!(state["state"]["split"]["buckets"][0]["weight"], 5000);
+    let audit = server.http().get("/api/flags/audit?flag=ui.new_feature&env=prod").body;
+    assert_eq!((audit["entries"][0]["action"].as_str(), audit["entries"][0]["reason"].as_str()), (Some("promote"), Some("gradual launch")));
+    browser.click("//article[@data-environment='prod']//button[contains(., 'Rollout: step 1 of 3')]");
+    browser.find("//p[@id='plan-progress' and contains(., 'At 5 %: step 1 of 3')]");
+    browser.click("//button[@id='plan-close']");
+
+    // A developer: production's switch, targeting and rollout controls are disabled, and the card says why.
+    common::cli(
+        &server.url,
+        Some(common::ADMIN_TOKEN),
+        &["user", "add", "dev@example.com", "--role", "developer", "--password-stdin"],
+        Some("developer password\n"),
+    )
+    .expect_code(0);
+    browser.click("//button[@id='logout']");
+    browser.log_in(&server, "dev@example.com", "developer password");
+    browser.goto(&format!("{}/?view=flag&flag=ui.new_feature", server.url));
+    browser.find("//article[@data-environment='prod']//p[@class='refusal' and contains(., 'needs the admin role')]");
+    browser.find("//article[@data-environment='prod']//button[@role='switch' and @disabled]");
+    browser.find("//article[@data-environment='prod']//button[@aria-label='Edit targeting of ui.new_feature in production' and @disabled]");
+    browser.find("//article[@data-environment='staging']//button[contains(., 'Promote to Prod') and @disabled]");
+    browser.find("//article[@data-environment='dev']//button[@role='switch' and not(@disabled)]");
 }
 
 /// A static file server for `tests/web` on its own port: the page of an application on another origin.

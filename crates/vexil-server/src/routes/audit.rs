@@ -43,9 +43,19 @@ struct Filters {
 /// A page of the audit trail, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 struct AuditResponse {
-    entries: Vec<AuditRecord>,
+    entries: Vec<Entry>,
     /// The cursor of the next (older) page; none at the end.
     next: Option<String>,
+}
+
+/// An audit record with what it changed in words.
+#[derive(Debug, Serialize, ToSchema)]
+struct Entry {
+    #[serde(flatten)]
+    record: AuditRecord,
+    /// What the change did, line by line (`rule 1: email ends with "@asimo.io" → treatment (added)`;
+    /// `vexil_core::describe::record_changes`, pinned by `spec/changes.json`); empty for users' and tokens' records.
+    changes: Vec<String>,
 }
 
 /// What checking the audit trail's hash chain found.
@@ -84,6 +94,15 @@ async fn query(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): 
         .audit(AuditQuery { flag, environment, user: filters.user, action, since, until, before_id, limit, definitions_only: false })
         .await?;
     let (entries, next) = within_page_bytes(page.entries, page.next);
+    let catalog = state.catalog.read();
+    let entries = entries
+        .into_iter()
+        .map(|record| {
+            let definition =
+                record.flag.as_deref().and_then(|flag| FlagName::parse(flag).ok()).and_then(|flag| catalog.definitions.get(&flag));
+            Entry { changes: vexil_core::describe::record_changes(definition, &record), record }
+        })
+        .collect();
     Ok(Json(AuditResponse { entries, next: next.map(|id| id.to_string()) }))
 }
 

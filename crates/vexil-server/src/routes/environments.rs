@@ -123,6 +123,7 @@ async fn import(
         versions.insert(name.clone(), current.version);
         diffs.push(FlagDiff {
             flag: name,
+            described: vexil_core::describe::replacement_changes(&definition, &current, &spec),
             changes,
             target_version: current.version,
             source_version: None,

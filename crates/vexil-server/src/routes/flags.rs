@@ -73,7 +73,7 @@ fn view(state: &AppState, catalog: &Catalog, definition: &FlagDefinition) -> Fla
             environments.0.push((environment.key.to_string(), flag_state.clone()));
         }
     }
-    FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments, summaries }
+    FlagView { definition: definition.clone(), category: definition.name.category().to_owned(), environments, summaries, explained: None }
 }
 
 /// One flag with its state in every environment; the ETag is the definition's version.
@@ -82,7 +82,11 @@ fn view(state: &AppState, catalog: &Catalog, definition: &FlagDefinition) -> Fla
 async fn show(State(state): State<AppState>, _actor: Actor, ApiPath(flag): ApiPath<String>) -> ApiResult<(HeaderMap, Json<FlagView>)> {
     let definition = state.definition(&flag)?;
     let catalog = state.catalog.read();
-    Ok((etag(definition.version), Json(view(&state, &catalog, &definition))))
+    let mut flag = view(&state, &catalog, &definition);
+    flag.explained = Some(crate::wire::ByEnvironment(
+        flag.environments.0.iter().map(|(key, state)| (key.clone(), vexil_core::describe::explain(&definition, state))).collect(),
+    ));
+    Ok((etag(definition.version), Json(flag)))
 }
 
 /// Define a flag; it starts disabled in every environment.

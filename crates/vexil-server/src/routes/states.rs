@@ -201,7 +201,10 @@ async fn promote(
     let source = state.catalog.state(&from.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
     let target = state.catalog.state(&to.key, &definition.name).ok_or_else(|| ApiError::internal("state missing"))?;
     let changes = diff_specs(Some(&target.spec), &source.spec);
+    let described =
+        if changes.is_empty() { Vec::new() } else { vexil_core::describe::replacement_changes(&definition, &target, &source.spec) };
     let mut response = PromoteResponse {
+        described,
         flag: definition.name.to_string(),
         from: from.key.to_string(),
         to: to.key.to_string(),
@@ -342,10 +345,15 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
                 from.key, source.version
             )));
         }
-        let definition_version = state.catalog.definition(&name).map(|definition| definition.version).unwrap_or(0);
+        let definition = state.catalog.definition(&name);
+        let definition_version = definition.as_ref().map(|definition| definition.version).unwrap_or(0);
         let expected_definition_version = pinned(&request.expected_definition_versions);
         diffs.push(FlagDiff {
             flag: name.to_string(),
+            described: definition
+                .as_ref()
+                .map(|definition| vexil_core::describe::replacement_changes(definition, &target, &source.spec))
+                .unwrap_or_default(),
             changes,
             target_version: target.version,
             source_version: Some(source.version),

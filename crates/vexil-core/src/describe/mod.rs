@@ -14,10 +14,15 @@
 //! evaluation labels them: a variant by its name, a value that is a variant's value by that variant's name, other
 //! values as JSON (cut to 40 characters).
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::state::format_percent;
-use crate::{FlagDefinition, FlagState, FlagType, Serve, Split};
+use crate::{Condition, FlagDefinition, FlagState, FlagType, Operator, Rule, RuleServe, Serve, Split, StateSpec, Target};
+
+mod changes;
+
+pub use changes::{definition_changes, record_changes, replacement_changes, state_changes};
 
 /// The longest value shown whole; longer ones are cut with `…`.
 const SHOWN: usize = 40;
@@ -73,6 +78,141 @@ fn served_when_enabled(definition: &FlagDefinition, state: &FlagState) -> Vec<St
         parts.push(count(targets, "target"));
     }
     parts
+}
+
+/// A state in words, in the order evaluation reads it: the summary, then each target and rule as a line, what
+/// everyone else gets and what the flag serves while it is off. What the flag page and `vexil get FLAG --env E` show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Explanation {
+    /// The one-line summary ([`summary`]).
+    pub summary: String,
+    /// Individually targeted keys and what they get, checked first: `alice, bob → treatment`.
+    pub targets: Vec<String>,
+    /// The rules in order, first match wins: `email ends with "@asimo.io" → treatment`.
+    pub rules: Vec<String>,
+    /// What everyone no target or rule answers gets when the flag is on: `50 % treatment / 50 % control`.
+    pub otherwise: String,
+    /// What the flag serves while it is off: `false`, `"light"`.
+    pub off: String,
+}
+
+/// The state explained line by line; see [`Explanation`].
+pub fn explain(definition: &FlagDefinition, state: &FlagState) -> Explanation {
+    let spec = &state.spec;
+    Explanation {
+        summary: summary(definition, state),
+        targets: spec.targets.iter().map(|target| target_text(definition, target)).collect(),
+        rules: spec.rules.iter().map(|rule| rule_text(definition, rule)).collect(),
+        otherwise: fallthrough(definition, spec),
+        off: value_label(definition, &definition.off_value()),
+    }
+}
+
+/// What everyone no target or rule answers gets: the split, or what is served.
+fn fallthrough(definition: &FlagDefinition, spec: &StateSpec) -> String {
+    match &spec.split {
+        Some(split) => split_text(definition, split),
+        None => serve_label(definition, &spec.serve),
+    }
+}
+
+/// A split in words: `rolled out to 30 %` for a boolean rollout, else its shares, `50 % treatment / 50 % control`.
+fn split_text(definition: &FlagDefinition, split: &Split) -> String {
+    if definition.flag_type == FlagType::Boolean && is_boolean_rollout(split) {
+        return format!("rolled out to {} %", format_percent(true_share(split)));
+    }
+    split
+        .buckets
+        .iter()
+        .filter(|bucket| bucket.weight > 0)
+        .map(|bucket| format!("{} % {}", format_percent(u64::from(bucket.weight)), serve_label(definition, &bucket.serve)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The most targeting keys or condition values written out; the rest are counted.
+const LISTED: usize = 5;
+
+/// Items joined by `, `, the first [`LISTED`] of them, then `and N more`.
+fn listed(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    let mut text = items.take(LISTED).collect::<Vec<_>>().join(", ");
+    if total > LISTED {
+        text.push_str(&format!(" and {} more", total - LISTED));
+    }
+    text
+}
+
+/// `alice, bob → treatment`.
+fn target_text(definition: &FlagDefinition, target: &Target) -> String {
+    let keys = listed(target.keys.iter().map(|key| crate::name::printable(key)));
+    format!("{keys} → {}", serve_label(definition, &target.serve))
+}
+
+/// `country is one of "DE", "FR" and plan is "pro" → treatment`.
+pub fn rule_text(definition: &FlagDefinition, rule: &Rule) -> String {
+    let conditions = rule.conditions.iter().map(condition_text).collect::<Vec<_>>().join(" and ");
+    let serves = match &rule.serve {
+        RuleServe::Value(value) => value_label(definition, value),
+        RuleServe::Variant(name) => name.clone(),
+        RuleServe::Split(split) => split_text(definition, split),
+    };
+    format!("{conditions} → {serves}")
+}
+
+/// One condition as people say it: `email ends with "@asimo.io"`, `app_version ≥ 2.1.0 (semver)`.
+fn condition_text(condition: &Condition) -> String {
+    let values = || listed(condition.values.iter().map(condition_value));
+    let any = || {
+        let shown: Vec<String> = condition.values.iter().take(LISTED).map(condition_value).collect();
+        let mut text = shown.join(" or ");
+        if condition.values.len() > LISTED {
+            text.push_str(&format!(" or {} more", condition.values.len() - LISTED));
+        }
+        text
+    };
+    // Versions as people write them, unquoted: `app_version ≥ 2.1.0 (semver)`.
+    let versions = || {
+        let bare = |value: &Value| value.as_str().map_or_else(|| condition_value(value), crate::name::printable);
+        let shown: Vec<String> = condition.values.iter().take(LISTED).map(bare).collect();
+        format!("{} (semver)", shown.join(" or "))
+    };
+    let single = condition.values.len() == 1;
+    let attribute = crate::name::printable(&condition.attribute);
+    let (verb, operand) = match condition.operator {
+        Operator::Equals if single => ("is", values()),
+        Operator::Equals | Operator::In => ("is one of", values()),
+        Operator::NotEquals if single => ("is not", values()),
+        Operator::NotEquals | Operator::NotIn => ("is none of", values()),
+        Operator::Contains => ("contains", any()),
+        Operator::StartsWith => ("starts with", any()),
+        Operator::EndsWith => ("ends with", any()),
+        Operator::Regex => ("matches", any()),
+        Operator::Gt => (">", any()),
+        Operator::Gte => ("≥", any()),
+        Operator::Lt => ("<", any()),
+        Operator::Lte => ("≤", any()),
+        Operator::SemverEq => ("=", versions()),
+        Operator::SemverGt => (">", versions()),
+        Operator::SemverGte => ("≥", versions()),
+        Operator::SemverLt => ("<", versions()),
+        Operator::SemverLte => ("≤", versions()),
+    };
+    format!("{attribute} {verb} {operand}")
+}
+
+/// A condition's value: strings in quotes as typed (a pattern's backslashes are not doubled), others as JSON.
+fn condition_value(value: &Value) -> String {
+    let text = match value {
+        Value::String(text) => format!("\"{text}\""),
+        other => other.to_string(),
+    };
+    if text.chars().count() > SHOWN {
+        format!("{}…", crate::name::printable(&text.chars().take(SHOWN - 1).collect::<String>()))
+    } else {
+        crate::name::printable(&text)
+    }
 }
 
 fn count(number: usize, what: &str) -> String {
@@ -143,7 +283,7 @@ mod tests {
     /// Every case of `spec/summary.json`: the words are data, so other implementations are held to the same.
     #[test]
     fn summaries_are_the_spec_s() {
-        let cases: Vec<Case> = serde_json::from_str(include_str!("../../../spec/summary.json")).expect("spec/summary.json is valid");
+        let cases: Vec<Case> = serde_json::from_str(include_str!("../../../../spec/summary.json")).expect("spec/summary.json is valid");
         assert!(cases.len() >= 10);
         for case in cases {
             let mut definition = case.definition;
