@@ -111,6 +111,7 @@ function renderFlag(flag) {
   $("flag-environments").replaceChildren(...panel.environments.map((environment) => environmentCard(flag, environment, admin)));
   renderCompare(flag);
   renderSnippet(flag);
+  renderTriggers(flag);
 }
 
 // One environment's column: its switch, then the state in evaluation order, then what can be done there.

@@ -3,7 +3,7 @@
 // and every environment's SSE stream keeps it current (changes made anywhere appear with who made them).
 "use strict";
 
-const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: [], selected: new Set(), historyFlag: null, page: 1, flagPage: null };
+const panel = { me: null, environments: [], flags: new Map(), focus: null, streams: null, selected: new Set(), historyFlag: null, page: 1, flagPage: null };
 // The matrix shows this many flags a page: a thousand rows took 285 ms to lay out, a page of them 30 (docs/benchmarks.md).
 const PAGE_SIZE = 100;
 const ACTIONS = ["create", "update", "enable", "disable", "promote", "copy", "import", "archive", "unarchive", "rollout_step", "rollback"];
@@ -29,8 +29,7 @@ async function api(method, path, body, extra = {}) {
 
 function sessionEnded() {
   panel.me = null;
-  for (const stream of panel.streams) stream.close();
-  panel.streams = [];
+  closeStreams();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   $("login-error").textContent = "Your session has ended: log in again to go on.";
   show("login");
@@ -68,11 +67,12 @@ function notify(message, kind = "error", action = null) {
 }
 
 function show(view) {
-  for (const id of ["login", "flags-view", "flag-view", "history"]) $(id).hidden = id !== view;
+  for (const id of ["login", "flags-view", "flag-view", "access-view", "history"]) $(id).hidden = id !== view;
   $("who").hidden = view === "login";
 }
 
-async function start() {
+// `fresh` after a login or a reconnection: the streams are opened anew, with this session.
+async function start(fresh = false) {
   try {
     panel.me = await api("GET", "/api/me");
   } catch (error) {
@@ -87,7 +87,7 @@ async function start() {
   panel.flags = new Map(listing.flags.map((flag) => [flag.name, flag]));
   $("history-env").replaceChildren(new Option("any", ""), ...panel.environments.map((environment) => new Option(environment.title, environment.key)));
   await applyLocation();
-  follow();
+  follow(fresh);
 }
 
 // Every view has a URL: the environment in focus, the filters, and the history with its filters
@@ -104,6 +104,7 @@ function writeLocation(push) {
     parameters.set("view", "flag");
     parameters.set("flag", panel.flagPage);
   }
+  if (!$("access-view").hidden) parameters.set("view", "access");
   if (!$("history").hidden) {
     parameters.set("view", "history");
     if (panel.historyFlag) parameters.set("flag", panel.historyFlag);
@@ -133,6 +134,8 @@ async function applyLocation() {
     $("history-user").value = parameters.get("user") || "";
     $("history-action").value = parameters.get("action") || "";
     await openHistory(parameters.get("flag"), false);
+  } else if (parameters.get("view") === "access") {
+    await openAccess(false);
   } else if (parameters.get("view") === "flag" && parameters.get("flag")) {
     await openFlag(parameters.get("flag"), false);
   } else {
@@ -983,7 +986,7 @@ function remember(name, definition, environment, state, words) {
 // Whether the page hears every change: live (every stream open), reconnecting (a stream lost its connection and the
 // browser is trying again; what changed meanwhile arrives when it is back), or offline (a stream gave up).
 function showConnection() {
-  const states = panel.streams.map((stream) => stream.readyState);
+  const states = panel.streams ? panel.streams.states() : [];
   const [word, kind] = states.some((state) => state === EventSource.CLOSED) ? ["Offline: changes are not shown", "offline"]
     : states.some((state) => state === EventSource.CONNECTING) ? ["Reconnecting…", "reconnecting"] : ["Live", "live"];
   const indicator = $("connection");
@@ -994,39 +997,72 @@ function showConnection() {
   if (kind === "offline" && panel.me) api("GET", "/api/me").catch(() => {});
 }
 
-// One EventSource per environment; the session cookie authenticates it. A change replaces the flag's state there.
-function follow() {
-  for (const stream of panel.streams) stream.close();
-  panel.streams = panel.environments.map((environment) => {
-    const source = new EventSource(`/api/feature-flags/stream?env=${environment.key}`);
-    source.addEventListener("open", showConnection);
-    source.addEventListener("error", showConnection);
-    source.addEventListener("change", (event) => {
-      const change = JSON.parse(event.data);
-      const updated = remember(change.flag, change.definition, environment, change.state, change.summary);
-      render();
-      flagChanged(change.flag);
-      const cell = document.querySelector(`tr[data-flag="${change.flag}"] td[data-environment="${environment.key}"]`);
-      if (cell) cell.classList.add("flash");
-      $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, environment.key)} — by ${change.state.updated_by}`;
+function closeStreams() {
+  if (panel.streams) panel.streams.close();
+  panel.streams = null;
+}
+
+// A change replaces the flag's state in that environment.
+function changed(environment, data) {
+  const change = JSON.parse(data);
+  const updated = remember(change.flag, change.definition, environment, change.state, change.summary);
+  render();
+  flagChanged(change.flag);
+  const cell = document.querySelector(`tr[data-flag="${CSS.escape(change.flag)}"] td[data-environment="${environment.key}"]`);
+  if (cell) cell.classList.add("flash");
+  $("live").textContent = `${change.flag} in ${environment.name}: ${summary(updated, environment.key)} — by ${change.state.updated_by}`;
+}
+
+// A snapshot comes first on every connection, and again when the server could not replay what this page missed
+// (a reconnection past retention, a server that reloaded): it is the environment's whole truth.
+function snapshotted(environment, data) {
+  const snapshot = JSON.parse(data);
+  let any = false;
+  for (const { definition, state, summary: words } of snapshot.flags) {
+    const current = panel.flags.get(definition.name);
+    // Usually (on connecting) the page already shows exactly this: re-rendering then would only disturb the user.
+    if (current && JSON.stringify(current.environments[environment.key]) === JSON.stringify(state) &&
+        current.version === definition.version) continue;
+    remember(definition.name, definition, environment, state, words);
+    flagChanged(definition.name);
+    any = true;
+  }
+  if (any) render();
+}
+
+// One stream per environment, authenticated by the session cookie. Where the browser has shared workers, every tab of
+// the panel shares the same streams (streams.js): a browser gives a server six connections, and three streams per tab
+// left a second tab with none for anything else. Elsewhere (phones' browsers) the page opens its own.
+function follow(fresh = false) {
+  closeStreams();
+  const byKey = (key) => panel.environments.find((environment) => environment.key === key);
+  if (window.SharedWorker) {
+    const port = new SharedWorker("/streams.js", { name: "vexil-streams" }).port;
+    const states = new Map();
+    port.onmessage = ({ data }) => {
+      const environment = byKey(data.environment);
+      if (!environment) return;
+      if (data.type === "connection") { states.set(environment.key, data.readyState); showConnection(); }
+      else if (data.type === "change") changed(environment, data.data);
+      else if (data.type === "snapshot") snapshotted(environment, data.data);
+    };
+    port.start();
+    port.postMessage({ type: "follow", environments: panel.environments.map((environment) => environment.key), fresh });
+    panel.streams = {
+      states: () => panel.environments.map((environment) => (states.has(environment.key) ? states.get(environment.key) : EventSource.CONNECTING)),
+      close: () => { port.postMessage({ type: "leave" }); port.close(); },
+    };
+  } else {
+    const sources = panel.environments.map((environment) => {
+      const source = new EventSource(`/api/feature-flags/stream?env=${environment.key}`);
+      source.addEventListener("open", showConnection);
+      source.addEventListener("error", showConnection);
+      source.addEventListener("change", (event) => changed(environment, event.data));
+      source.addEventListener("snapshot", (event) => snapshotted(environment, event.data));
+      return source;
     });
-    // A snapshot comes first on every connection, and again when the server could not replay what this page missed
-    // (a reconnection past retention, a server that reloaded): it is the environment's whole truth.
-    source.addEventListener("snapshot", (event) => {
-      const snapshot = JSON.parse(event.data);
-      let changed = false;
-      for (const { definition, state, summary: words } of snapshot.flags) {
-        const current = panel.flags.get(definition.name);
-        // Usually (on connecting) the page already shows exactly this: re-rendering then would only disturb the user.
-        if (current && JSON.stringify(current.environments[environment.key]) === JSON.stringify(state) &&
-            current.version === definition.version) continue;
-        remember(definition.name, definition, environment, state, words);
-        changed = true;
-      }
-      if (changed) render();
-    });
-    return source;
-  });
+    panel.streams = { states: () => sources.map((source) => source.readyState), close: () => { for (const source of sources) source.close(); } };
+  }
   showConnection();
 }
 
@@ -1036,7 +1072,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       await api("POST", "/api/auth/session", { email: $("email").value, password: $("password").value });
       $("login-error").textContent = "";
-      await start();
+      await start(true);
     } catch (error) {
       $("login-error").textContent = error.message;
     }
@@ -1056,13 +1092,13 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("logout").addEventListener("click", async () => {
     try { await api("DELETE", "/api/auth/session"); } finally {
-      for (const stream of panel.streams) stream.close();
+      closeStreams();
       panel.me = null;
       show("login");
     }
   });
   // Reconnecting reloads the page's data first: what changed while it was offline is shown, not only what changes next.
-  $("reconnect").addEventListener("click", () => { start().catch((error) => notify(error.message)); });
+  $("reconnect").addEventListener("click", () => { start(true).catch((error) => notify(error.message)); });
   $("filter").addEventListener("input", () => { panel.page = 1; render(); writeLocation(false); });
   $("state-filter").addEventListener("change", () => { panel.page = 1; render(); writeLocation(false); });
   $("sort").addEventListener("change", () => { panel.page = 1; render(); writeLocation(false); });
@@ -1104,7 +1140,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("page-next").addEventListener("click", turn(1));
   // A page left for another (or kept in the back-forward cache) gives its streams back at once: a browser has six
   // connections per server, and streams that outlive their page starve the next page's requests.
-  window.addEventListener("pagehide", () => { for (const stream of panel.streams) stream.close(); panel.streams = []; });
+  window.addEventListener("pagehide", closeStreams);
   window.addEventListener("pageshow", (event) => { if (event.persisted && panel.me) start().catch((error) => notify(error.message)); });
   window.addEventListener("popstate", () => { if (panel.me) applyLocation().catch((error) => notify(error.message)); });
   $("bulk-enable").addEventListener("click", () => bulk("enable"));
@@ -1122,6 +1158,11 @@ document.addEventListener("DOMContentLoaded", () => {
     $("history-action").append(option);
   }
   $("history-close").addEventListener("click", () => { show("flags-view"); writeLocation(true); });
+  $("access").addEventListener("click", () => openAccess());
+  $("access-back").addEventListener("click", () => { show("flags-view"); render(); writeLocation(true); });
+  $("user-add").addEventListener("click", addUser);
+  $("token-new").addEventListener("click", () => createToken(false));
+  $("sdk-key-new").addEventListener("click", () => createToken(true));
   $("flag-back").addEventListener("click", () => { panel.flagPage = null; show("flags-view"); render(); writeLocation(true); });
   start();
 });

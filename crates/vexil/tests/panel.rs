@@ -431,6 +431,8 @@ fn on_a_phone_promotion_stays_and_the_history_fits_a_page_at_a_time() {
     browser.click(promote);
     browser.click("//button[@id='confirm-ok']");
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "staging")));
+    // The message saying it was done sits at the foot of the screen, over the row, until dismissed (or it goes).
+    browser.click("//div[contains(@class, 'toast') and contains(., 'promoted')]/button[text()='Dismiss']");
 
     browser.click("//button[@aria-label='History of ui.new_feature']");
     browser.find("//tbody[@id='history-body']/tr[1]/td[@data-label='Source' and text()='panel']");
@@ -490,6 +492,13 @@ fn every_main_screen_passes_axe() {
     browser.click("//button[@aria-label='History of ui.new_feature']");
     browser.find("//section[@id='history' and not(@hidden)]");
     check("history");
+    browser.click("//button[@id='access']");
+    browser.find("//tbody[@id='users-body']/tr");
+    check("users and keys");
+    browser.click("//button[@id='sdk-key-new']");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//dialog[@id='secret' and @open]");
+    check("a secret shown once");
 }
 
 /// The matrix at 1 000 flags: every flag is there, and the time one render takes (layout included) is printed for docs/benchmarks.md
@@ -599,6 +608,13 @@ fn the_main_screens_fit_at_1440_and_390_pixels_light_and_dark() {
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
     server.cli(&["set", "ui.checkout_v2", "--env", "staging", "--enabled", "true", "--rollout", "25"]).ok();
     server.cli(&["set", "ui.theme", "--env", "dev", "--enabled", "true", "--value", "dark"]).ok();
+    let targeted = json!({"enabled": true, "serve": {"value": "light"},
+        "targets": [{"keys": ["user-1", "user-2"], "serve": {"value": "dark"}}],
+        "rules": [{"description": "staff try it first", "conditions": [{"attribute": "email", "operator": "ends_with", "values": ["@asimo.io"]}], "serve": {"value": "dark"}},
+                  {"conditions": [{"attribute": "app_version", "operator": "semver_gte", "values": ["2.1.0"]}, {"attribute": "country", "operator": "in", "values": ["DE", "FR"]}], "serve": {"value": "dark"}}],
+        "split": {"buckets": [{"serve": {"value": "dark"}, "weight": 20000}, {"serve": {"value": "light"}, "weight": 80000}]}});
+    let put = server.http().send("PUT", "/api/flags/ui.theme/environments/staging", Some(targeted.to_string()), &[]);
+    assert_eq!(put.status, 200, "{:?}", put.body);
     let driver = Driver::start();
     let browser = Browser::open(&driver);
     browser.log_in(&server, "admin@localhost", "correct horse battery");
@@ -630,6 +646,20 @@ fn the_main_screens_fit_at_1440_and_390_pixels_light_and_dark() {
             fits("the history");
             browser.screenshot(&format!("history-{width}-{theme}.png"));
             browser.click("//button[@id='history-close']");
+            browser.click("//tr[@data-flag='ui.theme']//a");
+            browser.find("//article[@data-environment='staging']//dd/ol/li");
+            fits("the flag page");
+            browser.screenshot(&format!("flag-{width}-{theme}.png"));
+            browser.click("//button[@aria-label='Edit targeting of ui.theme in staging']");
+            browser.find("//dialog[@id='targeting' and @open]//fieldset[contains(@class, 'rule')]");
+            fits("the targeting editor");
+            browser.screenshot(&format!("targeting-{width}-{theme}.png"));
+            browser.click("//button[@id='targeting-cancel']");
+            browser.click("//button[@id='access']");
+            browser.find("//tbody[@id='users-body']/tr");
+            fits("users and keys");
+            browser.screenshot(&format!("access-{width}-{theme}.png"));
+            browser.click("//button[@id='access-back']");
         }
     }
 }
@@ -1130,6 +1160,127 @@ fn promoting_to_production_as_a_guarded_rollout_from_the_modal() {
     browser.find("//article[@data-environment='prod']//button[@aria-label='Edit targeting of ui.new_feature in production' and @disabled]");
     browser.find("//article[@data-environment='staging']//button[contains(., 'Promote to Prod') and @disabled]");
     browser.find("//article[@data-environment='dev']//button[@role='switch' and not(@disabled)]");
+}
+
+/// Several tabs of the panel share one set of streams: a browser gives a server six connections, and each tab holding
+/// its own stream per environment (three) left a second tab, and then the first, with no connection for anything else.
+#[test]
+fn several_tabs_share_the_streams_and_each_stays_live_and_usable() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["define", "ui.other"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.find("//span[@id='connection' and text()='Live']");
+    let first = browser.call("GET", "/window", Value::Null);
+    let mut tabs = vec![first.clone()];
+    for _ in 0..2 {
+        let tab = browser.call("POST", "/window/new", json!({"type": "tab"}));
+        browser.call("POST", "/window", json!({"handle": tab["handle"]}));
+        browser.goto(&server.url);
+        browser.find("//span[@id='connection' and text()='Live']");
+        tabs.push(tab["handle"].clone());
+    }
+    // The last tab can still change things, and every tab hears of it.
+    browser.click(&cell("ui.new_feature", "dev"));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+    for tab in &tabs {
+        browser.call("POST", "/window", json!({"handle": tab}));
+        browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.new_feature", "dev")));
+    }
+    // The first tab too: a change it makes is made, and reaches the others live.
+    browser.call("POST", "/window", json!({"handle": first}));
+    browser.click(&cell("ui.other", "staging"));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.other", "staging")));
+    browser.call("POST", "/window", json!({"handle": tabs[2]}));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.other", "staging")));
+    // A change made elsewhere while a tab joins reaches it too: it starts from the shared streams' current picture.
+    server.cli(&["enable", "ui.other", "--env", "dev"]).ok();
+    let tab = browser.call("POST", "/window/new", json!({"type": "tab"}));
+    browser.call("POST", "/window", json!({"handle": tab["handle"]}));
+    browser.goto(&server.url);
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.other", "dev")));
+    server.cli(&["disable", "ui.other", "--env", "dev"]).ok();
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.other", "dev")));
+}
+
+/// Users and roles, personal tokens, SDK keys (shown once, with a copy button) and a flag's triggers, from the panel;
+/// what each makes is what the server then does.
+#[test]
+fn users_keys_and_triggers_are_managed_from_the_panel() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["enable", "ui.new_feature", "--env", "prod", "--yes", "--reason", "launch"]).ok();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    browser.click("//button[@id='access']");
+    browser.find("//tr[@data-user='admin@localhost']//select[@disabled]");
+
+    // A user added without a password gets a generated one, shown once.
+    browser.click("//button[@id='user-add']");
+    browser.type_into("//input[@id='editor-email']", "dev@example.com");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//dialog[@id='secret' and @open]//h2[text()='dev@example.com added']");
+    let password =
+        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
+    let password = password.as_str().unwrap().to_owned();
+    assert!(password.len() >= 8, "{password}");
+    browser.click("//button[@id='secret-close']");
+    browser.find("//tr[@data-user='dev@example.com']//select[@aria-label='Role of dev@example.com']");
+    let login = server.http().post("/api/auth/login", &json!({"email": "dev@example.com", "password": password}));
+    assert_eq!(login.status, 200, "the shown password logs in: {:?}", login.body);
+    browser.click("//select[@aria-label='Role of dev@example.com']/option[@value='viewer']");
+    browser.find("//div[contains(@class, 'toast') and contains(., 'dev@example.com is now viewer')]");
+    let users = server.http().get("/api/users").body;
+    let dev = users.as_array().unwrap().iter().find(|user| user["email"] == "dev@example.com").unwrap().clone();
+    assert_eq!(dev["role"], "viewer");
+    browser.click("//button[@aria-label='Disable dev@example.com']");
+    browser.find("//tr[@data-user='dev@example.com']//span[text()='Disabled']");
+    let refused = server.http().post("/api/auth/login", &json!({"email": "dev@example.com", "password": password}));
+    assert_ne!(refused.status, 200, "a disabled user cannot log in");
+
+    // An SDK key: shown once with a copy button; it reads its environment over OFREP until revoked.
+    browser.click("//button[@id='sdk-key-new']");
+    browser.type_into("//input[@id='editor-name']", "checkout service");
+    browser.click("//select[@id='editor-environment']/option[@value='prod']");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//dialog[@id='secret' and @open]//h2[text()='SDK key for prod']");
+    let key =
+        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
+    let key = key.as_str().unwrap().to_owned();
+    assert!(key.starts_with("vxs_"), "{key}");
+    browser.click("//button[@id='secret-copy']");
+    browser.find("//button[@id='secret-copy' and (text()='Copied' or text()='Selected: press Ctrl+C')]");
+    browser.screenshot("panel-secret.png");
+    browser.click("//button[@id='secret-close']");
+    let ofrep = |key: &str| {
+        server.http().with_token(Some(key)).post("/ofrep/v1/evaluate/flags/ui.new_feature", &json!({"context": {"targetingKey": "u"}}))
+    };
+    assert_eq!(ofrep(&key).body["value"], true);
+    browser.find("//tbody[@id='tokens-body']/tr[th[text()='checkout service'] and td[text()='SDK key'] and td[text()='prod']]");
+    browser.screenshot("panel-access.png");
+    browser.click("//button[@aria-label='Revoke checkout service']");
+    browser.click("//button[@id='confirm-ok']");
+    browser.gone("//tbody[@id='tokens-body']/tr[th[text()='checkout service']]");
+    assert_eq!(ofrep(&key).status, 401, "a revoked key is refused");
+
+    // A trigger, from the flag's page: its URL is shown once, and calling it turns the flag off in production.
+    browser.goto(&format!("{}/?view=flag&flag=ui.new_feature", server.url));
+    browser.click("//button[@id='trigger-new']");
+    browser.click("//select[@id='editor-environment']/option[@value='prod']");
+    browser.type_into("//input[@id='editor-name']", "checkout errors");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//dialog[@id='secret' and @open]//h2[text()='Trigger: checkout errors']");
+    let url =
+        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
+    let url = url.as_str().unwrap().to_owned();
+    browser.click("//button[@id='secret-close']");
+    browser.find("//ul[@id='flag-triggers']/li[contains(., 'checkout errors: turns off ui.new_feature in prod')]");
+    let path = url.split_once("/api/").map(|(_, path)| format!("/api/{path}")).unwrap_or_else(|| panic!("a trigger URL: {url}"));
+    assert_eq!(server.http().with_token(None).send("POST", &path, None, &[]).status, 200);
+    browser.find("//article[@data-environment='prod']//button[@role='switch' and @aria-checked='false']");
 }
 
 /// A static file server for `tests/web` on its own port: the page of an application on another origin.

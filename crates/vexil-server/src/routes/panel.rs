@@ -1,4 +1,4 @@
-//! The admin panel's static assets, embedded in the binary: `/`, `/panel.js`, `/flag.js`, `/panel.css`.
+//! The admin panel's static assets, embedded in the binary: `/`, `/panel.js`, `/flag.js`, `/access.js`, `/streams.js` (the streams every tab shares), `/panel.css`.
 //!
 //! The panel is plain HTML, CSS and JavaScript with no build step; it uses only the public API (the session
 //! cookie, CSRF header, SSE stream). A strict Content-Security-Policy allows scripts from this origin only.
@@ -13,6 +13,8 @@ use crate::service::AppState;
 const INDEX: &str = include_str!("../../panel/index.html");
 const SCRIPT: &str = include_str!("../../panel/panel.js");
 const FLAG_PAGE: &str = include_str!("../../panel/flag.js");
+const ACCESS: &str = include_str!("../../panel/access.js");
+const STREAMS: &str = include_str!("../../panel/streams.js");
 const STYLE: &str = include_str!("../../panel/panel.css");
 
 pub(super) fn router() -> Router<AppState> {
@@ -20,6 +22,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
         .route("/panel.js", get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }))
         .route("/flag.js", get(|| async { asset(FLAG_PAGE, "text/javascript; charset=utf-8") }))
+        .route("/access.js", get(|| async { asset(ACCESS, "text/javascript; charset=utf-8") }))
+        .route("/streams.js", get(|| async { asset(STREAMS, "text/javascript; charset=utf-8") }))
         .route("/panel.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
 }
 
