@@ -53,6 +53,7 @@ async function openFlag(name, push = true) {
   try { flag = await api("GET", `/api/flags/${encodeURIComponent(name)}`); } catch (error) { notify(error.message); return; }
   panel.flagPage = flag.name;
   panel.flags.set(flag.name, flag);
+  panel.guards = await guardReports(flag);
   renderFlag(flag);
   show("flag-view");
   writeLocation(push);
@@ -68,14 +69,30 @@ function flagChanged(name) {
     try {
       const flag = await api("GET", `/api/flags/${encodeURIComponent(name)}`);
       panel.flags.set(flag.name, flag);
+      panel.guards = await guardReports(flag);
       // Redrawn only when something shown changed, so the element a user is on stays where it is.
-      if (panel.flagPage === name && !$("flag-view").hidden && JSON.stringify(flag) !== panel.flagShown) { renderFlag(flag); await flagHistory(name); }
+      if (panel.flagPage === name && !$("flag-view").hidden && JSON.stringify([flag, panel.guards]) !== panel.flagShown) { renderFlag(flag); await flagHistory(name); }
     } catch (error) { notify(error.message); }
   }, 50);
 }
 
+// What the guard last saw of the flag in each environment (it watches rollouts, and changes in protected environments
+// for a while after them).
+async function guardReports(flag) {
+  const answers = await Promise.all(panel.environments.map((environment) =>
+    api("GET", `/api/flags/${encodeURIComponent(flag.name)}/environments/${environment.key}/guard`).catch(() => null)));
+  return Object.fromEntries(panel.environments.map((environment, index) => [environment.key, answers[index]]));
+}
+
+function guardLine(answer) {
+  if (!answer || !answer.watched) return null;
+  const report = answer.report;
+  const what = report.watching === "rollout" ? "watching the rollout" : `watching the change until ${when(report.until)}`;
+  return h("p", { class: `guard-line${report.decision === "rolled back" ? " off" : ""}`, "data-guard": "" }, icon("shield"), ` Guard: ${report.decision} (${what})`);
+}
+
 function renderFlag(flag) {
-  panel.flagShown = JSON.stringify(flag);
+  panel.flagShown = JSON.stringify([flag, panel.guards]);
   const admin = panel.me.role === "admin";
   const canDefine = panel.me.role !== "viewer";
   $("flag-title").textContent = flag.name;
@@ -112,6 +129,9 @@ function renderFlag(flag) {
   renderCompare(flag);
   renderSnippet(flag);
   renderTriggers(flag);
+  // While the guard watches, its verdict moves without the flag changing: look again every 15 s.
+  clearTimeout(panel.guardTimer);
+  if (Object.values(panel.guards || {}).some((answer) => answer && answer.watched)) panel.guardTimer = setTimeout(() => flagChanged(flag.name), 15000);
 }
 
 // One environment's column: its switch, then the state in evaluation order, then what can be done there.
@@ -134,6 +154,7 @@ function environmentCard(flag, environment, admin) {
       environment.protected ? h("span", { class: "protected-mark" }, icon("shield"), " protected") : null),
     h("div", { class: "switch-row" }, switchButton,
       h("span", { class: `summary ${enabled ? "on" : "off"}`, "data-summary": "" }, (explained && explained.summary) || summary(flag, environment.key))),
+    guardLine((panel.guards || {})[environment.key]),
     refusal ? h("p", { class: "refusal" }, refusal) : null,
     h("dl", { class: "state-lines" },
       h("dt", {}, "Targets"), h("dd", {}, list(explained ? explained.targets : [], false, "nobody individually")),

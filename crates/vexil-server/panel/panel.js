@@ -170,6 +170,7 @@ function renderSwitcher() {
   if ([...from.options].some((option) => option.value === previous)) from.value = previous;
   const viewer = panel.me.role === "viewer";
   $("actions").hidden = viewer;
+  $("new-flag").hidden = viewer;
 }
 
 function focusEnvironment() {

@@ -947,6 +947,14 @@ fn a_guarded_production_change_shows_what_the_guard_sees() {
     browser.find("//h2[@id='plan-title' and normalize-space(.)='Guard of ui.search_v2 in Prod']");
     browser.find("//p[@id='plan-guard' and contains(., 'Guard (change until') and contains(., 'waiting for data') and contains(., 'New variant: true') and contains(., '1.00 % (3/300)')]");
     browser.find("//p[@id='plan-totals' and contains(., 'true: 1.00 % errors (3/300)')]");
+    // The flag's page says it too, in production's column.
+    browser.click("//button[@id='plan-close']");
+    browser.click("//tr[@data-flag='ui.search_v2']//a");
+    browser
+        .find("//article[@data-environment='prod']//p[@data-guard and contains(., 'Guard: waiting for data (watching the change until')]");
+    browser.gone("//article[@data-environment='staging']//p[@data-guard]");
+    browser.click("//button[@id='flag-back']");
+    browser.click("//button[@aria-label='Guard of ui.search_v2 in production' and contains(., 'guarded')]");
     // Staging changes are not watched: no badge there.
     server.cli(&["enable", "ui.search_v2", "--env", "staging"]).ok();
     browser.click("//button[@id='plan-close']");
@@ -1281,6 +1289,9 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     let path = url.split_once("/api/").map(|(_, path)| format!("/api/{path}")).unwrap_or_else(|| panic!("a trigger URL: {url}"));
     assert_eq!(server.http().with_token(None).send("POST", &path, None, &[]).status, 200);
     browser.find("//article[@data-environment='prod']//button[@role='switch' and @aria-checked='false']");
+    browser.find(
+        "//article[@data-environment='prod']//span[@data-summary and normalize-space(.)='Disabled · turned off by a monitoring trigger']",
+    );
 }
 
 /// A static file server for `tests/web` on its own port: the page of an application on another origin.

@@ -8,7 +8,9 @@
 //! - on: `Enabled`, then what everyone no target or rule catches gets (nothing more for a boolean serving `true`):
 //!   `serves "dark"`, `serves false`, `rolled out to 30 %`, `50 % treatment / 50 % control`, or a rollout plan's
 //!   progress, `rolling out: step 2 of 4, 25 %` (`rollout paused: …`);
-//! - then how many rules and individually targeted keys there are: `1 rule`, `2 targets` (none when there are none).
+//! - then how many rules and individually targeted keys there are: `1 rule`, `2 targets` (none when there are none);
+//! - last, when Vexil itself set the state, who: `Disabled · turned off by a monitoring trigger`, `Enabled · rolled out
+//!   to 10 % · rolled back by the guard` (when it happened is the state's `updated_at`).
 //!
 //! Parts are joined by ` · `: `Enabled · 50 % treatment / 50 % control · 1 rule · 2 targets`. Values are named as
 //! evaluation labels them: a variant by its name, a value that is a variant's value by that variant's name, other
@@ -29,6 +31,25 @@ const SHOWN: usize = 40;
 
 /// The summary of `state` in words; see the module documentation.
 pub fn summary(definition: &FlagDefinition, state: &FlagState) -> String {
+    let mut text = served(definition, state);
+    // A state Vexil set by itself, not a person: who undid what.
+    if let Some(by) = automation(&state.updated_by) {
+        text.push_str(if state.spec.enabled { " · rolled back by " } else { " · turned off by " });
+        text.push_str(by);
+    }
+    text
+}
+
+/// Who set a state, when it was one of Vexil's own components that undo changes (the guard, a monitoring trigger).
+fn automation(updated_by: &str) -> Option<&'static str> {
+    match updated_by {
+        "system:guard" => Some("the guard"),
+        "system:trigger" => Some("a monitoring trigger"),
+        _ => None,
+    }
+}
+
+fn served(definition: &FlagDefinition, state: &FlagState) -> String {
     let on = served_when_enabled(definition, state);
     if state.spec.enabled {
         return std::iter::once("Enabled".to_owned()).chain(on).collect::<Vec<_>>().join(" · ");
