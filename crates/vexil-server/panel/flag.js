@@ -414,8 +414,7 @@ async function editTargeting(flag, environment) {
   $("targeting-check").checked = false;
   const draw = () => $("targeting-fields").replaceChildren(...targetingFields(flag, model, draw));
   draw();
-  const submit = async (event) => {
-    event.preventDefault();
+  await modal(dialog, form, $("targeting-cancel"), async (finish) => {
     const reason = $("targeting-reason").value.trim();
     try {
       if (environment.protected && !reason) throw fieldError("reason", `${environment.name} is protected: give a reason`);
@@ -423,17 +422,13 @@ async function editTargeting(flag, environment) {
       const body = specOf(flag, model);
       if (reason) body.reason = reason;
       await api("PUT", `/api/flags/${flag.name}/environments/${environment.key}`, body, { "If-Match": `"${state.version}"` });
-      close();
+      finish(true);
       notify(`${flag.name} in ${environment.title}: targeting saved.`, "done");
     } catch (error) {
       if (error.status === 412) error.message += " Close the editor and open it again to see the current targeting.";
       showFieldError(form, error, $("targeting-error"));
     }
-  };
-  const close = () => { form.removeEventListener("submit", submit); $("targeting-cancel").onclick = null; dialog.close(); };
-  form.addEventListener("submit", submit);
-  $("targeting-cancel").onclick = close;
-  dialog.showModal();
+  });
 }
 
 // The state the editor holds, as the API takes it; a value that does not read as the flag's type is refused here,

@@ -412,33 +412,47 @@ function historyCell(flag) {
   return cell;
 }
 
+// Opens a dialog whose form's submit runs `onSubmit(finish)`. Cancel, Escape (the dialog's own close) and `finish`
+// each end it exactly once and remove every handler it added, so nothing of a dialog left acts later; resolves to what
+// `finish` was given, or null when cancelled.
+function modal(dialog, form, cancelButton, onSubmit) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (value) => {
+      if (settled) return;
+      settled = true;
+      form.removeEventListener("submit", submit);
+      cancelButton.removeEventListener("click", cancel);
+      dialog.removeEventListener("close", cancel);
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    const submit = (event) => { event.preventDefault(); if (!settled) onSubmit(finish); };
+    const cancel = () => finish(null);
+    form.addEventListener("submit", submit);
+    cancelButton.addEventListener("click", cancel);
+    dialog.addEventListener("close", cancel);
+    dialog.showModal();
+  });
+}
+
 // Asks for confirmation (and, in a protected environment, a reason); resolves to the reason or null when cancelled.
 function confirmChange(title, environment, diffText, requireCheck = true) {
-  return new Promise((resolve) => {
-    const dialog = $("confirm");
-    $("confirm-title").textContent = title;
-    $("confirm-diff").textContent = diffText;
-    $("confirm-protected").hidden = !environment.protected;
-    $("confirm-env").textContent = environment.name;
-    $("confirm-reason").value = "";
-    $("confirm-check").checked = false;
-    $("confirm-check-label").hidden = !requireCheck;
-    $("confirm-error").textContent = "";
-    const finish = (value) => { dialog.close(); cleanup(); resolve(value); };
-    const submit = (event) => {
-      event.preventDefault();
-      const reason = $("confirm-reason").value.trim();
-      if (environment.protected && (!reason || (requireCheck && !$("confirm-check").checked))) {
-        $("confirm-error").textContent = `${environment.name} is protected: give a reason and tick the confirmation`;
-        return;
-      }
-      finish(reason || "");
-    };
-    const cancel = () => finish(null);
-    const cleanup = () => { $("confirm-form").removeEventListener("submit", submit); $("confirm-cancel").removeEventListener("click", cancel); };
-    $("confirm-form").addEventListener("submit", submit);
-    $("confirm-cancel").addEventListener("click", cancel);
-    dialog.showModal();
+  $("confirm-title").textContent = title;
+  $("confirm-diff").textContent = diffText;
+  $("confirm-protected").hidden = !environment.protected;
+  $("confirm-env").textContent = environment.name;
+  $("confirm-reason").value = "";
+  $("confirm-check").checked = false;
+  $("confirm-check-label").hidden = !requireCheck;
+  $("confirm-error").textContent = "";
+  return modal($("confirm"), $("confirm-form"), $("confirm-cancel"), (finish) => {
+    const reason = $("confirm-reason").value.trim();
+    if (environment.protected && (!reason || (requireCheck && !$("confirm-check").checked))) {
+      $("confirm-error").textContent = `${environment.name} is protected: give a reason and tick the confirmation`;
+      return;
+    }
+    finish(reason || "");
   });
 }
 
@@ -676,29 +690,16 @@ function editor(title, fields, save) {
     wrapper.append(input);
     return wrapper;
   }));
-  return new Promise((resolve) => {
-    const submit = async (event) => {
-      event.preventDefault();
-      const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) =>
-        [name, input.read ? input.read() : input.type === "checkbox" ? input.checked : input.value]));
-      try {
-        await save(values);
-        finish(true);
-      } catch (error) {
-        showFieldError($("editor-form"), error, $("editor-error"));
-      }
-    };
-    const cancel = () => finish(false);
-    const finish = (done) => {
-      $("editor-form").removeEventListener("submit", submit);
-      $("editor-cancel").removeEventListener("click", cancel);
-      dialog.close();
-      resolve(done);
-    };
-    $("editor-form").addEventListener("submit", submit);
-    $("editor-cancel").addEventListener("click", cancel);
-    dialog.showModal();
-  });
+  return modal(dialog, $("editor-form"), $("editor-cancel"), async (finish) => {
+    const values = Object.fromEntries(Object.entries(inputs).map(([name, input]) =>
+      [name, input.read ? input.read() : input.type === "checkbox" ? input.checked : input.value]));
+    try {
+      await save(values);
+      finish(true);
+    } catch (error) {
+      showFieldError($("editor-form"), error, $("editor-error"));
+    }
+  }).then((saved) => saved === true);
 }
 
 // A flag's variants as rows of name, value and description; `read()` gives them as typed (values still text).
