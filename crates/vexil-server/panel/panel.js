@@ -587,11 +587,49 @@ async function bulk(action) {
     reason = await confirmChange(`${action === "enable" ? "Enable" : "Disable"} ${flags.length} flags in ${environment.name}`, environment, flags.join("\n"), action === "enable");
     if (reason === null) return;
   }
+  const before = statesShown(environment, flags);
   try {
-    await api("POST", "/api/flags/bulk", { action, environment: environment.key, flags, reason: reason || undefined });
+    const answer = await api("POST", "/api/flags/bulk", { action, environment: environment.key, flags, reason: reason || undefined });
     panel.selected.clear();
     render();
+    const count = answer.changed.length;
+    notify(count ? `${count} flag${count === 1 ? "" : "s"} ${action}d in ${environment.title}${answer.unchanged.length ? ` (${answer.unchanged.length} already were)` : ""}.`
+      : `Nothing changed: every selected flag already was ${action}d in ${environment.title}.`, "done",
+      batchUndo(environment, before, answer.changed, (name) => before[name] && before[name].version));
   } catch (error) { notify(error.message); }
+}
+
+// Each flag's state in an environment as the page shows it (what an undo puts back).
+function statesShown(environment, names) {
+  return Object.fromEntries(names.map((name) => [name, ((panel.flags.get(name) || {}).environments || {})[environment.key]]));
+}
+
+// Undo for a batch (bulk, copy, import) where a change needs no reason: an import of each changed flag's state as the
+// page showed it before, pinned to the version the batch made of it (`version(name)` + 1), so a flag someone changed
+// since is refused, not overwritten (and then nothing is undone). None when a state the batch started from is not
+// the one the page shows.
+function batchUndo(environment, before, changed, version) {
+  if (environment.protected || !changed.length) return null;
+  const flags = {};
+  const expected = {};
+  for (const name of changed) {
+    const state = before[name];
+    if (!state || version(name) !== state.version) return null;
+    const { enabled, serve, targets, rules, split } = state;
+    flags[name] = split ? { enabled, serve, targets, rules, split } : { enabled, serve, targets, rules };
+    expected[name] = state.version + 1;
+  }
+  return {
+    label: "Undo",
+    run: async () => {
+      try {
+        await api("POST", `/api/environments/${environment.key}/import`, {
+          document: { format: "vexil.states", version: 1, environment: environment.key, flags }, expected_versions: expected,
+        });
+        notify(`Undone: ${changed.length} flag${changed.length === 1 ? "" : "s"} in ${environment.title} serve what ${changed.length === 1 ? "it" : "they"} did before.`, "done");
+      } catch (error) { notify(`Not undone: ${error.message}`); }
+    },
+  };
 }
 
 function batchText(preview) {
@@ -609,10 +647,15 @@ async function copyInto() {
     const preview = await api("POST", "/api/flags/copy", { from: from.key, to: to.key, flags, dry_run: true });
     const reason = await confirmChange(`Copy ${flags ? flags.length + " selected flags" : "every flag"} from ${from.title} into ${to.title}`, to, batchText(preview));
     if (reason === null || !preview.flags.length) return;
+    const names = preview.flags.map((flag) => flag.flag);
+    const before = statesShown(to, names);
+    const shown = pins(preview, "target_version");
     await api("POST", "/api/flags/copy", {
-      from: from.key, to: to.key, flags, reason: reason || undefined, expected_versions: pins(preview, "target_version"),
+      from: from.key, to: to.key, flags, reason: reason || undefined, expected_versions: shown,
       expected_source_versions: pins(preview, "source_version"), expected_definition_versions: pins(preview, "definition_version"),
     });
+    notify(`${names.length} flag${names.length === 1 ? "" : "s"} copied from ${from.title} into ${to.title}.`, "done",
+      batchUndo(to, before, names, (name) => shown[name]));
   } catch (error) { notify(error.message); }
 }
 
@@ -645,10 +688,15 @@ async function importFile(file) {
     const preview = await api("POST", `/api/environments/${environment.key}/import`, { document: document_, dry_run: true });
     const reason = await confirmChange(`Import ${file.name} into ${environment.title}`, environment, batchText(preview));
     if (reason === null || !preview.flags.length) return;
+    const names = preview.flags.map((flag) => flag.flag);
+    const before = statesShown(environment, names);
+    const shown = pins(preview, "target_version");
     await api("POST", `/api/environments/${environment.key}/import`, {
       document: document_, reason: reason || undefined,
-      expected_versions: pins(preview, "target_version"), expected_definition_versions: pins(preview, "definition_version"),
+      expected_versions: shown, expected_definition_versions: pins(preview, "definition_version"),
     });
+    notify(`${file.name} imported into ${environment.title}: ${names.length} flag${names.length === 1 ? "" : "s"} changed.`, "done",
+      batchUndo(environment, before, names, (name) => shown[name]));
   } catch (error) { notify(error.message); }
   $("import-file").value = "";
 }

@@ -712,6 +712,25 @@ fn bulk_disable_copy_with_preview_export_and_import() {
     browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.a", "dev")));
     browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.b", "dev")));
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "dev")));
+    // The message offers to undo it: both come back exactly as they were.
+    browser.click("//div[@id='toasts']/div[contains(., '2 flags disabled in Dev')]/button[text()='Undo']");
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.a", "dev")));
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.b", "dev")));
+    assert_eq!(
+        server.http().get("/api/flags/audit?flag=ui.a&env=dev").body["entries"][0]["action"],
+        "import",
+        "the undo is in the audit trail"
+    );
+    // An undo is refused, whole, when a flag changed since: nothing is overwritten.
+    browser.click("//input[@aria-label='Select ui.a']");
+    browser.click("//input[@aria-label='Select ui.b']");
+    browser.click("//button[@id='bulk-disable']");
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.b", "dev")));
+    server.cli(&["set", "ui.b", "--env", "dev", "--enabled", "false", "--value", "false"]).ok();
+    browser.click("//div[@id='toasts']/div[contains(., '2 flags disabled in Dev')]/button[text()='Undo']");
+    browser.find("//div[@id='toasts']/div[contains(@class, 'error') and contains(., 'Not undone')]");
+    assert_eq!(server.http().get("/api/flags/ui.a/environments/dev").body["state"]["enabled"], false, "all or nothing");
+    server.cli(&["set", "ui.b", "--env", "dev", "--enabled", "false", "--value", "true"]).ok();
 
     // Copy Dev into Staging: the preview lists what changes, nothing happens until it is applied.
     browser.click("//nav[@id='switcher']/button[text()='Staging']");
@@ -736,6 +755,10 @@ fn bulk_disable_copy_with_preview_export_and_import() {
     browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "staging")));
     let audit = server.http().get("/api/flags/audit?action=copy").body;
     assert_eq!(audit["entries"][0]["from_environment"], "development");
+    browser.click("//div[@id='toasts']/div[contains(., 'copied from Dev into Staging')]/button[text()='Undo']");
+    browser.find(&format!("{}[normalize-space(.)='✗ Disabled']", cell("ui.c", "staging")));
+    server.cli(&["enable", "ui.c", "--env", "staging"]).ok();
+    browser.find(&format!("{}[normalize-space(.)='✓ Enabled']", cell("ui.c", "staging")));
 
     // Export Staging: a JSON download in the export format.
     browser.click("//button[@id='export']");
