@@ -33,7 +33,8 @@ function h(tag, attributes = {}, ...children) {
 const ICONS = {
   back: "M10 3 5 8l5 5", grip: "M6 4h.01M10 4h.01M6 8h.01M10 8h.01M6 12h.01M10 12h.01", up: "M4 10l4-4 4 4",
   down: "M4 6l4 4 4-4", remove: "M4 4l8 8M12 4l-8 8", shield: "M8 2 3 4v4c0 3 2.2 5 5 6 2.8-1 5-3 5-6V4z",
-  copy: "M5 5h7v8H5zM3 3h7v1", promote: "M3 8h9M9 5l3 3-3 3",
+  copy: "M5 5h7v8H5zM3 3h7v1", promote: "M3 8h9M9 5l3 3-3 3", pause: "M6 4v8M10 4v8",
+  rollout: "M13 8a5 5 0 1 1-1.5-3.5M13 3v2.5h-2.5",
 };
 function icon(name) {
   const namespace = "http://www.w3.org/2000/svg";
@@ -425,7 +426,12 @@ async function editTargeting(flag, environment) {
       finish(true);
       notify(`${flag.name} in ${environment.title}: targeting saved.`, "done");
     } catch (error) {
-      if (error.status === 412) error.message += " Close the editor and open it again to see the current targeting.";
+      if (error.status === 412) {
+        // Someone changed it since the editor opened: say what it serves now, so the user decides again.
+        const now = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}`).catch(() => null);
+        error.message += now ? ` It now serves: ${now.summary} (changed by ${now.state.updated_by}). Cancel and edit again to start from that.`
+          : " Cancel and edit again to start from what it serves now.";
+      }
       showFieldError(form, error, $("targeting-error"));
     }
   });

@@ -236,13 +236,21 @@ function render() {
     return cell;
   }));
   $("role-note").hidden = !viewer;
-  const needle = $("filter").value.trim().toLowerCase();
+  const words = $("filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
   const rows = [];
   let category = null;
   const wantedState = $("state-filter").value;
   const matches = (flag) => {
-    const haystack = [flag.name, flag.category, ...(flag.tags || []), flag.description || ""].join(" ").toLowerCase();
-    if (needle && !haystack.includes(needle)) return false;
+    // Plain words match the name, category, tags, owner and description; `tag:launch` and `owner:team-web` only those.
+    for (const word of words) {
+      const [field, value] = word.includes(":") ? [word.slice(0, word.indexOf(":")), word.slice(word.indexOf(":") + 1)] : [null, word];
+      if (field === "tag" && !(flag.tags || []).some((tag) => tag.toLowerCase() === value)) return false;
+      if (field === "owner" && !(flag.owner || "").toLowerCase().includes(value)) return false;
+      if (field !== "tag" && field !== "owner") {
+        const haystack = [flag.name, flag.category, ...(flag.tags || []), flag.owner || "", flag.description || ""].join(" ").toLowerCase();
+        if (!haystack.includes(word)) return false;
+      }
+    }
     const focusState = flag.environments[panel.focus];
     if (wantedState === "differs") return differs(flag);
     if (wantedState) return (wantedState === "on") === Boolean(focusState && focusState.enabled);
@@ -346,7 +354,8 @@ function render() {
         badge.type = "button";
         badge.className = "small plan-badge";
         const plan = state.rollout;
-        badge.textContent = `⟳ step ${plan.next_step}/${plan.steps.length}${plan.paused ? " ⏸" : ""}`;
+        // Words and an inline icon: symbols such as ⟳ or ⏸ are boxes where no font has them.
+        badge.append(icon(plan.paused ? "pause" : "rollout"), ` step ${plan.next_step}/${plan.steps.length}${plan.paused ? ", paused" : ""}`);
         badge.setAttribute("aria-label", `Rollout of ${flag.name} in ${environment.name}`);
         badge.addEventListener("click", () => openPlan(flag, environment));
         cell.append(" ", badge);
@@ -354,7 +363,7 @@ function render() {
         const badge = document.createElement("button");
         badge.type = "button";
         badge.className = "small plan-badge";
-        badge.textContent = "guarded";
+        badge.append(icon("shield"), " guarded");
         badge.title = `The guard compares error rates for ${environment.guard_window_seconds / 60} minutes after a change`;
         badge.setAttribute("aria-label", `Guard of ${flag.name} in ${environment.name}`);
         badge.addEventListener("click", () => openPlan(flag, environment));

@@ -349,7 +349,7 @@ fn the_page_shows_its_connection_and_catches_up_after_the_server_comes_back() {
 #[test]
 fn every_view_has_a_url_that_back_forward_and_reload_keep() {
     let server = Server::start();
-    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["define", "ui.new_feature", "--owner", "team-web", "--tag", "launch"]).ok();
     server.cli(&["define", "experiment.voice_v2"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
     let driver = Driver::start();
@@ -367,6 +367,19 @@ fn every_view_has_a_url_that_back_forward_and_reload_keep() {
     let filter = browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('filter').value;", "args": []}));
     assert_eq!(filter, json!("voice"), "the filter is kept");
     browser.gone("//tr[@data-flag='ui.new_feature']");
+
+    // A tag or an owner, named as such.
+    for (filter, shown, hidden) in [
+        ("tag:launch", "ui.new_feature", "experiment.voice_v2"),
+        ("owner:team-web", "ui.new_feature", "experiment.voice_v2"),
+        ("tag:launc", "", "ui.new_feature"),
+    ] {
+        browser.call("POST", "/execute/sync", json!({"script": "const f = document.getElementById('filter'); f.value = arguments[0]; f.dispatchEvent(new Event('input'));", "args": [filter]}));
+        browser.gone(&format!("//tr[@data-flag='{hidden}']"));
+        if !shown.is_empty() {
+            browser.find(&format!("//tr[@data-flag='{shown}']"));
+        }
+    }
 
     // Flags that serve differently somewhere: ui.new_feature is on in staging only.
     browser.call("POST", "/execute/sync", json!({"script": "document.getElementById('filter').value = ''; document.getElementById('filter').dispatchEvent(new Event('input')); const s = document.getElementById('state-filter'); s.value = 'differs'; s.dispatchEvent(new Event('change'));", "args": []}));
@@ -944,7 +957,7 @@ fn a_rollout_shows_its_progress_and_both_variants_error_rates() {
     browser.click("//button[@id='plan-pause']");
     browser.find("//p[@id='plan-progress' and contains(., 'paused')]");
     browser.click("//button[@id='plan-close']");
-    browser.find("//button[@aria-label='Rollout of ui.checkout_v2 in staging' and contains(., '⏸')]");
+    browser.find("//button[@aria-label='Rollout of ui.checkout_v2 in staging' and contains(., 'step 1/3, paused')]");
 }
 
 #[test]
@@ -1139,6 +1152,19 @@ fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answer
     browser.click("//button[@id='targeting-ok']");
     browser.find("//article[@data-environment='dev']//dd/ol/li[1][normalize-space(.)='email ends with \"@asimo.io\" → treatment']");
     browser.find("//tbody[@id='flag-history-body']/tr[1]/td[@data-label='What changed']/div[normalize-space(.)='rule 2: plan is \"pro\" → control (moved from 1)']");
+
+    // Someone changes the flag while the editor is open: saving is refused, and the editor says what it serves now.
+    browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in development']");
+    browser.find("//dialog[@id='targeting' and @open]");
+    server.cli(&["disable", "ui.checkout_flow", "--env", "dev"]).ok();
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//p[@id='targeting-error' and contains(., 'It now serves: Disabled (serves control)') and contains(., 'changed by admin@localhost')]");
+    browser.click("//button[@id='targeting-cancel']");
+    assert_eq!(
+        server.http().get("/api/flags/ui.checkout_flow/environments/dev").body["state"]["enabled"],
+        false,
+        "the newer change stands"
+    );
 }
 
 /// The seed's best practice, "promote to production as a gradual rollout", from the promote modal: production starts at
@@ -1366,6 +1392,19 @@ fn dialogs_work_from_the_keyboard_and_escape_cancels_them() {
     assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "dev has only its create and enable records: {audit}");
     let staging = server.http().get("/api/flags/ui.new_feature/environments/staging").body;
     assert_eq!(staging["state"]["enabled"], false, "the promotion left with Escape was not made: {staging}");
+
+    // Archiving from the flag's page freezes its states; unarchiving brings it back.
+    browser.click("//button[@id='flag-archive' and text()='Archive…']");
+    browser.find("//dialog[@id='confirm' and @open]//pre[contains(., 'states freeze')]");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find("//span[@id='flag-badges']/span[text()='archived']");
+    browser.find("//article[@data-environment='dev']//button[@role='switch' and @disabled]");
+    assert_eq!(server.http().get("/api/flags/ui.new_feature").body["archived"], true);
+    browser.click("//button[@id='flag-archive' and text()='Unarchive']");
+    browser.click("//button[@id='confirm-ok']");
+    browser.find("//article[@data-environment='dev']//button[@role='switch' and not(@disabled)]");
+    browser.gone("//span[@id='flag-badges']/span[text()='archived']");
+    assert_eq!(server.http().get("/api/flags/ui.new_feature").body["archived"], false);
 }
 
 /// A static file server for `tests/web` on its own port: the page of an application on another origin.
