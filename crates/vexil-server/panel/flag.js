@@ -162,7 +162,8 @@ function environmentCard(flag, environment, admin) {
       h("dt", {}, "Rules, first match wins"), h("dd", {}, list(explained ? explained.rules : [], true, "none")),
       h("dt", {}, "Everyone else"), h("dd", { "data-otherwise": "" }, explained ? explained.otherwise : ""),
       h("dt", {}, "While off"), h("dd", {}, explained ? explained.off : "")),
-    state ? h("p", { class: "meta" }, `Version ${state.version} · changed by ${state.updated_by} · ${when(state.updated_at)}`) : null);
+    state ? h("p", { class: "meta" }, `Version ${state.version} · changed by ${who(state.updated_by)} ${ago(state.updated_at)}`,
+      h("time", { datetime: state.updated_at, title: when(state.updated_at) }, ` (${when(state.updated_at)})`)) : null);
   const actions = h("div", { class: "card-actions" });
   actions.append(h("button", {
     type: "button", disabled: Boolean(refusal) || flag.archived, title: refusal || undefined,
@@ -192,6 +193,21 @@ function environmentCard(flag, environment, admin) {
   }
   card.append(actions);
   return card;
+}
+
+// Who changed a state: a person's email, or which part of Vexil.
+function who(actor) {
+  return { "system:guard": "the guard", "system:trigger": "a monitoring trigger", "system:rollout": "the rollout schedule" }[actor] || actor;
+}
+
+// How long ago, in the words people use: "just now", "3 min ago", "5 h ago", "2 days ago".
+function ago(timestamp) {
+  const seconds = Math.max(0, (Date.now() - Date.parse(timestamp)) / 1000);
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  const days = Math.floor(seconds / 86400);
+  return `${days} day${days === 1 ? "" : "s"} ago`;
 }
 
 function when(timestamp) {

@@ -1027,6 +1027,7 @@ fn a_flag_page_shows_every_environment_its_differences_and_a_readable_history() 
     browser.find("//article[@data-environment='prod']//span[@data-summary and normalize-space(.)='Disabled (serves control)']");
     browser.find("//article[@data-environment='prod']//button[@role='switch' and @aria-checked='false']");
     browser.find("//article[@data-environment='prod' and contains(@class, 'protected')]//span[contains(@class, 'protected-mark')]");
+    browser.find(&format!("{staging}//p[@class='meta' and starts-with(normalize-space(.), 'Version 2 · changed by admin@localhost just now (')]"));
     browser.find("//dl[@id='flag-facts']/dd[text()='team-checkout']");
     browser.find("//div[@id='flag-variants']//tr[th[text()='treatment'] and td/code[text()='\"treatment\"']]");
     browser.find("//pre[@id='flag-snippet' and contains(., 'string_value(\"experiment.checkout\"') and contains(., 'FF_EXPERIMENT_CHECKOUT=control')]");
