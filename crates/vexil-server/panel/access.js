@@ -20,7 +20,7 @@ async function renderAccess() {
   try {
     const [users, tokens] = await Promise.all([admin ? api("GET", "/api/users") : Promise.resolve([]), api("GET", "/api/tokens")]);
     $("users-body").replaceChildren(...users.map(userRow));
-    const shown = tokens.filter((token) => token.kind !== "trigger" && !token.revoked_at);
+    const shown = tokens.filter((token) => !token.revoked_at);
     $("tokens-body").replaceChildren(...(shown.length ? shown.map(tokenRow) : [h("tr", {}, h("td", { colSpan: 6, class: "muted" }, "No tokens or keys yet."))]));
   } catch (error) { notify(error.message); }
 }
@@ -76,13 +76,14 @@ async function addUser() {
 }
 
 function tokenRow(token) {
-  const kind = token.kind === "sdk" ? "SDK key" : "Personal token";
+  const kind = token.kind === "sdk" ? "SDK key" : token.kind === "trigger"
+    ? `Trigger: ${token.action === "rollback" ? "rolls back" : "turns off"} ${token.flag}` : "Personal token";
   return h("tr", { dataset: { token: token.id } },
     h("th", { scope: "row" }, token.name),
     h("td", { dataset: { label: "Kind" } }, kind),
     h("td", { dataset: { label: "Environment" } }, token.environment || "—"),
     h("td", { dataset: { label: "User" } }, token.user),
-    h("td", { dataset: { label: "Made" } }, token.created_at.slice(0, 10)),
+    h("td", { dataset: { label: "Made" } }, token.created_at.slice(0, 16).replace("T", " ")),
     h("td", {}, h("button", { type: "button", class: "small", "aria-label": `Revoke ${token.name}`, onclick: () => revoke(token, kind) }, "Revoke…")));
 }
 
@@ -165,6 +166,6 @@ async function createTrigger(flag) {
     created = await api("POST", "/api/triggers", body);
   });
   if (!created) return;
-  revealSecret(`Trigger: ${created.name}`, `Shown once. Your monitoring system POSTs an alert to this URL to ${created.action === "rollback" ? "roll back" : "turn off"} ${flag.name} in ${created.environment} (docs/api.md, Monitoring triggers).`, created.url);
+  revealSecret(`Trigger: ${created.name}`, `Shown once. Your monitoring system POSTs an alert to this URL to ${created.action === "rollback" ? "roll back" : "turn off"} ${flag.name} in ${created.environment} (an Alertmanager, Grafana or Sentry alert, or an empty body). It is listed under "Monitoring triggers" on the flag's page, where it can be revoked.`, created.url);
   await renderTriggers(flag);
 }

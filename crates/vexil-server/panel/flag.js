@@ -85,9 +85,13 @@ async function guardReports(flag) {
   return Object.fromEntries(panel.environments.map((environment, index) => [environment.key, answers[index]]));
 }
 
-function guardLine(answer) {
+function guardLine(answer, state) {
   if (!answer || !answer.watched) return null;
   const report = answer.report;
+  // Its last look was at an earlier state: what it said then is not about this one.
+  if (state && report.version !== state.version) {
+    return h("p", { class: "guard-line", "data-guard": "" }, icon("shield"), ` Guard: will look at this change within ${answer.settings.check_seconds} s`);
+  }
   const what = report.watching === "rollout" ? "watching the rollout" : `watching the change until ${when(report.until)}`;
   return h("p", { class: `guard-line${report.decision === "rolled back" ? " off" : ""}`, "data-guard": "" }, icon("shield"), ` Guard: ${report.decision} (${what})`);
 }
@@ -155,7 +159,7 @@ function environmentCard(flag, environment, admin) {
       environment.protected ? h("span", { class: "protected-mark" }, icon("shield"), " protected") : null),
     h("div", { class: "switch-row" }, switchButton,
       h("span", { class: `summary ${enabled ? "on" : "off"}`, "data-summary": "" }, (explained && explained.summary) || summary(flag, environment.key))),
-    guardLine((panel.guards || {})[environment.key]),
+    guardLine((panel.guards || {})[environment.key], state),
     refusal ? h("p", { class: "refusal" }, refusal) : null,
     h("dl", { class: "state-lines" },
       h("dt", {}, "Targets"), h("dd", {}, list(explained ? explained.targets : [], false, "nobody individually")),
@@ -243,7 +247,7 @@ function renderSnippet(flag) {
   const fallback = { boolean: "false", string: JSON.stringify(String(flag.default)), number: `${Number(flag.default)}_f64`, json: "serde_json::json!({})" }[flag.type];
   const variable = `FF_${flag.name.toUpperCase().replace(/[.-]/g, "_")}`;
   $("flag-snippet").textContent = [
-    `// Rust (vexil-sdk), served from ${environment.name}: docs/sdk.md`,
+    `// Rust (the vexil-sdk crate), served from ${environment.name}; other languages: OFREP below`,
     `let client = VexilClient::builder("${location.origin}", "${environment.key}", sdk_key).build()?;`,
     `let value = client.${getter}("${flag.name}", &Context::new(user_id), ${fallback});`,
     "",
@@ -308,6 +312,15 @@ async function startRollout(flag, environment) {
   });
 }
 
+// JSON with object keys sorted, so two equal values read the same whatever order their fields came in.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).filter((key) => value[key] !== undefined).sort().map((key) => `${JSON.stringify(key)}:${canonical(value[key])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
 function fieldError(field, message) {
   const error = new Error(message);
   error.field = field;
@@ -339,13 +352,19 @@ function showFieldError(form, error, fallback) {
 
 // ---- The targeting editor: targets, ordered rules (drag or arrows to reorder), everyone else's split ----
 
-// A serve as the editor holds it: a variant's name, or the value's text as typed.
+// A serve as the editor holds it: a variant's name, or the value's text as typed. A value stays a value (even one a
+// variant has), so opening and saving the editor changes nothing; something new serves the first variant, if any.
 function editable(flag, serve) {
   if (serve && "variant" in serve) return { variant: serve.variant };
+  if (!serve && (flag.variants || []).length) return { variant: flag.variants[0].name };
   const value = serve ? serve.value : flag.default;
-  const named = (flag.variants || []).find((variant) => JSON.stringify(variant.value) === JSON.stringify(value));
-  if (named) return { variant: named.name };
   return { text: flag.type === "string" ? String(value) : JSON.stringify(value) };
+}
+
+// The n-th variant as something served (the first when there are fewer), for the shares of a new split.
+function nthVariant(flag, index) {
+  const variants = flag.variants || [];
+  return variants.length ? { variant: variants[Math.min(index, variants.length - 1)].name } : null;
 }
 
 function served(flag, model) {
@@ -365,10 +384,18 @@ function splitOf(flag, buckets) {
 function serveControl(flag, model, field, label) {
   const variants = flag.variants || [];
   if (variants.length) {
-    const select = h("select", { "aria-label": label, dataset: { field } }, variants.map((variant) => new Option(variant.name, variant.name)));
-    if (!("variant" in model)) model.variant = variants[0].name;
-    select.value = model.variant;
-    select.addEventListener("change", () => { delete model.text; model.variant = select.value; });
+    const select = h("select", { "aria-label": label, dataset: { field } }, variants.map((variant) => new Option(variant.name, `variant:${variant.name}`)));
+    // A value served as such (a new flag's state serves its default value) is kept as one of the choices.
+    const value = "text" in model ? model.text : null;
+    if (value !== null) {
+      const typed = (() => { try { return JSON.stringify(typedValue(value, flag.type)); } catch (_) { return null; } })();
+      const named = variants.find((variant) => JSON.stringify(variant.value) === typed);
+      select.prepend(new Option(named ? `${named.name} (as a value)` : `${value === "" ? "(empty)" : value} (a value)`, "value"));
+    }
+    select.value = "variant" in model ? `variant:${model.variant}` : "value";
+    select.addEventListener("change", () => {
+      if (select.value === "value") { delete model.variant; model.text = value; } else { delete model.text; model.variant = select.value.slice("variant:".length); }
+    });
     return select;
   }
   if (flag.type === "boolean") {
@@ -402,7 +429,7 @@ function splitEditor(flag, buckets, field, redraw) {
   });
   showTotal();
   return h("div", { class: "split field", dataset: { field } }, rows, status,
-    h("button", { type: "button", class: "small", onclick: () => { buckets.push({ serve: editable(flag, null), percent: "0" }); redraw(); } }, "Add a share"));
+    h("button", { type: "button", class: "small", onclick: () => { buckets.push({ serve: editable(flag, nthVariant(flag, buckets.length)), percent: "0" }); redraw(); } }, "Add a share"));
 }
 
 async function editTargeting(flag, environment) {
@@ -437,6 +464,12 @@ async function editTargeting(flag, environment) {
       if (environment.protected && !reason) throw fieldError("reason", `${environment.name} is protected: give a reason`);
       if (environment.protected && !$("targeting-check").checked) throw fieldError("confirm", `tick the confirmation to change ${environment.name}`);
       const body = specOf(flag, model);
+      const before = { enabled: state.enabled, serve: state.serve, targets: state.targets, rules: state.rules, split: state.split || null };
+      if (canonical(body) === canonical(before)) {
+        finish(false);
+        notify(`Nothing changed: ${flag.name} in ${environment.title} serves what it did.`, "done");
+        return;
+      }
       if (reason) body.reason = reason;
       await api("PUT", `/api/flags/${flag.name}/environments/${environment.key}`, body, { "If-Match": `"${state.version}"` });
       finish(true);
@@ -509,12 +542,12 @@ function targetingFields(flag, model, draw) {
     ? splitEditor(flag, model.split, "split", draw)
     : h("div", { class: "row field" }, h("span", {}, "Serve"), serveControl(flag, model.serve, "serve", "What everyone else gets"));
   const splitToggle = h("button", { type: "button", class: "small", onclick: () => {
-    model.split = model.split ? null : [{ serve: editable(flag, flag.type === "boolean" ? { value: true } : null), percent: "50" },
-      { serve: editable(flag, flag.type === "boolean" ? { value: false } : (flag.variants || [])[1] ? { variant: flag.variants[1].name } : null), percent: "50" }];
+    model.split = model.split ? null : [{ serve: editable(flag, flag.type === "boolean" ? { value: true } : nthVariant(flag, 0)), percent: "50" },
+      { serve: editable(flag, flag.type === "boolean" ? { value: false } : nthVariant(flag, 1)), percent: "50" }];
     draw();
   } }, model.split ? "Serve one value instead" : "Split by percentage");
   return [
-    h("label", { class: "check" }, enabled, " Enabled (off, it serves its off value whatever is below)"),
+    h("label", { class: "check" }, enabled, " Enabled (while off, everyone gets its off value, whatever is below)"),
     h("fieldset", {}, h("legend", {}, "Targets (checked first)"),
       h("p", { class: "hint" }, "Targeting keys (user or tenant ids), separated by commas or spaces."), targets,
       h("button", { type: "button", class: "small", onclick: () => { model.targets.push({ keys: "", serve: editable(flag, null) }); draw(); } }, "Add a target")),
@@ -557,7 +590,11 @@ function ruleEditor(flag, model, rule, index, draw) {
     description, conditions,
     h("button", { type: "button", class: "small", onclick: () => { rule.conditions.push({ attribute: "", operator: "equals", values: "" }); draw(); } }, "Add a condition"),
     serves,
-    h("button", { type: "button", class: "small", onclick: () => { rule.split = rule.split ? null : [{ serve: editable(flag, null), percent: "50" }, { serve: editable(flag, null), percent: "50" }]; draw(); } },
+    h("button", { type: "button", class: "small", onclick: () => {
+      rule.split = rule.split ? null : [{ serve: editable(flag, flag.type === "boolean" ? { value: true } : nthVariant(flag, 0)), percent: "50" },
+        { serve: editable(flag, flag.type === "boolean" ? { value: false } : nthVariant(flag, 1)), percent: "50" }];
+      draw();
+    } },
       rule.split ? "Serve one value instead" : "Split by percentage"));
   // Drag a rule onto another to put it there.
   card.addEventListener("dragstart", (event) => { event.dataTransfer.setData("text/plain", String(index)); card.classList.add("dragging"); });

@@ -63,7 +63,12 @@ function notify(message, kind = "error", action = null) {
   const region = $("toasts");
   region.append(toast);
   while (region.children.length > 4) region.firstElementChild.remove();
-  if (kind !== "error") setTimeout(() => toast.remove(), 6000);
+  // Messages go after a while (longer when they offer an action), never while the pointer is on them.
+  if (kind !== "error") {
+    let timer = setTimeout(() => toast.remove(), action ? 15000 : 6000);
+    toast.addEventListener("mouseenter", () => clearTimeout(timer));
+    toast.addEventListener("mouseleave", () => { timer = setTimeout(() => toast.remove(), 4000); });
+  }
 }
 
 function show(view) {
@@ -396,6 +401,7 @@ function render() {
   }
   $("matrix-body").replaceChildren(...rows);
   $("empty").hidden = panel.flags.size > 0;
+  $("no-match").hidden = !(panel.flags.size > 0 && shown.length === 0);
   $("selected-count").textContent = panel.selected.size;
 }
 
@@ -446,8 +452,9 @@ function modal(dialog, form, cancelButton, onSubmit) {
 }
 
 // Asks for confirmation (and, in a protected environment, a reason); resolves to the reason or null when cancelled.
-function confirmChange(title, environment, diffText, requireCheck = true) {
+function confirmChange(title, environment, diffText, requireCheck = true, action = "Apply") {
   $("confirm-title").textContent = title;
+  $("confirm-ok").textContent = action;
   $("confirm-diff").textContent = diffText;
   $("confirm-protected").hidden = !environment.protected;
   $("confirm-env").textContent = environment.name;
@@ -465,12 +472,20 @@ function confirmChange(title, environment, diffText, requireCheck = true) {
   });
 }
 
+// What a disabled state serves once turned on, in the server's words ("rolled out to 30 %"), when it says.
+function armed(flag, environment) {
+  const words = (flag.summaries || {})[environment.key] || "";
+  return words.includes(" · when enabled: ") ? words.split(" · when enabled: ")[1] : "";
+}
+
 async function toggle(flag, environment, enable, pinned = null) {
   const verb = enable ? "enable" : "disable";
   let reason = "";
   if (environment.protected) {
     // Turning a flag off in production must never wait: a reason is enough (the emergency path).
-    reason = await confirmChange(`${enable ? "Enable" : "Disable"} ${flag.name} in ${environment.name}`, environment, `enabled: ${!enable} → ${enable}`, enable);
+    reason = await confirmChange(`${enable ? "Turn on" : "Turn off"} ${flag.name} in ${environment.name}`, environment,
+      enable ? `turned on${armed(flag, environment) ? `: ${armed(flag, environment)}` : ""}` : "turned off: everyone gets its off value",
+      enable, enable ? "Turn on" : "Turn off");
     if (reason === null) return;
   }
   try {
@@ -515,7 +530,7 @@ async function promote(flag, from, to) {
     // production as a gradual rollout").
     $("confirm-rollout").hidden = flag.type !== "boolean";
     $("confirm-rollout-on").checked = false;
-    const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.described));
+    const reason = await confirmChange(`Promote ${flag.name} from ${from.title} to ${to.title}`, to, diffText(preview.described), true, "Promote");
     $("confirm-rollout").hidden = true;
     if (reason === null) return;
     const gradual = flag.type === "boolean" && $("confirm-rollout-on").checked;
@@ -593,7 +608,11 @@ async function bulk(action) {
   if (!flags.length) { notify("Select flags first (the checkboxes in the first column)."); return; }
   let reason = "";
   if (environment.protected) {
-    reason = await confirmChange(`${action === "enable" ? "Enable" : "Disable"} ${flags.length} flags in ${environment.name}`, environment, flags.join("\n"), action === "enable");
+    // A change by a person ends a running rollout: say which ones this ends.
+    const ending = flags.filter((name) => (((panel.flags.get(name) || {}).environments || {})[environment.key] || {}).rollout);
+    const lines = flags.map((name) => (ending.includes(name) ? `${name} (ends its rollout, which does not resume by itself)` : name));
+    reason = await confirmChange(`${action === "enable" ? "Turn on" : "Turn off"} ${flags.length} flags in ${environment.name}`, environment, lines.join("\n"),
+      action === "enable", action === "enable" ? "Turn on" : "Turn off");
     if (reason === null) return;
   }
   const before = statesShown(environment, flags);
@@ -908,19 +927,22 @@ async function editDefinition(flag) {
 async function setState(flag, environment) {
   const current = await api("GET", `/api/flags/${flag.name}/environments/${environment.key}`);
   const state = current.state;
+  // This quick form sets on/off, the value and a boolean rollout. A state with targets, rules, a split of other values,
+  // or variants to choose from is edited whole in the targeting editor, where nothing of it is hidden.
+  const rolloutOnly = !state.split || (flag.type === "boolean" && state.split.buckets.every((bucket) => typeof bucket.serve.value === "boolean"));
+  if ((flag.variants || []).length || state.targets.length || state.rules.length || !rolloutOnly) return editTargeting(flag, environment);
   const rollout = state.split && flag.type === "boolean"
     ? state.split.buckets.filter((bucket) => bucket.serve.value === true).reduce((sum, bucket) => sum + bucket.weight, 0) / 1000 : "";
   const fields = [["enabled", "Enabled", "checkbox", state.enabled]];
-  if ((flag.variants || []).length) {
-    fields.push(["variant", "Variant served", "select", state.serve.variant || flag.variants[0].name, flag.variants.map((variant) => variant.name)]);
-  } else {
-    fields.push(["value", "Value served", "text", flag.type === "string" ? state.serve.value : JSON.stringify(state.serve.value)]);
-  }
+  const bounds = flag.type === "number" && (flag.min !== undefined || flag.max !== undefined) ? ` (${flag.min ?? "any"} to ${flag.max ?? "any"})` : "";
+  const allowed = flag.allowed_values ? ` (one of ${flag.allowed_values.join(", ")})` : "";
+  fields.push(["serve", `Value served${bounds}${allowed}`, "text", flag.type === "string" ? state.serve.value : JSON.stringify(state.serve.value)]);
   if (flag.type === "boolean") fields.push(["rollout", "Rollout % (empty: everyone)", "number", rollout]);
   if (environment.protected) fields.push(["reason", "Reason (required in a protected environment)", "text", ""]);
   await editor(`Set ${flag.name} in ${environment.name}`, fields, async (values) => {
-    const body = { enabled: values.enabled, serve: "variant" in values ? { variant: values.variant } : { value: typedValue(values.value, flag.type) },
-                   targets: state.targets, rules: state.rules, split: state.split || null };
+    let value;
+    try { value = typedValue(values.serve, flag.type); } catch (error) { throw fieldError("serve", error.message); }
+    const body = { enabled: values.enabled, serve: { value }, targets: state.targets, rules: state.rules, split: state.split || null };
     if (flag.type === "boolean") {
       const percent = values.rollout === "" ? null : Number(values.rollout);
       if (percent !== null && !(percent >= 0 && percent <= 100)) throw new Error("rollout must be between 0 and 100");
@@ -952,10 +974,11 @@ function guardSentence(guard, planRunning = false) {
   const percent = (rate) => `${(rate * 100).toFixed(2)} %`;
   const parts = report.comparisons.map((comparison) =>
     `${percent(comparison.verdict.candidate_rate)} (${comparison.candidate.errors}/${comparison.candidate.evaluations}) against ` +
-    `${percent(comparison.verdict.baseline_rate)} (${comparison.baseline.errors}/${comparison.baseline.evaluations}) for the ${comparison.against}`);
-  const until = report.until ? ` until ${report.until}` : "";
+    `${percent(comparison.verdict.baseline_rate)} (${comparison.baseline.errors}/${comparison.baseline.evaluations}) ` +
+    (comparison.against === "old variant" ? "for the old variant" : "in the hour before the change"));
+  const until = report.until ? ` until ${when(report.until)}` : "";
   const candidate = report.candidate.length ? ` New variant: ${report.candidate.join(", ")}:` : "";
-  return `Guard (${report.watching}${until}): ${report.decision}.${candidate} ${parts.join("; ")}${parts.length ? "." : ""} Checked ${report.checked_at}.`;
+  return `Guard (${report.watching}${until}): ${report.decision}.${candidate} ${parts.join("; ")}${parts.length ? "." : ""} Checked ${when(report.checked_at)}.`;
 }
 
 // A rollout's progress (or a guarded change's watch), its error rates over time as a small chart, and its controls.
@@ -973,15 +996,18 @@ async function openPlan(flag, environment) {
     } else {
       const steps = plan.steps.map((step, index) => (index + 1 === plan.next_step ? `[${step / 1000} %]` : `${step / 1000} %`)).join(" → ");
       $("plan-progress").textContent = `At ${status.percent} %: step ${plan.next_step} of ${plan.steps.length} (${steps})` +
-        (plan.paused ? ", paused" : `, next step due at ${plan.next_at}`) + `; started by ${plan.started_by}.` +
+        (plan.paused ? ", paused" : `, next step due ${when(plan.next_at)}`) + `; started by ${plan.started_by}.` +
         (status.waiting ? ` Holding: ${status.waiting}.` : "");
     }
     for (const id of ["plan-pause", "plan-resume", "plan-abort"]) $(id).disabled = !plan || Boolean(mayChange(environment));
     if (plan) { $("plan-pause").hidden = plan.paused; $("plan-resume").hidden = !plan.paused; }
     drawChart(metrics.buckets);
+    // No chart without data: the totals say there is none.
+    $("plan-chart").closest("figure").hidden = !metrics.buckets.length;
     const totals = Object.entries(metrics.totals).map(([variant, total]) =>
       `${variant}: ${(total.error_rate * 100).toFixed(2)} % errors (${total.errors}/${total.evaluations})`);
-    $("plan-totals").textContent = totals.length ? totals.join("; ") : "No metrics reported yet.";
+    $("plan-totals").textContent = totals.length ? totals.join("; ")
+      : "No metrics reported yet: SDKs report evaluations and errors (the Rust SDK does by itself; other clients POST them to /api/feature-flags/metrics), and a guarded step waits for them.";
   };
   const control = (action) => async () => {
     let reason;

@@ -247,6 +247,9 @@ async fn basis(state: &AppState, environment: &Environment, name: &FlagName, fla
         Ok(Some(record)) if !flag.state.spec.enabled && record.definition.is_some() => {
             basis.exempt = Some("the flag is off; the change was to the default it serves while off, which only a definition edit undoes")
         }
+        Ok(Some(record)) if !flag.state.spec.enabled && record.action == AuditAction::Create => {
+            basis.exempt = Some("the flag was just defined, off: it serves nothing new to judge")
+        }
         Ok(_) if !flag.state.spec.enabled => basis.exempt = Some("the change turned the flag off, which the guard never undoes"),
         Ok(record) => {
             let after: BTreeSet<String> = flag.compiled.serving_labels().into_iter().map(str::to_owned).collect();

@@ -22,7 +22,8 @@ pub struct CreateFlagRequest {
     /// boolean, string, number or json.
     #[serde(rename = "type")]
     pub flag_type: String,
-    /// Defaults to false, "", 0 or {} by type.
+    /// Defaults to the first variant's value for a string, number or json flag with variants, else false, "", 0 or {}
+    /// by type.
     pub default: Option<Value>,
     #[allow(missing_docs)]
     pub description: Option<String>,

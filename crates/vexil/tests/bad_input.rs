@@ -401,3 +401,35 @@ fn a_configuration_out_of_range_stops_the_server_at_start_and_says_what_is_accep
         assert!(!directory.path().join("data").exists(), "{line}: nothing is created");
     }
 }
+
+/// A refused value names its field, so a form can show the message beside it; and a multivariate flag defined without
+/// a default serves its first variant while off, not an empty string no variant names.
+#[test]
+fn a_refused_value_names_its_field_and_a_variant_flag_defaults_to_its_first_variant() {
+    let server = Server::start();
+    let http = server.http();
+    let define =
+        json!({"name": "ui.theme", "type": "string", "variants": [{"name": "light", "value": "light"}, {"name": "dark", "value": "dark"}]});
+    let created = http.send("POST", "/api/flags", Some(define.to_string()), &[]);
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["default"], "light");
+    assert_eq!(created.body["summaries"]["prod"], "Disabled (serves light)");
+    let bad_rule = json!({"enabled": true, "serve": {"variant": "light"}, "rules": [
+        {"conditions": [{"attribute": "email", "operator": "regex", "values": ["(unclosed"]}], "serve": {"variant": "dark"}}]});
+    let refused = http.send("PUT", "/api/flags/ui.theme/environments/dev", Some(bad_rule.to_string()), &[]);
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.body["error"]["field"], "rules[0].conditions[0].values", "{:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("does not compile"));
+    let unknown = http.send(
+        "PUT",
+        "/api/flags/ui.theme/environments/dev",
+        Some(json!({"enabled": true, "serve": {"variant": "blue"}}).to_string()),
+        &[],
+    );
+    assert_eq!((unknown.status, unknown.body["error"]["field"].as_str()), (422, Some("serve")), "{:?}", unknown.body);
+    // Errors that are not about one value name none.
+    let missing = http.get("/api/flags/ui.nothing");
+    assert_eq!(missing.status, 404);
+    assert!(missing.body["error"].get("field").is_none(), "{:?}", missing.body);
+    assert_eq!(http.get("/api/flags/ui.theme/environments/dev").body["state"]["enabled"], false, "nothing changed");
+}

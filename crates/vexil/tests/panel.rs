@@ -1027,7 +1027,9 @@ fn a_flag_page_shows_every_environment_its_differences_and_a_readable_history() 
     browser.find("//article[@data-environment='prod']//span[@data-summary and normalize-space(.)='Disabled (serves control)']");
     browser.find("//article[@data-environment='prod']//button[@role='switch' and @aria-checked='false']");
     browser.find("//article[@data-environment='prod' and contains(@class, 'protected')]//span[contains(@class, 'protected-mark')]");
-    browser.find(&format!("{staging}//p[@class='meta' and starts-with(normalize-space(.), 'Version 2 · changed by admin@localhost just now (')]"));
+    browser.find(&format!(
+        "{staging}//p[@class='meta' and starts-with(normalize-space(.), 'Version 2 · changed by admin@localhost just now (')]"
+    ));
     browser.find("//dl[@id='flag-facts']/dd[text()='team-checkout']");
     browser.find("//div[@id='flag-variants']//tr[th[text()='treatment'] and td/code[text()='\"treatment\"']]");
     browser.find("//pre[@id='flag-snippet' and contains(., 'string_value(\"experiment.checkout\"') and contains(., 'FF_EXPERIMENT_CHECKOUT=control')]");
@@ -1097,7 +1099,7 @@ fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answer
     browser.type_into("//input[@aria-label='Attribute of rule 1 condition 1']", "email");
     browser.click("//select[@aria-label='Operator of rule 1 condition 1']/option[@value='regex']");
     browser.type_into("//input[@aria-label='Values of rule 1 condition 1']", "(unclosed");
-    browser.click("//select[@aria-label='What rule 1 serves']/option[@value='treatment']");
+    browser.click("//select[@aria-label='What rule 1 serves']/option[@value='variant:treatment']");
     browser.click("//button[@id='targeting-ok']");
     browser.find("//input[@aria-label='Values of rule 1 condition 1' and @aria-invalid='true']");
     browser.find(
@@ -1148,6 +1150,17 @@ fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answer
     browser.find("//article[@data-environment='dev']//dd/ol/li[1][normalize-space(.)='plan is \"pro\" → control']");
     let rules = server.http().get("/api/flags/ui.checkout_flow/environments/dev").body["state"]["rules"].clone();
     assert_eq!(rules[0]["conditions"][0]["attribute"], "plan", "{rules}");
+    // Opening the editor and saving it untouched writes nothing (a new flag's state serves its default as a value,
+    // which the editor keeps as such).
+    let version = server.http().get("/api/flags/ui.checkout_flow/environments/prod").body["state"]["version"].clone();
+    browser.goto(&format!("{}/?view=flag&flag=ui.checkout_flow", server.url));
+    browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in production']");
+    browser.find("//select[@aria-label='What everyone else gets']/option[@value='value' and text()='control (as a value)']");
+    browser.type_into("//input[@id='targeting-reason']", "look only");
+    browser.click("//input[@id='targeting-check']");
+    browser.click("//button[@id='targeting-ok']");
+    browser.find("//div[contains(@class, 'toast') and contains(., 'Nothing changed')]");
+    assert_eq!(server.http().get("/api/flags/ui.checkout_flow/environments/prod").body["state"]["version"], version);
     browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in development']");
     browser.click("//button[@aria-label='Move rule 1 down']");
     browser.click("//button[@id='targeting-ok']");
@@ -1157,6 +1170,8 @@ fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answer
     // Someone changes the flag while the editor is open: saving is refused, and the editor says what it serves now.
     browser.click("//button[@aria-label='Edit targeting of ui.checkout_flow in development']");
     browser.find("//dialog[@id='targeting' and @open]");
+    browser.click("//button[text()='Add a target']");
+    browser.type_into("//textarea[@aria-label='Targeting keys of target 1']", "user-9");
     server.cli(&["disable", "ui.checkout_flow", "--env", "dev"]).ok();
     browser.click("//button[@id='targeting-ok']");
     browser.find("//p[@id='targeting-error' and contains(., 'It now serves: Disabled (serves control)') and contains(., 'changed by admin@localhost')]");

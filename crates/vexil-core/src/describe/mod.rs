@@ -171,8 +171,18 @@ fn target_text(definition: &FlagDefinition, target: &Target) -> String {
     format!("{keys} → {}", serve_label(definition, &target.serve))
 }
 
-/// `country is one of "DE", "FR" and plan is "pro" → treatment`.
+/// `country is one of "DE", "FR" and plan is "pro" → treatment`; a rule with a description is named by it first:
+/// `Internal staff: email ends with "@acme.io" → treatment`.
 pub fn rule_text(definition: &FlagDefinition, rule: &Rule) -> String {
+    match &rule.description {
+        Some(description) if !description.trim().is_empty() => {
+            format!("{}: {}", crate::name::printable(description.trim()), rule_conditions_text(definition, rule))
+        }
+        _ => rule_conditions_text(definition, rule),
+    }
+}
+
+fn rule_conditions_text(definition: &FlagDefinition, rule: &Rule) -> String {
     let conditions = rule.conditions.iter().map(condition_text).collect::<Vec<_>>().join(" and ");
     let serves = match &rule.serve {
         RuleServe::Value(value) => value_label(definition, value),

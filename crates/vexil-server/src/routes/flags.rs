@@ -100,12 +100,19 @@ async fn create(
     let name = FlagName::parse(&request.name)?;
     state.config.categories.check_flag(&name)?;
     let flag_type = FlagType::parse(&request.flag_type)?;
-    let mut definition = FlagDefinition::new(name.clone(), flag_type, request.default.unwrap_or_else(|| flag_type.zero()));
+    let variants = request.variants.unwrap_or_default();
+    // Without a default, a multivariate flag's is its first variant's value (what it serves while off), not an empty
+    // string no variant names.
+    let default = request.default.unwrap_or_else(|| match variants.first() {
+        Some(first) if flag_type != FlagType::Boolean => first.value.clone(),
+        _ => flag_type.zero(),
+    });
+    let mut definition = FlagDefinition::new(name.clone(), flag_type, default);
     definition.description = request.description.unwrap_or_default();
     definition.owner = request.owner;
     definition.tags = request.tags.unwrap_or_default();
     definition.criticality = request.criticality.unwrap_or_default();
-    definition.variants = request.variants.unwrap_or_default();
+    definition.variants = variants;
     definition.allowed_values = request.allowed_values;
     definition.min = request.min;
     definition.max = request.max;
