@@ -447,7 +447,13 @@ fn on_a_phone_promotion_stays_and_the_history_fits_a_page_at_a_time() {
     // The message saying it was done sits at the foot of the screen, over the row, until dismissed (or it goes).
     browser.click("//div[contains(@class, 'toast') and contains(., 'promoted')]/button[text()='Dismiss']");
 
-    browser.click("//button[@aria-label='History of ui.new_feature']");
+    // On a phone a flag's history is on its page (the matrix has no room for the column), and its full history has a URL.
+    let history = browser.find("//button[@aria-label='History of ui.new_feature']");
+    assert_eq!(browser.call("GET", &format!("/element/{history}/displayed"), Value::Null), json!(false));
+    browser.click("//tr[@data-flag='ui.new_feature']//a");
+    browser.find("//tbody[@id='flag-history-body']/tr[1]/td[@data-label='Source' and text()='panel']");
+    fits();
+    browser.goto(&format!("{}/?view=history&flag=ui.new_feature", server.url));
     browser.find("//tbody[@id='history-body']/tr[1]/td[@data-label='Source' and text()='panel']");
     fits();
     browser.screenshot("panel-history-phone.png");
@@ -617,6 +623,10 @@ fn the_main_screens_fit_at_1440_and_390_pixels_light_and_dark() {
     server.cli(&["define", "ui.checkout_v2"]).ok();
     server.cli(&["define", "ui.theme", "--type", "string", "--default", "light"]).ok();
     server.cli(&["define", "backend.rag_max_results", "--type", "number", "--default", "5"]).ok();
+    // Long names and a rollout badge in the first environment: the widest cells a phone shows.
+    server.cli(&["define", "admin.bulk_user_import"]).ok();
+    server.cli(&["define", "backend.graphql_gateway_persisted_queries"]).ok();
+    server.cli(&["rollout", "admin.bulk_user_import", "--env", "dev", "--steps", "10,50,100", "--every", "1h"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
     server.cli(&["set", "ui.checkout_v2", "--env", "staging", "--enabled", "true", "--rollout", "25"]).ok();
@@ -654,7 +664,7 @@ fn the_main_screens_fit_at_1440_and_390_pixels_light_and_dark() {
             browser.find("//dialog[@id='confirm' and @open]");
             browser.screenshot(&format!("promote-{width}-{theme}.png"));
             browser.click("//button[@id='confirm-cancel']");
-            browser.click("//button[@aria-label='History of ui.new_feature']");
+            browser.click("//button[@id='history-all']");
             browser.find("//section[@id='history' and not(@hidden)]");
             fits("the history");
             browser.screenshot(&format!("history-{width}-{theme}.png"));
