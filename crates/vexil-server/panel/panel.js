@@ -338,7 +338,11 @@ function render() {
       }
       const button = document.createElement("button");
       button.type = "button";
-      button.textContent = summary(flag, environment.key);
+      // The state is a switch to click: a small track and knob before the words of what it serves.
+      const track = document.createElement("span");
+      track.className = "mini-switch";
+      track.setAttribute("aria-hidden", "true");
+      button.append(track, summary(flag, environment.key));
       button.className = state && state.enabled ? "on" : "off";
       const verb = state && state.enabled ? "Disable" : "Enable";
       button.setAttribute("aria-label", `${verb} ${flag.name} in ${environment.name}`);
