@@ -17,6 +17,7 @@ async function renderAccess() {
     : `Your role is ${panel.me.role}: you see your own tokens and the SDK keys you made. Users are managed by admins.` +
       (panel.me.role === "viewer" ? " SDK keys are made by developers (for unprotected environments) and admins." : "");
   $("sdk-key-new").disabled = panel.me.role === "viewer";
+  $("client-key-new").disabled = panel.me.role === "viewer";
   try {
     const [users, tokens] = await Promise.all([admin ? api("GET", "/api/users") : Promise.resolve([]), api("GET", "/api/tokens")]);
     $("users-body").replaceChildren(...users.map(userRow));
@@ -76,7 +77,7 @@ async function addUser() {
 }
 
 function tokenRow(token) {
-  const kind = token.kind === "sdk" ? "SDK key" : token.kind === "trigger"
+  const kind = token.kind === "sdk" ? "SDK key" : token.kind === "client" ? "Client-side key" : token.kind === "trigger"
     ? `Trigger: ${token.action === "rollback" ? "rolls back" : "turns off"} ${token.flag}` : "Personal token";
   return h("tr", { dataset: { token: token.id } },
     h("th", { scope: "row" }, token.name),
@@ -98,19 +99,20 @@ async function revoke(token, kind) {
   await renderAccess();
 }
 
-async function createToken(sdk) {
+async function createToken(sdk, client = false) {
   let created = null;
   const fields = [["name", sdk ? "Name (the application that uses it)" : "Name (what uses it: a script, CI)", "text", ""]];
   if (sdk) fields.push(["environment", "Environment (the key reads only this one)", "select", panel.environments[0].key, panel.environments.map((environment) => environment.key)]);
-  await editor(sdk ? "New SDK key" : "New personal token", fields, async (values) => {
-    const body = { kind: sdk ? "sdk" : "personal" };
+  await editor(client ? "New client-side key" : sdk ? "New SDK key" : "New personal token", fields, async (values) => {
+    const body = { kind: client ? "client" : sdk ? "sdk" : "personal" };
     if (values.name.trim()) body.name = values.name.trim();
     if (sdk) body.environment = values.environment;
     created = await api("POST", "/api/tokens", body);
   });
   if (!created) return;
-  revealSecret(sdk ? `SDK key for ${created.environment}` : "Personal token",
-    sdk ? "Shown once: put it in the application's configuration (VEXIL_SDK_KEY). It reads flags of this environment only."
+  revealSecret(client ? `Client-side key for ${created.environment}` : sdk ? `SDK key for ${created.environment}` : "Personal token",
+    client ? "Shown once, though it is no secret: it goes into browser or app code. It evaluates flags of this environment for the context it sends, and never reads rules or targeting keys."
+      : sdk ? "Shown once: put it in the application's configuration (VEXIL_SDK_KEY). It reads flags of this environment only, rules and targeting keys included: keep it on servers."
       : "Shown once: it acts as you (your role) until revoked. Use it as VEXIL_TOKEN or with Authorization: Bearer.", created.token);
   await renderAccess();
 }

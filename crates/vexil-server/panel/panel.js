@@ -1252,6 +1252,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("user-add").addEventListener("click", addUser);
   $("token-new").addEventListener("click", () => createToken(false));
   $("sdk-key-new").addEventListener("click", () => createToken(true));
+  $("client-key-new").addEventListener("click", () => createToken(true, true));
   $("flag-back").addEventListener("click", () => { panel.flagPage = null; show("flags-view"); render(); writeLocation(true); });
   start();
 });

@@ -59,6 +59,9 @@ impl Actor {
 /// The prefix of SDK keys.
 pub const SDK_KEY_PREFIX: &str = "vxs_";
 
+/// The prefix of client-side keys (for browsers and mobile apps).
+pub const CLIENT_KEY_PREFIX: &str = "vxc_";
+
 /// Who a credential belongs to: a user, or an SDK key scoped to one environment.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -70,6 +73,8 @@ pub enum Principal {
         token_id: String,
         /// The environment it is scoped to.
         environment: vexil_core::EnvKey,
+        /// A client-side key: it evaluates and reports metrics, and never reads the stream.
+        client: bool,
     },
 }
 
@@ -385,7 +390,10 @@ async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
         return Ok(None);
     };
     match record.kind {
-        TokenKind::Sdk => Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment })),
+        TokenKind::Sdk | TokenKind::Client => {
+            let client = record.kind == TokenKind::Client;
+            Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment, client }))
+        }
         // A trigger's secret works only at its own URL, never as a credential.
         TokenKind::Trigger => Ok(None),
         TokenKind::Personal => {

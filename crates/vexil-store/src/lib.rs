@@ -79,6 +79,9 @@ pub enum TokenKind {
     Personal,
     /// An SDK key: read-only, scoped to one environment.
     Sdk,
+    /// A client-side key, for code that runs where anyone can read it (a browser bundle): it only evaluates flags for
+    /// the context it sends, in one environment; it never reads the stream, which holds every rule and targeting key.
+    Client,
     /// A monitoring trigger: its secret URL rolls one flag back in one environment.
     Trigger,
 }

@@ -398,19 +398,25 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a personal API token, or with --sdk an SDK key for one environment; prints only the token.
+    /// Create a personal API token, or with --sdk an SDK key (or with --client a client-side key) for one environment;
+    /// prints only the token.
+    #[command(group(clap::ArgGroup::new("key").args(["sdk", "client"])))]
     Create {
         /// Whose token (yourself by default; others need admin).
-        #[arg(long, conflicts_with = "sdk")]
+        #[arg(long, conflicts_with_all = ["sdk", "client"])]
         user: Option<String>,
         /// A label for it.
         #[arg(long)]
         name: Option<String>,
         /// Create a read-only SDK key (stream, evaluate, metrics) scoped to --env.
-        #[arg(long, requires = "env")]
+        #[arg(long, requires = "env", conflicts_with = "client")]
         sdk: bool,
-        /// The environment of the SDK key.
-        #[arg(long, requires = "sdk")]
+        /// Create a client-side key for browsers and mobile apps, scoped to --env: it only evaluates flags for the
+        /// context it sends (OFREP) and reports metrics; it never reads the stream (rules, targeting keys).
+        #[arg(long, requires = "env")]
+        client: bool,
+        /// The environment of the key.
+        #[arg(long, requires = "key")]
         env: Option<String>,
     },
     /// List tokens.

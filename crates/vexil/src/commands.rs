@@ -615,8 +615,12 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
 /// `vexil token …`.
 pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
     match command {
-        TokenCommand::Create { user, name, sdk, env } => {
-            let body = if sdk { json!({"kind": "sdk", "environment": env, "name": name}) } else { json!({"user": user, "name": name}) };
+        TokenCommand::Create { user, name, sdk, client, env } => {
+            let body = match (sdk, client) {
+                (true, _) => json!({"kind": "sdk", "environment": env, "name": name}),
+                (_, true) => json!({"kind": "client", "environment": env, "name": name}),
+                _ => json!({"user": user, "name": name}),
+            };
             let reply = context.client.post("/api/tokens", &body)?.body;
             match context.output {
                 Output::Json => context.print_json(&reply),

@@ -1344,6 +1344,16 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     assert_eq!(ofrep(&key).body["value"], true);
     browser.find("//tbody[@id='tokens-body']/tr[th[text()='checkout service'] and td[text()='SDK key'] and td[text()='prod']]");
     browser.screenshot("panel-access.png");
+    // A client-side key, for browser code: its dialog says what it cannot do.
+    browser.click("//button[@id='client-key-new']");
+    browser.type_into("//input[@id='editor-name']", "web bundle");
+    browser.click("//button[@id='editor-ok']");
+    browser.find("//dialog[@id='secret' and @open]//p[@id='secret-note' and contains(., 'never reads rules or targeting keys')]");
+    let client =
+        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
+    assert!(client.as_str().unwrap().starts_with("vxc_"), "{client}");
+    browser.click("//button[@id='secret-close']");
+    browser.find("//tbody[@id='tokens-body']/tr[th[text()='web bundle'] and td[text()='Client-side key']]");
     browser.click("//button[@aria-label='Revoke checkout service']");
     browser.click("//button[@id='confirm-ok']");
     browser.gone("//tbody[@id='tokens-body']/tr[th[text()='checkout service']]");

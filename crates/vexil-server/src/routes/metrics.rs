@@ -127,7 +127,7 @@ async fn receive(
 ) -> ApiResult<(StatusCode, Json<MetricsAccepted>)> {
     let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
     let (key_id, environment) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
-        Some(Principal::Sdk { token_id, environment }) => (token_id, environment),
+        Some(Principal::Sdk { token_id, environment, .. }) => (token_id, environment),
         Some(Principal::User(_)) => {
             return Err(ApiError::forbidden("metrics are sent with an SDK key, which says which environment they come from"));
         }

@@ -101,6 +101,13 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
         .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token"))?;
     let environment = state.environment(&query.env)?;
     principal.may_read(&environment)?;
+    if let crate::auth::Principal::Sdk { client: true, .. } = principal {
+        // The stream holds every rule and targeting key (customer ids, emails): not for code anyone can read.
+        return Err(ApiError::forbidden(
+            "this is a client-side key: it evaluates flags for the context it sends (POST /ofrep/v1/evaluate/flags) and cannot read \
+             the stream, which holds every rule and targeting key; a server-side application uses an SDK key (vexil token create --sdk)",
+        ));
+    }
     let receiver = state.hub.subscribe(&environment.key).ok_or_else(|| ApiError::internal("no channel for a configured environment"))?;
     let snapshot = state.hub.snapshot(&environment.key).ok_or_else(|| ApiError::internal("no snapshot for a configured environment"))?;
     let last_event_id =

@@ -491,7 +491,7 @@ struct CreateTokenRequest {
     /// Whose token (yourself when absent; someone else needs admin).
     user: Option<String>,
     name: Option<String>,
-    /// `personal` (default) or `sdk`.
+    /// `personal` (default), `sdk` or `client` (a client-side key).
     kind: Option<String>,
     /// For SDK keys: the environment the key reads.
     environment: Option<String>,
@@ -501,7 +501,7 @@ struct CreateTokenRequest {
 #[derive(Debug, Serialize, ToSchema)]
 struct TokenView {
     id: String,
-    /// `personal`, `sdk` or `trigger`.
+    /// `personal`, `sdk`, `client` or `trigger`.
     #[schema(value_type = String)]
     kind: TokenKind,
     user: String,
@@ -527,10 +527,11 @@ async fn create_token(
     check_label(&name)?;
     match request.kind.as_deref().unwrap_or("personal") {
         "personal" => {}
-        "sdk" => return create_sdk_key(state, actor, request, name).await,
+        "sdk" => return create_sdk_key(state, actor, request, name, false).await,
+        "client" => return create_sdk_key(state, actor, request, name, true).await,
         other => {
             return Err(ApiError::bad_request(format!(
-                "token kind `{}` is unknown; accepted: personal, sdk",
+                "token kind `{}` is unknown; accepted: personal, sdk, client",
                 vexil_core::name::printable(other)
             )));
         }
@@ -565,36 +566,39 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(TokenCreated::Personal { id: record.id, user: user.email, token: secret })))
 }
 
-/// An SDK key reads one environment; creating one takes the right to change that environment,
-/// because the key's metrics can later steer rollouts there.
+/// An SDK key (or, with `client`, a client-side key) reads one environment; creating one takes the right to change
+/// that environment, because the key's metrics can later steer rollouts there.
 async fn create_sdk_key(
     state: AppState,
     actor: Actor,
     request: CreateTokenRequest,
     name: String,
+    client: bool,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let (kind, flag) = if client { ("client", "--client") } else { ("sdk", "--sdk") };
     let environment = request
         .environment
         .as_deref()
-        .ok_or_else(|| ApiError::bad_request("an SDK key needs an environment (vexil token create --sdk --env staging)"))?;
+        .ok_or_else(|| ApiError::bad_request(format!("an SDK key needs an environment (vexil token create {flag} --env staging)")))?;
     let environment = state.environment(environment)?;
     actor.role.may_change(&environment).map_err(ApiError::forbidden)?;
     if request.user.is_some() {
         return Err(ApiError::bad_request("SDK keys belong to an environment, not a user; leave `user` out"));
     }
-    let secret = random_secret(crate::auth::SDK_KEY_PREFIX);
-    let record = token_record(&secret, TokenKind::Sdk, &actor.email, Some(environment.key.clone()), &name);
+    let secret = random_secret(if client { crate::auth::CLIENT_KEY_PREFIX } else { crate::auth::SDK_KEY_PREFIX });
+    let token_kind = if client { TokenKind::Client } else { TokenKind::Sdk };
+    let record = token_record(&secret, token_kind, &actor.email, Some(environment.key.clone()), &name);
     let mut entry = audit(
         &actor.email,
         actor.source,
         AuditAction::TokenCreate,
-        json!({"id": record.id, "kind": "sdk", "environment": environment.key, "name": name}),
+        json!({"id": record.id, "kind": kind, "environment": environment.key, "name": name}),
     );
     entry.environment = Some(environment.name.clone());
     state.commit_as(&actor, Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
     Ok((
         StatusCode::CREATED,
-        Json(TokenCreated::Sdk { id: record.id, kind: "sdk".to_owned(), environment: environment.key.to_string(), token: secret }),
+        Json(TokenCreated::Sdk { id: record.id, kind: kind.to_owned(), environment: environment.key.to_string(), token: secret }),
     ))
 }
 
