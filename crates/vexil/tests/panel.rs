@@ -147,6 +147,19 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/value"), json!({"text": text}));
     }
 
+    /// Replaces the text of the input matching `xpath` with `text`.
+    fn replace(&self, xpath: &str, text: &str) {
+        let element = self.find(xpath);
+        self.call("POST", &format!("/element/{element}/clear"), json!({}));
+        self.type_into(xpath, text);
+    }
+
+    /// The text of the element with this id, as the page has it now.
+    fn text_of(&self, id: &str) -> String {
+        let script = "return document.getElementById(arguments[0]).textContent;";
+        self.call("POST", "/execute/sync", json!({"script": script, "args": [id]})).as_str().unwrap_or_default().to_owned()
+    }
+
     fn attribute(&self, xpath: &str, name: &str) -> Value {
         let element = self.find(xpath);
         self.call("GET", &format!("/element/{element}/attribute/{name}"), Value::Null)
@@ -861,8 +874,7 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     browser.type_into("//input[@id='editor-name']", "UI.Bad Name");
     browser.click("//button[@id='editor-ok']");
     browser.find("//input[@id='editor-name' and @aria-invalid='true']/../following-sibling::p[contains(@class, 'field-error') and contains(., '<category>.<snake_case>')]");
-    browser.call("POST", &format!("/element/{}/clear", browser.find("//input[@id='editor-name']")), json!({}));
-    browser.type_into("//input[@id='editor-name']", "ui.checkout_v2");
+    browser.replace("//input[@id='editor-name']", "ui.checkout_v2");
     browser.type_into("//input[@id='editor-description']", "The new checkout");
     browser.type_into("//input[@id='editor-tags']", "checkout, launch");
     browser.click("//button[@id='editor-ok']");
@@ -873,9 +885,7 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     assert_eq!((flag["description"].as_str(), flag["tags"].clone()), (Some("The new checkout"), json!(["checkout", "launch"])));
 
     browser.click("//button[@aria-label='Edit ui.checkout_v2']");
-    let description = browser.find("//input[@id='editor-description']");
-    browser.call("POST", &format!("/element/{description}/clear"), json!({}));
-    browser.type_into("//input[@id='editor-description']", "The new checkout flow");
+    browser.replace("//input[@id='editor-description']", "The new checkout flow");
     browser.click("//button[@id='editor-ok']");
     browser.find("//p[@id='flag-description' and text()='The new checkout flow']");
     browser.click("//button[@id='flag-back']");
@@ -885,9 +895,7 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     server.http().post("/api/flags", &json!({"name": "ui.theme", "type": "string", "default": "light"}));
     browser.click("//tr[@data-flag='ui.theme']//a");
     browser.click("//button[@aria-label='Edit ui.theme']");
-    let default = browser.find("//input[@id='editor-default']");
-    browser.call("POST", &format!("/element/{default}/clear"), json!({}));
-    browser.type_into("//input[@id='editor-default']", "dark");
+    browser.replace("//input[@id='editor-default']", "dark");
     browser.click("//button[@id='editor-ok']");
     // The refusal appears beside the field it is about.
     browser.find("//input[@id='editor-reason' and @aria-invalid='true']/../following-sibling::p[contains(@class, 'field-error') and contains(., 'this changes what production serves: give a reason')]");
@@ -904,9 +912,7 @@ fn define_edit_and_set_a_flag_from_the_panel() {
     // A fresh page (the same URL: the flag's page) reads the flag as it is now; the edit goes through from there.
     browser.goto(&format!("{}/?view=flag&flag=ui.theme", server.url));
     browser.click("//button[@aria-label='Edit ui.theme']");
-    let default = browser.find("//input[@id='editor-default']");
-    browser.call("POST", &format!("/element/{default}/clear"), json!({}));
-    browser.type_into("//input[@id='editor-default']", "dark");
+    browser.replace("//input[@id='editor-default']", "dark");
     browser.type_into("//input[@id='editor-reason']", "dark by default");
     browser.click("//button[@id='editor-ok']");
     // The dialog stays open while it saves (a dry run, then the edit) and closes once the server took it.
@@ -1097,9 +1103,7 @@ fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answer
     browser.click("//button[@id='editor-ok']");
     // The server refuses the variant's name, and says so beside it.
     browser.find("//input[@aria-label='Variant 2 name' and @aria-invalid='true']/../following-sibling::p[contains(@class, 'field-error')]");
-    let name = browser.find("//input[@aria-label='Variant 2 name']");
-    browser.call("POST", &format!("/element/{name}/clear"), json!({}));
-    browser.type_into("//input[@aria-label='Variant 2 name']", "treatment");
+    browser.replace("//input[@aria-label='Variant 2 name']", "treatment");
     browser.click("//button[@id='editor-ok']");
     browser.find("//h2[@id='flag-title' and text()='ui.checkout_flow']");
 
@@ -1117,14 +1121,10 @@ fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answer
     );
     // A split whose shares do not reach 100 % is refused beside the split, before it is sent.
     browser.click("//fieldset[legend[text()='Everyone else']]/button[text()='Split by percentage']");
-    let share = browser.find("//input[@aria-label='Share 1 in %']");
-    browser.call("POST", &format!("/element/{share}/clear"), json!({}));
-    browser.type_into("//input[@aria-label='Share 1 in %']", "40");
+    browser.replace("//input[@aria-label='Share 1 in %']", "40");
     browser.find("//p[contains(@class, 'split-total') and contains(., 'Total: 90 %')]");
     browser.click("//select[@aria-label='Operator of rule 1 condition 1']/option[@value='ends_with']");
-    let values = browser.find("//input[@aria-label='Values of rule 1 condition 1']");
-    browser.call("POST", &format!("/element/{values}/clear"), json!({}));
-    browser.type_into("//input[@aria-label='Values of rule 1 condition 1']", "@asimo.io");
+    browser.replace("//input[@aria-label='Values of rule 1 condition 1']", "@asimo.io");
     browser.click("//button[@id='targeting-ok']");
     browser.find("//p[contains(@class, 'field-error') and contains(., 'the shares add up to 90 %')]");
     browser.screenshot("panel-targeting.png");
@@ -1208,9 +1208,7 @@ fn promoting_to_production_as_a_guarded_rollout_from_the_modal() {
     browser.click("//article[@data-environment='staging']//button[contains(., 'Promote to Prod')]");
     browser.find("//dialog[@id='confirm' and @open]//pre[normalize-space(.)='turned on']");
     browser.click("//input[@id='confirm-rollout-on']");
-    let steps = browser.find("//input[@id='confirm-rollout-steps']");
-    browser.call("POST", &format!("/element/{steps}/clear"), json!({}));
-    browser.type_into("//input[@id='confirm-rollout-steps']", "5, 50, 100");
+    browser.replace("//input[@id='confirm-rollout-steps']", "5, 50, 100");
     browser.type_into("//input[@id='confirm-reason']", "gradual launch");
     browser.click("//input[@id='confirm-check']");
     browser.screenshot("panel-promote-rollout.png");
@@ -1306,9 +1304,7 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     browser.type_into("//input[@id='editor-email']", "dev@example.com");
     browser.click("//button[@id='editor-ok']");
     browser.find("//dialog[@id='secret' and @open]//h2[text()='dev@example.com added']");
-    let password =
-        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
-    let password = password.as_str().unwrap().to_owned();
+    let password = browser.text_of("secret-value");
     assert!(password.len() >= 8, "{password}");
     browser.click("//button[@id='secret-close']");
     browser.find("//tr[@data-user='dev@example.com']//select[@aria-label='Role of dev@example.com']");
@@ -1330,9 +1326,7 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     browser.click("//select[@id='editor-environment']/option[@value='prod']");
     browser.click("//button[@id='editor-ok']");
     browser.find("//dialog[@id='secret' and @open]//h2[text()='SDK key for prod']");
-    let key =
-        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
-    let key = key.as_str().unwrap().to_owned();
+    let key = browser.text_of("secret-value");
     assert!(key.starts_with("vxs_"), "{key}");
     browser.click("//button[@id='secret-copy']");
     browser.find("//button[@id='secret-copy' and (text()='Copied' or text()='Selected: press Ctrl+C')]");
@@ -1349,9 +1343,8 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     browser.type_into("//input[@id='editor-name']", "web bundle");
     browser.click("//button[@id='editor-ok']");
     browser.find("//dialog[@id='secret' and @open]//p[@id='secret-note' and contains(., 'never reads rules or targeting keys')]");
-    let client =
-        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
-    assert!(client.as_str().unwrap().starts_with("vxc_"), "{client}");
+    let client = browser.text_of("secret-value");
+    assert!(client.starts_with("vxc_"), "{client}");
     browser.click("//button[@id='secret-close']");
     browser.find("//tbody[@id='tokens-body']/tr[th[text()='web bundle'] and td[text()='Client-side key']]");
     browser.click("//button[@aria-label='Revoke checkout service']");
@@ -1366,9 +1359,7 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     browser.type_into("//input[@id='editor-name']", "checkout errors");
     browser.click("//button[@id='editor-ok']");
     browser.find("//dialog[@id='secret' and @open]//h2[text()='Trigger: checkout errors']");
-    let url =
-        browser.call("POST", "/execute/sync", json!({"script": "return document.getElementById('secret-value').textContent;", "args": []}));
-    let url = url.as_str().unwrap().to_owned();
+    let url = browser.text_of("secret-value");
     browser.click("//button[@id='secret-close']");
     browser.find("//ul[@id='flag-triggers']/li[contains(., 'checkout errors: turns off ui.new_feature in prod')]");
     let path = url.split_once("/api/").map(|(_, path)| format!("/api/{path}")).unwrap_or_else(|| panic!("a trigger URL: {url}"));
