@@ -220,6 +220,14 @@ mod base64_decode {
     }
 }
 
+/// A browser with the panel open, logged in as the admin (the driver is dropped after the browser).
+fn admin_panel(server: &Server) -> (Driver, Browser) {
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.log_in(server, "admin@localhost", "correct horse battery");
+    (driver, browser)
+}
+
 fn cell(flag: &str, environment: &str) -> String {
     format!("//tr[@data-flag='{flag}']/td[@data-environment='{environment}']/button")
 }
@@ -230,9 +238,7 @@ fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_producti
     server.cli(&["define", "ui.new_feature", "--description", "The new voice panel"]).ok();
     server.cli(&["define", "experiment.voice_v2", "--tag", "voice"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
 
     // The matrix: every flag, every environment side by side, as the seed's switcher shows them.
     for title in ["Dev", "Staging", "Prod"] {
@@ -285,9 +291,7 @@ fn log_in_see_every_environment_follow_a_cli_change_live_and_promote_to_producti
 fn feedback_is_a_message_on_the_page_and_an_ended_session_asks_to_log_in_again() {
     let server = Server::start();
     server.cli(&["define", "ui.new_feature"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
 
     browser.click(&cell("ui.new_feature", "dev"));
     let done = "//div[@id='toasts']/div[contains(@class, 'done') and contains(., 'ui.new_feature in Dev: Enabled')]";
@@ -343,9 +347,7 @@ fn the_page_shows_its_connection_and_catches_up_after_the_server_comes_back() {
     let server = Server::start_on(&data);
     let address = server.url.trim_start_matches("http://").to_owned();
     server.cli(&["define", "ui.new_feature"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.find("//span[@id='connection' and contains(@class, 'is-live') and text()='Live']");
 
     server.kill();
@@ -365,9 +367,7 @@ fn every_view_has_a_url_that_back_forward_and_reload_keep() {
     server.cli(&["define", "ui.new_feature", "--owner", "team-web", "--tag", "launch"]).ok();
     server.cli(&["define", "experiment.voice_v2"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     let url = || browser.call("GET", "/url", Value::Null).as_str().unwrap().to_owned();
 
     browser.click("//nav[@id='switcher']/button[text()='Staging']");
@@ -438,9 +438,7 @@ fn on_a_phone_promotion_stays_and_the_history_fits_a_page_at_a_time() {
         let action = if index % 2 == 0 { "enable" } else { "disable" };
         assert_eq!(http.send("POST", &format!("/api/flags/ui.new_feature/environments/dev/{action}"), None, &[]).status, 200);
     }
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.call("POST", "/window/rect", json!({"width": 390, "height": 844}));
     let fits = || {
         let widths = browser.call(
@@ -544,9 +542,7 @@ fn a_thousand_flags_are_all_in_the_matrix_and_its_render_is_measured() {
     std::fs::write(&registry, text).unwrap();
     server.cli(&["apply", registry.to_str().unwrap()]).ok();
     server.cli(&["enable", "backend.flag_0999", "--env", "dev"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     let rows = || {
         browser.call(
             "POST",
@@ -591,9 +587,7 @@ fn the_matrix_is_operated_from_the_keyboard() {
     for flag in ["ui.alpha", "ui.beta", "ui.gamma"] {
         server.cli(&["define", flag]).ok();
     }
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     let focused = || {
         browser.call("POST", "/execute/sync", json!({"script": "return document.activeElement.getAttribute('aria-label') || document.activeElement.id || document.activeElement.textContent;", "args": []}))
     };
@@ -651,9 +645,7 @@ fn the_main_screens_fit_at_1440_and_390_pixels_light_and_dark() {
         "split": {"buckets": [{"serve": {"value": "dark"}, "weight": 20000}, {"serve": {"value": "light"}, "weight": 80000}]}});
     let put = server.http().send("PUT", "/api/flags/ui.theme/environments/staging", Some(targeted.to_string()), &[]);
     assert_eq!(put.status, 200, "{:?}", put.body);
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     let fits = |screen: &str| {
         let widths = browser.call(
             "POST",
@@ -736,9 +728,7 @@ fn bulk_disable_copy_with_preview_export_and_import() {
         server.cli(&["define", flag]).ok();
         server.cli(&["enable", flag, "--env", "dev"]).ok();
     }
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
 
     // Bulk: select two flags, disable them in Dev (the focused environment).
     browser.click("//input[@aria-label='Select ui.a']");
@@ -826,9 +816,7 @@ fn the_emergency_disable_is_one_click_and_a_reason_and_a_viewer_sees_no_controls
     let server = Server::start();
     server.cli(&["define", "ui.problem_feature"]).ok();
     server.cli(&["enable", "ui.problem_feature", "--env", "prod", "--yes", "--reason", "launch"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click(&cell("ui.problem_feature", "prod"));
     browser.find("//dialog[@id='confirm' and @open]");
     assert_eq!(
@@ -865,9 +853,7 @@ fn the_emergency_disable_is_one_click_and_a_reason_and_a_viewer_sees_no_controls
 #[test]
 fn define_edit_and_set_a_flag_from_the_panel() {
     let server = Server::start();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.find("//p[@id='empty' and not(@hidden)]");
 
     browser.click("//button[@id='new-flag']");
@@ -958,9 +944,7 @@ fn a_rollout_shows_its_progress_and_both_variants_error_rates() {
     let key = common::sdk_key_for(&server, "staging");
     let batch = json!({"flags": {"ui.checkout_v2": {"variants": {"true": {"evaluations": 100, "errors": 5}, "false": {"evaluations": 900, "errors": 9}}}}});
     assert_eq!(server.http().with_token(Some(&key)).post("/api/feature-flags/metrics", &batch).status, 202);
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click("//button[@aria-label='Rollout of ui.checkout_v2 in staging']");
     browser.find("//p[@id='plan-progress' and contains(., 'At 10 %: step 1 of 3') and contains(., '[10 %] → 50 % → 100 %')]");
     // Guarded steps: the dialog says what the plan holds for (the guard has not looked at this step yet, or wants more data).
@@ -992,9 +976,7 @@ fn a_guarded_production_change_shows_what_the_guard_sees() {
         assert!(std::time::Instant::now() < deadline, "the guard did not look within a moment");
         std::thread::park_timeout(std::time::Duration::from_millis(100));
     }
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click("//button[@aria-label='Guard of ui.search_v2 in production' and contains(., 'guarded')]");
     browser.find("//h2[@id='plan-title' and normalize-space(.)='Guard of ui.search_v2 in Prod']");
     browser.find("//p[@id='plan-guard' and contains(., 'Guard (change until') and contains(., 'waiting for data') and contains(., 'New variant: true') and contains(., '1.00 % (3/300)')]");
@@ -1028,9 +1010,7 @@ fn a_flag_page_shows_every_environment_its_differences_and_a_readable_history() 
         "rules": [{"conditions": [{"attribute": "email", "operator": "ends_with", "values": ["@asimo.io"]}], "serve": {"variant": "treatment"}}],
         "split": {"buckets": [{"serve": {"variant": "treatment"}, "weight": 50000}, {"serve": {"variant": "control"}, "weight": 50000}]}});
     assert_eq!(http.send("PUT", "/api/flags/experiment.checkout/environments/staging", Some(split.to_string()), &[]).status, 200);
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click("//tr[@data-flag='experiment.checkout']//a");
 
     let staging = "//article[@data-environment='staging']";
@@ -1087,9 +1067,7 @@ fn a_flag_page_shows_every_environment_its_differences_and_a_readable_history() 
 fn a_string_flag_with_variants_and_a_rule_made_in_the_panel_is_what_ofrep_answers() {
     let server = Server::start();
     let key = common::sdk_key_for(&server, "dev");
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click("//button[@id='new-flag']");
     browser.type_into("//input[@id='editor-name']", "ui.checkout_flow");
     browser.click("//select[@id='editor-type']/option[@value='string']");
@@ -1201,9 +1179,7 @@ fn promoting_to_production_as_a_guarded_rollout_from_the_modal() {
     server.cli(&["define", "ui.new_feature"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "staging"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click("//tr[@data-flag='ui.new_feature']//a");
     browser.click("//article[@data-environment='staging']//button[contains(., 'Promote to Prod')]");
     browser.find("//dialog[@id='confirm' and @open]//pre[normalize-space(.)='turned on']");
@@ -1250,9 +1226,7 @@ fn several_tabs_share_the_streams_and_each_stays_live_and_usable() {
     let server = Server::start();
     server.cli(&["define", "ui.new_feature"]).ok();
     server.cli(&["define", "ui.other"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.find("//span[@id='connection' and text()='Live']");
     let first = browser.call("GET", "/window", Value::Null);
     let mut tabs = vec![first.clone()];
@@ -1293,9 +1267,7 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     let server = Server::start();
     server.cli(&["define", "ui.new_feature"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "prod", "--yes", "--reason", "launch"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     browser.click("//button[@id='access']");
     browser.find("//tr[@data-user='admin@localhost']//select[@disabled]");
 
@@ -1377,9 +1349,7 @@ fn dialogs_work_from_the_keyboard_and_escape_cancels_them() {
     let server = Server::start();
     server.cli(&["define", "ui.new_feature"]).ok();
     server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
-    let driver = Driver::start();
-    let browser = Browser::open(&driver);
-    browser.log_in(&server, "admin@localhost", "correct horse battery");
+    let (_driver, browser) = admin_panel(&server);
     let keys = |text: &str| {
         let active = browser.call("GET", "/element/active", Value::Null);
         let element = active.as_object().and_then(|object| object.values().next()).and_then(Value::as_str).unwrap().to_owned();
