@@ -51,6 +51,8 @@ pub enum Command {
     Define(DefineArgs),
     /// Apply a flags.toml registry: create new flags, update metadata, report flags missing from the file.
     Apply(ApplyArgs),
+    /// Write the registry as typed code: `vexil codegen --lang ts flags.toml > featureFlags.ts`.
+    Codegen(CodegenArgs),
     /// Set a flag's state in one environment (value, variant, rollout, rules).
     Set(SetArgs),
     /// Enable flags in one environment.
@@ -173,6 +175,18 @@ pub struct DefineArgs {
     /// For number flags: the maximum.
     #[arg(long)]
     pub max: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct CodegenArgs {
+    /// The language: `ts` (TypeScript).
+    #[arg(long, value_parser = ["ts"])]
+    pub lang: String,
+    /// The registry file.
+    pub file: PathBuf,
+    /// Write nothing; fail when this file is not what codegen would write (for CI).
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,7 @@ fn run(cli: Cli) -> CommandResult {
         Command::Get(args) => commands::get(&context()?, args),
         Command::Define(args) => commands::define(&context()?, args),
         Command::Apply(args) => commands::apply(&context()?, args),
+        Command::Codegen(args) => registry::codegen(args),
         Command::Set(args) => commands::set(&context()?, args),
         Command::Enable(args) => commands::toggle(&context()?, args, true),
         Command::Disable(args) => commands::toggle(&context()?, args, false),

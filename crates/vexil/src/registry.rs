@@ -100,17 +100,23 @@ fn patch_fields(changes: &serde_json::Map<String, Value>) -> String {
 
 /// Applies the registry file. A definition change that alters what a protected environment serves is a change to
 /// that environment: it needs `--reason` and confirmation (`--yes` without a terminal), like any other.
-pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
-    let text =
-        std::fs::read_to_string(&args.file).map_err(|error| Failure::Usage(format!("cannot read {}: {error}", args.file.display())))?;
+/// Reads a registry file, refusing one that names a flag twice.
+fn read(file: &std::path::Path) -> CommandResult<Registry> {
+    let text = std::fs::read_to_string(file).map_err(|error| Failure::Usage(format!("cannot read {}: {error}", file.display())))?;
     let registry: Registry =
-        toml::from_str(&text).map_err(|error| Failure::Usage(format!("{} is not a valid registry: {error}", args.file.display())))?;
+        toml::from_str(&text).map_err(|error| Failure::Usage(format!("{} is not a valid registry: {error}", file.display())))?;
     let mut seen = std::collections::BTreeSet::new();
     for entry in &registry.flags {
         if !seen.insert(entry.name.clone()) {
-            return Err(Failure::Usage(format!("{} defines {} twice", args.file.display(), entry.name)));
+            return Err(Failure::Usage(format!("{} defines {} twice", file.display(), entry.name)));
         }
     }
+    Ok(registry)
+}
+
+pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
+    let registry = read(&args.file)?;
+    let seen: std::collections::BTreeSet<String> = registry.flags.iter().map(|entry| entry.name.clone()).collect();
     let listing = context.client.get_query("/api/flags", &[("archived", "true".to_owned())])?.body;
     let existing: BTreeMap<String, Value> = listing["flags"]
         .as_array()
@@ -280,4 +286,90 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
         }
     }
     Ok(())
+}
+
+/// `vexil codegen --lang ts flags.toml`: the registry as a TypeScript module (the seed's `featureFlags.ts`), so an
+/// application names flags through types: a misspelt flag, or a value a flag cannot take, does not compile. With
+/// `--check FILE` it writes nothing and fails when FILE is not what it would write (for CI).
+pub fn codegen(args: crate::cli::CodegenArgs) -> CommandResult {
+    let registry = read(&args.file)?;
+    let source = typescript(&registry, &args.file.display().to_string())?;
+    match &args.check {
+        None => {
+            print!("{source}");
+            Ok(())
+        }
+        Some(path) => {
+            let current = std::fs::read_to_string(path).unwrap_or_default();
+            if current == source {
+                Ok(())
+            } else {
+                Err(Failure::Failed(format!(
+                    "{} is stale: it is not what `vexil codegen --lang ts {}` writes now; run that and commit the result",
+                    path.display(),
+                    args.file.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The TypeScript module for a registry: each flag's value type (a union of its variants' or allowed values where it
+/// has them), its registry default, and an accessor that reads through any client with `get(name, fallback)`.
+fn typescript(registry: &Registry, file: &str) -> CommandResult<String> {
+    let json = |value: &toml::Value| serde_json::to_string(value).map_err(|error| Failure::Usage(error.to_string()));
+    let mut types = String::new();
+    let mut defaults = String::new();
+    for entry in &registry.flags {
+        let name = serde_json::to_string(&entry.name).map_err(|error| Failure::Usage(error.to_string()))?;
+        let variants: Vec<String> =
+            entry.variants.iter().flatten().filter_map(|variant| variant.get("value")).map(json).collect::<CommandResult<_>>()?;
+        let value_type = match entry.flag_type.as_str() {
+            "boolean" => "boolean".to_owned(),
+            "number" => "number".to_owned(),
+            "json" => "unknown".to_owned(),
+            "string" if !variants.is_empty() => variants.join(" | "),
+            "string" => match &entry.allowed_values {
+                Some(allowed) if !allowed.is_empty() => {
+                    allowed.iter().map(|value| serde_json::to_string(value).unwrap_or_default()).collect::<Vec<_>>().join(" | ")
+                }
+                _ => "string".to_owned(),
+            },
+            other => {
+                return Err(Failure::Usage(format!("{}: type `{other}` is unknown; accepted: boolean, string, number, json", entry.name)));
+            }
+        };
+        let default = match (&entry.default, entry.flag_type.as_str()) {
+            (Some(value), _) => json(value)?,
+            (None, "boolean") => "false".to_owned(),
+            (None, "number") => "0".to_owned(),
+            (None, "json") => "{}".to_owned(),
+            (None, _) => variants.first().cloned().unwrap_or_else(|| "\"\"".to_owned()),
+        };
+        if let Some(description) = &entry.description {
+            types.push_str(&format!("  /** {} */\n", description.replace("*/", "* /")));
+        }
+        types.push_str(&format!("  {name}: {value_type};\n"));
+        defaults.push_str(&format!("  {name}: {default},\n"));
+    }
+    Ok(format!(
+        "// Generated by `vexil codegen --lang ts {file}`: do not edit. Run it again when the registry changes;\n\
+         // `vexil codegen --lang ts {file} --check <this file>` fails when this file is stale.\n\
+         \n\
+         /** Every flag of the registry and the type of the value it serves. */\n\
+         export interface FeatureFlags {{\n{types}}}\n\
+         \n\
+         /** A flag's name: a misspelt one does not compile. */\n\
+         export type FlagName = keyof FeatureFlags;\n\
+         \n\
+         /** The registry defaults: the last layer of the override priority, what an application serves when nothing else answers. */\n\
+         export const featureFlagDefaults: {{ readonly [F in FlagName]: FeatureFlags[F] }} = {{\n{defaults}}};\n\
+         \n\
+         /** Anything that answers a flag with a fallback (a Vexil client, an OpenFeature client wrapped in one function). */\n\
+         export interface FlagReader {{\n  get(flag: string, fallback: unknown): unknown;\n}}\n\
+         \n\
+         /** A flag's value through `reader`, typed, with the registry default as the fallback. */\n\
+         export function flag<F extends FlagName>(reader: FlagReader, name: F): FeatureFlags[F] {{\n\
+         \x20 return reader.get(name, featureFlagDefaults[name]) as FeatureFlags[F];\n}}\n"
+    ))
 }
