@@ -88,6 +88,8 @@ async function guardReports(flag) {
 function guardLine(answer, state) {
   if (!answer || !answer.watched) return null;
   const report = answer.report;
+  // A change the guard does not judge (a flag just defined, a disable, a rollback) is no watch worth a line.
+  if (!report.comparisons.length && !report.step && report.version === (state && state.version) && report.decision !== "waiting for data") return null;
   // Its last look was at an earlier state: what it said then is not about this one.
   if (state && report.version !== state.version) {
     return h("p", { class: "guard-line", "data-guard": "" }, icon("shield"), ` Guard: will look at this change within ${answer.settings.check_seconds} s`);

@@ -90,6 +90,9 @@ fn a_production_change_whose_new_variant_errors_more_than_before_is_undone_by_th
 #[test]
 fn the_guard_explains_its_looks_and_leaves_healthy_changes_disables_and_other_environments_alone() {
     let (server, key) = server_with_history();
+    // A flag just defined is off: the guard says so rather than that someone turned it off.
+    let defined = report_after(&server, "ui.search_v2", &now_text());
+    assert_eq!(defined["report"]["decision"], "the flag was just defined, off: it serves nothing new to judge", "{defined}");
     server.cli(&["enable", "ui.search_v2", "--env", "prod", "--yes", "--reason", "launch"]).ok();
 
     // Too few evaluations since the change: nothing is decided, and the report says it waits.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{fallthrough, listed, rule_text, serve_label, summary, value_label};
@@ -260,8 +261,7 @@ pub fn definition_changes(before: Option<&FlagDefinition>, after: &FlagDefinitio
 /// record when the record does not carry the definition it was made under. Records of users and tokens, and records
 /// whose sides cannot be read, have no lines (their before and after stay in the record).
 pub fn record_changes(current: Option<&FlagDefinition>, record: &AuditRecord) -> Vec<String> {
-    let definition_of =
-        |value: &Option<Value>| value.as_ref().and_then(|value| serde_json::from_value::<FlagDefinition>(value.clone()).ok());
+    let definition_of = |value: &Option<Value>| value.as_ref().and_then(|value| FlagDefinition::deserialize(value).ok());
     if matches!(record.action, AuditAction::UserAdd | AuditAction::UserUpdate | AuditAction::TokenCreate | AuditAction::TokenRevoke) {
         return Vec::new();
     }
@@ -277,13 +277,13 @@ pub fn record_changes(current: Option<&FlagDefinition>, record: &AuditRecord) ->
         let side = |name: &str| definition.get(name).cloned();
         if let Some(after) = definition_of(&side("after")) {
             let mut lines = definition_changes(definition_of(&side("before")).as_ref(), &after);
-            if let Some(state) = record.after.as_ref().and_then(|value| serde_json::from_value::<FlagState>(value.clone()).ok()) {
+            if let Some(state) = record.after.as_ref().and_then(|value| FlagState::deserialize(value).ok()) {
                 lines.push(format!("now: {}", summary(&after, &state)));
             }
             return lines;
         }
     }
-    let state_of = |value: &Option<Value>| value.as_ref().and_then(|value| serde_json::from_value::<FlagState>(value.clone()).ok());
+    let state_of = |value: &Option<Value>| value.as_ref().and_then(|value| FlagState::deserialize(value).ok());
     let (Some(after), Some(definition)) = (state_of(&record.after), current) else {
         return Vec::new();
     };

@@ -94,12 +94,21 @@ async fn query(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): 
         .audit(AuditQuery { flag, environment, user: filters.user, action, since, until, before_id, limit, definitions_only: false })
         .await?;
     let (entries, next) = within_page_bytes(page.entries, page.next);
-    let catalog = state.catalog.read();
+    // The page's flags' definitions are copied out first: the words are worked out without holding the catalog, which
+    // every write waits for.
+    let definitions: std::collections::HashMap<String, vexil_core::FlagDefinition> = {
+        let catalog = state.catalog.read();
+        entries
+            .iter()
+            .filter_map(|record| record.flag.as_deref())
+            .filter_map(|flag| FlagName::parse(flag).ok())
+            .filter_map(|flag| catalog.definitions.get(&flag).map(|definition| (flag.to_string(), definition.clone())))
+            .collect()
+    };
     let entries = entries
         .into_iter()
         .map(|record| {
-            let definition =
-                record.flag.as_deref().and_then(|flag| FlagName::parse(flag).ok()).and_then(|flag| catalog.definitions.get(&flag));
+            let definition = record.flag.as_deref().and_then(|flag| definitions.get(flag));
             Entry { changes: vexil_core::describe::record_changes(definition, &record), record }
         })
         .collect();
