@@ -82,7 +82,8 @@ function tokenRow(token) {
   return h("tr", { dataset: { token: token.id } },
     h("th", { scope: "row" }, token.name),
     h("td", { dataset: { label: "Kind" } }, kind),
-    h("td", { dataset: { label: "Environment" } }, token.environment || "—"),
+    h("td", { dataset: { label: "Environment" } }, token.environment || "—",
+      token.origins?.length ? h("div", { class: "muted" }, `pages of ${token.origins.join(", ")}`) : null),
     h("td", { dataset: { label: "User" } }, token.user),
     h("td", { dataset: { label: "Made" } }, token.created_at.slice(0, 16).replace("T", " ")),
     h("td", {}, h("button", { type: "button", class: "small", "aria-label": `Revoke ${token.name}`, onclick: () => revoke(token, kind) }, "Revoke…")));
@@ -103,10 +104,13 @@ async function createToken(sdk, client = false) {
   let created = null;
   const fields = [["name", sdk ? "Name (the application that uses it)" : "Name (what uses it: a script, CI)", "text", ""]];
   if (sdk) fields.push(["environment", "Environment (the key reads only this one)", "select", panel.environments[0].key, panel.environments.map((environment) => environment.key)]);
+  if (client) fields.push(["origins", "Allowed origins, comma separated (https://shop.example.com); empty admits any", "text", ""]);
   await editor(client ? "New client-side key" : sdk ? "New SDK key" : "New personal token", fields, async (values) => {
     const body = { kind: client ? "client" : sdk ? "sdk" : "personal" };
     if (values.name.trim()) body.name = values.name.trim();
     if (sdk) body.environment = values.environment;
+    const origins = client ? values.origins.split(/[\s,]+/).filter(Boolean) : [];
+    if (origins.length) body.origins = origins;
     created = await api("POST", "/api/tokens", body);
   });
   if (!created) return;

@@ -107,6 +107,46 @@ pub fn hold(state: &AppState, address: Option<std::net::IpAddr>, bytes: Bytes) -
     Some(Body::from(Bytes::from_owner(Held { bytes, _share: share })))
 }
 
+/// [`hold`] for an answer written as `head` followed by `bytes`, without copying either: a bulk evaluation is the
+/// same prepared bytes for every key, each key's own part goes before them.
+pub fn hold_after(state: &AppState, address: Option<std::net::IpAddr>, head: Bytes, bytes: Bytes) -> Option<Body> {
+    let size = head.len() + bytes.len();
+    let bytes = if size < LARGE {
+        bytes
+    } else {
+        let Some(share) = state.answers.take(size, address) else {
+            state.telemetry.answer_refused();
+            return None;
+        };
+        Bytes::from_owner(Held { bytes, _share: share })
+    };
+    Some(Body::new(Chunks([Some(head), Some(bytes)])))
+}
+
+/// A body of a few chunks already in memory, with its exact length (so it is sent with `content-length`).
+struct Chunks([Option<Bytes>; 2]);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let next = self.0.iter_mut().find_map(Option::take);
+        std::task::Poll::Ready(next.map(|chunk| Ok(hyper::body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.iter().flatten().map(|chunk| chunk.len() as u64).sum())
+    }
+}
+
 /// The answer to a read whose large answer the budget cannot hold now.
 pub fn busy() -> Response {
     let mut refused = ApiError::new(

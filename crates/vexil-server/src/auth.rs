@@ -75,6 +75,8 @@ pub enum Principal {
         environment: vexil_core::EnvKey,
         /// A client-side key: it evaluates and reports metrics, and never reads the stream.
         client: bool,
+        /// The web origins whose pages may use the key (any when empty).
+        origins: std::sync::Arc<[String]>,
     },
 }
 
@@ -88,6 +90,27 @@ impl Principal {
                 Err(ApiError::forbidden(format!("this SDK key is scoped to {scoped}; it cannot read {}", environment.key)))
             }
         }
+    }
+
+    /// Refuses a request from a web page whose origin the key does not admit. A key with allowed origins answers only
+    /// pages of those origins: another site that copied the key from a bundle cannot use it from its visitors'
+    /// browsers. A request without an `Origin` header (a server, curl) is not a page's and passes: an origin list
+    /// limits where a key works in browsers, it is not a secret.
+    pub fn may_serve_origin(&self, headers: &axum::http::HeaderMap) -> ApiResult<()> {
+        let Principal::Sdk { origins, .. } = self else { return Ok(()) };
+        let Some(origin) = headers.get(axum::http::header::ORIGIN) else { return Ok(()) };
+        if origins.is_empty() || origins.iter().any(|allowed| origin.as_bytes() == allowed.as_bytes()) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!(
+                "this key answers pages of {} only, not of {}; add the origin to the key's allowed origins (a new key: vexil token create --client --origin …)",
+                origins.join(", "),
+                vexil_core::name::printable(origin.to_str().unwrap_or("an origin that is not text"))
+            ),
+        ))
     }
 }
 
@@ -301,16 +324,25 @@ impl CredentialsTouched {
 
 /// Finds who `token` belongs to; `None` for unknown, revoked or disabled credentials.
 pub async fn authenticate(state: &AppState, token: &str, source: Source) -> ApiResult<Option<Principal>> {
+    Ok(authenticate_with_digest(state, token, source).await?.map(|(principal, _)| principal))
+}
+
+/// [`authenticate`], with the credential's SHA-256 (what the store keeps, and the ticket of OFREP's event stream).
+pub async fn authenticate_with_digest(
+    state: &AppState,
+    token: &str,
+    source: Source,
+) -> ApiResult<Option<(Principal, std::sync::Arc<str>)>> {
     let digests = &state.credentials.2;
     if let Some(digest) = digests.get(token) {
-        return authenticate_hash(state, &digest, source).await;
+        return Ok(authenticate_hash(state, &digest, source).await?.map(|principal| (principal, digest)));
     }
     let digest: std::sync::Arc<str> = hash_token(token).into();
     let principal = authenticate_hash(state, &digest, source).await?;
     if principal.is_some() {
-        digests.remember(token, digest);
+        digests.remember(token, digest.clone());
     }
-    Ok(principal)
+    Ok(principal.map(|principal| (principal, digest)))
 }
 
 /// [`authenticate`] by the SHA-256 of the secret.
@@ -392,7 +424,8 @@ async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
     match record.kind {
         TokenKind::Sdk | TokenKind::Client => {
             let client = record.kind == TokenKind::Client;
-            Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment, client }))
+            let origins = record.origins.into();
+            Ok(record.environment.map(|environment| Principal::Sdk { token_id: record.id, environment, client, origins }))
         }
         // A trigger's secret works only at its own URL, never as a credential.
         TokenKind::Trigger => Ok(None),
@@ -672,6 +705,7 @@ pub fn token_record(secret: &str, kind: TokenKind, user: &str, environment: Opti
         flag: None,
         expires_at: None,
         action: None,
+        origins: Vec::new(),
     }
 }
 

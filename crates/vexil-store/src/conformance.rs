@@ -432,6 +432,7 @@ pub async fn users_and_tokens_round_trip(store: Arc<dyn Store>) {
         flag: None,
         expires_at: None,
         action: None,
+        origins: vec!["https://app.example.com".into()],
     };
     store.commit(Write { users: vec![user.clone()], tokens: vec![token.clone()], ..Write::default() }).await.unwrap();
     assert_eq!(store.user("dev@example.com").await.unwrap(), Some(user.clone()));

@@ -115,6 +115,9 @@ pub struct TokenRecord {
     /// which roll back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// For client-side keys: the web origins (`https://app.example.com`) whose pages may use the key; any when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
 }
 
 /// One atomic write.

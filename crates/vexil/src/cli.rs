@@ -432,6 +432,10 @@ pub enum TokenCommand {
         /// The environment of the key.
         #[arg(long, requires = "key")]
         env: Option<String>,
+        /// With --client: a web origin whose pages may use the key (`https://app.example.com`); repeat for more.
+        /// Pages of other origins are refused. Any origin when left out.
+        #[arg(long = "origin", value_name = "ORIGIN", conflicts_with_all = ["sdk", "user"])]
+        origins: Vec<String>,
     },
     /// List tokens.
     List,

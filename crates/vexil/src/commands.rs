@@ -615,10 +615,11 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
 /// `vexil token …`.
 pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
     match command {
-        TokenCommand::Create { user, name, sdk, client, env } => {
+        TokenCommand::Create { user, name, sdk, client, env, origins } => {
             let body = match (sdk, client) {
                 (true, _) => json!({"kind": "sdk", "environment": env, "name": name}),
-                (_, true) => json!({"kind": "client", "environment": env, "name": name}),
+                (_, true) if origins.is_empty() => json!({"kind": "client", "environment": env, "name": name}),
+                (_, true) => json!({"kind": "client", "environment": env, "name": name, "origins": origins}),
                 _ => json!({"user": user, "name": name}),
             };
             let reply = context.client.post("/api/tokens", &body)?.body;

@@ -91,3 +91,142 @@ fn a_client_key_evaluates_for_its_context_and_never_sees_rules_targets_or_people
     let refused = server.cli_as(&developer, &["token", "create", "--client", "--env", "prod"]);
     assert_ne!(refused.code, 0, "{refused:?}");
 }
+
+/// An answer's status, headers and raw body, sending `headers` (an `Origin`, an `If-None-Match`).
+fn exchange(
+    server: &Server,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.post(format!("{}{path}", server.url)).bearer_auth(key).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.body(body.to_string()).send().expect("the server answers");
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().unwrap())
+}
+
+#[test]
+fn a_client_key_with_allowed_origins_answers_only_their_pages() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let key = server
+        .cli(&["token", "create", "--client", "--env", "prod", "--origin", "https://shop.example.com", "--origin", "http://localhost:5173"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let listed = server.http().get("/api/tokens").body;
+    let made = listed.as_array().unwrap().iter().find(|token| token["kind"] == "client").unwrap();
+    assert_eq!(made["origins"], json!(["https://shop.example.com", "http://localhost:5173"]), "{listed}");
+    let entry = &common::audit_entries(&server, "action=token_create")[0];
+    assert_eq!(entry["after"]["origins"], json!(["https://shop.example.com", "http://localhost:5173"]), "{entry}");
+
+    let context = json!({"context": {"targetingKey": "u1"}});
+    let bulk = "/ofrep/v1/evaluate/flags";
+    assert_eq!(exchange(&server, bulk, &key, &[("origin", "https://shop.example.com")], &context).0, 200);
+    assert_eq!(exchange(&server, bulk, &key, &[("origin", "http://localhost:5173")], &context).0, 200);
+    // A server or curl sends no Origin: an origin list limits where a key works in browsers.
+    assert_eq!(exchange(&server, bulk, &key, &[], &context).0, 200);
+    for path in [bulk, "/ofrep/v1/evaluate/flags/ui.new_feature"] {
+        let (status, headers, body) = exchange(&server, path, &key, &[("origin", "https://copycat.example")], &context);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("origin_not_allowed") && body.contains("https://shop.example.com"), "{body}");
+        assert!(!body.contains("ui.new_feature\""), "a refusal evaluates nothing: {body}");
+        assert!(headers.get("access-control-allow-origin").is_none_or(|origin| origin == "*"), "{headers:?}");
+    }
+    let batch = json!({"flags": {"ui.new_feature": {"variants": {"false": {"evaluations": 3, "errors": 0}}}}});
+    assert_eq!(exchange(&server, "/api/feature-flags/metrics", &key, &[("origin", "https://copycat.example")], &batch).0, 403);
+    assert_eq!(exchange(&server, "/api/feature-flags/metrics", &key, &[("origin", "https://shop.example.com")], &batch).0, 202);
+
+    // What an origin is, refused before anything is made.
+    let before = server.http().get("/api/tokens").body.as_array().unwrap().len();
+    for (origin, field) in
+        [("https://shop.example.com/", "origins[0]"), ("shop.example.com", "origins[0]"), ("https://*.example.com", "origins[0]")]
+    {
+        let answer = server.http().post("/api/tokens", &json!({"kind": "client", "environment": "prod", "origins": [origin]}));
+        assert_eq!(answer.status, 422, "{origin}: {:?}", answer.body);
+        assert_eq!(answer.body["error"]["field"], field, "{:?}", answer.body);
+        assert!(answer.body["error"]["message"].as_str().unwrap().contains("https://app.example.com"), "{:?}", answer.body);
+    }
+    let sdk = server.http().post("/api/tokens", &json!({"kind": "sdk", "environment": "prod", "origins": ["https://shop.example.com"]}));
+    assert_eq!(sdk.status, 400, "SDK keys do not go in pages: {:?}", sdk.body);
+    assert_eq!(server.http().get("/api/tokens").body.as_array().unwrap().len(), before, "nothing was made");
+    let refused = server.cli(&["token", "create", "--sdk", "--env", "prod", "--origin", "https://shop.example.com"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+}
+
+#[test]
+fn ofrep_change_notices_tell_a_client_key_to_fetch_again_and_name_nothing() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature", "--description", "the secret launch"]).ok();
+    let key = server.cli(&["token", "create", "--client", "--env", "prod"]).ok().stdout.trim().to_owned();
+    let context = json!({"context": {"targetingKey": "u1"}});
+
+    // The bulk answer says where its change notices are (OFREP ADR-0008).
+    let (status, headers, body) = exchange(&server, "/ofrep/v1/evaluate/flags", &key, &[], &context);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let streams = answer["eventStreams"].as_array().expect("eventStreams");
+    assert_eq!(streams.len(), 1, "{answer}");
+    assert_eq!(streams[0]["type"], "sse");
+    assert_eq!(streams[0]["inactivityDelaySec"], 120);
+    let uri = streams[0]["endpoint"]["requestUri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("/ofrep/v1/events?ticket="), "{uri}");
+    assert!(!uri.contains(&key), "the URL does not carry the key itself: {uri}");
+    assert_eq!(answer["flags"][0]["key"], "ui.new_feature", "{answer}");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+
+    // The stream opens with a notice of the current revision, then one per change; a notice names nothing.
+    let notices = common::Stream::open_at(&server, &uri, None, None).expect("the ticket opens the notices");
+    let first = notices.next();
+    assert_eq!(first.data, json!({"type": "refetchEvaluation", "etag": format!("\"{}\"", first.id.unwrap())}));
+    server.cli(&["enable", "ui.new_feature", "--env", "prod", "--reason", "launch", "--yes"]).ok();
+    let notice = notices.next();
+    assert!(notice.id.unwrap() > first.id.unwrap(), "{notice:?}");
+    assert_eq!(notice.data["type"], "refetchEvaluation");
+    assert_eq!(notice.data.as_object().unwrap().len(), 2, "a type and an etag, nothing else: {notice:?}");
+
+    // Fetching again as told gets the change; asking again with the new ETag is 304.
+    let refetch = format!("/ofrep/v1/evaluate/flags?flagConfigEtag={}", notice.data["etag"].as_str().unwrap().replace('"', "%22"));
+    let (status, headers, body) = exchange(&server, &refetch, &key, &[("if-none-match", &etag)], &context);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"value\":true"), "{body}");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(exchange(&server, "/ofrep/v1/evaluate/flags", &key, &[("if-none-match", &etag)], &context).0, 304);
+
+    // A client that already heard of the current revision gets no notice on reconnecting: only the next change.
+    let resumed = common::Stream::open_at(&server, &uri, None, notice.id).unwrap();
+    server.cli(&["disable", "ui.new_feature", "--env", "prod", "--reason", "incident", "--yes"]).ok();
+    let next = resumed.next();
+    assert!(next.id.unwrap() > notice.id.unwrap(), "{next:?}");
+
+    // The key itself opens the notices too (a client that sends headers), and neither names a flag or a person.
+    let direct = common::Stream::open_at(&server, "/ofrep/v1/events", Some(&key), None).unwrap();
+    assert_eq!(direct.next().data["type"], "refetchEvaluation");
+    for secret in ["ui.new_feature", "secret launch", "admin@localhost", "incident"] {
+        assert!(!format!("{first:?}{notice:?}{next:?}").contains(secret), "a notice names `{secret}`");
+    }
+
+    // A made-up ticket, a personal token's and a revoked key's open nothing.
+    assert_eq!(common::Stream::open_at(&server, "/ofrep/v1/events?ticket=00ff", None, None).err(), Some(401));
+    assert_eq!(common::Stream::open_at(&server, "/ofrep/v1/events", Some(ADMIN_TOKEN), None).err(), Some(403));
+    let id = server.http().get("/api/tokens").body.as_array().unwrap().iter().find(|token| token["kind"] == "client").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.cli(&["token", "revoke", &id]).ok();
+    assert_eq!(common::Stream::open_at(&server, &uri, None, None).err(), Some(401));
+    // The open stream ends within a heartbeat.
+    let ended = loop {
+        match notices.events.recv_timeout(common::MOMENT * 4).expect("the stream ends") {
+            None => break true,
+            Some(_) => continue,
+        }
+    };
+    assert!(ended);
+}

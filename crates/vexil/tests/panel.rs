@@ -1313,12 +1313,22 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     // A client-side key, for browser code: its dialog says what it cannot do.
     browser.click("//button[@id='client-key-new']");
     browser.type_into("//input[@id='editor-name']", "web bundle");
+    browser.type_into("//input[@id='editor-origins']", "https://shop.example.com, http://localhost:5173");
     browser.click("//button[@id='editor-ok']");
     browser.find("//dialog[@id='secret' and @open]//p[@id='secret-note' and contains(., 'never reads rules or targeting keys')]");
     let client = browser.text_of("secret-value");
     assert!(client.starts_with("vxc_"), "{client}");
     browser.click("//button[@id='secret-close']");
-    browser.find("//tbody[@id='tokens-body']/tr[th[text()='web bundle'] and td[text()='Client-side key']]");
+    browser.find("//tbody[@id='tokens-body']/tr[th[text()='web bundle'] and td[text()='Client-side key'] and td/div[text()='pages of https://shop.example.com, http://localhost:5173']]");
+    let context = json!({"context": {"targetingKey": "u"}});
+    let from = |origin: &str| {
+        server
+            .http()
+            .with_token(Some(&client))
+            .send("POST", "/ofrep/v1/evaluate/flags", Some(context.to_string()), &[("origin", origin)])
+            .status
+    };
+    assert_eq!((from("https://shop.example.com"), from("https://copycat.example")), (200, 403), "the key answers its origins' pages only");
     browser.click("//button[@aria-label='Revoke checkout service']");
     browser.click("//button[@id='confirm-ok']");
     browser.gone("//tbody[@id='tokens-body']/tr[th[text()='checkout service']]");
@@ -1472,4 +1482,31 @@ fn an_application_on_another_origin_evaluates_flags_with_the_official_openfeatur
     assert_eq!(answer["boolean"]["error"], Value::Null, "{answer}");
     assert_eq!(answer["number"]["value"], 20, "{answer}");
     assert_eq!(answer["number"]["variant"], "(value)", "{answer}");
+}
+
+#[test]
+fn the_official_openfeature_web_provider_follows_a_cli_change_live_without_polling() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let key = server.cli(&["token", "create", "--client", "--env", "dev"]).ok().stdout.trim().to_owned();
+    let origin = serve_web_directory();
+    let driver = Driver::start();
+    let browser = Browser::open(&driver);
+    browser.goto(&format!("{origin}/live.html?server={}&key={key}", server.url));
+    let shown = |id: &str| {
+        browser.execute_async(&format!("arguments[0](document.getElementById('{id}').textContent)")).as_str().unwrap_or_default().to_owned()
+    };
+    let wait_for = |id: &str, wanted: &str| {
+        let deadline = std::time::Instant::now() + common::MOMENT;
+        while shown(id) != wanted {
+            assert!(std::time::Instant::now() < deadline, "#{id} shows {wanted} (it shows {})", shown(id));
+            std::thread::park_timeout(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("result", "false");
+    server.cli(&["enable", "ui.new_feature", "--env", "dev"]).ok();
+    wait_for("result", "true");
+    server.cli(&["disable", "ui.new_feature", "--env", "dev"]).ok();
+    wait_for("result", "false");
+    assert_eq!(shown("changes"), "2", "one ConfigurationChanged event per change");
 }

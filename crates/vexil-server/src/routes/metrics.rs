@@ -28,7 +28,13 @@ use crate::service::AppState;
 const MAX_COUNT: u64 = 1_000_000_000;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(receive)).routes(routes!(read)).routes(routes!(guard_report))
+    OpenApiRouter::new().routes(routes!(read)).routes(routes!(guard_report))
+}
+
+/// Where SDKs send their counts: browsers too (client-side keys), so it answers CORS preflights.
+pub(super) fn receiver() -> OpenApiRouter<AppState> {
+    let (schemas, paths, receive) = routes!(receive);
+    OpenApiRouter::new().routes((schemas, paths, receive.options(super::options)))
 }
 
 /// A batch of counts from an SDK (format version 1).
@@ -127,7 +133,11 @@ async fn receive(
 ) -> ApiResult<(StatusCode, Json<MetricsAccepted>)> {
     let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
     let (key_id, environment) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
-        Some(Principal::Sdk { token_id, environment, .. }) => (token_id, environment),
+        Some(principal @ Principal::Sdk { .. }) => {
+            principal.may_serve_origin(&parts.headers)?;
+            let Principal::Sdk { token_id, environment, .. } = principal else { unreachable!("matched above") };
+            (token_id, environment)
+        }
         Some(Principal::User(_)) => {
             return Err(ApiError::forbidden("metrics are sent with an SDK key, which says which environment they come from"));
         }

@@ -9,6 +9,7 @@ use crate::service::AppState;
 
 mod audit;
 mod environments;
+mod events;
 mod flags;
 mod health;
 pub(crate) mod metrics;
@@ -250,7 +251,13 @@ fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(triggers::router())
         .merge(metrics::router())
         .merge(rollouts::router())
-        .merge(stream::router().merge(ofrep::router()).layer(axum::middleware::from_fn_with_state(state.clone(), cors)))
+        .merge(
+            stream::router()
+                .merge(ofrep::router())
+                .merge(events::router())
+                .merge(metrics::receiver())
+                .layer(axum::middleware::from_fn_with_state(state.clone(), cors)),
+        )
         .merge(environments::router(state.config.body_limit_for("/api/environments/{environment}/import")))
         .merge(registry::router(state.config.body_limit_for("/api/flags/apply")))
         .split_for_parts();

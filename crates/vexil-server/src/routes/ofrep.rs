@@ -25,7 +25,7 @@ use vexil_core::evaluation::{ErrorCode, Evaluation, EvaluationContext};
 use vexil_core::request::RequestContext;
 use vexil_core::{EnvKey, Reason};
 
-use crate::auth::{Principal, authenticate, credential_in};
+use crate::auth::{Principal, authenticate_with_digest, credential_in};
 use crate::error::ApiError;
 use crate::hub::{EnvironmentSnapshot, SnapshotFlag};
 use crate::service::AppState;
@@ -102,21 +102,49 @@ enum BulkEntry {
 /// Every flag of the environment, evaluated for one context.
 #[derive(serde::Serialize, ToSchema)]
 #[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
 struct BulkEvaluation {
+    /// Where to hear of changes (OFREP ADR-0008): one `sse` stream of `refetchEvaluation` notices.
+    event_streams: Vec<EventStream>,
     flags: Vec<BulkEntry>,
 }
 
-/// The environment an SDK key reads; 401 (with the scheme to use) or 403 with no body otherwise, as OFREP specifies.
-async fn environment_of(state: &AppState, parts: &Parts) -> Result<EnvKey, Response> {
+/// A stream of change notices: connect to the endpoint's `requestUri` on the OFREP base URL's origin.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EventStream {
+    /// `sse`.
+    r#type: String,
+    endpoint: EventStreamEndpoint,
+    /// Seconds a hidden page keeps the stream open.
+    inactivity_delay_sec: u64,
+}
+
+/// The path and query of a notice stream (`/ofrep/v1/events?ticket=…`).
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EventStreamEndpoint {
+    request_uri: String,
+}
+
+/// The environment an SDK key reads, and the key's SHA-256 (its event stream's ticket); 401 (with the scheme to use)
+/// or 403 with no body otherwise, as OFREP specifies, and 403 `origin_not_allowed` for a page the key does not admit.
+async fn environment_of(state: &AppState, parts: &Parts) -> Result<(EnvKey, std::sync::Arc<str>), Response> {
     let unauthorized = || {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vexil\", charset=\"UTF-8\""));
         response
     };
     let token = credential_in(&parts.headers, &parts.uri).ok_or_else(unauthorized)?;
-    match authenticate(state, token, vexil_core::Source::Api).await {
-        Ok(Some(Principal::Sdk { environment, .. })) => Ok(environment),
-        Ok(Some(Principal::User(_))) => Err(StatusCode::FORBIDDEN.into_response()),
+    match authenticate_with_digest(state, token, vexil_core::Source::Api).await {
+        Ok(Some((principal @ Principal::Sdk { .. }, digest))) => {
+            principal.may_serve_origin(&parts.headers).map_err(IntoResponse::into_response)?;
+            let Principal::Sdk { environment, .. } = principal else { unreachable!("matched above") };
+            Ok((environment, digest))
+        }
+        Ok(Some((Principal::User(_), _))) => Err(StatusCode::FORBIDDEN.into_response()),
         Ok(None) => Err(unauthorized()),
         Err(error) => Err(error.into_response()),
     }
@@ -208,7 +236,8 @@ async fn single(State(state): State<AppState>, Path(key): Path<String>, request:
 /// Evaluate every flag of the SDK key's environment for a context (OFREP); `If-None-Match` with the last ETag
 /// answers 304 while nothing changed for the context.
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep", security(("sdk_key" = []), ("sdk_key_header" = [])),
-    params(("if-none-match" = Option<String>, Header, description = "the ETag of the last answer")),
+    params(("if-none-match" = Option<String>, Header, description = "the ETag of the last answer"),
+        ("flagConfigEtag" = Option<String>, Query, description = "the `etag` of the change notice that asked for this evaluation: the answer includes that change")),
     request_body(content = Option<EvaluationRequest>),
     responses(
         (status = OK, body = BulkEvaluation, headers(("etag" = String))),
@@ -341,19 +370,64 @@ async fn evaluate(state: &AppState, target: Target<'_>, parts: &Parts, address: 
         Target::One(key) => Some(key),
         Target::All => None,
     };
-    let environment = match environment_of(state, parts).await {
-        Ok(environment) => environment,
+    let (environment, digest) = match environment_of(state, parts).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let context = match RequestContext::parse(body) {
         Ok(context) => context,
         Err(error) => return failure(StatusCode::BAD_REQUEST, key, error.code(), error.details()),
     };
-    let Some(snapshot) = state.hub.snapshot(&environment) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     match key {
-        Some(key) => single_answer(&snapshot, key, &context),
-        None => bulk_answer(state, &snapshot, &parts.headers, &context, address),
+        Some(key) => {
+            let Some(snapshot) = state.hub.snapshot(&environment) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+            single_answer(&snapshot, key, &context)
+        }
+        None => {
+            let Some(snapshot) = snapshot_at_least(state, &environment, notified_revision(&parts.uri)).await else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            bulk_answer(state, &snapshot, &parts.headers, &context, address, &digest)
+        }
     }
+}
+
+/// The revision a re-fetch after a change notice asks for (`?flagConfigEtag=…`, ADR-0008), if it names one.
+fn notified_revision(uri: &axum::http::Uri) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Refetch {
+        #[serde(rename = "flagConfigEtag")]
+        etag: Option<String>,
+    }
+    uri.query()?;
+    let query = axum::extract::Query::<Refetch>::try_from_uri(uri).ok()?.0;
+    super::events::revision_of_etag(&query.etag?)
+}
+
+/// How long a re-fetch after a notice waits for this server to reach the notice's revision.
+const NOTICE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The environment's snapshot, at `revision` or later when one is asked for: a client told of a change by one server
+/// may ask another that has not applied it yet (servers sharing Redis apply each other's writes within milliseconds),
+/// and an answer from before the change would leave it with the old value until the next notice. The wait is
+/// bounded ([`NOTICE_CATCH_UP`]); a revision the environment never reaches (a made-up one) gets the current snapshot.
+async fn snapshot_at_least(state: &AppState, environment: &EnvKey, revision: Option<u64>) -> Option<std::sync::Arc<EnvironmentSnapshot>> {
+    let current = state.hub.snapshot(environment)?;
+    let Some(wanted) = revision.filter(|wanted| *wanted > current.revision) else { return Some(current) };
+    let mut receiver = state.hub.subscribe(environment)?;
+    let reached = async {
+        loop {
+            if state.hub.snapshot(environment).is_some_and(|snapshot| snapshot.revision >= wanted) {
+                return;
+            }
+            match receiver.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(NOTICE_CATCH_UP, reached).await;
+    state.hub.snapshot(environment)
 }
 
 fn single_answer(snapshot: &EnvironmentSnapshot, key: &str, context: &RequestContext<'_>) -> Response {
@@ -377,6 +451,7 @@ fn bulk_answer(
     headers: &HeaderMap,
     context: &RequestContext<'_>,
     address: Option<IpAddr>,
+    digest: &str,
 ) -> Response {
     let prepared = snapshot.prepared.get_or_init(|| {
         let context_free = snapshot.flags.values().all(|flag| !flag.compiled.uses_context());
@@ -391,7 +466,9 @@ fn bulk_answer(
         response.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("etags are ASCII"));
         return response;
     }
-    let Some(body) = crate::answers::hold(state, address, bytes) else { return crate::answers::busy() };
+    // `{"eventStreams":[…],` then the prepared `{"flags":[…]}` without its `{`: the key's part, the shared bytes.
+    let head = Bytes::from(format!("{{{},", super::events::event_streams_json(digest)));
+    let Some(body) = crate::answers::hold_after(state, address, head, bytes.slice(1..)) else { return crate::answers::busy() };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

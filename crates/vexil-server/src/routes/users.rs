@@ -495,6 +495,8 @@ struct CreateTokenRequest {
     kind: Option<String>,
     /// For SDK keys: the environment the key reads.
     environment: Option<String>,
+    /// For client-side keys: the web origins whose pages may use the key (`https://app.example.com`); any when absent.
+    origins: Option<Vec<String>>,
 }
 
 /// A token or key, without its secret.
@@ -513,6 +515,9 @@ struct TokenView {
     name: String,
     created_at: String,
     revoked_at: Option<String>,
+    /// For client-side keys: the web origins whose pages may use it (any when empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    origins: Vec<String>,
 }
 
 /// Create a personal token (yours, or anyone's as admin) or an SDK key for one environment.
@@ -540,6 +545,9 @@ async fn create_token(
         return Err(ApiError::bad_request(
             "personal tokens act as their user in every environment; `environment` is for SDK keys (kind sdk)",
         ));
+    }
+    if request.origins.is_some() {
+        return Err(origins_for_client_keys_only());
     }
     let owner = request.user.unwrap_or_else(|| actor.email.clone());
     if owner != actor.email {
@@ -585,21 +593,81 @@ async fn create_sdk_key(
     if request.user.is_some() {
         return Err(ApiError::bad_request("SDK keys belong to an environment, not a user; leave `user` out"));
     }
+    if request.origins.is_some() && !client {
+        return Err(origins_for_client_keys_only());
+    }
+    let origins = request.origins.unwrap_or_default();
+    if origins.len() > MAX_ORIGINS {
+        return Err(ApiError::invalid_field(
+            "origins",
+            format!("a key admits at most {MAX_ORIGINS} origins; this names {}", origins.len()),
+        ));
+    }
+    let origins = origins.iter().enumerate().map(|(index, origin)| web_origin(index, origin)).collect::<ApiResult<Vec<_>>>()?;
     let secret = random_secret(if client { crate::auth::CLIENT_KEY_PREFIX } else { crate::auth::SDK_KEY_PREFIX });
     let token_kind = if client { TokenKind::Client } else { TokenKind::Sdk };
-    let record = token_record(&secret, token_kind, &actor.email, Some(environment.key.clone()), &name);
-    let mut entry = audit(
-        &actor.email,
-        actor.source,
-        AuditAction::TokenCreate,
-        json!({"id": record.id, "kind": kind, "environment": environment.key, "name": name}),
-    );
+    let mut record = token_record(&secret, token_kind, &actor.email, Some(environment.key.clone()), &name);
+    record.origins = origins;
+    let mut details = json!({"id": record.id, "kind": kind, "environment": environment.key, "name": name});
+    if !record.origins.is_empty() {
+        details["origins"] = json!(record.origins);
+    }
+    let mut entry = audit(&actor.email, actor.source, AuditAction::TokenCreate, details);
     entry.environment = Some(environment.name.clone());
     state.commit_as(&actor, Write { tokens: vec![record.clone()], audit: vec![entry], ..Write::default() }).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated::Sdk { id: record.id, kind: kind.to_owned(), environment: environment.key.to_string(), token: secret }),
     ))
+}
+
+/// The most web origins one client-side key admits.
+const MAX_ORIGINS: usize = 50;
+
+fn origins_for_client_keys_only() -> ApiError {
+    ApiError::bad_request(
+        "`origins` limits the web pages that may use a client-side key (kind client); SDK keys and personal tokens do not go in pages",
+    )
+}
+
+/// A web origin as browsers send it in `Origin`: `scheme://host` or `scheme://host:port`, lower case, with no path.
+fn web_origin(index: usize, origin: &str) -> ApiResult<String> {
+    let refused = |why: &str| {
+        ApiError::invalid_field(
+            &format!("origins[{index}]"),
+            format!(
+                "origin `{}` {why}; an origin is a scheme, a host and an optional port, as browsers send it: https://app.example.com, http://localhost:5173",
+                vexil_core::name::printable(origin)
+            ),
+        )
+    };
+    let lowered = origin.trim().to_ascii_lowercase();
+    let Some((scheme, authority)) = lowered.split_once("://") else { return Err(refused("has no scheme")) };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Err(refused("has no valid scheme"));
+    }
+    if authority.contains('/') {
+        return Err(refused("has a path (leave out everything after the host and port, the trailing `/` too)"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => match host.starts_with('[') || !host.contains(':') {
+            true => (host, Some(port)),
+            false => return Err(refused("is not a host and port")),
+        },
+        _ => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && (host.starts_with('[') && host.ends_with(']') || host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-')));
+    if !host_ok {
+        return Err(refused("has no valid host (`*` and wildcards are not accepted: leave origins out to admit any)"));
+    }
+    if port.is_some_and(|port| port.is_empty() || port.len() > 5 || !port.chars().all(|c| c.is_ascii_digit())) {
+        return Err(refused("has no valid port"));
+    }
+    Ok(lowered)
 }
 
 /// Your tokens (every token, for an admin), without secrets.
@@ -622,6 +690,7 @@ async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<J
             name: token.name,
             created_at: token.created_at,
             revoked_at: token.revoked_at,
+            origins: token.origins,
         })
         .collect();
     Ok(Json(tokens))

@@ -285,8 +285,16 @@ pub struct Stream {
 
 impl Stream {
     pub fn open(server: &Server, query: &str, token: &str, last_event_id: Option<u64>) -> Result<Stream, u16> {
+        Self::open_at(server, &format!("/api/feature-flags/stream?{query}"), Some(token), last_event_id)
+    }
+
+    /// A stream at any path (OFREP's change notices: `/ofrep/v1/events?ticket=…`), with or without a bearer key.
+    pub fn open_at(server: &Server, path: &str, token: Option<&str>, last_event_id: Option<u64>) -> Result<Stream, u16> {
         let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
-        let mut request = client.get(format!("{}/api/feature-flags/stream?{query}", server.url)).bearer_auth(token);
+        let mut request = client.get(format!("{}{path}", server.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
