@@ -126,6 +126,28 @@ mod tests {
         assert_eq!(parse_override(FlagType::String, " x ").unwrap(), json!(" x "));
     }
 
+    /// `spec/overrides.json`'s names, spellings and `.env.local` text, which every SDK reads the same way.
+    #[test]
+    fn the_shared_spec_reads_the_same_here() {
+        let spec: Value = serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../spec/overrides.json"))).unwrap();
+        for pair in spec["names"].as_array().unwrap() {
+            let (flag, variable) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            assert_eq!(env_var_name(&FlagName::parse(flag).unwrap()), variable);
+            assert_eq!(flag_name_from_env_var(variable).map(|name| name.to_string()).as_deref(), Some(flag));
+        }
+        for variable in spec["not_names"].as_array().unwrap() {
+            assert_eq!(flag_name_from_env_var(variable.as_str().unwrap()), None, "{variable}");
+        }
+        for (which, expected) in [("true", Some(true)), ("false", Some(false)), ("invalid", None)] {
+            for raw in spec["boolean_spellings"][which].as_array().unwrap() {
+                let parsed = parse_override(FlagType::Boolean, raw.as_str().unwrap()).ok();
+                assert_eq!(parsed, expected.map(Value::Bool), "{raw}");
+            }
+        }
+        let pairs: Vec<(String, String)> = serde_json::from_value(spec["dotenv"]["pairs"].clone()).unwrap();
+        assert_eq!(parse_dotenv(spec["dotenv"]["text"].as_str().unwrap()), pairs);
+    }
+
     #[test]
     fn dotenv_files_are_read_like_the_seed_shows() {
         let text = "# Local override via .env.local\nFF_UI_NEW_FEATURE=true\nexport FF_EXPERIMENT_VOICE_V2=false # off for now\nNAME=\"a b\"\nbroken line\n";

@@ -43,69 +43,62 @@ fn client(flags: Vec<SnapshotFlag>, variable: Option<&str>, dotenv_line: Option<
     (client, directory)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Flag {
-    /// Known, with a stored state.
-    Stored,
-    /// Known, but the server sent no state.
-    DefinitionOnly,
-    /// Not in the snapshot.
-    Unknown,
+/// `spec/overrides.json`: the table every SDK runs.
+fn spec() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../spec/overrides.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("spec/overrides.json is readable")).expect("spec/overrides.json is JSON")
 }
 
-/// (process variable, `.env.local` value, flag) → (value, source, layers whose value was reported and ignored).
-type Row = (Option<&'static str>, Option<&'static str>, Flag, f64, Source, &'static [OverrideLayer]);
+fn source_named(name: &str) -> Source {
+    [Source::EnvironmentVariable, Source::DotEnvLocal, Source::StoredState, Source::RegistryDefault, Source::Fallback]
+        .into_iter()
+        .find(|source| source.as_str() == name)
+        .unwrap_or_else(|| panic!("spec/overrides.json names source `{name}`"))
+}
+
+fn layer_named(name: &str) -> OverrideLayer {
+    match name {
+        "environment_variable" => OverrideLayer::EnvironmentVariable,
+        "dotenv_local" => OverrideLayer::DotEnvLocal,
+        other => panic!("spec/overrides.json names layer `{other}`"),
+    }
+}
 
 #[test]
 fn every_combination_of_layers_gives_the_documented_answer() {
-    use Flag::*;
     use Source::*;
-    let table: &[Row] = &[
-        (Some("1"), Some("2"), Stored, 1.0, EnvironmentVariable, &[]),
-        (None, Some("2"), Stored, 2.0, DotEnvLocal, &[]),
-        (None, None, Stored, 3.0, StoredState, &[]),
-        (None, None, DefinitionOnly, 4.0, RegistryDefault, &[]),
-        (None, None, Unknown, 5.0, Fallback, &[]),
-        (Some("1"), None, DefinitionOnly, 1.0, EnvironmentVariable, &[]),
-        (None, Some("2"), DefinitionOnly, 2.0, DotEnvLocal, &[]),
-        // A flag the server has not sent is overridden with the typed getter's type.
-        (Some("1"), Some("2"), Unknown, 1.0, EnvironmentVariable, &[]),
-        (None, Some("2"), Unknown, 2.0, DotEnvLocal, &[]),
-        // Invalid values are reported and ignored: the next layer answers, nothing is guessed.
-        (Some("lots"), Some("2"), Stored, 2.0, DotEnvLocal, &[OverrideLayer::EnvironmentVariable]),
-        (Some("lots"), Some("many"), Stored, 3.0, StoredState, &[OverrideLayer::EnvironmentVariable, OverrideLayer::DotEnvLocal]),
-        (Some("1"), Some("many"), Stored, 1.0, EnvironmentVariable, &[]),
-        (Some(""), None, DefinitionOnly, 4.0, RegistryDefault, &[OverrideLayer::EnvironmentVariable]),
-        (Some("lots"), None, Unknown, 5.0, Fallback, &[OverrideLayer::EnvironmentVariable]),
-        (None, Some("many"), Unknown, 5.0, Fallback, &[OverrideLayer::DotEnvLocal]),
-    ];
-    for (row, (variable, dotenv, flag, value, source, ignored)) in table.iter().enumerate() {
-        let flags = match flag {
-            Stored => vec![number_flag(true)],
-            DefinitionOnly => vec![number_flag(false)],
-            Unknown => Vec::new(),
+    let spec = spec();
+    assert_eq!((spec["flag"].as_str(), spec["variable"].as_str()), (Some(FLAG), Some(VARIABLE)));
+    let fallback = spec["fallback"].as_f64().unwrap();
+    let rows = spec["rows"].as_array().unwrap();
+    assert!(rows.len() >= 15, "{} rows", rows.len());
+    for (row, case) in rows.iter().enumerate() {
+        let (variable, dotenv) = (case["variable"].as_str(), case["dotenv"].as_str());
+        let flags = match case["flag"].as_str().unwrap() {
+            "stored" => vec![number_flag(true)],
+            "definition_only" => vec![number_flag(false)],
+            "unknown" => Vec::new(),
+            other => panic!("row {row}: flag `{other}`"),
         };
+        let expect = &case["expect"];
+        let (value, source) = (expect["value"].as_f64().unwrap(), source_named(expect["source"].as_str().unwrap()));
+        let ignored: Vec<OverrideLayer> =
+            expect["ignored"].as_array().unwrap().iter().map(|layer| layer_named(layer.as_str().unwrap())).collect();
         let dotenv_line = dotenv.map(|value| format!("{VARIABLE}={value}"));
-        let (client, _directory) = client(flags, *variable, dotenv_line.as_deref());
+        let (client, _directory) = client(flags, variable, dotenv_line.as_deref());
         let context = Context::new("user-1");
-        let details = client.number_details(FLAG, &context, 5.0);
-        let label = format!("row {row}: variable {variable:?}, .env.local {dotenv:?}, flag {flag:?}");
-        assert_eq!((details.value, details.source), (*value, *source), "{label}: {details:?}");
-        assert_eq!(client.number_value(FLAG, &context, 5.0), *value, "{label}: the plain getter agrees");
-        let expected_reason = match source {
-            EnvironmentVariable | DotEnvLocal => Reason::Static,
-            StoredState => Reason::Static,
-            RegistryDefault => Reason::Default,
-            Fallback => Reason::Error,
-        };
-        assert_eq!(details.reason, expected_reason, "{label}");
-        assert_eq!(details.error.map(|error| error.kind), (*source == Fallback).then_some(ErrorKind::FlagNotFound), "{label}");
+        let details = client.number_details(FLAG, &context, fallback);
+        let label = format!("row {row}: variable {variable:?}, .env.local {dotenv:?}, flag {}", case["flag"]);
+        assert_eq!((details.value, details.source), (value, source), "{label}: {details:?}");
+        assert_eq!(client.number_value(FLAG, &context, fallback), value, "{label}: the plain getter agrees");
+        assert_eq!(details.reason.as_str(), expect["reason"].as_str().unwrap(), "{label}");
+        assert_eq!(details.error.map(|error| error.kind), (source == Fallback).then_some(ErrorKind::FlagNotFound), "{label}");
         let expected_variable = matches!(source, EnvironmentVariable | DotEnvLocal).then_some(VARIABLE.to_owned());
         assert_eq!(details.override_variable, expected_variable, "{label}");
-        assert_eq!(details.state_version, (*source == StoredState).then_some(7), "{label}");
+        assert_eq!(details.state_version, (source == StoredState).then_some(7), "{label}");
         let warnings = client.override_warnings();
         let reported: Vec<OverrideLayer> = warnings.iter().map(|warning| warning.layer).collect();
-        assert_eq!(reported, *ignored, "{label}: {warnings:?}");
+        assert_eq!(reported, ignored, "{label}: {warnings:?}");
         for warning in warnings {
             assert_eq!(warning.variable, VARIABLE, "{label}: the warning names the variable");
             assert!(warning.message.contains(VARIABLE) && warning.message.contains("number"), "{label}: {}", warning.message);
@@ -132,9 +125,12 @@ fn boolean_overrides_accept_the_documented_spellings_and_name_their_variant() {
         json!({"name": "ui.new_feature", "type": "boolean", "default": false}),
         Some(json!({"enabled": false, "serve": {"value": true}})),
     );
-    for (raw, expected) in
-        [("true", true), ("YES", true), ("on", true), ("1", true), ("False", false), ("no", false), ("OFF", false), ("0", false)]
-    {
+    let spec = spec();
+    let spellings = |which: &str| -> Vec<(String, bool)> {
+        spec["boolean_spellings"][which].as_array().unwrap().iter().map(|raw| (raw.as_str().unwrap().to_owned(), which == "true")).collect()
+    };
+    for (raw, expected) in spellings("true").into_iter().chain(spellings("false")) {
+        let raw = raw.as_str();
         let directory = tempfile::tempdir().unwrap();
         let client = VexilClient::offline(snapshot(vec![flag.clone()]))
             .environment_variables([("FF_UI_NEW_FEATURE", raw)])
