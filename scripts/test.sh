@@ -33,6 +33,12 @@ if [ ! -x target/python/bin/python ] || ! cmp -s tests/python/requirements.txt t
   cp tests/python/requirements.txt target/python/requirements.txt
 fi
 
+# The TypeScript SDK's development dependencies (the TypeScript compiler, the official OpenFeature SDKs), from its lock file.
+if ! cmp -s sdks/js/package-lock.json sdks/js/node_modules/.installed-lock.json 2>/dev/null; then
+  npm ci --prefix sdks/js --silent --no-audit --no-fund
+  cp sdks/js/package-lock.json sdks/js/node_modules/.installed-lock.json
+fi
+
 # The official OpenFeature web SDK and OFREP web provider, from the lock file, for the cross-origin browser test.
 if ! cmp -s tests/web/package-lock.json tests/web/node_modules/.installed-lock.json 2>/dev/null; then
   npm ci --prefix tests/web --silent --no-audit --no-fund
@@ -42,3 +48,7 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The TypeScript SDK's suite (node's test runner): the spec files, the override table, and its clients against the
+# server binary cargo just built.
+VEXIL_BIN="$PWD/target/debug/vexil" npm test --prefix sdks/js
