@@ -199,11 +199,25 @@ fn ofrep_change_notices_tell_a_client_key_to_fetch_again_and_name_nothing() {
     let etag = headers["etag"].to_str().unwrap().to_owned();
     assert_eq!(exchange(&server, "/ofrep/v1/evaluate/flags", &key, &[("if-none-match", &etag)], &context).0, 304);
 
+    // A change that serves this context nothing new (what a disabled flag would serve once turned on) is a notice, then a
+    // bodyless 304.
+    server.cli(&["define", "ui.other"]).ok();
+    let (_, headers, _) = exchange(&server, "/ofrep/v1/evaluate/flags", &key, &[], &context);
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let defined = notices.next();
+    server.cli(&["set", "ui.other", "--env", "prod", "--value", "false", "--reason", "not yet", "--yes"]).ok();
+    let armed = notices.next();
+    assert!(armed.id > defined.id, "{armed:?}");
+    let (status, _, body) = exchange(&server, "/ofrep/v1/evaluate/flags", &key, &[("if-none-match", &etag)], &context);
+    assert_eq!(status, 304, "a disabled flag still serves false: {body}");
+    let answer = server.http().get("/api/flags/ui.other/environments/prod").body;
+    assert_eq!((answer["state"]["enabled"].clone(), answer["state"]["serve"]["value"].clone()), (json!(false), json!(false)), "{answer}");
+
     // A client that already heard of the current revision gets no notice on reconnecting: only the next change.
-    let resumed = common::Stream::open_at(&server, &uri, None, notice.id).unwrap();
+    let resumed = common::Stream::open_at(&server, &uri, None, armed.id).unwrap();
     server.cli(&["disable", "ui.new_feature", "--env", "prod", "--reason", "incident", "--yes"]).ok();
     let next = resumed.next();
-    assert!(next.id.unwrap() > notice.id.unwrap(), "{next:?}");
+    assert!(next.id.unwrap() > armed.id.unwrap(), "{next:?}");
 
     // The key itself opens the notices too (a client that sends headers), and neither names a flag or a person.
     let direct = common::Stream::open_at(&server, "/ofrep/v1/events", Some(&key), None).unwrap();

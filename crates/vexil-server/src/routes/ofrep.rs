@@ -70,10 +70,6 @@ struct EvaluationSuccess {
 struct EvaluationMetadata {
     /// The SDK key's environment.
     environment: String,
-    /// The environment's revision.
-    revision: u64,
-    /// The flag's state version there.
-    flag_version: u64,
 }
 
 /// A failed evaluation.
@@ -165,10 +161,12 @@ fn failure(status: StatusCode, key: Option<&str>, code: &str, details: impl Into
 pub struct Answer {
     head: Vec<u8>,
     tail: Vec<u8>,
+    /// A hash of `head` and `tail`: with the reason, what the bulk answer's ETag is made of.
+    fingerprint: u64,
 }
 
 impl Answer {
-    fn new(snapshot: &EnvironmentSnapshot, key: &str, flag: &SnapshotFlag, evaluation: &Evaluation<'_>) -> Self {
+    fn new(snapshot: &EnvironmentSnapshot, key: &str, evaluation: &Evaluation<'_>) -> Self {
         let mut head = b"{\"key\":".to_vec();
         head.extend(json(key));
         head.extend_from_slice(b",\"value\":");
@@ -180,8 +178,12 @@ impl Answer {
         tail.extend(json(evaluation.variant.unwrap_or(vexil_core::evaluation::UNNAMED_LABEL)));
         tail.extend_from_slice(b",\"metadata\":{\"environment\":");
         tail.extend(json(snapshot.environment.key.as_str()));
-        tail.extend_from_slice(format!(",\"revision\":{},\"flagVersion\":{}}}}}", snapshot.revision, flag.state.version).as_bytes());
-        Self { head, tail }
+        // Nothing that changes without the answer changing (no revision, no state version): an answer's bytes are the
+        // same for as long as it means the same, so a bulk answer's ETag changes exactly when the context's answer does.
+        tail.extend_from_slice(b"}}");
+        let fingerprint =
+            std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(), (&head, &tail));
+        Self { head, tail, fingerprint }
     }
 }
 
@@ -191,14 +193,14 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 /// Writes one flag's OFREP answer for `context` into `body`: a success, or the failure of a context without the
-/// targeting key the flag's split needs. Returns what identifies the answer within the snapshot (for the ETag).
+/// targeting key the flag's split needs. Returns what identifies a success's bytes (for the ETag), `None` for the failure.
 fn write_answer<C: EvaluationContext + ?Sized>(
     body: &mut Vec<u8>,
     snapshot: &EnvironmentSnapshot,
     key: &str,
     flag: &SnapshotFlag,
     context: &C,
-) -> (u16, u8) {
+) -> Option<(u64, u8)> {
     let evaluation = flag.compiled.evaluate(context);
     if let Some(ErrorCode::TargetingKeyMissing) = evaluation.error {
         let failure = flag.missing_key.get_or_init(|| {
@@ -208,14 +210,14 @@ fn write_answer<C: EvaluationContext + ?Sized>(
             )
         });
         body.extend_from_slice(failure);
-        return (u16::MAX, 0);
+        return None;
     }
     debug_assert!(evaluation.reason != Reason::Error);
-    let answer = flag.answers[usize::from(evaluation.slot)].get_or_init(|| Answer::new(snapshot, key, flag, &evaluation));
+    let answer = flag.answers[usize::from(evaluation.slot)].get_or_init(|| Answer::new(snapshot, key, &evaluation));
     body.extend_from_slice(&answer.head);
     body.extend_from_slice(evaluation.reason.as_str().as_bytes());
     body.extend_from_slice(&answer.tail);
-    (evaluation.slot, evaluation.reason as u8)
+    Some((answer.fingerprint, evaluation.reason as u8))
 }
 
 /// Evaluate one flag for a context in the SDK key's environment (OFREP).
@@ -440,8 +442,10 @@ fn single_answer(snapshot: &EnvironmentSnapshot, key: &str, context: &RequestCon
         );
     };
     let mut body = Vec::with_capacity(256);
-    let (slot, _) = write_answer(&mut body, snapshot, key, flag, context);
-    let status = if slot == u16::MAX { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = match write_answer(&mut body, snapshot, key, flag, context) {
+        Some(_) => StatusCode::OK,
+        None => StatusCode::BAD_REQUEST,
+    };
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
@@ -482,17 +486,21 @@ fn bulk_answer(
 pub fn render_bulk<C: EvaluationContext + ?Sized>(snapshot: &EnvironmentSnapshot, context: &C) -> (Bytes, String) {
     use std::hash::{Hash, Hasher};
     let mut body = Vec::with_capacity(16 + snapshot.flags.len() * 192);
-    // The ETag is derived from what was served (each flag's label and reason at this revision), not from the bytes.
+    // The ETag is derived from what was served: each flag's name and the fingerprint of its answer's bytes and reason
+    // (each answer's bytes are hashed once, when first written in a snapshot). So it changes exactly when this
+    // context's answer does, not with every change in the environment: a client told of a change that serves it
+    // nothing new gets a bodyless 304.
     let mut served = std::hash::DefaultHasher::new();
     body.extend_from_slice(b"{\"flags\":[");
     for (index, (name, flag)) in snapshot.flags.iter().enumerate() {
         if index > 0 {
             body.push(b',');
         }
+        name.as_str().hash(&mut served);
         write_answer(&mut body, snapshot, name.as_str(), flag, context).hash(&mut served);
     }
     body.extend_from_slice(b"]}");
-    (Bytes::from(body), format!("\"{}-{:016x}\"", snapshot.revision, served.finish()))
+    (Bytes::from(body), format!("\"{:016x}\"", served.finish()))
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {

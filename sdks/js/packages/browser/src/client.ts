@@ -362,7 +362,6 @@ export class VexilBrowserClient {
     if (this.connection !== undefined && this.streamUrl === url) return;
     this.connection?.close();
     this.streamUrl = url;
-    let heardOnce = false;
     this.connection = new EventStreamConnection({
       url,
       headers: { authorization: `Bearer ${this.options.clientKey}` },
@@ -375,12 +374,8 @@ export class VexilBrowserClient {
           return;
         }
         if (data.type !== "refetchEvaluation") return;
-        // The notice sent as the stream opens covers what changed between the last fetch and now.
-        if (!heardOnce && data.etag !== undefined && this.etag?.startsWith(`"${data.etag.replaceAll('"', "")}-`)) {
-          heardOnce = true;
-          return;
-        }
-        heardOnce = true;
+        // Every notice is followed by a conditional fetch (the one sent as the stream opens covers what changed between
+        // the last fetch and now): a 304 when this context's answer is the same.
         void this.refresh(data.etag === undefined ? {} : { flagConfigEtag: data.etag });
       },
       onStatus: (status: ConnectionStatus, error?: Error) => {
