@@ -38,6 +38,11 @@ if ! cmp -s sdks/js/package-lock.json sdks/js/node_modules/.installed-lock.json 
   npm ci --prefix sdks/js --silent --no-audit --no-fund
   cp sdks/js/package-lock.json sdks/js/node_modules/.installed-lock.json
 fi
+# The example application (examples/seed-app), on the SDK's packages, from its own lock file.
+if ! cmp -s examples/seed-app/package-lock.json examples/seed-app/node_modules/.installed-lock.json 2>/dev/null; then
+  npm ci --prefix examples/seed-app --silent --no-audit --no-fund
+  cp examples/seed-app/package-lock.json examples/seed-app/node_modules/.installed-lock.json
+fi
 
 # The official OpenFeature web SDK and OFREP web provider, from the lock file, for the cross-origin browser test.
 if ! cmp -s tests/web/package-lock.json tests/web/node_modules/.installed-lock.json 2>/dev/null; then
@@ -49,6 +54,6 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
-# The TypeScript SDK's suite (node's test runner): the spec files, the override table, and its clients against the
-# server binary cargo just built.
+# The TypeScript SDK's suite (node's test runner): the spec files, the override table, its clients against the server
+# binary cargo just built (the browser ones in headless Chromium), and the example application.
 VEXIL_BIN="$PWD/target/debug/vexil" npm test --prefix sdks/js
