@@ -15,6 +15,7 @@
  */
 
 import {
+  Backoff,
   type ConnectionStatus,
   details,
   type EvaluationContext,
@@ -111,6 +112,8 @@ export class VexilBrowserClient {
   private readonly cleanups: Array<() => void> = [];
   private lastError: Error | undefined;
   private version = 0;
+  private retry: ReturnType<typeof setTimeout> | undefined;
+  private retries = new Backoff({ initial: 1_000, maximum: 30_000 });
 
   constructor(private readonly options: VexilBrowserOptions) {
     this.base = new URL(options.url.endsWith("/") ? options.url : `${options.url}/`);
@@ -257,6 +260,7 @@ export class VexilBrowserClient {
     this.beacon();
     for (const cleanup of this.cleanups.splice(0)) cleanup();
     if (this.hiddenTimer !== undefined) clearTimeout(this.hiddenTimer);
+    if (this.retry !== undefined) clearTimeout(this.retry);
     this.setStatus("closed");
   }
 
@@ -344,6 +348,7 @@ export class VexilBrowserClient {
     }
     const body = (await response.json()) as { flags?: EvaluatedFlag[]; eventStreams?: Array<{ type: string; url?: string; endpoint?: { origin?: string; requestUri: string }; inactivityDelaySec?: number }> };
     this.lastError = undefined;
+    this.retries = new Backoff({ initial: 1_000, maximum: 30_000 });
     const stream = body.eventStreams?.find((entry) => entry.type === "sse");
     if (stream !== undefined) {
       const url = stream.url ?? new URL(stream.endpoint?.requestUri ?? "", stream.endpoint?.origin ?? this.base.origin).href;
@@ -388,10 +393,13 @@ export class VexilBrowserClient {
   private failed(error: Error): void {
     this.lastError = error;
     if (this.currentStatus === "ready") this.setStatus("stale");
-    // The stream's reconnection (or the next notice) asks again; without a stream yet, retry on a timer.
-    if (this.connection === undefined && this.currentStatus !== "closed") {
-      const retry = setTimeout(() => void this.refresh({}), 2_000 + Math.floor(Math.random() * 1_000));
-      this.cleanups.push(() => clearTimeout(retry));
+    // The stream's reconnection (or the next notice) asks again; without a stream yet, retry with backoff and jitter,
+    // so pages cut off together by an outage do not come back together.
+    if (this.connection === undefined && this.currentStatus !== "closed" && this.retry === undefined) {
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        void this.refresh({});
+      }, this.retries.next());
     }
   }
 
