@@ -1,5 +1,4 @@
-#!/usr/bin/env node
-// `vexil-flags promote|disable|enable …`: the seed's `npm run flags:…` commands (see commands.ts).
+// The entry of `vexil-flags` (bin/vexil-flags.js loads it): see commands.ts.
 import { main } from "./commands.js";
 
 await main();
