@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub rollout_holds_without_evidence: bool,
     /// The most evaluations one SDK key may report per minute (counted by arrival, whichever minute they are filed in).
     pub metrics_key_evaluations_per_minute: u64,
+    /// The most evaluations one client-side key may report per minute from one client address. A client-side key is
+    /// public (it is in a page), so this bounds what anyone holding it can add to what the guard judges from one place.
+    pub metrics_client_evaluations_per_minute: u64,
     /// How many minutes back a batch's `start` may lie (a batch held back through a short outage).
     pub metrics_max_backdate_minutes: u64,
     /// The origins whose pages may call OFREP and open the stream (CORS); empty means any origin, which is safe
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             guard: vexil_core::guard::GuardPolicy::default(),
             rollout_holds_without_evidence: true,
             metrics_key_evaluations_per_minute: 10_000_000,
+            metrics_client_evaluations_per_minute: 60_000,
             metrics_max_backdate_minutes: 10,
             cors_origins: Vec::new(),
             connection_limits: crate::listener::ConnectionLimits::resolve(0, 0),

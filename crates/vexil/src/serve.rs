@@ -43,6 +43,8 @@ struct FileConfig {
     rollout_without_evidence: Option<String>,
     /// The most evaluations one SDK key may report per minute.
     metrics_key_evaluations_per_minute: Option<u64>,
+    /// The most evaluations one client-side key may report per minute from one address.
+    metrics_client_evaluations_per_minute: Option<u64>,
     /// How far back (minutes) a metrics batch may be filed.
     metrics_max_backdate_minutes: Option<u64>,
     /// Origins (`https://app.example.com`) whose pages may call OFREP and the stream; any origin when unset.
@@ -137,6 +139,12 @@ impl Settings {
                 anyhow::bail!("configuration: metrics_key_evaluations_per_minute is 0; accepted: 1 or more");
             }
             server.metrics_key_evaluations_per_minute = budget;
+        }
+        if let Some(budget) = file.metrics_client_evaluations_per_minute {
+            if budget == 0 {
+                anyhow::bail!("configuration: metrics_client_evaluations_per_minute is 0; accepted: 1 or more");
+            }
+            server.metrics_client_evaluations_per_minute = budget;
         }
         if let Some(minutes) = file.metrics_max_backdate_minutes {
             if minutes > 60 {

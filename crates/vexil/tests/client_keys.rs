@@ -244,3 +244,21 @@ fn ofrep_change_notices_tell_a_client_key_to_fetch_again_and_name_nothing() {
     };
     assert!(ended);
 }
+
+#[test]
+fn what_one_address_reports_with_a_client_side_key_is_bounded() {
+    let server = Server::start_configured("metrics_client_evaluations_per_minute = 100\n");
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let client = server.cli(&["token", "create", "--client", "--env", "dev"]).ok().stdout.trim().to_owned();
+    let sdk = common::sdk_key_for(&server, "dev");
+    let batch = |evaluations: u64| json!({"flags": {"ui.new_feature": {"variants": {"false": {"evaluations": evaluations, "errors": 0}}}}});
+    let metrics = "/api/feature-flags/metrics";
+    assert_eq!(exchange(&server, metrics, &client, &[], &batch(60)).0, 202);
+    let (status, _, body) = exchange(&server, metrics, &client, &[], &batch(60));
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("metrics_client_evaluations_per_minute") && body.contains("nothing was counted"), "{body}");
+    // A server-side SDK key is not bounded by address: a service reports for all its users from one place.
+    assert_eq!(exchange(&server, metrics, &sdk, &[], &batch(1000)).0, 202);
+    let totals = server.http().get("/api/flags/ui.new_feature/environments/dev/metrics?since=10m").body;
+    assert_eq!(totals["totals"]["false"]["evaluations"], 1060, "the refused batch counted nothing: {totals}");
+}

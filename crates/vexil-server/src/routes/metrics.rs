@@ -132,11 +132,11 @@ async fn receive(
     ApiJson(batch): ApiJson<Batch>,
 ) -> ApiResult<(StatusCode, Json<MetricsAccepted>)> {
     let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
-    let (key_id, environment) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
+    let (key_id, environment, client) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
         Some(principal @ Principal::Sdk { .. }) => {
             principal.may_serve_origin(&parts.headers)?;
-            let Principal::Sdk { token_id, environment, .. } = principal else { unreachable!("matched above") };
-            (token_id, environment)
+            let Principal::Sdk { token_id, environment, client, .. } = principal else { unreachable!("matched above") };
+            (token_id, environment, client)
         }
         Some(Principal::User(_)) => {
             return Err(ApiError::forbidden("metrics are sent with an SDK key, which says which environment they come from"));
@@ -227,7 +227,32 @@ async fn receive(
     if !counts.is_empty() {
         let total = counts.iter().fold(0u64, |total, count| total.saturating_add(count.evaluations));
         let (minute, limit) = (current_bucket(), state.config.metrics_key_evaluations_per_minute);
+        // A client-side key is in every page that uses it: what one address may add under it is bounded too, so
+        // nobody holding it can drown the pages' real counts (and with them a regression) from one place.
+        let place = client.then(|| {
+            let connected = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+            let connected = connected.unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
+            format!("{key_id}@{}", super::users::address_behind_proxies(&state, connected, &parts.headers))
+        });
+        if let Some(place) = &place {
+            let per_address = state.config.metrics_client_evaluations_per_minute;
+            if let Err(used) = state.metrics_budget.take(place, minute, total, per_address) {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "this client-side key reported {used} evaluations from your address this minute and the batch adds {total}; at most {per_address} per client-side key, address and minute are counted (metrics_client_evaluations_per_minute); nothing was counted, send it again next minute"
+                    ),
+                ));
+            }
+        }
+        let give_back_place = || {
+            if let Some(place) = &place {
+                state.metrics_budget.give_back(place, minute, total);
+            }
+        };
         if let Err(used) = state.metrics_budget.take(&key_id, minute, total, limit) {
+            give_back_place();
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -238,6 +263,7 @@ async fn receive(
         }
         if let Err(error) = state.store.add_metrics(&environment, bucket, &counts).await {
             state.metrics_budget.give_back(&key_id, minute, total);
+            give_back_place();
             return Err(error.into());
         }
     }

@@ -171,6 +171,11 @@ type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAd
 /// the last address in `X-Forwarded-For` that is not one of them (what the nearest trusted proxy saw).
 fn client_address(state: &AppState, peer: &Peer, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
     let connected = peer.as_ref().map(|peer| peer.0.0.ip()).unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
+    address_behind_proxies(state, connected, headers)
+}
+
+/// [`client_address`] of a request whose connecting address is `connected`.
+pub(crate) fn address_behind_proxies(state: &AppState, connected: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
     let trusted = &state.config.trusted_proxies;
     if !trusted.contains(&connected) {
         return connected;
