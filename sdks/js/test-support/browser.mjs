@@ -19,7 +19,8 @@ export async function servePages() {
     format: "esm",
     outdir: out,
     minify: false,
-    define: { "process.env.NODE_ENV": '"production"' },
+    // Development React: StrictMode runs effects twice there, as in `vite dev`.
+    define: { "process.env.NODE_ENV": '"development"' },
     jsx: "automatic",
     logLevel: "error",
   });

@@ -2,7 +2,7 @@
 // <VexilProvider> and useFlag, `?mode=openfeature` uses our provider under the official web SDK, and `?mode=plain`
 // the client alone. `window.vexilTest` lets the test read what the page shows and when it changed.
 import { createRoot } from "react-dom/client";
-import { useEffect } from "react";
+import { StrictMode, useEffect } from "react";
 import { VexilProvider, useFlag, useFlags, useVexilStatus, VexilBrowserClient } from "@vexil/react";
 import { OpenFeature, ProviderEvents } from "@openfeature/web-sdk";
 import { VexilWebProvider } from "@vexil/browser/openfeature";
@@ -17,7 +17,13 @@ const options = {
   metricsInterval: query.has("metrics") ? Number(query.get("metrics")) : 3_600_000,
 };
 const renders = [];
-window.vexilTest = { renders, state: () => ({ renders: renders.slice(-3), status: window.vexilTest.client?.status }) };
+const fetches = [];
+const platformFetch = window.fetch.bind(window);
+window.fetch = (input, init) => {
+  fetches.push(String(input?.url ?? input));
+  return platformFetch(input, init);
+};
+window.vexilTest = { renders, fetches, state: () => ({ renders: renders.slice(-3), status: window.vexilTest.client?.status }) };
 
 function Flag() {
   const enabled = useFlag("ui.new_feature", false);
@@ -43,6 +49,9 @@ if (mode === "react") {
   const client = new VexilBrowserClient(options);
   window.vexilTest.client = client;
   createRoot(root).render(<VexilProvider client={client}><Flag /></VexilProvider>);
+} else if (mode === "strict") {
+  // The provider makes its own client, under StrictMode (Vite's template renders so): effects run twice in development.
+  createRoot(root).render(<StrictMode><VexilProvider options={options}><Flag /></VexilProvider></StrictMode>);
 } else if (mode === "openfeature") {
   const provider = new VexilWebProvider(options);
   const changes = [];

@@ -69,7 +69,7 @@ export interface VexilBrowserOptions {
   readonly metricsInterval?: number | false;
   /** Milliseconds a hidden tab keeps its stream; the server's advice (120 s) by default. */
   readonly inactivityDelay?: number;
-  /** Open the stream and fetch (default: in a browser). `false` in server-side rendering, where only the bootstrap answers. */
+  /** Start fetching at once (default: in a browser). `false` in server-side rendering, where only the bootstrap answers, or to call `start()` later. */
   readonly connect?: boolean;
   /** The `fetch` to use. */
   readonly fetch?: typeof fetch;
@@ -106,13 +106,15 @@ export class VexilBrowserClient {
   private readonly storage: Pick<Storage, "getItem" | "setItem" | "removeItem"> | undefined;
   private readonly storageKey: string;
   private readonly developer: Readonly<Record<string, FlagValue>>;
-  private readonly metrics: MetricsRecorder | undefined;
+  private metrics: MetricsRecorder | undefined;
   private readonly changeListeners = new Set<Listener<readonly string[]>>();
   private readonly statusListeners = new Set<Listener<BrowserStatus>>();
   private readonly cleanups: Array<() => void> = [];
   private lastError: Error | undefined;
   private version = 0;
   private retry: ReturnType<typeof setTimeout> | undefined;
+  private started = false;
+  private readonly inBrowser: boolean;
   private retries = new Backoff({ initial: 1_000, maximum: 30_000 });
 
   constructor(private readonly options: VexilBrowserOptions) {
@@ -125,24 +127,31 @@ export class VexilBrowserClient {
     this.developer = options.developerOverrides === true && inBrowser ? developerOverrides(this.storage) : {};
     if (options.bootstrap !== undefined) this.replace(flagsOf(options.bootstrap), undefined, false);
     else this.restore();
-    const connect = options.connect ?? inBrowser;
-    if (!connect) {
-      this.metrics = undefined;
-      this.currentStatus = this.flags.size > 0 ? "stale" : "connecting";
-      return;
-    }
     if (this.flags.size > 0) this.currentStatus = "stale";
-    if (options.metricsInterval !== false) {
+    this.inBrowser = inBrowser;
+    if (options.connect ?? inBrowser) this.start();
+  }
+
+  /**
+   * Starts fetching, following the notices and sending metrics; once (later calls do nothing). The constructor calls
+   * it unless `connect` is `false` (server-side rendering, or `<VexilProvider>`, which starts its client in an effect
+   * so a render that is thrown away, as React's StrictMode does, opens nothing).
+   */
+  start(): this {
+    if (this.started || this.currentStatus === "closed") return this;
+    this.started = true;
+    if (this.options.metricsInterval !== false) {
       const url = new URL("api/feature-flags/metrics", this.base).href;
-      const authorization = `Bearer ${options.clientKey}`;
+      const authorization = `Bearer ${this.options.clientKey}`;
       this.metrics = new MetricsRecorder(async (body) => {
         const response = await this.fetcher(url, { method: "POST", headers: { authorization, "content-type": "application/json" }, body, keepalive: true });
         return response.status;
       });
-      this.metrics.every(options.metricsInterval ?? 30_000);
+      this.metrics.every(this.options.metricsInterval ?? 30_000);
     }
-    if (inBrowser) this.watchPage();
+    if (this.inBrowser) this.watchPage();
     void this.refresh({});
+    return this;
   }
 
   /** Where the client stands. */

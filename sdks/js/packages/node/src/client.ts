@@ -94,6 +94,8 @@ export class VexilClient {
   private readonly statusListeners = new Set<Listener<ClientStatus>>();
   private readonly readyWaiters = new Set<() => void>();
   private currentStatus: ClientStatus = "connecting";
+  /** Whether a snapshot came from the server (not only a bootstrap file). */
+  private heardSnapshot = false;
   private lastError: Error | undefined;
   private readonly environmentName: string;
   private readonly bootstrapFile: string | undefined;
@@ -102,6 +104,9 @@ export class VexilClient {
     const base = new URL(options.url.endsWith("/") ? options.url : `${options.url}/`);
     if (base.protocol !== "http:" && base.protocol !== "https:") {
       throw new Error(`the server URL must be http:// or https://, not ${options.url}`);
+    }
+    if (typeof options.sdkKey !== "string" || options.sdkKey === "") {
+      throw new Error("sdkKey is missing: pass the environment's SDK key (vexil token create --sdk --env ENV), for example from VEXIL_SDK_KEY");
     }
     this.environmentName = options.environment;
     this.defaults = options.defaults ?? {};
@@ -121,7 +126,9 @@ export class VexilClient {
     this.connection = new EventStreamConnection({
       url: stream.href,
       headers: { authorization },
-      lastEventId: this.store.revision === undefined ? undefined : String(this.store.revision),
+      // No Last-Event-ID from a bootstrap file: the first connection gets a snapshot, so `ready` means current (a resumed
+      // stream sends its missed changes after the head, and nothing says when they end). Reconnections resume.
+      lastEventId: undefined,
       fetch: fetcher,
       backoff: options.backoff,
       onEvent: (event) => this.onEvent(event.event, event.data),
@@ -318,6 +325,7 @@ export class VexilClient {
       if (name === "snapshot") {
         const snapshot = JSON.parse(data) as Snapshot;
         this.apply(() => this.store.applySnapshot(snapshot), "snapshot");
+        this.heardSnapshot = true;
         this.setStatus("ready");
       } else if (name === "change") {
         const change = JSON.parse(data) as Change;
@@ -345,8 +353,9 @@ export class VexilClient {
   private onConnection(status: ConnectionStatus, error?: Error): void {
     if (error !== undefined) this.lastError = error;
     if (status === "open") {
-      // Ready once a snapshot or the replay after Last-Event-ID arrived; a resumed stream is current at once.
-      if (this.store.revision !== undefined) this.setStatus("ready");
+      // Ready once a snapshot arrived (onEvent); a stream resumed after a live one is current once its missed changes,
+      // sent right after the head, are applied.
+      if (this.heardSnapshot) this.setStatus("ready");
       this.lastError = undefined;
     } else if (status === "stale" || (status === "connecting" && this.store.revision !== undefined)) {
       this.setStatus("stale");

@@ -258,8 +258,9 @@ async function toggle(api: Api, invocation: Invocation, verb: "enable" | "disabl
     body = { reason: await confirmProtected(invocation, environment.key, `${verb === "enable" ? "enabling" : "disabling"} ${flag}`, reason, yes, emergency) };
   }
   const state = await api("POST", `/api/flags/${encodeURIComponent(flag)}/environments/${environment.key}/${verb}`, body);
-  const summary = typeof state.summary === "string" ? ` (${state.summary})` : "";
-  invocation.out(`✓ ${flag} ${verb}d in ${environment.key}${summary}`);
+  const summary = typeof state.summary === "string" ? state.summary : `${verb}d`;
+  if (state.changed === false) invocation.out(`${flag} in ${environment.key}: already ${summary}; nothing changed`);
+  else invocation.out(`✓ ${flag} ${verb}d in ${environment.key} (${summary})`);
 }
 
 /** The bin's entry: the process's arguments and environment, a prompt on the terminal. */

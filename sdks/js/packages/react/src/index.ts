@@ -23,6 +23,7 @@ import {
   useContext,
   useEffect,
   useMemo,
+  useRef,
   useState,
   useSyncExternalStore,
 } from "react";
@@ -39,8 +40,19 @@ export type VexilProviderProps = { readonly children?: ReactNode } & (
 
 /** Makes a Vexil client available to the components below it. A client made from `options` is closed on unmount. */
 export function VexilProvider(props: VexilProviderProps): ReactNode {
-  const [owned] = useState(() => (props.client === undefined ? new VexilBrowserClient(props.options) : undefined));
-  useEffect(() => () => owned?.close(), [owned]);
+  // Made without connecting (a render React throws away, as StrictMode's second one, opens nothing), started in an
+  // effect, and closed a moment after its effect is cleaned up unless it runs again at once (StrictMode remounts).
+  const [owned] = useState(() => (props.client === undefined ? new VexilBrowserClient({ ...props.options, connect: false }) : undefined));
+  const closing = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => {
+    if (owned === undefined) return undefined;
+    if (closing.current !== undefined) clearTimeout(closing.current);
+    closing.current = undefined;
+    if (props.options?.connect !== false) owned.start();
+    return () => {
+      closing.current = setTimeout(() => owned.close(), 0);
+    };
+  }, [owned]);
   return createElement(VexilContext.Provider, { value: props.client ?? owned ?? null }, props.children);
 }
 

@@ -125,6 +125,19 @@ test("a developer override from the query string is kept until cleared, and only
   await refused.close();
 });
 
+test("a provider that makes its own client works under StrictMode: one stream, ready, live", async () => {
+  const page = await open("&mode=strict");
+  await pageEventually(page, () => document.getElementById("status")?.textContent === "ready", "ready, not closed by StrictMode's second effect");
+  server.cli(["enable", "ui.new_feature", "--env", "dev"]);
+  await pageEventually(page, () => document.getElementById("enabled").textContent === "true", "live");
+  const streams = await page.evaluate(() => window.vexilTest.fetches.filter((url) => url.includes("/ofrep/v1/events")).length);
+  assert.equal(streams, 1, "the client thrown away by StrictMode's second render opened nothing");
+  assert.equal(await page.$eval("#status", (node) => node.textContent), "ready");
+  server.cli(["disable", "ui.new_feature", "--env", "dev"]);
+  await pageEventually(page, () => document.getElementById("enabled").textContent === "false", "and back");
+  await page.close();
+});
+
 test("rendered on the server from a bootstrap, the markup is the flags' and nothing is fetched", async () => {
   const client = new VexilBrowserClient({ url: server.url, clientKey: key, bootstrap: { "ui.new_feature": true }, fetch: () => { throw new Error("no fetch during SSR"); } });
   function Banner() {
