@@ -24,6 +24,7 @@
 
 pub mod access;
 pub mod audit;
+mod backtracking;
 pub mod bucketing;
 pub mod definition;
 pub mod describe;

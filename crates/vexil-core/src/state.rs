@@ -209,6 +209,18 @@ impl StateSpec {
 
     /// Checks the state against the flag's definition.
     pub fn validate(&self, definition: &FlagDefinition) -> Result<(), ValidationError> {
+        self.validate_new(definition, &[])
+    }
+
+    /// Checks the state against the flag's definition as [`StateSpec::validate`] does, except that a regex pattern
+    /// one of the `accepted` states already holds is not judged again for what a backtracking engine would make of
+    /// it: `accepted` are states that were themselves accepted when written (the state this one replaces, the one a
+    /// promote or copy takes it from, the earlier one a rollback restores), so a state stored before that check
+    /// existed can still be enabled, re-saved by its flag's definition edits, promoted and rolled back to, while a
+    /// write that adds such a pattern is refused. Every other check is made as always.
+    pub fn validate_new(&self, definition: &FlagDefinition, accepted: &[&StateSpec]) -> Result<(), ValidationError> {
+        let grandfathered: std::collections::HashSet<&str> =
+            accepted.iter().flat_map(|state| state.regexes()).filter_map(Value::as_str).collect();
         check_serve(definition, "serve", &self.serve)?;
         let total_keys: usize = self.targets.iter().map(|target| target.keys.len()).sum();
         if total_keys > 10_000 {
@@ -249,7 +261,7 @@ impl StateSpec {
                 ));
             }
             for (position, condition) in rule.conditions.iter().enumerate() {
-                check_condition(&format!("{field}.conditions[{position}]"), condition)?;
+                check_condition(&format!("{field}.conditions[{position}]"), condition, &grandfathered)?;
             }
             let serve_field = format!("{field}.serve");
             match &rule.serve {
@@ -281,6 +293,15 @@ impl StateSpec {
             .filter(|condition| condition.operator == Operator::Regex)
             .map(|condition| condition.values.len())
             .sum()
+    }
+
+    /// The values of the state's regex conditions.
+    fn regexes(&self) -> impl Iterator<Item = &Value> {
+        self.rules
+            .iter()
+            .flat_map(|rule| &rule.conditions)
+            .filter(|condition| condition.operator == Operator::Regex)
+            .flat_map(|condition| &condition.values)
     }
 
     /// Refuses a state whose outcomes together resolve to more than [`MAX_SERVED_BYTES`] of values.
@@ -430,7 +451,8 @@ fn check_split(definition: &FlagDefinition, field: &str, split: &Split) -> Resul
     Ok(())
 }
 
-fn check_condition(field: &str, condition: &Condition) -> Result<(), ValidationError> {
+/// Checks one condition; `grandfathered` are the regex patterns not judged for backtracking (see `validate_new`).
+fn check_condition(field: &str, condition: &Condition, grandfathered: &std::collections::HashSet<&str>) -> Result<(), ValidationError> {
     let attribute = condition.attribute.as_bytes();
     let attribute_ok = !attribute.is_empty()
         && attribute.len() <= 64
@@ -477,6 +499,9 @@ fn check_condition(field: &str, condition: &Condition) -> Result<(), ValidationE
                     let detail = detail.lines().last().unwrap_or_default().trim().trim_start_matches("error: ");
                     ValidationError::new(&values_field, format!("regex `{}` does not compile: {detail}", crate::name::printable(text)))
                 })?;
+                if !grandfathered.contains(text) {
+                    crate::backtracking::check(text).map_err(|refusal| backtracking_error(&values_field, text, &refusal))?;
+                }
             }
         }
         if let Value::String(text) = value {
@@ -484,6 +509,34 @@ fn check_condition(field: &str, condition: &Condition) -> Result<(), ValidationE
         }
     }
     Ok(())
+}
+
+/// The refusal of a pattern a backtracking engine (the JavaScript SDK's) could take seconds on.
+fn backtracking_error(field: &str, pattern: &str, refusal: &crate::backtracking::Backtracking) -> ValidationError {
+    use crate::backtracking::{Cause, MAX_REPEATED_WAYS};
+    let why = match refusal.cause {
+        Cause::Empty => "which can match the empty text",
+        Cause::Alternatives => "whose alternatives can start with the same character",
+        Cause::Follows => "which can also match the character that comes after it",
+        Cause::Restarts => "which can go on with a character it starts with, so where one repetition ends and the next begins is not fixed",
+    };
+    let count = match refusal.max {
+        None => String::new(),
+        Some(max) => format!(", up to {max} times: more than {MAX_REPEATED_WAYS} ways in all"),
+    };
+    ValidationError::new(
+        field,
+        format!(
+            "regex `{}` can take seconds to fail on a long text in a backtracking engine such as the JavaScript SDK's: `{}` repeats `{}`, {why}{count}; \
+             a part that varies, repeated by `*`, `+` or `{{n,}}` (or by `{{n,m}}` in more than {MAX_REPEATED_WAYS} ways), must split one way: \
+             match no empty text, hold no alternatives that start alike, nothing in it that can also match what comes after it, and not go on \
+             with a character it starts with (`(-[a-z]+)*` and `([a-z]+\\.)+` split one way): \
+             write `a+` for `(a+)+`, `[\\w\\s]*` for `(\\w+\\s?)*`, `a(b|c)` for `ab|ac`",
+            crate::name::printable(pattern),
+            crate::name::printable(&refusal.repetition),
+            crate::name::printable(&refusal.part),
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -534,6 +587,109 @@ mod tests {
             let error = spec(value.clone()).validate(&flag).unwrap_err();
             assert_eq!(error.field, field, "{value}: {}", error.message);
         }
+    }
+
+    /// A state whose second condition holds `pattern` after a pattern that is fine.
+    fn regex_state(pattern: &str) -> StateSpec {
+        spec(json!({"enabled": true, "serve": {"value": false}, "rules": [{"conditions": [
+            {"attribute": "plan", "operator": "equals", "values": ["pro"]},
+            {"attribute": "email", "operator": "regex", "values": ["@asimo\\.io$", pattern]}], "serve": {"value": true}}]}))
+    }
+
+    #[test]
+    fn regexes_a_backtracking_engine_could_take_seconds_on_are_refused_saying_what_is_accepted() {
+        let flag = boolean_flag();
+        let error = regex_state("^(a+)+$").validate(&flag).unwrap_err();
+        assert_eq!(error.field, "rules[0].conditions[1].values");
+        assert_eq!(
+            error.message,
+            "regex `^(a+)+$` can take seconds to fail on a long text in a backtracking engine such as the JavaScript SDK's: \
+             `(a+)+` repeats `a+`, which can go on with a character it starts with, so where one repetition ends and the next \
+             begins is not fixed; a part that varies, repeated by `*`, `+` or `{n,}` (or by `{n,m}` in more than 1000 ways), \
+             must split one way: match no empty text, hold no alternatives that start alike, nothing in it that can also match \
+             what comes after it, and not go on with a character it starts with (`(-[a-z]+)*` and `([a-z]+\\.)+` split one way): \
+             write `a+` for `(a+)+`, `[\\w\\s]*` for `(\\w+\\s?)*`, `a(b|c)` for `ab|ac`"
+        );
+        for (refused, says) in [
+            ("^(a|ab)*$", "`(a|ab)*` repeats `a|ab`, whose alternatives can start with the same character; "),
+            ("(a*)*", "`(a*)*` repeats `a*`, which can match the empty text; "),
+            ("(x+x+)+", "`(x+x+)+` repeats `x+`, which can also match the character that comes after it; "),
+            (r"^(\w+\s?)*$", r"`(\w+\s?)*` repeats `\w+\s?`, which can go on with a character it starts with, so "),
+            (
+                "^(a{1,10}){1,10}$",
+                "`(a{1,10}){1,10}` repeats `a{1,10}`, which can go on with a character it starts with, so where one repetition \
+                 ends and the next begins is not fixed, up to 10 times: more than 1000 ways in all; ",
+            ),
+        ] {
+            let error = regex_state(refused).validate(&flag).unwrap_err();
+            assert_eq!(error.field, "rules[0].conditions[1].values", "{refused}");
+            assert!(error.message.contains(says), "{refused}: {}", error.message);
+        }
+        for refused in ["(a|a)*", "^(a+){3}$", "(?i)(a|A)+", "^(.+,)*$"] {
+            let error = regex_state(refused).validate(&flag).unwrap_err();
+            assert_eq!(error.field, "rules[0].conditions[1].values", "{refused}");
+            assert!(error.message.contains("backtracking engine"), "{refused}: {}", error.message);
+        }
+        for accepted in [
+            r"@asimo\.io$",
+            r"^user-\d+$",
+            r"^(foo|bar)-[a-z]+$",
+            r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$",
+            r"^v?\d+\.\d+(\.\d+)?$",
+            r"^(\d{1,3}\.){3}\d{1,3}$",
+            r"^(pro|team)+$",
+            r"^[a-z]+(-[a-z]+)*$",
+            r"^([a-z0-9-]+\.)+[a-z]{2,}$",
+            r"^(\w+\s)*$",
+            r"^[a-z0-9]+(\.[a-z0-9]+)*@example\.com$",
+        ] {
+            assert_eq!(regex_state(accepted).validate(&flag), Ok(()), "{accepted}");
+        }
+    }
+
+    #[test]
+    fn a_regex_the_replaced_or_source_state_already_holds_is_not_refused_again() {
+        let flag = boolean_flag();
+        let stored = regex_state("^(a+)+$");
+        // Re-saved (enabled, edited around, promoted): the pattern is not new in the write.
+        let enabled = StateSpec { enabled: true, ..stored.clone() };
+        assert_eq!(enabled.validate_new(&flag, &[&stored]), Ok(()));
+        assert_eq!(enabled.validate_new(&flag, &[&StateSpec::initial(&flag), &stored]), Ok(()));
+        // Moved to another condition or rule, it is still the same pattern.
+        let moved = spec(json!({"enabled": true, "serve": {"value": false}, "rules": [
+            {"conditions": [{"attribute": "user_agent", "operator": "regex", "values": ["^(a+)+$"]}], "serve": {"value": true}}]}));
+        assert_eq!(moved.validate_new(&flag, &[&stored]), Ok(()));
+        // A new pattern in the same write is judged as always, and so is everything else.
+        let added = spec(json!({"enabled": true, "serve": {"value": false}, "rules": [{"conditions": [
+            {"attribute": "email", "operator": "regex", "values": ["^(a+)+$", "^(b+)+$"]}], "serve": {"value": true}}]}));
+        let error = added.validate_new(&flag, &[&stored]).unwrap_err();
+        assert!(error.message.starts_with("regex `^(b+)+$` can take seconds"), "{}", error.message);
+        assert!(regex_state("^(a+)+$").validate(&flag).is_err(), "validate grandfathers nothing");
+        assert!(regex_state("^(a+)+$").validate_new(&flag, &[]).is_err());
+        let broken = regex_state("^(a+");
+        assert!(broken.validate_new(&flag, &[&broken]).unwrap_err().message.contains("does not compile"));
+        let wrong_serve = StateSpec { serve: Serve::Value(json!("yes")), ..stored.clone() };
+        assert!(wrong_serve.validate_new(&flag, &[&stored]).is_err());
+        // Only a regex condition's pattern counts: the same text as an `equals` value was never judged as a regex.
+        let as_text = spec(json!({"enabled": true, "serve": {"value": false}, "rules": [{"conditions": [
+            {"attribute": "email", "operator": "equals", "values": ["^(a+)+$"]}], "serve": {"value": true}}]}));
+        assert!(regex_state("^(a+)+$").validate_new(&flag, &[&as_text]).is_err());
+    }
+
+    #[test]
+    fn a_state_stored_with_such_a_regex_before_it_was_refused_still_compiles_and_matches() {
+        // Only writes are validated; a stored state is compiled as it is, its pattern kept (the regex crate is linear).
+        let state = FlagState {
+            spec: regex_state("^(a+)+$"),
+            version: 3,
+            updated_by: "pm@asimo.io".into(),
+            updated_at: "2025-12-04T10:30:00Z".into(),
+            rollout: None,
+        };
+        let compiled = crate::CompiledFlag::compile(&boolean_flag(), &state);
+        let hostile = crate::Context::new("u1").with("plan", "pro").with("email", format!("{}!", "a".repeat(10_000)));
+        assert_eq!(compiled.evaluate(&hostile).value, &json!(false));
+        assert_eq!(compiled.evaluate(&crate::Context::new("u1").with("plan", "pro").with("email", "aaaa")).value, &json!(true));
     }
 
     #[test]

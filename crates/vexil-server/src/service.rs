@@ -94,6 +94,11 @@ impl Deref for AppState {
 pub enum Edit {
     /// Replace the state's content with this.
     Replace(StateSpec),
+    /// Replace the state's content with a state carried over from one the store accepted: a promote's or copy's
+    /// source (or a rollout's first step towards it), the earlier state a rollback restores. Validated as `Replace`
+    /// is, except that its regex patterns were judged when that state was written and are not refused again for
+    /// backtracking ([`StateSpec::validate_new`]): states stored before that check keep moving.
+    Carry(StateSpec),
     /// Set the kill switch on whatever the state is when the write lock is held, so a toggle never overwrites a
     /// change that landed since it was asked for, and a disable never fails on a race.
     SetEnabled(bool),
@@ -317,9 +322,10 @@ impl AppState {
                 .state(&change.environment.key, &change.flag)
                 .ok_or_else(|| ApiError::internal(format!("flag {} has no state in {}", change.flag, change.environment.key)))?;
             let kill_switch = change.edit == Edit::SetEnabled(false);
-            let spec = match change.edit {
-                Edit::Replace(spec) => spec,
-                Edit::SetEnabled(enabled) => StateSpec { enabled, ..current.spec.clone() },
+            let (spec, carried) = match change.edit {
+                Edit::Replace(spec) => (spec, false),
+                Edit::Carry(spec) => (spec, true),
+                Edit::SetEnabled(enabled) => (StateSpec { enabled, ..current.spec.clone() }, false),
             };
             // Only the kill switch reaches an archived flag's frozen state: nothing may ever block turning a flag off.
             // Turns the flag off and changes nothing else (whether asked as a disable or as a state that only differs so).
@@ -333,7 +339,10 @@ impl AppState {
             // The kill switch is never refused for what the rest of the state says: a disabled state serves the off
             // value whatever it names (and enabling it again is validated like any change).
             if !only_disables {
-                spec.validate(&definition)?;
+                // Only a regex pattern new in the write is judged for backtracking: one the state being replaced holds
+                // (or, carried over, its source held) was accepted when that state was written.
+                let accepted: &[&StateSpec] = if carried { &[&current.spec, &spec] } else { &[&current.spec] };
+                spec.validate_new(&definition, accepted)?;
                 self.check_environment_regexes(&change.environment, &change.flag, &spec, &write)?;
             }
             if let Some(expected) = change.expected_definition_version
@@ -601,7 +610,8 @@ impl AppState {
                         ));
                     }
                 }
-                if let Err(error) = target.validate(&definition) {
+                // The earlier state was accepted here when it was written: its regex patterns are not judged again.
+                if let Err(error) = target.validate_new(&definition, &[&target]) {
                     return Ok(RemedyOutcome::Unrestorable(format!(
                         "the earlier state no longer fits the flag's definition ({}), so it cannot be restored",
                         error.message
@@ -618,7 +628,7 @@ impl AppState {
                         "restoring the earlier state would serve something to users who do not get it now (it would undo a disable or widen a rollout); automatic actions only ever reduce exposure".to_owned(),
                     ));
                 }
-                (Edit::Replace(target), AuditAction::Rollback)
+                (Edit::Carry(target), AuditAction::Rollback)
             }
         };
         let change = PlannedChange {
@@ -791,8 +801,9 @@ impl AppState {
                     }
                 }
                 // A definition may not pull the rug from under a state: every environment must still be valid.
+                // (Each state is kept as it is: its regex patterns were judged when it was written.)
                 for (environment, state) in &states {
-                    state.spec.validate(&definition).map_err(|error| {
+                    state.spec.validate_new(&definition, &[&state.spec]).map_err(|error| {
                         ApiError::new(
                             StatusCode::UNPROCESSABLE_ENTITY,
                             "invalid_value",

@@ -224,6 +224,16 @@ fn every_bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "does not compile",
         ),
         case(
+            "regex a backtracking engine could take seconds on",
+            "PUT",
+            state,
+            Some(
+                json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "email", "operator": "regex", "values": ["^(a+)+$"]}], "serve": {"value": true}}]}),
+            ),
+            422,
+            "repeats `a+`, which can go on with a character it starts with",
+        ),
+        case(
             "unknown operator",
             "PUT",
             state,
@@ -432,4 +442,179 @@ fn a_refused_value_names_its_field_and_a_variant_flag_defaults_to_its_first_vari
     assert_eq!(missing.status, 404);
     assert!(missing.body["error"].get("field").is_none(), "{:?}", missing.body);
     assert_eq!(http.get("/api/flags/ui.theme/environments/dev").body["state"]["enabled"], false, "nothing changed");
+}
+
+/// A state with `email` matching `pattern` (in its second condition) serving `true`, `false` otherwise.
+fn regex_rule(pattern: &str) -> Value {
+    json!({"enabled": true, "serve": {"value": false}, "rules": [{"conditions": [
+        {"attribute": "plan", "operator": "in", "values": ["pro", "team"]},
+        {"attribute": "email", "operator": "regex", "values": [pattern]}], "serve": {"value": true}}]})
+}
+
+/// `^(a+)+$` takes the regex crate microseconds, JavaScript's RegExp seconds on 30 `a`s and a `!`: a state naming it
+/// could freeze every application using the JavaScript SDK, so it is refused where it is written.
+#[test]
+fn a_regex_that_backtracks_catastrophically_is_refused_with_its_field_and_changes_nothing() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let http = server.http();
+    let path = "/api/flags/ui.new_feature/environments/dev";
+    assert_eq!(http.put(path, &regex_rule(r"^[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}$"), None).status, 200);
+    let before = http.get(path).body;
+    let audit_before = http.get("/api/flags/audit?limit=1000").body;
+
+    let refused = http.put(path, &regex_rule("^(a+)+$"), None);
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "invalid_value");
+    assert_eq!(refused.body["error"]["field"], "rules[0].conditions[1].values", "{:?}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("regex `^(a+)+$` can take seconds to fail on a long text in a backtracking engine such as the JavaScript SDK's: `(a+)+` repeats `a+`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("a part that varies, repeated by `*`, `+` or `{n,}` (or by `{n,m}` in more than 1000 ways), must split one way"),
+        "{message}"
+    );
+    for shape in ["(a|ab)*", r"(\w+\s?)*", "(a{1,10}){1,10}"] {
+        let refused = http.put(path, &regex_rule(shape), None);
+        assert_eq!((refused.status, refused.body["error"]["field"].as_str()), (422, Some("rules[0].conditions[1].values")), "{shape}");
+    }
+
+    assert_eq!(http.get(path).body, before, "the state is unchanged");
+    assert_eq!(http.get("/api/flags/audit?limit=1000").body, audit_before, "no audit record was added");
+}
+
+/// What an older server accepted: `flag`'s state in `environment` (stored with `^(a)+$`, the server stopped), with
+/// the pattern the server now refuses written straight into SQLite.
+fn stored_before_the_check(data: &std::path::Path, flag: &str, environment: &str) {
+    let database = rusqlite::Connection::open(data.join("vexil.db")).unwrap();
+    let changed = database
+        .execute(
+            "UPDATE states SET doc = replace(doc, '\"^(a)+$\"', '\"^(a+)+$\"') WHERE environment = ?1 AND flag = ?2",
+            [environment, flag],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+/// States stored before such patterns were refused keep loading and serving as they did (the server's engine is
+/// linear), and their kill switch works; writing the pattern where the state did not hold it is refused.
+#[test]
+fn a_state_stored_with_such_a_regex_before_it_was_refused_still_loads_serves_and_turns_off() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start_on(&data);
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let path = "/api/flags/ui.new_feature/environments/dev";
+    assert_eq!(server.http().put(path, &regex_rule("^(a)+$"), None).status, 200);
+    assert!(server.terminate());
+
+    stored_before_the_check(&data, "ui.new_feature", "dev");
+
+    let server = Server::start_on(&data);
+    let http = server.http();
+    let stored = http.get(path).body;
+    assert_eq!(stored["state"]["rules"][0]["conditions"][1]["values"][0], "^(a+)+$", "{stored}");
+    let sdk = http.with_token(Some(&common::sdk_key_for(&server, "dev")));
+    let evaluate = |email: String| {
+        let answer =
+            sdk.post("/ofrep/v1/evaluate/flags/ui.new_feature", &json!({"context": {"targetingKey": "u1", "plan": "pro", "email": email}}));
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        (answer.body["value"].clone(), answer.body["reason"].clone())
+    };
+    assert_eq!(evaluate("aaaa".into()), (json!(true), json!("TARGETING_MATCH")));
+    assert_eq!(evaluate(format!("{}!", "a".repeat(10_000))), (json!(false), json!("DEFAULT")));
+
+    let off = http.post("/api/flags/ui.new_feature/environments/dev/disable", &json!({}));
+    assert_eq!(off.status, 200, "the kill switch works whatever the state names: {:?}", off.body);
+    assert_eq!(http.get(path).body["state"]["enabled"], false);
+    let elsewhere = http.put("/api/flags/ui.new_feature/environments/staging", &regex_rule("^(a+)+$"), None);
+    assert_eq!(
+        (elsewhere.status, elsewhere.body["error"]["field"].as_str()),
+        (422, Some("rules[0].conditions[1].values")),
+        "{:?}",
+        elsewhere.body
+    );
+}
+
+/// The check judges only what a write adds: a state stored with `^(a+)+$` before it existed can still be turned off
+/// and on, re-saved by an edit of its flag's definition, promoted, rolled out and rolled back to; writing the pattern
+/// where it is not yet (another environment, another flag) or adding another such pattern is refused.
+#[test]
+fn a_regex_a_state_already_holds_is_not_refused_when_the_state_is_saved_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let server = Server::start_on(&data);
+    server.cli(&["define", "ui.new_feature"]).ok();
+    server.cli(&["define", "ui.other"]).ok();
+    let dev = "/api/flags/ui.new_feature/environments/dev";
+    assert_eq!(server.http().put(dev, &regex_rule("^(a)+$"), None).status, 200);
+    assert!(server.terminate());
+    stored_before_the_check(&data, "ui.new_feature", "dev");
+
+    let server = Server::start_on(&data);
+    let http = server.http();
+    let pattern = |path: &str| http.get(path).body["state"]["rules"][0]["conditions"][1]["values"][0].clone();
+    assert_eq!(pattern(dev), "^(a+)+$");
+    let ok = |what: &str, answer: common::Response| {
+        assert_eq!(answer.status, 200, "{what}: {:?}", answer.body);
+        answer.body
+    };
+
+    // Off and on again: enabling re-validates the state, whose pattern is not new.
+    ok("disable", http.post(&format!("{dev}/disable"), &json!({})));
+    ok("enable", http.post(&format!("{dev}/enable"), &json!({})));
+    assert_eq!((http.get(dev).body["state"]["enabled"].clone(), pattern(dev)), (json!(true), json!("^(a+)+$")));
+
+    // A definition edit re-validates every environment's state.
+    let edited =
+        ok("description", http.send("PATCH", "/api/flags/ui.new_feature", Some(json!({"description": "new checkout"}).to_string()), &[]));
+    assert_eq!(http.get("/api/flags/ui.new_feature").body["description"], "new checkout", "{edited}");
+
+    // Promoted, the state carries its pattern to the next environment; rolled out there, paused, resumed, aborted.
+    let staging = "/api/flags/ui.new_feature/environments/staging";
+    let promoted = ok("promote", http.post("/api/flags/ui.new_feature/promote", &json!({"from": "dev", "to": "staging"})));
+    assert_eq!((promoted["applied"].clone(), pattern(staging)), (json!(true), json!("^(a+)+$")), "{promoted}");
+    ok("rollout", http.post(&format!("{staging}/rollout"), &json!({"steps": [10, 50, 100], "every": "1h"})));
+    for action in ["pause", "resume", "abort"] {
+        ok(action, http.post(&format!("{staging}/rollout/{action}"), &json!({})));
+    }
+    assert_eq!(pattern(staging), "^(a+)+$");
+
+    // A rollback trigger restores the earlier state, pattern and all, after a change that dropped it.
+    ok("serve everyone", http.put(dev, &json!({"enabled": true, "serve": {"value": true}}), None));
+    let url = server
+        .cli(&["trigger", "create", "ui.new_feature", "--env", "dev", "--name", "errors", "--action", "rollback"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "Errors"}}]});
+    let fired = ok("trigger", http.with_token(None).post(url.strip_prefix(&server.url).unwrap(), &alert));
+    assert_eq!((fired["acted"].clone(), fired["action"].clone()), (json!(true), json!("rollback")), "{fired}");
+    assert_eq!(pattern(dev), "^(a+)+$");
+
+    // Written where it is new, the pattern is refused: in another environment, for another flag, or as an addition.
+    let refused = |path: &str, state: &Value| {
+        let answer = http.put(path, state, None);
+        assert_eq!(
+            (answer.status, answer.body["error"]["field"].as_str()),
+            (422, Some("rules[0].conditions[1].values")),
+            "{path}: {:?}",
+            answer.body
+        );
+        answer.body["error"]["message"].as_str().unwrap().to_owned()
+    };
+    let prod = "/api/flags/ui.new_feature/environments/prod";
+    let prod_before = http.get(prod).body;
+    let mut by_hand = regex_rule("^(a+)+$");
+    by_hand["reason"] = json!("the same rule as dev");
+    assert!(refused(prod, &by_hand).starts_with("regex `^(a+)+$` can take seconds"));
+    assert_eq!(http.get(prod).body, prod_before);
+    assert!(refused("/api/flags/ui.other/environments/dev", &regex_rule("^(a+)+$")).starts_with("regex `^(a+)+$` can take seconds"));
+    let mut added = regex_rule("^(a+)+$");
+    added["rules"][0]["conditions"][1]["values"] = json!(["^(a+)+$", "^(b+)+$"]);
+    assert!(refused(dev, &added).starts_with("regex `^(b+)+$` can take seconds"));
+    assert_eq!(pattern(dev), "^(a+)+$", "nothing changed");
 }

@@ -93,9 +93,10 @@ async fn import(
             unknown.push(name);
             continue;
         };
-        spec.validate(&definition)
-            .map_err(|error| ApiError::from(vexil_core::ValidationError::new(error.field, format!("{name}: {}", error.message))))?;
         let current = state.catalog.state(&environment.key, &flag).ok_or_else(|| ApiError::internal("state missing"))?;
+        // A regex pattern the state being replaced already holds is not judged again for backtracking.
+        spec.validate_new(&definition, &[&current.spec])
+            .map_err(|error| ApiError::from(vexil_core::ValidationError::new(error.field, format!("{name}: {}", error.message))))?;
         let changes = diff_specs(Some(&current.spec), &spec);
         if changes.is_empty() {
             unchanged.push(name);

@@ -268,7 +268,7 @@ async fn promote(
     let planned = PlannedChange {
         environment: to.clone(),
         flag: definition.name.clone(),
-        edit: Edit::Replace(spec),
+        edit: Edit::Carry(spec),
         expected_version: Some(target.version),
         action: AuditAction::Promote,
         reason: request.reason,
@@ -362,7 +362,7 @@ async fn copy(State(state): State<AppState>, actor: Actor, ApiJson(request): Api
         planned.push(PlannedChange {
             environment: to.clone(),
             flag: name,
-            edit: Edit::Replace(source.spec),
+            edit: Edit::Carry(source.spec),
             expected_version: Some(target.version),
             action: AuditAction::Copy,
             reason: request.reason.clone(),

@@ -203,7 +203,10 @@ function textTest(operator: TextOperator, values: readonly string[]): Test {
   };
 }
 
-/** `regex`: on string attributes, any pattern found anywhere; patterns that do not compile are dropped. */
+/**
+ * `regex`: on string attributes, any pattern found anywhere; patterns that do not compile are dropped, as are
+ * those a backtracking engine could take seconds on (`^(a+)+$`, refused by the server since; see regex.ts).
+ */
 function regexTest(patterns: readonly string[]): Test {
   const compiled = patterns.map(compileRustRegex).filter((pattern): pattern is RegExp => pattern !== undefined);
   if (compiled.length === 0) return NEVER;

@@ -17,8 +17,12 @@
  * matches. Rust also refuses patterns that compile beyond its 64 KiB size limit (`\p{L}{2}`); those are not
  * detected here, but the server refuses them when a state is written, so no state carries them.
  *
- * One difference remains: Rust's engine runs in linear time, JS's backtracks, so a pattern such as `^(a+)+$`
- * that Rust answers in microseconds can take seconds in JS on a hostile attribute value.
+ * Rust's engine runs in linear time, JS's backtracks, so a pattern such as `^(a+)+$` that Rust answers in
+ * microseconds can take seconds in JS on a hostile attribute value (30 `a`s and a `!`). The server refuses such
+ * shapes when a write adds them (vexil-core's `backtracking`: a repetition of a part that can match in more than
+ * one way and does not split one way, `(a+)+` but not `(-[a-z]+)*`); this module refuses the same shapes, so states
+ * stored before the server did are not a way to freeze an application. Such a pattern never matches here, while
+ * the server (and the Rust SDK) still match it.
  */
 
 /** Rust's Unicode `\w`: UTS #18's word characters. */
@@ -92,7 +96,30 @@ interface Piece {
   text: string;
   /** `atom`s take a quantifier as they are; others are grouped first; `flags` cannot be repeated. */
   kind: "atom" | "assertion" | "repetition" | "flags";
+  /** Its shape, as written, for the backtracking check. */
+  node: Shape;
 }
+
+/** A JS pattern that matches one character: what an atom of the Rust pattern matches, under its flags. */
+interface CharSet {
+  source: string;
+  caseless: boolean;
+  /** The code point, for a literal. */
+  code?: number;
+}
+
+/**
+ * The pattern as written (not as the JS text is grouped), as far as the backtracking check needs it:
+ * characters, things that match the empty text (assertions, flags), sequences, alternatives and repetitions.
+ */
+type Shape =
+  | { kind: "char"; set: CharSet }
+  | { kind: "empty" }
+  | { kind: "concat"; items: Shape[] }
+  | { kind: "alternation"; branches: Shape[] }
+  | { kind: "repetition"; min: number; max: number; body: Shape };
+
+const EMPTY: Shape = { kind: "empty" };
 
 /** What an escape sequence stands for. */
 type Escaped =
@@ -118,6 +145,8 @@ interface Translation {
   usesSetNotation: boolean;
   /** Whether the source has look-arounds (written for Rust's word boundaries and multi-line anchors). */
   usesLookaround: boolean;
+  /** The pattern's shape. */
+  shape: Shape;
 }
 
 /** Writes a code point so that it means itself anywhere in a `v`- or `u`-flag pattern. */
@@ -202,9 +231,10 @@ class Translator {
   constructor(private readonly pattern: string) {}
 
   translate(): Translation {
-    const source = this.alternation({ ...INITIAL_FLAGS }, true);
+    const { text: source, shape } = this.alternation({ ...INITIAL_FLAGS }, true);
     return {
       source,
+      shape,
       caseless: this.caseless === true,
       usesSetNotation: this.usesSetNotation,
       usesLookaround: this.usesLookaround,
@@ -286,30 +316,44 @@ class Translator {
   }
 
   /** A literal, under the case-sensitivity in force when it has other cases. */
-  private literalAtom(code: number, flags: Flags): string {
+  private literalAtom(code: number, flags: Flags): Piece {
     const char = String.fromCodePoint(code);
     const text = literalText(code);
-    if (!CASED.test(char)) return text;
+    const atom = (output: string, source: string, caseless: boolean): Piece => ({
+      kind: "atom",
+      text: output,
+      node: { kind: "char", set: { source, caseless, code } },
+    });
+    if (!CASED.test(char)) return atom(text, text, false);
     // ASCII-only case-insensitivity: JS would also let `k` match U+212A KELVIN SIGN, `s` U+017F LONG S, `é` `É`.
     if (!flags.unicode && flags.caseless) {
       const exact = { ...flags, caseless: false };
-      if (/^[ksKS]$/.test(char)) return this.caseAware(`[${char.toLowerCase()}${char.toUpperCase()}]`, exact);
-      if (code >= 0x80) return this.caseAware(text, exact);
+      if (/^[ksKS]$/.test(char)) {
+        const both = `[${char.toLowerCase()}${char.toUpperCase()}]`;
+        return atom(this.caseAware(both, exact), both, false);
+      }
+      if (code >= 0x80) return atom(this.caseAware(text, exact), text, false);
     }
-    return this.caseAware(text, flags);
+    return atom(this.caseAware(text, flags), text, flags.caseless);
   }
 
   /** A class, under the case-sensitivity in force unless case cannot change what it matches. */
-  private classAtom(text: string, caseFolded: boolean, flags: Flags): string {
-    if (caseFolded) return text;
+  private classAtom(text: string, caseFolded: boolean, flags: Flags): Piece {
+    const atom = (output: string, caseless: boolean): Piece => ({
+      kind: "atom",
+      text: output,
+      node: { kind: "char", set: { source: text, caseless } },
+    });
+    if (caseFolded) return atom(text, false);
     // JS folds non-ASCII letters into ASCII classes (U+212A into `[a-z]`), which Rust's ASCII-only folding does not.
     if (!flags.unicode && flags.caseless) refuse("ASCII-only case-insensitive classes");
-    return this.caseAware(text, flags);
+    return atom(this.caseAware(text, flags), flags.caseless);
   }
 
   /** A group's content up to its `)` (not consumed), or the whole pattern at the top level. */
-  private alternation(flags: Flags, top: boolean): string {
+  private alternation(flags: Flags, top: boolean): { text: string; shape: Shape } {
     const branches: string[] = [];
+    const shapes: Shape[] = [];
     let pieces: Piece[] = [];
     for (;;) {
       this.skipSpace(flags);
@@ -330,10 +374,11 @@ class Translator {
         case "|":
           this.advance();
           branches.push(pieces.map((piece) => piece.text).join(""));
+          shapes.push({ kind: "concat", items: pieces.map((piece) => piece.node) });
           pieces = [];
           break;
         case "[":
-          pieces.push({ kind: "atom", text: this.classAtom(this.bracketClass(flags), false, flags) });
+          pieces.push(this.classAtom(this.bracketClass(flags), false, flags));
           break;
         case "?":
         case "*":
@@ -348,7 +393,9 @@ class Translator {
       }
     }
     branches.push(pieces.map((piece) => piece.text).join(""));
-    return branches.join("|");
+    shapes.push({ kind: "concat", items: pieces.map((piece) => piece.node) });
+    const shape: Shape = shapes.length === 1 ? shapes[0]! : { kind: "alternation", branches: shapes };
+    return { text: branches.join("|"), shape };
   }
 
   /** After `(`: a group, a scoped flag group, or flags for the rest of the enclosing group. */
@@ -357,7 +404,8 @@ class Translator {
     if (this.eat("?=") || this.eat("?!") || this.eat("?<=") || this.eat("?<!")) refuse("look-around is not supported");
     if (this.eat("?P<") || this.eat("?<")) {
       this.captureName();
-      pieces.push({ kind: "atom", text: `(${this.groupBody({ ...flags })})` });
+      const body = this.groupBody({ ...flags });
+      pieces.push({ kind: "atom", text: `(${body.text})`, node: body.shape });
       return;
     }
     if (this.eat("?")) {
@@ -366,18 +414,20 @@ class Translator {
       if (scoped) {
         const inner = { ...flags };
         this.applyFlags(inner, settings);
-        pieces.push({ kind: "atom", text: `(?:${this.groupBody(inner)})` });
+        const body = this.groupBody(inner);
+        pieces.push({ kind: "atom", text: `(?:${body.text})`, node: body.shape });
       } else {
         if (settings.length === 0) refuse("empty flags");
         this.applyFlags(flags, settings);
-        pieces.push({ kind: "flags", text: "" });
+        pieces.push({ kind: "flags", text: "", node: EMPTY });
       }
       return;
     }
-    pieces.push({ kind: "atom", text: `(${this.groupBody({ ...flags })})` });
+    const body = this.groupBody({ ...flags });
+    pieces.push({ kind: "atom", text: `(${body.text})`, node: body.shape });
   }
 
-  private groupBody(flags: Flags): string {
+  private groupBody(flags: Flags): { text: string; shape: Shape } {
     const body = this.alternation(flags, false);
     this.expect(")");
     return body;
@@ -455,20 +505,25 @@ class Translator {
     }
   }
 
-  /** Applies a quantifier to the last piece. */
-  private quantify(pieces: Piece[], quantifier: string, lazy: boolean, flags: Flags): void {
+  /** Applies a quantifier to the last piece: at least `min` and at most `max` (`Infinity`) times. */
+  private quantify(pieces: Piece[], quantifier: string, lazy: boolean, flags: Flags, min: number, max: number): void {
     const last = pieces[pieces.length - 1];
     if (last === undefined || last.kind === "flags") refuse("repetition of nothing");
     const greedy = flags.swapGreed ? lazy : !lazy;
     const operand = last.kind === "atom" ? last.text : `(?:${last.text})`;
-    pieces[pieces.length - 1] = { kind: "repetition", text: `${operand}${quantifier}${greedy ? "" : "?"}` };
+    pieces[pieces.length - 1] = {
+      kind: "repetition",
+      text: `${operand}${quantifier}${greedy ? "" : "?"}`,
+      node: { kind: "repetition", min, max, body: last.node },
+    };
   }
 
   private uncountedRepetition(pieces: Piece[], flags: Flags): void {
     const quantifier = this.char();
     this.advance();
     const lazy = this.eat("?");
-    this.quantify(pieces, quantifier, lazy, flags);
+    const [min, max] = quantifier === "?" ? [0, 1] : quantifier === "*" ? [0, Infinity] : [1, Infinity];
+    this.quantify(pieces, quantifier, lazy, flags, min, max);
   }
 
   /** `{n}`, `{n,}` or `{n,m}`, spaces allowed around the numbers. */
@@ -477,25 +532,29 @@ class Translator {
     const min = this.decimal(flags);
     if (this.atEnd()) refuse("unclosed repetition");
     let quantifier: string;
+    let upper: number;
     if (this.char() === ",") {
       if (!this.advanceAndSkip(flags)) refuse("unclosed repetition");
       if (min === undefined) refuse("repetition without a minimum");
       if (this.char() === "}") {
         quantifier = `{${min},}`;
+        upper = Infinity;
       } else {
         const max = this.decimal(flags);
         if (max === undefined) refuse("repetition without a maximum");
         if (min > max) refuse("invalid repetition range");
         quantifier = `{${min},${max}}`;
+        upper = max;
       }
     } else {
       if (min === undefined) refuse("repetition without a count");
       quantifier = `{${min}}`;
+      upper = min;
     }
     this.expect("}");
     this.skipSpace(flags);
     const lazy = this.eat("?");
-    this.quantify(pieces, quantifier, lazy, flags);
+    this.quantify(pieces, quantifier, lazy, flags, min, upper);
   }
 
   /** A decimal number, with the whitespace regex-syntax accepts around it; `undefined` when there are no digits. */
@@ -517,23 +576,26 @@ class Translator {
     const char = this.char();
     if (char === "\\") return this.escapePiece(flags);
     this.advance();
-    if (char === ".") return { kind: "atom", text: this.dot(flags) };
-    if (char === "^") return { kind: "assertion", text: this.lineStart(flags) };
-    if (char === "$") return { kind: "assertion", text: this.lineEnd(flags) };
-    return { kind: "atom", text: this.literalAtom(char.codePointAt(0)!, flags) };
+    if (char === ".") {
+      const text = this.dot(flags);
+      return { kind: "atom", text, node: { kind: "char", set: { source: text, caseless: false } } };
+    }
+    if (char === "^") return { kind: "assertion", text: this.lineStart(flags), node: EMPTY };
+    if (char === "$") return { kind: "assertion", text: this.lineEnd(flags), node: EMPTY };
+    return this.literalAtom(char.codePointAt(0)!, flags);
   }
 
   private escapePiece(flags: Flags): Piece {
     const escaped = this.escape(flags);
     switch (escaped.kind) {
       case "literal":
-        return { kind: "atom", text: this.literalAtom(escaped.code, flags) };
+        return this.literalAtom(escaped.code, flags);
       case "class": {
         const text = escaped.negated ? escaped.complement ?? `[^${escaped.set}]` : `[${escaped.set}]`;
-        return { kind: "atom", text: this.classAtom(text, escaped.caseFolded, flags) };
+        return this.classAtom(text, escaped.caseFolded, flags);
       }
       case "assertion":
-        return { kind: "assertion", text: escaped.text };
+        return { kind: "assertion", text: escaped.text, node: EMPTY };
     }
   }
 
@@ -829,10 +891,244 @@ class Translator {
   }
 }
 
+/** The most ways a bounded repetition of a part that matches in more than one way may make (as vexil-core). */
+const MAX_REPEATED_WAYS = 1000;
+
+/** Code point ranges, ascending and disjoint: `[first, last]`. */
+type Ranges = Array<[number, number]>;
+
+/** Every code point of the Basic Multilingual Plane but the surrogates, in order: what classes are read on. */
+let planeText: string | undefined;
+
+function basicPlane(): string {
+  if (planeText === undefined) {
+    const chunks: string[] = [];
+    for (let start = 0; start < 0x10000; start += 0x1000) {
+      const codes: number[] = [];
+      for (let code = start; code < start + 0x1000; code++) if (code < 0xd800 || code > 0xdfff) codes.push(code);
+      chunks.push(String.fromCharCode(...codes));
+    }
+    planeText = chunks.join("");
+  }
+  return planeText;
+}
+
+/** A code unit's index in `basicPlane()` as the code point it is. */
+function codeAt(index: number): number {
+  return index < 0xd800 ? index : index + 0x800;
+}
+
+/** What reading classes needs: the classes read so far, and the characters beyond U+FFFF the pattern names. */
+interface Reading {
+  cache: Map<string, Ranges>;
+  astral: number[];
+}
+
+/** The characters beyond U+FFFF that the atoms of `shape` name (`\u{1F600}`), with their other cases. */
+function astralNamed(shape: Shape, into: Set<number>): Set<number> {
+  switch (shape.kind) {
+    case "char":
+      for (const match of shape.set.source.matchAll(/\\u\{([0-9A-F]+)\}/g)) {
+        const code = Number.parseInt(match[1]!, 16);
+        const char = String.fromCodePoint(code);
+        for (const other of [char, char.toLowerCase(), char.toUpperCase()]) {
+          const point = other.codePointAt(0)!;
+          if (point > 0xffff && other.length === 2) into.add(point);
+        }
+      }
+      break;
+    case "empty":
+      break;
+    case "concat":
+      for (const item of shape.items) astralNamed(item, into);
+      break;
+    case "alternation":
+      for (const branch of shape.branches) astralNamed(branch, into);
+      break;
+    case "repetition":
+      astralNamed(shape.body, into);
+  }
+  return into;
+}
+
+/**
+ * The characters an atom matches, read off the Basic Multilingual Plane and the characters beyond it that the
+ * pattern names: no more than Rust's class, so this check never refuses what the server accepts; it can miss an
+ * overlap beyond U+FFFF of two classes that name no character there (`\PL` and `\S`).
+ */
+function rangesOf(set: CharSet, reading: Reading): Ranges {
+  if (set.code !== undefined && !set.caseless) return [[set.code, set.code]];
+  const key = `${set.caseless ? "i" : "-"}${set.source}`;
+  const known = reading.cache.get(key);
+  if (known !== undefined) return known;
+  let pattern: RegExp | undefined;
+  for (const flag of ["v", "u"]) {
+    try {
+      pattern = new RegExp(`(?:${set.source})+`, `g${set.caseless ? "i" : ""}${flag}`);
+      break;
+    } catch {
+      // The next flag, or no characters known.
+    }
+  }
+  const ranges: Ranges = set.code === undefined ? [] : [[set.code, set.code]];
+  if (pattern !== undefined) {
+    for (const match of basicPlane().matchAll(pattern)) {
+      const first = codeAt(match.index);
+      const last = codeAt(match.index + match[0].length - 1);
+      if (first < 0xd800 && last > 0xdfff) ranges.push([first, 0xd7ff], [0xe000, last]);
+      else ranges.push([first, last]);
+    }
+    const one = new RegExp(`^(?:${pattern.source})$`, pattern.flags.replace("g", ""));
+    for (const code of reading.astral) if (one.test(String.fromCodePoint(code))) ranges.push([code, code]);
+  }
+  const sorted = union(ranges, []);
+  reading.cache.set(key, sorted);
+  return sorted;
+}
+
+function union(left: Ranges, right: Ranges): Ranges {
+  const all = [...left, ...right].sort((a, b) => a[0] - b[0]);
+  const merged: Ranges = [];
+  for (const [first, last] of all) {
+    const previous = merged[merged.length - 1];
+    if (previous !== undefined && first <= previous[1] + 1) previous[1] = Math.max(previous[1], last);
+    else merged.push([first, last]);
+  }
+  return merged;
+}
+
+function intersects(left: Ranges, right: Ranges): boolean {
+  let i = 0;
+  let j = 0;
+  while (i < left.length && j < right.length) {
+    const [a, b] = [left[i]!, right[j]!];
+    if (a[1] < b[0]) i++;
+    else if (b[1] < a[0]) j++;
+    else return true;
+  }
+  return false;
+}
+
+/** Whether any character of `left` is one of `right`. */
+function overlaps(left: CharSet[], right: CharSet[], reading: Reading): boolean {
+  if (left.length === 0 || right.length === 0) return false;
+  const ranges = (sets: CharSet[]) => sets.reduce<Ranges>((all, set) => union(all, rangesOf(set, reading)), []);
+  return intersects(ranges(left), ranges(right));
+}
+
+/**
+ * What the check knows of a part, as vexil-core's `backtracking` does: the ways it can match, the atoms it can
+ * start with, those with which a complete non-empty match can go on within it (`tail`), whether it can match
+ * nothing or something, and whether it splits one way (`decided`; only worked out inside a repetition that
+ * repeats, the only place it decides anything).
+ */
+interface Ways {
+  ways: number;
+  first: CharSet[];
+  tail: CharSet[];
+  nullable: boolean;
+  consumes: boolean;
+  decided: boolean;
+}
+
+const NOTHING: Ways = { ways: 1, first: [], tail: [], nullable: true, consumes: false, decided: true };
+
+/** Thrown for a repetition of a part that can match in more than one way, beyond what is accepted. */
+class Backtracks extends Error {}
+
+/**
+ * The ways `shape` can match, as vexil-core's `backtracking` counts them; throws `Backtracks` for a repetition that
+ * can repeat more than once a part matching in more than one way, unbounded (`(a+)+`, `(a|ab)*`) or in more than
+ * `MAX_REPEATED_WAYS` ways (`(a+){3}`), unless that part splits one way: it cannot match the empty text, its
+ * alternatives start with different characters and none matches nothing, nothing in it can go on with a character
+ * that what follows it can start with, and once matched it cannot go on with a character it starts with
+ * (`(-[a-z]+)*`, `([a-z0-9-]+\.)+` are accepted). Alternatives count as their sum when they can start with the
+ * same character (or one can match nothing), as the largest of theirs otherwise.
+ */
+function ways(shape: Shape, repeated: boolean, reading: Reading): Ways {
+  switch (shape.kind) {
+    case "char":
+      return { ways: 1, first: [shape.set], tail: [], nullable: false, consumes: true, decided: true };
+    case "empty":
+      return NOTHING;
+    case "concat": {
+      const result: Ways = { ...NOTHING, first: [], tail: [] };
+      const before: Ways[] = [];
+      for (const item of shape.items) {
+        const next = ways(item, repeated, reading);
+        if (repeated && result.decided) {
+          result.decided = next.decided;
+          // The nearest earlier items, past those that can match nothing, must not go on (or, matching nothing,
+          // start) with a character `next` can start with.
+          for (let index = before.length - 1; result.decided && index >= 0; index--) {
+            const earlier = before[index]!;
+            const clash = overlaps(earlier.tail, next.first, reading) || (earlier.nullable && overlaps(earlier.first, next.first, reading));
+            if (clash) result.decided = false;
+            if (!earlier.nullable) break;
+          }
+        }
+        result.ways *= next.ways;
+        result.tail = next.nullable && result.consumes ? [...next.tail, ...result.tail, ...next.first] : next.tail;
+        if (result.nullable) result.first = [...result.first, ...next.first];
+        result.nullable &&= next.nullable;
+        result.consumes ||= next.consumes;
+        before.push(next);
+      }
+      return result;
+    }
+    case "alternation": {
+      const branches = shape.branches.map((branch) => ways(branch, repeated, reading));
+      const first = branches.flatMap((branch) => branch.first);
+      const tail = branches.flatMap((branch) => branch.tail);
+      const nullable = branches.some((branch) => branch.nullable);
+      const consumes = branches.some((branch) => branch.consumes);
+      const largest = Math.max(...branches.map((branch) => branch.ways));
+      if (!repeated) return { ways: largest, first, tail, nullable, consumes, decided: true };
+      let seen: CharSet[] = [];
+      let overlap = nullable;
+      for (const branch of branches) {
+        if (overlap) break;
+        overlap = overlaps(seen, branch.first, reading);
+        seen = [...seen, ...branch.first];
+      }
+      const sum = branches.reduce((total, branch) => total + branch.ways, 0);
+      const decided = !overlap && branches.every((branch) => branch.decided);
+      return { ways: overlap ? sum : largest, first, tail, nullable, consumes, decided };
+    }
+    case "repetition": {
+      const { min, max } = shape;
+      const repeats = max >= 2;
+      const part = ways(shape.body, repeated || repeats, reading);
+      if (max === 0) return NOTHING;
+      const total = max === Infinity ? Infinity : (max - Math.min(min, max) + 1) * part.ways ** max;
+      let decided = part.decided;
+      if (repeated || repeats) {
+        // Where one repetition ends and the next begins must be fixed; `(a?)?` matches the empty text two ways.
+        if (repeats) decided &&= !(part.nullable && part.consumes) && !overlaps(part.tail, part.first, reading);
+        else if (min === 0 && part.nullable) decided = false;
+      }
+      if (repeats && part.ways > 1 && (max === Infinity || total > MAX_REPEATED_WAYS) && !decided) throw new Backtracks();
+      // After a non-empty match another repetition can start when the count can still grow.
+      const tail = max > Math.max(min, 1) ? [...part.tail, ...part.first] : part.tail;
+      return { ways: total, first: part.first, tail, nullable: min === 0 || part.nullable, consumes: part.consumes, decided };
+    }
+  }
+}
+
+/** Whether a backtracking engine could take seconds on the pattern: the shapes the server refuses. */
+function backtracksCatastrophically(shape: Shape): boolean {
+  try {
+    ways(shape, false, { cache: new Map(), astral: [...astralNamed(shape, new Set())] });
+    return false;
+  } catch (error) {
+    return error instanceof Backtracks;
+  }
+}
+
 /**
  * Compiles a pattern written for Rust's `regex` crate into a JS RegExp that matches the same texts (an
- * unanchored search, as Rust's `is_match`), or `undefined` when Rust would refuse it or it cannot be
- * expressed in JS. Never throws.
+ * unanchored search, as Rust's `is_match`), or `undefined` when Rust would refuse it, it cannot be
+ * expressed in JS, or a backtracking engine could take seconds on it. Never throws.
  */
 export function compileRustRegex(pattern: string): RegExp | undefined {
   let translation: Translation;
@@ -841,6 +1137,7 @@ export function compileRustRegex(pattern: string): RegExp | undefined {
   } catch {
     return undefined;
   }
+  if (backtracksCatastrophically(translation.shape)) return undefined;
   const caseless = translation.caseless ? "i" : "";
   // V8 tries a zero-width match that starts with a look-around between the halves of a surrogate pair (where
   // `\B` holds inside "😀"); scanning from an anchored start steps by whole characters, as Rust does.

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { BUCKETS, bucketOf, compile, murmur3, SPLIT_TOTAL } from "../dist/index.js";
+import { compileRustRegex } from "../dist/regex.js";
 
 const BOOLEAN = { name: "ui.new_feature", type: "boolean", default: false };
 
@@ -88,6 +89,50 @@ test("a pattern Rust refuses never matches and does not throw; the other pattern
   const mixed = ruleFlag("email", "regex", ["(", "@asimo\\.io$"]);
   assert.equal(mixed.evaluate({ email: "pm@asimo.io" }).value, true);
   assert.equal(mixed.evaluate({ email: "pm@b.io" }).value, false);
+});
+
+// The shapes vexil-core refuses when a state is written (a repetition of a part that can match in more than one
+// way and does not split one way; crates/vexil-core/src/backtracking.rs has the same lists): states stored before
+// it did still carry them.
+const BACKTRACKING = [
+  "^(a+)+$", "(a*)*", "^(\\w+\\s?)*$", "^(([a-z])+.)+[A-Z]([a-z])+$", "(x+x+)+y", "^(a{1,2})*$", "a**",
+  "(?:(?:a+)?)+", "^(.+,)*$", "^(a?a)+$", "^([a-z]+-?)+$", "(?i)^([a-z]+ ?)+$", "^(-[a-z]+[a-z0-9]*)*$",
+  "^((a+)?)*$", "^(a|a)*$", "^(a|ab)*$", "^(a|aa)+$", "^(\\w|\\d)+$", "^(?i)(a|A)+$", "^(?i:k|\\x{212A})+$",
+  "^(a|)+$", "^(a?b|b)+$", "^(foo|bar|fizz)+$", "^(-(a|ab))+$", "^(a(?i)|A)+$", "^(a+){3}$", "^(a+){2}$",
+  "^(a{1,10}){1,10}$", "^(a|a){1,20}$", "^(a?){25}a{25}$", "^(a{1,4}){1,4}$", "^((a+)+b)*$", "^((a{1,2}){2}b)*$",
+];
+const NOT_BACKTRACKING = [
+  "@asimo\\.io$", "^user-\\d+$", "^(foo|bar)-[a-z]+$", "^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$",
+  "^v?\\d+\\.\\d+(\\.\\d+)?$", "^.+@asimo\\.io$", "^(\\d{1,3}\\.){3}\\d{1,3}$", "^(?:[0-9a-f]{2}:){5}[0-9a-f]{2}$",
+  "(foo|bar)+", "^(\\d|[a-f])+$", "^(\\w|-)+$", "^(a|b|c)*$", "(?i)^(pro|premium|enterprise)$", "^(\\w)+$",
+  "^(ab){2,}$", "^(a|a){2}$", "^(a|A)+$", "^(.|\\n)*$", "^(https?://)?[a-z]+\\.example\\.com(/.*)?$",
+  "^(\\d{1,3}\\.){3}$", "^(a{1,3}){1,4}$", "^(a+)?b(c*|c+)?$", "(?x) ^ pro \\# # comment", "\\bpro\\b", "^(a{0}b|a)+$",
+  // Repetitions of varying parts that split one way: each repetition's end is fixed by a character it cannot go on with.
+  "^[a-z]+(-[a-z]+)*$", "^([a-z0-9-]+\\.)+[a-z]{2,}$", "^(\\w+\\s)*$", "^[a-z0-9]+(\\.[a-z0-9]+)*@example\\.com$",
+  "^([a-z]+\\.)*[a-z]+$", "^\\d+(,\\d+)*$", "^(/[a-z0-9_-]+)+/?$", "^([A-Z][a-z]+ ?)+$", "^(\\S+\\s+)*\\S*$",
+  "^(-[a-z]+(_[a-z]+)*)*$", "^((-[a-z]+)*\\.)+$", "^(\\d+[a-z]?,)*$", "^([a-z]+=[^&]*&)*$", "(?i)^(-[a-z]+)+$",
+  "^(-[a-z]{1,1000})*$", "^(\\.[a-z0-9]+){1,20}$", "^((-[a-z]+)*\\.){3}$", "^((a+)?b)*$",
+];
+
+test("patterns a backtracking engine could take seconds on are refused as the server refuses them", () => {
+  for (const pattern of BACKTRACKING) assert.equal(compileRustRegex(pattern), undefined, pattern);
+  for (const pattern of NOT_BACKTRACKING) assert.ok(compileRustRegex(pattern) instanceof RegExp, pattern);
+});
+
+test("a stored state's ^(a+)+$ never matches, and its other patterns still do", () => {
+  const flag = ruleFlag("email", "regex", ["^(a+)+$", "@asimo\\.io$"]);
+  assert.equal(flag.evaluate({ email: `${"a".repeat(30)}!` }).reason, "DEFAULT");
+  assert.equal(flag.evaluate({ email: "aaaa" }).reason, "DEFAULT", "refused like a pattern that does not compile");
+  assert.equal(flag.evaluate({ email: "pm@asimo.io" }).value, true, "the state's other patterns still match");
+  // The shapes the server accepts keep matching what Rust matches.
+  assert.equal(ruleFlag("email", "regex", ["^(\\d{1,3}\\.){3}\\d{1,3}$"]).evaluate({ email: "10.0.0.1" }).value, true);
+  assert.equal(ruleFlag("email", "regex", ["^(foo|bar)+$"]).evaluate({ email: "foobarfoo" }).value, true);
+  const slug = ruleFlag("slug", "regex", ["^[a-z]+(-[a-z]+)*$"]);
+  assert.equal(slug.evaluate({ slug: "new-checkout-flow" }).value, true);
+  assert.equal(slug.evaluate({ slug: "new--checkout" }).value, false);
+  const domain = ruleFlag("host", "regex", ["^([a-z0-9-]+\\.)+[a-z]{2,}$"]);
+  assert.equal(domain.evaluate({ host: "eu-1.shop.example.com" }).value, true);
+  assert.equal(domain.evaluate({ host: "localhost" }).value, false);
 });
 
 test("null, arrays and objects are absent attributes: no condition holds on them, not even not_equals", () => {
