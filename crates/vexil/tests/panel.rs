@@ -1309,7 +1309,6 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
     };
     assert_eq!(ofrep(&key).body["value"], true);
     browser.find("//tbody[@id='tokens-body']/tr[th[text()='checkout service'] and td[text()='SDK key'] and td[text()='prod']]");
-    browser.screenshot("panel-access.png");
     // A client-side key, for browser code: its dialog says what it cannot do.
     browser.click("//button[@id='client-key-new']");
     browser.type_into("//input[@id='editor-name']", "web bundle");
@@ -1329,6 +1328,7 @@ fn users_keys_and_triggers_are_managed_from_the_panel() {
             .status
     };
     assert_eq!((from("https://shop.example.com"), from("https://copycat.example")), (200, 403), "the key answers its origins' pages only");
+    browser.screenshot("panel-access.png");
     browser.click("//button[@aria-label='Revoke checkout service']");
     browser.click("//button[@id='confirm-ok']");
     browser.gone("//tbody[@id='tokens-body']/tr[th[text()='checkout service']]");

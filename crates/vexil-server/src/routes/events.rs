@@ -29,6 +29,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::stream::RETRY_MILLISECONDS;
 use crate::auth::{Principal, authenticate_hash, authenticate_with_digest, credential};
 use crate::error::{ApiError, ApiResult};
 use crate::service::AppState;
@@ -38,9 +39,6 @@ pub(crate) const EVENTS_PATH: &str = "/ofrep/v1/events";
 
 /// Seconds a hidden tab keeps its event stream before closing it (ADR-0008's `inactivityDelaySec`).
 pub(crate) const INACTIVITY_DELAY_SECONDS: u64 = 120;
-
-/// Reconnect advice sent first, in milliseconds.
-const RETRY_MILLISECONDS: u64 = 3000;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     let (schemas, paths, events) = routes!(events);

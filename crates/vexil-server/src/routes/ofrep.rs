@@ -486,7 +486,7 @@ fn bulk_answer(
 pub fn render_bulk<C: EvaluationContext + ?Sized>(snapshot: &EnvironmentSnapshot, context: &C) -> (Bytes, String) {
     use std::hash::{Hash, Hasher};
     let mut body = Vec::with_capacity(16 + snapshot.flags.len() * 192);
-    // The ETag is derived from what was served: each flag's name and the fingerprint of its answer's bytes and reason
+    // The ETag is derived from what was served: the fingerprint of each flag's answer's bytes and reason
     // (each answer's bytes are hashed once, when first written in a snapshot). So it changes exactly when this
     // context's answer does, not with every change in the environment: a client told of a change that serves it
     // nothing new gets a bodyless 304.
@@ -496,8 +496,11 @@ pub fn render_bulk<C: EvaluationContext + ?Sized>(snapshot: &EnvironmentSnapshot
         if index > 0 {
             body.push(b',');
         }
-        name.as_str().hash(&mut served);
-        write_answer(&mut body, snapshot, name.as_str(), flag, context).hash(&mut served);
+        // A success's fingerprint covers its key (the answer's bytes start with it); a failure is known by the flag.
+        match write_answer(&mut body, snapshot, name.as_str(), flag, context) {
+            Some(answer) => answer.hash(&mut served),
+            None => name.as_str().hash(&mut served),
+        }
     }
     body.extend_from_slice(b"]}");
     (Bytes::from(body), format!("\"{:016x}\"", served.finish()))

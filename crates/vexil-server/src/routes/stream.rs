@@ -27,7 +27,7 @@ use crate::hub::{Frame, change_frame, heartbeat_frame};
 use crate::service::AppState;
 
 /// Reconnect advice sent first, in milliseconds.
-const RETRY_MILLISECONDS: u64 = 3000;
+pub(super) const RETRY_MILLISECONDS: u64 = 3000;
 
 /// The most changes replayed to one resuming client; beyond that a snapshot is cheaper.
 const REPLAY_LIMIT: u32 = 10_000;

@@ -12,7 +12,7 @@ import {
   ProviderEvents,
   type ResolutionDetails,
 } from "@openfeature/web-sdk";
-import type { FlagDetails, FlagType, FlagValue } from "@vexil/core";
+import { type FlagDetails, type FlagType, type FlagValue, followStatus } from "@vexil/core";
 
 import { VexilBrowserClient, type VexilBrowserOptions } from "./client.js";
 
@@ -34,17 +34,10 @@ export class VexilWebProvider implements Provider {
     const client = new VexilBrowserClient({ ...this.options, context: context ?? {} });
     this.client = client;
     client.onChange((flags) => this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: [...flags] }));
-    let stale = false;
-    client.onStatus((status) => {
-      if (status === "stale") {
-        stale = true;
-        this.events.emit(ProviderEvents.Stale, { message: client.lastConnectionError?.message ?? "the connection to Vexil was lost" });
-      } else if (status === "ready" && stale) {
-        stale = false;
-        this.events.emit(ProviderEvents.Ready);
-      } else if (status === "closed" && client.lastConnectionError !== undefined) {
-        this.events.emit(ProviderEvents.Error, { message: client.lastConnectionError.message });
-      }
+    followStatus((listener) => client.onStatus(listener), () => client.lastConnectionError, {
+      stale: (message) => this.events.emit(ProviderEvents.Stale, { message }),
+      ready: () => this.events.emit(ProviderEvents.Ready),
+      error: (message) => this.events.emit(ProviderEvents.Error, { message }),
     });
     await client.ready(this.options.readyTimeout ?? 10_000);
   }

@@ -60,3 +60,4 @@ export {
 } from "./overrides.js";
 export { type ServerSentEvent, SseParser } from "./sse.js";
 export { type Change, checkFormat, FlagStore, type Snapshot, type SnapshotFlag, STREAM_FORMAT_VERSION, type StoredFlag } from "./store.js";
+export { followStatus, type StatusEvents } from "./provider.js";

@@ -16,7 +16,7 @@ import {
   ProviderEvents,
   type ResolutionDetails,
 } from "@openfeature/server-sdk";
-import type { FlagDetails, FlagValue } from "@vexil/core";
+import { type FlagDetails, type FlagValue, followStatus } from "@vexil/core";
 
 import { VexilClient, type VexilClientOptions } from "./client.js";
 
@@ -34,17 +34,10 @@ export class VexilProvider implements Provider {
     this.client = options instanceof VexilClient ? options : new VexilClient(options);
     this.timeout = options instanceof VexilClient ? 10_000 : (options.readyTimeout ?? 10_000);
     this.client.onChange((changed) => this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: [...changed.flags] }));
-    let stale = false;
-    this.client.onStatus((status) => {
-      if (status === "stale") {
-        stale = true;
-        this.events.emit(ProviderEvents.Stale, { message: this.client.lastConnectionError?.message ?? "the connection to Vexil was lost" });
-      } else if (status === "ready" && stale) {
-        stale = false;
-        this.events.emit(ProviderEvents.Ready);
-      } else if (status === "closed" && this.client.lastConnectionError !== undefined) {
-        this.events.emit(ProviderEvents.Error, { message: this.client.lastConnectionError.message });
-      }
+    followStatus((listener) => this.client.onStatus(listener), () => this.client.lastConnectionError, {
+      stale: (message) => this.events.emit(ProviderEvents.Stale, { message }),
+      ready: () => this.events.emit(ProviderEvents.Ready),
+      error: (message) => this.events.emit(ProviderEvents.Error, { message }),
     });
   }
 
