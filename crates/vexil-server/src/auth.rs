@@ -140,25 +140,37 @@ pub fn csrf_token(session_secret: &str) -> String {
     hex::encode(&Sha256::digest(format!("vexil-csrf\n{session_secret}").as_bytes())[..16])
 }
 
-/// The credential a request carries: `Authorization: Bearer`, `X-API-Key`, `?token=` (for EventSource with a key),
-/// or the panel's session cookie.
+/// The credential a request carries: `Authorization: Bearer`, `X-API-Key`, or the panel's session cookie. A key in
+/// the query string is read only by the streams ([`streaming_credential`]).
 pub fn credential(parts: &Parts) -> Option<String> {
-    credential_in(&parts.headers, &parts.uri).map(str::to_owned)
+    credential_in(&parts.headers).map(str::to_owned)
 }
 
-/// [`credential`] of a request's headers and target, borrowed from them.
-pub fn credential_in<'a>(headers: &'a axum::http::HeaderMap, uri: &'a axum::http::Uri) -> Option<&'a str> {
+/// [`credential`] of a request's headers, borrowed from them.
+pub fn credential_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    header_credential(headers).or_else(|| session_cookie_in(headers))
+}
+
+/// The key or token in `Authorization: Bearer` or `X-API-Key`.
+fn header_credential(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
         let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
         return Some(token).filter(|token| !token.is_empty());
     }
-    if let Some(value) = headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
-        return Some(value.trim()).filter(|token| !token.is_empty());
-    }
-    let from_query = uri.query().and_then(|query| {
-        query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == "token").map(|(_, value)| value)
-    });
-    from_query.or_else(|| session_cookie_in(headers))
+    headers.get("x-api-key").and_then(|value| value.to_str().ok()).map(str::trim).filter(|token| !token.is_empty())
+}
+
+/// The credential of a stream request: [`credential`], or before the session cookie `?token=`, because a browser's
+/// EventSource cannot send headers. Only the streams (GET) read it: elsewhere a key in the URL would end up in
+/// proxies' logs for no reason.
+pub fn streaming_credential(parts: &Parts) -> Option<String> {
+    header_credential(&parts.headers).or_else(|| query_credential(parts)).or_else(|| session_cookie_in(&parts.headers)).map(str::to_owned)
+}
+
+/// The key in `?token=`, for what a browser sends without headers (EventSource, `sendBeacon`).
+pub fn query_credential(parts: &Parts) -> Option<&str> {
+    let query = parts.uri.query()?;
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == "token").map(|(_, value)| value)
 }
 
 /// How long a looked-up credential is trusted without asking the store again. Revocations and role changes

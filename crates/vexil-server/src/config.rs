@@ -31,6 +31,10 @@ pub struct ServerConfig {
     /// The most evaluations one client-side key may report per minute from one client address. A client-side key is
     /// public (it is in a page), so this bounds what anyone holding it can add to what the guard judges from one place.
     pub metrics_client_evaluations_per_minute: u64,
+    /// How many client networks a guard decision on client-side counts alone takes: each network (an IPv4 address, an
+    /// IPv6 /64) counts at most `guard.min_evaluations / guard_client_networks` evaluations per flag, variant and hour
+    /// under client-side keys ([`crate::routes::metrics::NetworkShares`]); 0 counts them all.
+    pub guard_client_networks: u64,
     /// How many minutes back a batch's `start` may lie (a batch held back through a short outage).
     pub metrics_max_backdate_minutes: u64,
     /// The origins whose pages may call OFREP and open the stream (CORS); empty means any origin, which is safe
@@ -51,6 +55,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The most evaluations one client network counts per flag, variant and hour under client-side keys (`None`: no bound).
+    pub fn client_network_share(&self) -> Option<u64> {
+        (self.guard_client_networks > 0).then(|| self.guard.min_evaluations.div_ceil(self.guard_client_networks).max(1))
+    }
+
     /// The largest request body `path` accepts: imports eight times `body_limit`, a registry applied
     /// (`POST /api/flags/apply`, thousands of definitions) thirty-two times, everything else `body_limit`.
     pub fn body_limit_for(&self, path: &str) -> usize {
@@ -79,6 +88,7 @@ impl Default for ServerConfig {
             rollout_holds_without_evidence: true,
             metrics_key_evaluations_per_minute: 10_000_000,
             metrics_client_evaluations_per_minute: 60_000,
+            guard_client_networks: 20,
             metrics_max_backdate_minutes: 10,
             cors_origins: Vec::new(),
             connection_limits: crate::listener::ConnectionLimits::resolve(0, 0),

@@ -46,6 +46,8 @@ pub struct Inner {
     pub answers: crate::answers::AnswerBudget,
     /// Evaluations each SDK key reported this minute, against `metrics_key_evaluations_per_minute`.
     pub metrics_budget: crate::routes::metrics::KeyBudget,
+    /// What each client network counted this hour under client-side keys, against `guard_client_networks`.
+    pub network_shares: crate::routes::metrics::NetworkShares,
     /// What the guard watches and what its last looks saw.
     pub guard: crate::guard::Guard,
     /// Each environment's compiled snapshot and change broadcast.
@@ -189,6 +191,7 @@ impl AppState {
             password_checks: tokio::sync::Semaphore::new(crate::auth::PASSWORD_CHECKS),
             answers: crate::answers::AnswerBudget::new(response_memory),
             metrics_budget: Default::default(),
+            network_shares: Default::default(),
             guard: Default::default(),
             hub,
             telemetry: Default::default(),

@@ -45,6 +45,8 @@ struct FileConfig {
     metrics_key_evaluations_per_minute: Option<u64>,
     /// The most evaluations one client-side key may report per minute from one address.
     metrics_client_evaluations_per_minute: Option<u64>,
+    /// How many client networks (IPv4 addresses, IPv6 /64s) a guard decision on client-side counts alone takes (0: no bound).
+    guard_client_networks: Option<u64>,
     /// How far back (minutes) a metrics batch may be filed.
     metrics_max_backdate_minutes: Option<u64>,
     /// Origins (`https://app.example.com`) whose pages may call OFREP and the stream; any origin when unset.
@@ -145,6 +147,15 @@ impl Settings {
                 anyhow::bail!("configuration: metrics_client_evaluations_per_minute is 0; accepted: 1 or more");
             }
             server.metrics_client_evaluations_per_minute = budget;
+        }
+        if let Some(networks) = file.guard_client_networks {
+            if networks > server.guard.min_evaluations {
+                anyhow::bail!(
+                    "configuration: guard_client_networks is {networks}; accepted: 0 (count every client-side evaluation) to guard_min_evaluations ({})",
+                    server.guard.min_evaluations
+                );
+            }
+            server.guard_client_networks = networks;
         }
         if let Some(minutes) = file.metrics_max_backdate_minutes {
             if minutes > 60 {

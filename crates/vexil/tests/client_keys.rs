@@ -253,12 +253,44 @@ fn what_one_address_reports_with_a_client_side_key_is_bounded() {
     let sdk = common::sdk_key_for(&server, "dev");
     let batch = |evaluations: u64| json!({"flags": {"ui.new_feature": {"variants": {"false": {"evaluations": evaluations, "errors": 0}}}}});
     let metrics = "/api/feature-flags/metrics";
-    assert_eq!(exchange(&server, metrics, &client, &[], &batch(60)).0, 202);
+    let (status, _, body) = exchange(&server, metrics, &client, &[], &batch(60));
+    assert_eq!(status, 202, "{body}");
+    // One network's vote: of its 60, the share of the hour counts (500 / 20 = 25, guard_client_networks).
+    assert!(body.contains(r#""capped":["ui.new_feature/false"]"#), "{body}");
     let (status, _, body) = exchange(&server, metrics, &client, &[], &batch(60));
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("metrics_client_evaluations_per_minute") && body.contains("nothing was counted"), "{body}");
     // A server-side SDK key is not bounded by address: a service reports for all its users from one place.
     assert_eq!(exchange(&server, metrics, &sdk, &[], &batch(1000)).0, 202);
     let totals = server.http().get("/api/flags/ui.new_feature/environments/dev/metrics?since=10m").body;
-    assert_eq!(totals["totals"]["false"]["evaluations"], 1060, "the refused batch counted nothing: {totals}");
+    assert_eq!(totals["totals"]["false"]["evaluations"], 1025, "the refused batch counted nothing: {totals}");
+}
+
+/// A key in a URL ends up in proxies' and servers' logs: only the streams take one there (EventSource cannot send
+/// headers), and the metrics a page's `sendBeacon` sends as it goes away, with its client-side key (public anyway);
+/// evaluations want it in a header, and a server-side key is never read from a URL.
+#[test]
+fn keys_in_the_query_string_are_taken_only_by_the_streams() {
+    let server = Server::start();
+    server.cli(&["define", "ui.new_feature"]).ok();
+    let client = server.cli(&["token", "create", "--client", "--env", "prod"]).ok().stdout.trim().to_owned();
+    let sdk = common::sdk_key_for(&server, "prod");
+    let http = server.http().with_token(None);
+    let context = json!({"context": {"targetingKey": "u1"}}).to_string();
+    for key in [&client, &sdk] {
+        for path in ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/ui.new_feature"] {
+            let answer = http.send("POST", &format!("{path}?token={key}"), Some(context.clone()), &[]);
+            assert_eq!(answer.status, 401, "{path}: {:?}", answer.body);
+        }
+    }
+    let batch = json!({"flags": {"ui.new_feature": {"variants": {"false": {"evaluations": 1}}}}}).to_string();
+    let beacon = http.send("POST", &format!("/api/feature-flags/metrics?token={client}"), Some(batch.clone()), &[]);
+    assert_eq!(beacon.status, 202, "{:?}", beacon.body);
+    let refused = http.send("POST", &format!("/api/feature-flags/metrics?token={sdk}"), Some(batch), &[]);
+    assert_eq!(refused.status, 401, "{:?}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("Authorization: Bearer"), "{:?}", refused.body);
+    // The streams still take it, for EventSource.
+    assert!(common::Stream::open_at(&server, &format!("/api/feature-flags/stream?env=prod&token={sdk}"), None, None).is_ok());
+    let events = reqwest::blocking::get(format!("{}/ofrep/v1/events?token={client}", server.url)).unwrap();
+    assert_eq!(events.status().as_u16(), 200);
 }

@@ -198,3 +198,61 @@ async fn errors_reported_through_the_sdk_make_the_guard_undo_a_production_change
     let reason = audit["entries"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("new variant (true)") && reason.contains("for the old one since the change"), "{reason}");
 }
+
+/// A client-side key is public, so its counts are a bounded vote per network: one place reporting thousands of
+/// failures cannot undo a production change (nor could thousands of healthy evaluations from it release a held step),
+/// while the same failure rate from enough distinct networks does undo it.
+#[test]
+fn client_side_counts_weigh_one_bounded_share_per_network_so_one_place_cannot_steer_the_guard() {
+    // Behind a proxy the server trusts, so the test can speak for many networks; a share is 200 / 10 = 20 per hour.
+    let config = format!("{CONFIG}guard_client_networks = 10\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n");
+    let server = Server::start_configured(&config);
+    server.cli(&["define", "ui.search_v2"]).ok();
+    let sdk = common::sdk_key_for(&server, "prod");
+    post_metrics(
+        &server,
+        &sdk,
+        &json!({"start": minutes_ago(5), "flags": {"ui.search_v2": {"variants": {"false": {"evaluations": 2000, "errors": 20}}}}}),
+    );
+    let client = server.cli(&["token", "create", "--client", "--env", "prod"]).ok().stdout.trim().to_owned();
+    let stream = Stream::open(&server, "env=prod", &sdk, None).unwrap();
+    assert_eq!(stream.next().name, "snapshot");
+    server.cli(&["enable", "ui.search_v2", "--env", "prod", "--yes", "--reason", "launch search v2"]).ok();
+    assert_eq!(stream.next().data["state"]["enabled"], true);
+
+    let report_from = |network: &str, evaluations: u64, errors: u64| {
+        let batch = json!({"flags": {"ui.search_v2": {"variants": {"true": {"evaluations": evaluations, "errors": errors}}}}});
+        let answer = server.http().with_token(Some(&client)).send(
+            "POST",
+            "/api/feature-flags/metrics",
+            Some(batch.to_string()),
+            &[("x-forwarded-for", network)],
+        );
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        answer.body
+    };
+    // One network says half of 5 000 evaluations failed: 20 of them count, with their rate, and the guard waits.
+    let answer = report_from("198.51.100.7", 5000, 2500);
+    assert_eq!(answer["capped"], json!(["ui.search_v2/true"]), "{answer}");
+    let again = report_from("198.51.100.7", 5000, 2500);
+    assert_eq!((again["accepted"].as_u64(), &again["capped"]), (Some(0), &json!(["ui.search_v2/true"])), "{again}");
+    let waiting = report_after(&server, "ui.search_v2", &now_text());
+    assert_eq!(waiting["report"]["decision"], "waiting for data", "{waiting}");
+    let counted = &waiting["report"]["comparisons"][1]["candidate"];
+    assert_eq!((counted["evaluations"].as_u64(), counted["errors"].as_u64()), (Some(20), Some(10)), "{waiting}");
+    let state = server.http().get("/api/flags/ui.search_v2/environments/prod").body;
+    assert_eq!(state["state"]["enabled"], true, "one network cannot undo the change: {state}");
+
+    // Nine more networks, an IPv6 /64 among them, with the same failure rate: ten votes, and the change is undone.
+    for network in (1..=8).map(|host| format!("203.0.113.{host}")).chain(["2001:db8:7:1::1".to_owned()]) {
+        let answer = report_from(&network, 100, 50);
+        assert_eq!(answer["capped"], json!(["ui.search_v2/true"]), "{answer}");
+    }
+    // Another address of the same /64 is the same network: its share is spent.
+    assert_eq!(report_from("2001:db8:7:1::2", 100, 50)["accepted"], 0);
+    let rolled_back = stream.next();
+    assert_eq!(rolled_back.data["state"]["updated_by"], "system:guard");
+    let audit = server.http().get("/api/flags/audit?flag=ui.search_v2&environment=prod&action=rollback").body;
+    let reason = audit["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("50.00 % (100/200)"), "{reason}");
+}

@@ -1,7 +1,7 @@
 // Test support: the real `vexil serve` on a free port (the binary cargo built: VEXIL_BIN, else target/debug/vexil),
 // its CLI, and waiting for things that should happen "within a moment".
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -23,9 +23,14 @@ export function vexilBinary() {
 
 /** A running server; `stop()` ends it (SIGTERM), `restart()` starts it again on the same address and data. */
 export class Server {
-  static async start({ data, bind = "127.0.0.1:0" } = {}) {
-    const directory = data === undefined ? mkdtempSync(join(tmpdir(), "vexil-js-")) : undefined;
+  /** Starts a server on a new data directory (or `data`), with `config` (TOML) as its configuration file when given. */
+  static async start({ data, bind = "127.0.0.1:0", config } = {}) {
+    const directory = data === undefined || config !== undefined ? mkdtempSync(join(tmpdir(), "vexil-js-")) : undefined;
     const server = new Server(data ?? join(directory, "data"), directory);
+    if (config !== undefined) {
+      server.config = join(directory, "vexil.toml");
+      writeFileSync(server.config, config);
+    }
     await server.launch(bind);
     return server;
   }
@@ -36,7 +41,8 @@ export class Server {
   }
 
   async launch(bind) {
-    const child = spawn(vexilBinary(), ["serve", "--bind", bind, "--data", this.data], {
+    const options = this.config === undefined ? [] : ["--config", this.config];
+    const child = spawn(vexilBinary(), ["serve", "--bind", bind, "--data", this.data, ...options], {
       env: { ...process.env, VEXIL_BOOTSTRAP_TOKEN: ADMIN_TOKEN, VEXIL_BOOTSTRAP_PASSWORD: "correct horse battery", VEXIL_LOG: "warn" },
       stdio: ["ignore", "pipe", "inherit"],
     });

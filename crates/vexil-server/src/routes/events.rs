@@ -30,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::stream::RETRY_MILLISECONDS;
-use crate::auth::{Principal, authenticate_hash, authenticate_with_digest, credential};
+use crate::auth::{Principal, authenticate_hash, authenticate_with_digest, streaming_credential};
 use crate::error::{ApiError, ApiResult};
 use crate::service::AppState;
 
@@ -84,7 +84,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<Respon
             (authenticate_hash(&state, &ticket, vexil_core::Source::Api).await?, ticket)
         }
         None => {
-            let token = credential(&parts).ok_or_else(|| {
+            let token = streaming_credential(&parts).ok_or_else(|| {
                 ApiError::unauthenticated(
                     "no credentials: use the URL of a bulk answer's eventStreams, or send the SDK or client-side key \
                      (Authorization: Bearer …)",

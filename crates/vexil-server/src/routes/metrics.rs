@@ -8,6 +8,11 @@
 //! Metrics steer the guard, so what one key can report is bounded: only labels the flag can serve (a label nobody
 //! is served cannot exist), errors never above evaluations, at most `metrics_key_evaluations_per_minute` evaluations
 //! per key and minute of arrival (per server), and filed at most `metrics_max_backdate_minutes` back.
+//!
+//! A client-side key is public, so under one its counts are a vote per network: each network (an IPv4 address, an
+//! IPv6 /64) counts at most a share (`guard_min_evaluations / guard_client_networks`) per flag, variant and hour, its
+//! errors scaled with what is counted so its error rate is kept ([`NetworkShares`]). A decision on browser counts
+//! alone then takes at least `guard_client_networks` networks, and nobody with the key can outvote many real visitors.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vexil_store::MetricCount;
 
-use crate::auth::{Actor, Principal, authenticate, credential};
+use crate::auth::{Actor, Principal, authenticate, credential, query_credential};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::service::AppState;
 
@@ -78,6 +83,79 @@ impl KeyBudget {
     }
 }
 
+/// What each client network counted this hour under client-side keys, per key, environment, flag and variant
+/// (on this server): [`NetworkShares::take`] counts at most the share and says how much of a report fits.
+///
+/// Entries are 64-bit digests under a key chosen at start, so nobody can make two places collide. At most
+/// [`NetworkShares::ENTRIES`] are kept; when a flood of networks fills them within an hour, further networks count
+/// nothing until the next hour (the guard waits for evidence rather than counting votes it cannot bound).
+#[derive(Debug, Default)]
+pub struct NetworkShares {
+    entries: std::sync::Mutex<std::collections::HashMap<u64, (u64, u64)>>,
+    hasher: std::hash::RandomState,
+}
+
+impl NetworkShares {
+    /// The most places kept (about 40 MB).
+    pub const ENTRIES: usize = 1_000_000;
+
+    /// The place of one network's counts of `variant` of `flag`.
+    fn place(&self, key: &str, network: &str, environment: &str, flag: &str, variant: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, (key, network, environment, flag, variant))
+    }
+
+    /// Takes up to `wanted` of `place`'s `share` for `hour`: how many are counted.
+    fn take(&self, place: u64, hour: u64, wanted: u64, share: u64) -> u64 {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= Self::ENTRIES && !entries.contains_key(&place) {
+            entries.retain(|_, (at, _)| *at == hour);
+            if entries.len() >= Self::ENTRIES {
+                return 0;
+            }
+        }
+        let entry = entries.entry(place).or_insert((hour, 0));
+        if entry.0 != hour {
+            *entry = (hour, 0);
+        }
+        let counted = wanted.min(share.saturating_sub(entry.1));
+        entry.1 += counted;
+        counted
+    }
+
+    /// Returns what [`take`](Self::take) counted when the store did not take it.
+    fn give_back(&self, place: u64, hour: u64, amount: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = entries.get_mut(&place).filter(|entry| entry.0 == hour) {
+            entry.1 = entry.1.saturating_sub(amount);
+        }
+    }
+}
+
+/// The network an address belongs to, for [`NetworkShares`]: an IPv4 address itself (one home, one office behind
+/// its NAT), an IPv6 address's /64 (what one subscriber is given).
+fn network_of(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(address) => address.to_string(),
+        std::net::IpAddr::V6(address) => match address.to_ipv4_mapped() {
+            Some(address) => address.to_string(),
+            None => {
+                let segments = address.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", segments[0], segments[1], segments[2], segments[3])
+            }
+        },
+    }
+}
+
+/// `errors` of `evaluations` scaled to `counted` of them (rounded to the nearest, never above `counted`), so a share
+/// keeps the error rate it was cut from.
+fn scaled_errors(errors: u64, evaluations: u64, counted: u64) -> u64 {
+    if evaluations == 0 {
+        return 0;
+    }
+    let scaled = (u128::from(errors) * u128::from(counted) * 2 + u128::from(evaluations)) / (u128::from(evaluations) * 2);
+    (scaled as u64).min(counted)
+}
+
 /// The labels a flag can ever be counted under: its variants, and `true`/`false` for a boolean or the label of
 /// values that are no variant for other types.
 fn servable_labels(definition: &vexil_core::FlagDefinition) -> Vec<String> {
@@ -121,6 +199,10 @@ struct MetricsAccepted {
     accepted: usize,
     /// Flags not defined here, ignored.
     ignored: Vec<String>,
+    /// Under a client-side key: `flag/variant` whose counts were cut to this network's share of the hour
+    /// (`guard_client_networks`); the rest was not counted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    capped: Vec<String>,
 }
 
 /// Send evaluation and error counts, with an SDK key: they feed the guard.
@@ -131,8 +213,18 @@ async fn receive(
     parts: axum::http::request::Parts,
     ApiJson(batch): ApiJson<Batch>,
 ) -> ApiResult<(StatusCode, Json<MetricsAccepted>)> {
-    let token = credential(&parts).ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
+    // A page's last counts go with `sendBeacon`, which cannot send headers: a client-side key, which is public
+    // anyway, may come in the URL; a server-side key is a secret and is never taken from one (it would be logged).
+    let in_query = credential(&parts).is_none();
+    let token = credential(&parts)
+        .or_else(|| query_credential(&parts).map(str::to_owned))
+        .ok_or_else(|| ApiError::unauthenticated("metrics need an SDK key (Authorization: Bearer vxs_…)"))?;
     let (key_id, environment, client) = match authenticate(&state, &token, vexil_core::Source::Api).await? {
+        Some(Principal::Sdk { client: false, .. }) if in_query => {
+            return Err(ApiError::unauthenticated(
+                "a server-side SDK key is a secret and is not read from the URL (it would end up in logs): send it as Authorization: Bearer vxs_…",
+            ));
+        }
         Some(principal @ Principal::Sdk { .. }) => {
             principal.may_serve_origin(&parts.headers)?;
             let Principal::Sdk { token_id, environment, client, .. } = principal else { unreachable!("matched above") };
@@ -168,6 +260,7 @@ async fn receive(
     let mut counts = Vec::new();
     let mut ignored = Vec::new();
     let mut unservable = Vec::new();
+    let mut capped = Vec::new();
     for (flag, flag_counts) in batch.flags {
         let Some(definition) = vexil_core::FlagName::parse(&flag).ok().and_then(|name| state.catalog.definition(&name)) else {
             ignored.push(vexil_core::name::printable(&flag));
@@ -229,11 +322,12 @@ async fn receive(
         let (minute, limit) = (current_bucket(), state.config.metrics_key_evaluations_per_minute);
         // A client-side key is in every page that uses it: what one address may add under it is bounded too, so
         // nobody holding it can drown the pages' real counts (and with them a regression) from one place.
-        let place = client.then(|| {
+        let address = client.then(|| {
             let connected = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
             let connected = connected.unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
-            format!("{key_id}@{}", super::users::address_behind_proxies(&state, connected, &parts.headers))
+            super::users::address_behind_proxies(&state, connected, &parts.headers)
         });
+        let place = address.map(|address| format!("{key_id}@{address}"));
         if let Some(place) = &place {
             let per_address = state.config.metrics_client_evaluations_per_minute;
             if let Err(used) = state.metrics_budget.take(place, minute, total, per_address) {
@@ -261,13 +355,34 @@ async fn receive(
                 ),
             ));
         }
-        if let Err(error) = state.store.add_metrics(&environment, bucket, &counts).await {
+        // Under a client-side key each network counts at most its share of the hour.
+        let share = address.and_then(|address| state.config.client_network_share().map(|share| (network_of(address), share)));
+        let hour = minute / 60;
+        let mut taken = Vec::new();
+        if let Some((network, share)) = &share {
+            for count in &mut counts {
+                let place = state.network_shares.place(&key_id, network, environment.as_str(), &count.flag, &count.variant);
+                let counted = state.network_shares.take(place, hour, count.evaluations, *share);
+                if counted < count.evaluations {
+                    capped.push(format!("{}/{}", count.flag, count.variant));
+                    count.errors = scaled_errors(count.errors, count.evaluations, counted);
+                    count.evaluations = counted;
+                }
+                taken.push((place, counted));
+            }
+            counts.retain(|count| count.evaluations > 0);
+        }
+        let filed = if counts.is_empty() { Ok(()) } else { state.store.add_metrics(&environment, bucket, &counts).await };
+        if let Err(error) = filed {
             state.metrics_budget.give_back(&key_id, minute, total);
             give_back_place();
+            for (place, counted) in taken {
+                state.network_shares.give_back(place, hour, counted);
+            }
             return Err(error.into());
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(MetricsAccepted { environment: environment.to_string(), accepted: counts.len(), ignored })))
+    Ok((StatusCode::ACCEPTED, Json(MetricsAccepted { environment: environment.to_string(), accepted: counts.len(), ignored, capped })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -398,4 +513,36 @@ async fn guard_report(
     };
     let report = state.guard.report(&environment.key, &definition.name);
     Ok(Json(GuardAnswer { flag: definition.name, environment: environment.key.to_string(), watched: report.is_some(), settings, report }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        assert_eq!(network_of("203.0.113.8".parse().unwrap()), "203.0.113.8");
+        assert_eq!(network_of("::ffff:203.0.113.8".parse().unwrap()), "203.0.113.8");
+        let one = network_of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(one, network_of("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap()));
+        assert_ne!(one, network_of("2001:db8:1:3::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_share_counts_up_to_its_size_per_hour_and_keeps_the_error_rate() {
+        let shares = NetworkShares::default();
+        let place = shares.place("key", "203.0.113.8", "prod", "ui.x", "true");
+        assert_ne!(place, shares.place("key", "203.0.113.9", "prod", "ui.x", "true"));
+        assert_eq!(shares.take(place, 7, 20, 25), 20);
+        assert_eq!(shares.take(place, 7, 20, 25), 5, "only what is left of the hour's share");
+        assert_eq!(shares.take(place, 7, 20, 25), 0);
+        shares.give_back(place, 7, 5);
+        assert_eq!(shares.take(place, 7, 20, 25), 5, "what the store did not take is counted again");
+        assert_eq!(shares.take(place, 8, 20, 25), 20, "a new hour, a new share");
+        assert_eq!(scaled_errors(500, 1000, 25), 13);
+        assert_eq!(scaled_errors(1000, 1000, 25), 25);
+        assert_eq!(scaled_errors(0, 1000, 25), 0);
+        assert_eq!(scaled_errors(1, 1000, 25), 0);
+        assert_eq!(scaled_errors(3, 0, 0), 0);
+    }
 }

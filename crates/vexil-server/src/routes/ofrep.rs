@@ -133,7 +133,7 @@ async fn environment_of(state: &AppState, parts: &Parts) -> Result<(EnvKey, std:
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vexil\", charset=\"UTF-8\""));
         response
     };
-    let token = credential_in(&parts.headers, &parts.uri).ok_or_else(unauthorized)?;
+    let token = credential_in(&parts.headers).ok_or_else(unauthorized)?;
     match authenticate_with_digest(state, token, vexil_core::Source::Api).await {
         Ok(Some((principal @ Principal::Sdk { .. }, digest))) => {
             principal.may_serve_origin(&parts.headers).map_err(IntoResponse::into_response)?;

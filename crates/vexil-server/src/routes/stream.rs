@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vexil_store::ChangesSince;
 
-use crate::auth::{authenticate, credential};
+use crate::auth::{authenticate, streaming_credential};
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{Frame, change_frame, heartbeat_frame};
 use crate::service::AppState;
@@ -90,7 +90,7 @@ pub(crate) async fn start(state: &AppState, parts: &Parts) -> ApiResult<(Vec<Byt
     let query = axum::extract::Query::<StreamQuery>::try_from_uri(&parts.uri)
         .map_err(|rejection| ApiError::bad_request(format!("query string is not valid: {}", rejection.body_text())))?
         .0;
-    let token = credential(parts).ok_or_else(|| {
+    let token = streaming_credential(parts).ok_or_else(|| {
         ApiError::unauthenticated(
             "no credentials: send `Authorization: Bearer <token>` (an SDK key or an API token), or ?token= for EventSource",
         )

@@ -15,7 +15,9 @@ let browser;
 let key;
 
 before(async () => {
-  server = await Server.start();
+  // Every evaluation counts, not one network's share of them (guard_client_networks): the beacon test reads the
+  // page's own totals, and every page here comes from 127.0.0.1.
+  server = await Server.start({ config: "guard_client_networks = 0\n" });
   server.cli(["define", "ui.new_feature"]);
   server.cli(["define", "ui.theme", "--type", "string", "--default", "light"]);
   pages = await servePages();
