@@ -238,6 +238,51 @@ impl<'de> Deserialize<'de> for EnvKey {
     }
 }
 
+/// The candidate nearest to `input`, for "did you mean …?": the fewest single-character edits (insertions, deletions,
+/// substitutions, swaps of neighbours), at most a third of the input's length (at least 1, at most 3); `None` when
+/// nothing is that near, or when `input` is itself a candidate.
+pub fn nearest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let input: Vec<char> = input.to_lowercase().chars().collect();
+    let allowed = (input.len() / 3).clamp(1, 3);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        let chars: Vec<char> = candidate.to_lowercase().chars().collect();
+        if chars.len().abs_diff(input.len()) > allowed {
+            continue;
+        }
+        let distance = edit_distance(&input, &chars);
+        if distance == 0 {
+            return None;
+        }
+        if distance <= allowed && best.is_none_or(|(shortest, _)| distance < shortest) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate.to_owned())
+}
+
+/// Optimal string alignment distance: Levenshtein's edits plus swapping two neighbours.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut distance = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                distance = distance.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = distance;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 /// Renders untrusted input for an error message: control characters are escaped and long input is cut,
 /// so an error can never carry a forged line into a terminal or a log.
 pub fn printable(input: &str) -> String {
@@ -352,5 +397,16 @@ mod tests {
         for key in ["prod", "production", "us-east_1", "Prod", "9x", "", "a b"] {
             assert_eq!(environment.is_match(key), EnvKey::parse(key).is_ok(), "{key}");
         }
+    }
+
+    #[test]
+    fn the_nearest_name_is_suggested_only_when_it_is_near() {
+        let flags = ["ui.new_feature", "ui.new_checkout", "api.rate_limit"];
+        assert_eq!(nearest("ui.new_featur", flags).as_deref(), Some("ui.new_feature"));
+        assert_eq!(nearest("ui.new_faeture", flags).as_deref(), Some("ui.new_feature"), "a swap is one edit");
+        assert_eq!(nearest("ui.something_else", flags), None);
+        assert_eq!(nearest("ui.new_feature", flags), None, "an exact name is no near miss");
+        assert_eq!(nearest("prd", ["dev", "staging", "prod"]).as_deref(), Some("prod"));
+        assert_eq!(nearest("x", ["dev", "staging", "prod"]), None);
     }
 }

@@ -448,6 +448,27 @@ async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
     }
 }
 
+/// The account a refused personal token belongs to, when that account is disabled (and the token otherwise good).
+async fn disabled_owner(state: &AppState, token: &str) -> Option<String> {
+    let record = state.store.token_by_hash(&hash_token(token)).await.ok().flatten()?;
+    let usable = record.revoked_at.is_none() && record.kind == TokenKind::Personal;
+    let user = state.store.user(&record.user).await.ok().flatten().filter(|user| usable && user.disabled)?;
+    Some(user.email)
+}
+
+/// The refusal of a disabled account's login or token (401 `account_disabled`).
+pub fn account_disabled(email: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "account_disabled",
+        format!(
+            "the account {} is disabled; an admin can enable it again (vexil user enable {})",
+            vexil_core::name::printable(email),
+            vexil_core::name::printable(email)
+        ),
+    )
+}
+
 fn source_of(parts: &Parts) -> Source {
     parts
         .headers
@@ -499,8 +520,13 @@ impl FromRequestParts<AppState> for Actor {
             Some(Principal::Sdk { .. }) => {
                 Err(ApiError::forbidden("SDK keys are read-only (stream, evaluate, metrics); use a personal API token for this"))
             }
-            None if by_session => Err(ApiError::unauthenticated("the session has ended; log in again")),
-            None => Err(ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token")),
+            // Refused: its holder is told why when it is a disabled account's, rather than to log in again, which
+            // would fail too (only this failure path asks the store).
+            None => match disabled_owner(state, &token).await {
+                Some(email) => Err(account_disabled(&email)),
+                None if by_session => Err(ApiError::unauthenticated("the session has ended; log in again")),
+                None => Err(ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token")),
+            },
         }
     }
 }

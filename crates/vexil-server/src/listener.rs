@@ -217,6 +217,9 @@ async fn connection(
     let _ = watcher.watch(connection).await;
 }
 
+/// The first byte of a TLS connection (a handshake record), which no HTTP request starts with.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Reads until the first request head is complete (`\r\n\r\n` or bare `\n\n` line ends), turns out malformed, or
 /// reaches [`HEAD_LIMIT`], and returns the bytes read (which may go past the head). The head is only parsed again
 /// when a read brought a line end, so a client sending a byte at a time costs one parse per line, not one per byte.
@@ -232,6 +235,12 @@ async fn read_first_head(stream: &mut TcpStream, timeout: Duration) -> Option<Ve
                 return None;
             }
             head.extend_from_slice(&chunk[..read]);
+            // A TLS handshake (record type 22) on this plain-HTTP port: closed at once, so a client given https://
+            // fails in a moment ("the server does not speak TLS") instead of waiting out the head timeout.
+            if head.first() == Some(&TLS_HANDSHAKE) {
+                tracing::debug!("a TLS handshake on the plain-HTTP listener; closing (the client should use http://)");
+                return None;
+            }
             if head.len() >= HEAD_LIMIT || !chunk[..read].contains(&b'\n') {
                 if head.len() >= HEAD_LIMIT {
                     return Some(());

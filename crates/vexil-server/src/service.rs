@@ -213,22 +213,26 @@ impl AppState {
 
     /// Finds an environment by key or long name.
     pub fn environment(&self, input: &str) -> ApiResult<Environment> {
-        self.config
-            .environments
-            .resolve(input)
-            .cloned()
-            .map_err(|error| ApiError::new(StatusCode::NOT_FOUND, "unknown_environment", error.message))
+        self.config.environments.resolve(input).cloned().map_err(|error| {
+            let names = self.config.environments.iter().flat_map(|environment| [environment.key.as_str(), environment.name.as_str()]);
+            let message = match vexil_core::name::nearest(input, names) {
+                Some(near) => format!("{}; did you mean {near}?", error.message),
+                None => error.message,
+            };
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_environment", message)
+        })
     }
 
     /// Parses a flag name and finds its definition.
     pub fn definition(&self, input: &str) -> ApiResult<FlagDefinition> {
         let name = FlagName::parse(input)?;
         self.catalog.definition(&name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_flag",
-                format!("flag `{name}` is not defined; define it first (vexil define {name} --type boolean)"),
-            )
+            let near = vexil_core::name::nearest(name.as_str(), self.catalog.read().definitions.keys().map(FlagName::as_str));
+            let message = match near {
+                Some(near) => format!("flag `{name}` is not defined; did you mean {near}?"),
+                None => format!("flag `{name}` is not defined; define it first (vexil define {name} --type boolean)"),
+            };
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_flag", message)
         })
     }
 
@@ -728,7 +732,13 @@ impl AppState {
         let actual = before.as_ref().map(|definition| definition.version).unwrap_or(0);
         if actual != expected_version {
             return Err(if expected_version == 0 {
-                ApiError::conflict("flag_exists", format!("flag `{}` is already defined; update it instead", definition.name))
+                ApiError::conflict(
+                    "flag_exists",
+                    format!(
+                        "flag `{}` is already defined; change its state with `vexil set`, its description, owner or tags with `vexil apply`",
+                        definition.name
+                    ),
+                )
             } else {
                 ApiError::precondition_failed(format!(
                     "flag `{}` is at version {actual}, not {expected_version}: it changed since you read it; review it and retry",

@@ -146,6 +146,44 @@ pub struct ReasonRequest {
     pub reason: Option<String>,
 }
 
+/// `POST /api/flags/{flag}/environments/{env}/rollback`: undo the change that produced the current state.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Why; required in protected environments.
+    pub reason: Option<String>,
+    /// Answer what would be restored and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The state's version the caller saw (with a dry run's answer): a different one refuses the rollback (412).
+    pub expected_version: Option<u64>,
+}
+
+/// What a rollback restores, and whether it was made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RollbackResponse {
+    /// The flag.
+    pub flag: String,
+    /// The environment's key.
+    pub environment: String,
+    /// The audit record of the change undone.
+    pub undoes: u64,
+    /// What that change was (`update`, `promote`, `rollback`, …), by whom.
+    pub undoes_action: String,
+    /// Who made it.
+    pub undoes_user: String,
+    /// What changes, line by line, in words (`vexil_core::describe`).
+    pub described: Vec<String>,
+    /// The state's version the rollback was computed against.
+    pub target_version: u64,
+    /// Whether it was made (false for a dry run).
+    pub applied: bool,
+    /// What the state serves after it (or, for a dry run, now), in words.
+    pub summary: String,
+    /// The state after it (or, for a dry run, now).
+    pub state: vexil_core::FlagState,
+}
+
 /// `PUT /api/flags/{flag}/environments/{env}`: the whole new state.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -14,19 +14,35 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every client command takes.
+/// Options every client command takes. Shown once, in `vexil --help` ([`GLOBAL_HELP`]), not in every command's help.
 #[derive(Debug, Args)]
 pub struct Global {
     /// Server address [default: what `vexil login` saved, else http://127.0.0.1:7070].
-    #[arg(long, env = "VEXIL_SERVER", global = true)]
+    #[arg(long, env = "VEXIL_SERVER", global = true, hide = true)]
     pub server: Option<String>,
     /// API token [default: what `vexil login` saved].
-    #[arg(long, env = "VEXIL_TOKEN", global = true, hide_env_values = true)]
+    #[arg(long, env = "VEXIL_TOKEN", global = true, hide = true, hide_env_values = true)]
     pub token: Option<String>,
-    /// Output format of read commands.
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text, global = true)]
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text, global = true, hide = true)]
     pub output: Output,
 }
+
+/// The global options, once, at the end of `vexil --help`.
+pub const GLOBAL_HELP: &str = "\
+Global options (for every command):
+  --server <URL>      Server address [env: VEXIL_SERVER]
+                      [default: what `vexil login` saved, else http://127.0.0.1:7070]
+  --token <TOKEN>     API token [env: VEXIL_TOKEN] [default: what `vexil login` saved]
+  -o, --output <FMT>  text (for people, the default) or json (for scripts);
+                      under json a failure is {\"error\": {\"code\", \"message\"}} too
+
+Exit codes: 0 done, 1 failed, 2 usage or unknown name, 3 refused by policy
+(role, confirmation, reason), 4 not authenticated.
+Colour on a terminal; none with NO_COLOR=1 or when piped.";
+
+/// What every command's help ends with, instead of the global options again.
+pub const COMMAND_HELP: &str = "Global options (--server, --token, -o/--output) and exit codes: see `vexil --help`.";
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +100,37 @@ pub enum Command {
     /// Monitoring triggers: secret URLs that roll a flag back when a monitoring system calls them.
     #[command(subcommand)]
     Trigger(TriggerCommand),
+    /// Undo the last change of a flag in one environment (restore the state before it).
+    Rollback(RollbackArgs),
+    /// Archive a flag: hidden from `vexil flags`, its states frozen (it must be off in protected environments).
+    Archive(ArchiveArgs),
+    /// Bring an archived flag back.
+    Unarchive(ArchiveArgs),
+    /// Print a shell completion script: `source <(vexil completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The flag.
+    pub flag: String,
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The flag.
+    pub flag: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -342,9 +389,15 @@ pub struct AuditArgs {
     /// Until a time.
     #[arg(long)]
     pub until: Option<String>,
-    /// How many records.
+    /// How many records per page (1 to 1000).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Start after this point: the cursor a previous page printed.
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Every matching record, page after page.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -407,6 +460,19 @@ pub enum UserCommand {
     Disable {
         /// Their email.
         email: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// Their email.
+        email: String,
+    },
+    /// Set a user's password (yours, or anyone's as admin); it ends their other sessions and tokens.
+    SetPassword {
+        /// Their email.
+        email: String,
+        /// Read the new password from standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 

@@ -1,7 +1,8 @@
 //! The HTTP client every command uses, and the failures a command can end with.
 //!
-//! A failure carries its exit code: 1 failed, 2 usage, 3 refused by policy (permission, missing
-//! reason or confirmation). The mapping from server error codes lives here, in one place.
+//! A failure carries its exit code, one table for every command (docs in README.md, "Exit codes"):
+//! 0 done, 1 failed, 2 usage or unknown name, 3 refused by policy (a role, a confirmation, a reason), 4 not
+//! authenticated. The mapping from the server's answers lives here, in one place ([`Client::send`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -15,12 +16,14 @@ use serde_json::Value;
 /// How a command failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// The command was used wrongly (exit 2).
+    /// The command was used wrongly, or named something that does not exist (exit 2).
     Usage(String),
-    /// Refused by policy: permissions, a protected environment without confirmation or reason (exit 3).
+    /// Refused by policy: a role, a protected environment without confirmation or reason (exit 3).
     Refused(String),
     /// Anything else (exit 1).
     Failed(String),
+    /// The server's refusal, with its stable code (`unknown_flag`, `version_conflict`, …) and the exit code it maps to.
+    Api { exit: i32, code: String, message: String },
     /// The change was made by an earlier attempt of this command whose answer was lost (exit 0).
     AlreadyDone(String),
 }
@@ -29,10 +32,32 @@ impl Failure {
     /// The process exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Failure::Failed(_) => 1,
             Failure::AlreadyDone(_) => 0,
+            Failure::Failed(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Refused(_) => 3,
+            Failure::Api { exit, .. } => *exit,
+        }
+    }
+
+    /// The stable code of `{"error": {"code", "message"}}` under `--output json`: the server's, or the kind of failure.
+    pub fn code(&self) -> &str {
+        match self {
+            Failure::AlreadyDone(_) => "already_done",
+            Failure::Failed(_) => "failed",
+            Failure::Usage(_) => "usage",
+            Failure::Refused(_) => "refused",
+            Failure::Api { code, .. } => code,
+        }
+    }
+
+    /// The exit code of a server's answer: what the table says for its status and code.
+    fn exit_for(status: StatusCode, code: &str) -> i32 {
+        match (status.as_u16(), code) {
+            (401, _) => 4,
+            (403, _) | (_, "reason_required" | "confirmation_required" | "promotion_order") => 3,
+            (400 | 404 | 405 | 422, _) => 2,
+            _ => 1,
         }
     }
 }
@@ -40,9 +65,11 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(message) | Failure::Refused(message) | Failure::Failed(message) | Failure::AlreadyDone(message) => {
-                f.write_str(message)
-            }
+            Failure::Usage(message)
+            | Failure::Refused(message)
+            | Failure::Failed(message)
+            | Failure::AlreadyDone(message)
+            | Failure::Api { message, .. } => f.write_str(message),
         }
     }
 }
@@ -111,6 +138,8 @@ pub struct Client {
     /// The server's base address, without a trailing slash.
     pub server: String,
     token: Option<String>,
+    /// Logging in: a 401 is about the email and password sent, not a missing login.
+    logging_in: bool,
 }
 
 /// A successful response.
@@ -126,15 +155,23 @@ impl Client {
         let server = if server.starts_with("http://") || server.starts_with("https://") { server } else { format!("http://{server}") };
         let http = Http::builder()
             .timeout(Duration::from_secs(30))
+            .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("vexil-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| Failure::Failed(format!("cannot start the HTTP client: {error}")))?;
         let streaming = Http::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("vexil-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| Failure::Failed(format!("cannot start the HTTP client: {error}")))?;
-        Ok(Self { http, streaming, server, token })
+        // An empty VEXIL_TOKEN is no token.
+        let token = token.filter(|token| !token.trim().is_empty());
+        Ok(Self { http, streaming, server, token, logging_in: false })
+    }
+
+    /// A client for `vexil login`: no token, and a refusal speaks of the email and password.
+    pub fn for_login(server: &str) -> CommandResult<Self> {
+        Ok(Self { logging_in: true, ..Self::new(server, None)? })
     }
 
     fn request(&self, builder: RequestBuilder) -> RequestBuilder {
@@ -194,24 +231,34 @@ impl Client {
         if let Some(id) = last_event_id {
             builder = builder.header("Last-Event-ID", id.to_string());
         }
-        let response = builder.send().map_err(|error| {
-            Failure::Failed(format!("cannot reach the server at {}: {}; is `vexil serve` running?", self.server, root_cause(&error)))
-        })?;
+        let response = builder.send().map_err(|error| self.unreachable(&error))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status();
         let body: Value = response.json().unwrap_or(Value::Null);
-        let message = body
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("the server answered {status}"));
-        Err(if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            Failure::Refused(message)
+        Err(self.refusal(status, &body))
+    }
+
+    /// What went wrong reaching the server, said so that the next step is clear.
+    fn unreachable(&self, error: &reqwest::Error) -> Failure {
+        let cause = root_cause(error);
+        let lowered = cause.to_ascii_lowercase();
+        let where_ = "(--server or VEXIL_SERVER)";
+        let tls = ["tls", "handshake", "eof", "closed", "reset", "certificate", "invalid peer"];
+        let message = if self.server.starts_with("https://") && tls.iter().any(|word| lowered.contains(word)) {
+            let plain = self.server.replacen("https://", "http://", 1);
+            format!("{} did not complete a TLS handshake ({cause}): if the server serves plain HTTP, use --server {plain}", self.server)
+        } else if lowered.contains("refused") {
+            format!("nothing is listening at {} (connection refused): is `vexil serve` running there? {where_}", self.server)
+        } else if error.is_timeout() || lowered.contains("timed out") {
+            format!("{} did not answer in time ({cause}): check the address and port {where_}", self.server)
+        } else if lowered.contains("dns") || lowered.contains("resolve") || lowered.contains("name or service") {
+            format!("cannot find the host of {} ({cause}) {where_}", self.server)
         } else {
-            Failure::Failed(message)
-        })
+            format!("cannot reach the server at {}: {cause}; is `vexil serve` running there? {where_}", self.server)
+        };
+        Failure::Failed(message)
     }
 
     fn url(&self, path: &str) -> String {
@@ -229,7 +276,7 @@ impl Client {
             let Some(request) = builder.try_clone() else { return self.send(builder) };
             let outcome = self.send(request);
             let unknown = match &outcome {
-                Err(Failure::Failed(message)) => message.contains("may or may not have been made"),
+                Err(Failure::Api { code, .. }) => code == "outcome_unknown",
                 _ => false,
             };
             if !unknown || attempt >= ATTEMPTS {
@@ -247,34 +294,49 @@ impl Client {
     }
 
     fn send(&self, builder: RequestBuilder) -> CommandResult<Reply> {
-        let response = builder.send().map_err(|error| {
-            Failure::Failed(format!(
-                "cannot reach the server at {}: {}; is `vexil serve` running? (--server or VEXIL_SERVER)",
-                self.server,
-                root_cause(&error)
-            ))
-        })?;
+        let response = builder.send().map_err(|error| self.unreachable(&error))?;
         let status = response.status();
         let text = response.text().map_err(|error| Failure::Failed(format!("the server's reply could not be read: {error}")))?;
         let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status.is_success() {
             return Ok(Reply { body });
         }
-        let code = body.pointer("/error/code").and_then(Value::as_str).unwrap_or("").to_owned();
+        Err(self.refusal(status, &body))
+    }
+
+    /// What a refused request tells the user: the server's message in CLI terms, with its code and exit code.
+    fn refusal(&self, status: StatusCode, body: &Value) -> Failure {
+        let code = body.pointer("/error/code").and_then(Value::as_str).unwrap_or(if status == StatusCode::UNAUTHORIZED {
+            "unauthenticated"
+        } else {
+            "failed"
+        });
         let message = body
             .pointer("/error/message")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("the server answered {status}"));
-        Err(match (status, code.as_str()) {
-            (StatusCode::UNAUTHORIZED, _) => {
-                Failure::Refused(format!("{message} (log in with `vexil login`, or pass --token / VEXIL_TOKEN)"))
+            .unwrap_or_else(|| format!("the server at {} answered {status}", self.server));
+        let message = match (status, code) {
+            // The server speaks HTTP; the person at the terminal needs the command.
+            (StatusCode::UNAUTHORIZED, "account_disabled") => message,
+            (StatusCode::UNAUTHORIZED, _) if self.logging_in => {
+                format!("{message} for {}; try again (an admin can set a new password: vexil user set-password EMAIL)", self.server)
             }
-            (StatusCode::FORBIDDEN, _) | (_, "reason_required") => Failure::Refused(message),
-            _ => Failure::Failed(message),
-        })
+            (StatusCode::UNAUTHORIZED, _) if self.token.is_none() => {
+                format!("not logged in to {}: run `vexil login --server {}` (or set VEXIL_TOKEN)", self.server, self.server)
+            }
+            (StatusCode::UNAUTHORIZED, _) => format!(
+                "{} does not accept your token (unknown, revoked or expired): log in again with `vexil login --server {}`, or pass another with --token / VEXIL_TOKEN",
+                self.server, self.server
+            ),
+            _ => message,
+        };
+        Failure::Api { exit: Failure::exit_for(status, code), code: code.to_owned(), message }
     }
 }
+
+/// How long connecting (and a TLS handshake) may take: a wrong address fails in a moment, not after the request timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A random key for one write command (128 bits from the standard library's randomly seeded hasher).
 fn idempotency_key() -> String {

@@ -5,11 +5,14 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    ApplyArgs, AuditArgs, AuditCommand, CopyArgs, DefineArgs, ExportArgs, FlagsArgs, GetArgs, ImportArgs, LoginArgs, Output, PromoteArgs,
-    SetArgs, ToggleArgs, TokenCommand, UserCommand,
+    ApplyArgs, ArchiveArgs, AuditArgs, AuditCommand, CopyArgs, DefineArgs, ExportArgs, FlagsArgs, GetArgs, ImportArgs, LoginArgs, Output,
+    PromoteArgs, RollbackArgs, SetArgs, ToggleArgs, TokenCommand, UserCommand,
 };
 use crate::client::{Client, CommandResult, Failure, Saved, segment};
 use crate::{prompt, render};
+
+/// Where commands go when no server is given, saved or set.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 /// What every client command needs.
 pub struct Context {
@@ -44,7 +47,15 @@ impl Context {
                         if key == name { key.to_owned() } else { format!("{key} ({name})") }
                     })
                     .collect();
-                Failure::Usage(format!("environment `{input}` does not exist; known: {}", known.join(", ")))
+                let names = environments.as_array().into_iter().flatten().flat_map(|environment| {
+                    [environment["key"].as_str().unwrap_or_default(), environment["name"].as_str().unwrap_or_default()]
+                });
+                match vexil_core::name::nearest(input, names) {
+                    Some(near) => {
+                        Failure::Usage(format!("environment `{input}` does not exist; did you mean {near}? (known: {})", known.join(", ")))
+                    }
+                    None => Failure::Usage(format!("environment `{input}` does not exist; known: {}", known.join(", "))),
+                }
             })
     }
 }
@@ -57,14 +68,22 @@ fn is_protected(environment: &Value) -> bool {
     environment["protected"].as_bool().unwrap_or(false)
 }
 
-/// `vexil login`.
-pub fn login(server: &str, args: LoginArgs) -> CommandResult {
+/// `vexil login`: asks for the server when none is given or saved (on a terminal), then the email and password.
+pub fn login(server: Option<&str>, args: LoginArgs) -> CommandResult {
+    let server = match server {
+        Some(server) => server.to_owned(),
+        None if prompt::interactive() => {
+            let answer = prompt::line(&format!("Server [{DEFAULT_SERVER}]: "), "")?;
+            if answer.is_empty() { DEFAULT_SERVER.to_owned() } else { answer }
+        }
+        None => DEFAULT_SERVER.to_owned(),
+    };
     let email = match args.email {
         Some(email) => email,
         None => prompt::line("Email: ", "pass --email (no terminal to ask on)")?,
     };
     let password = prompt::secret(args.password_stdin, "Password: ")?;
-    let client = Client::new(server, None)?;
+    let client = Client::for_login(&server)?;
     let host = std::env::var("HOSTNAME").ok().filter(|host| !host.is_empty()).unwrap_or_else(|| "cli".into());
     let reply =
         client.post("/api/auth/login", &json!({"email": email, "password": password, "token_name": format!("vexil login on {host}")}))?;
@@ -103,28 +122,33 @@ pub fn flags(context: &Context, args: FlagsArgs) -> CommandResult {
 
 /// `vexil get`.
 pub fn get(context: &Context, args: GetArgs) -> CommandResult {
+    let flag = context.client.get(&format!("/api/flags/{}", segment(&args.flag)))?.body;
     match &args.env {
         Some(environment) => {
             let environment = context.environment(environment)?;
-            let reply = context.client.get(&format!("/api/flags/{}/environments/{}", segment(&args.flag), key(&environment)))?;
+            let path = format!("/api/flags/{}/environments/{}", segment(&args.flag), key(&environment));
+            let reply = context.client.get(&path)?;
             match context.output {
                 Output::Json => context.print_json(&reply.body),
-                Output::Text => print!("{}", render::state_detail(&args.flag, key(&environment), &reply.body["state"])),
-            }
-        }
-        None => {
-            let flag = context.client.get(&format!("/api/flags/{}", segment(&args.flag)))?.body;
-            match context.output {
-                Output::Json => context.print_json(&flag),
                 Output::Text => {
-                    let environments = context.client.get("/api/environments")?.body;
-                    print!("{}", render::tree(&flag, environments.as_array().map(Vec::as_slice).unwrap_or_default()));
-                    if let Some(description) = flag["description"].as_str().filter(|text| !text.is_empty()) {
-                        println!("\n{description}");
+                    // A plan's progress and the guard's watch, when there is one.
+                    let mut status = context.client.get(&format!("{path}/rollout")).map(|reply| reply.body).unwrap_or(Value::Null);
+                    let guard = context.client.get(&format!("{path}/guard")).map(|reply| reply.body).unwrap_or(Value::Null);
+                    if guard["watched"] == Value::Bool(true) {
+                        status["guard"] = guard["report"].clone();
                     }
+                    print!("{}", render::state_detail(&flag, key(&environment), &reply.body, Some(&status)));
                 }
             }
         }
+        None => match context.output {
+            Output::Json => context.print_json(&flag),
+            Output::Text => {
+                let environments = context.client.get("/api/environments")?.body;
+                print!("{}", render::tree(&flag, environments.as_array().map(Vec::as_slice).unwrap_or_default()));
+                print!("{}", render::definition(&flag));
+            }
+        },
     }
     Ok(())
 }
@@ -296,7 +320,7 @@ fn report_state(context: &Context, flag: &str, environment: &Value, body: &Value
     match context.output {
         Output::Json => context.print_json(body),
         Output::Text => {
-            let summary = render::summary(&body["state"], "boolean");
+            let summary = render::marked(&body["state"], body["summary"].as_str());
             if body["changed"] == Value::Bool(true) {
                 println!("{flag} in {}: {summary} (version {})", key(environment), body["state"]["version"]);
             } else {
@@ -558,10 +582,29 @@ pub fn audit(context: &Context, args: AuditArgs) -> CommandResult {
             query.push((name, value));
         }
     }
-    let page = context.client.get_query("/api/flags/audit", &query)?.body;
+    let mut cursor = args.cursor;
+    let mut entries = Vec::new();
+    let next = loop {
+        let mut page_query = query.clone();
+        if let Some(cursor) = &cursor {
+            page_query.push(("cursor", cursor.clone()));
+        }
+        let page = context.client.get_query("/api/flags/audit", &page_query)?.body;
+        entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
+        let next = page["next"].as_str().map(str::to_owned);
+        match next {
+            Some(next) if args.all => cursor = Some(next),
+            next => break next,
+        }
+    };
     match context.output {
-        Output::Json => context.print_json(&page),
-        Output::Text => print!("{}", render::audit(&page["entries"])),
+        Output::Json => context.print_json(&json!({"entries": entries, "next": next})),
+        Output::Text => {
+            print!("{}", render::audit(&Value::Array(entries)));
+            if let Some(next) = next {
+                eprintln!("more records: `--cursor {next}` for the next page, or --all");
+            }
+        }
     }
     Ok(())
 }
@@ -605,8 +648,26 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
             println!("{email} is now {role}");
         }
         UserCommand::Disable { email } => {
-            context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"disabled": true}))?;
-            println!("{email} is disabled; their tokens no longer work");
+            let reply = context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"disabled": true}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!("{email} is disabled; their tokens no longer work (`vexil user enable {email}` undoes it)"),
+            }
+        }
+        UserCommand::Enable { email } => {
+            let reply = context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"disabled": false}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!("{email} is enabled again"),
+            }
+        }
+        UserCommand::SetPassword { email, password_stdin } => {
+            let password = prompt::secret(password_stdin, &format!("New password for {email}: "))?;
+            let reply = context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"password": password}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!("the password of {email} is set; their other sessions and personal tokens are revoked"),
+            }
         }
     }
     Ok(())
@@ -633,10 +694,26 @@ pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
             match context.output {
                 Output::Json => context.print_json(&tokens),
                 Output::Text => {
-                    let mut rows = vec![vec!["ID".to_owned(), "USER".into(), "NAME".into(), "CREATED".into(), "STATUS".into()]];
+                    let mut rows = vec![vec![
+                        "ID".to_owned(),
+                        "KIND".into(),
+                        "ENVIRONMENT".into(),
+                        "USER".into(),
+                        "NAME".into(),
+                        "CREATED".into(),
+                        "STATUS".into(),
+                    ]];
                     for token in tokens.as_array().into_iter().flatten() {
+                        let kind = match token["kind"].as_str().unwrap_or("personal") {
+                            "sdk" => "SDK key (server)",
+                            "client" => "client-side key",
+                            "trigger" => "trigger",
+                            _ => "personal token",
+                        };
                         rows.push(vec![
                             token["id"].as_str().unwrap_or("?").into(),
+                            kind.into(),
+                            token["environment"].as_str().unwrap_or("-").into(),
                             token["user"].as_str().unwrap_or("?").into(),
                             token["name"].as_str().unwrap_or("?").into(),
                             token["created_at"].as_str().unwrap_or("?").into(),
@@ -683,7 +760,7 @@ pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResul
                 Output::Text => println!(
                     "{flag} in {}: {} — rollout started, next step every {}",
                     key(&environment),
-                    render::summary(&reply["state"], "boolean"),
+                    render::marked(&reply["state"], reply["summary"].as_str()),
                     args.every.unwrap_or_default()
                 ),
             }
@@ -807,4 +884,62 @@ pub fn trigger(context: &Context, command: crate::cli::TriggerCommand) -> Comman
 /// `vexil apply`: see [`crate::registry`].
 pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
     crate::registry::apply(context, args)
+}
+
+/// `vexil rollback FLAG --env E`: shows what the last change's undo restores, asks like any change there, and makes it.
+pub fn rollback(context: &Context, args: RollbackArgs) -> CommandResult {
+    let environment = context.environment(&args.env)?;
+    let path = format!("/api/flags/{}/environments/{}/rollback", segment(&args.flag), key(&environment));
+    let preview = context.client.post(&path, &json!({"dry_run": true}))?.body;
+    let described: Vec<&str> = preview["described"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    eprintln!(
+        "rolling back {} in {}: undoes audit record {} ({} by {})\n{}",
+        args.flag,
+        key(&environment),
+        preview["undoes"],
+        preview["undoes_action"].as_str().unwrap_or("?"),
+        preview["undoes_user"].as_str().unwrap_or("?"),
+        if described.is_empty() {
+            "  (no difference in what it serves)".to_owned()
+        } else {
+            described.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
+        }
+    );
+    let reason = prompt::protected_change(
+        args.confirm.reason,
+        args.confirm.yes,
+        false,
+        key(&environment),
+        is_protected(&environment),
+        &format!("rolling back {}", args.flag),
+    )?;
+    let reply = context.client.post(&path, &json!({"reason": reason, "expected_version": preview["target_version"]}))?.body;
+    match context.output {
+        Output::Json => context.print_json(&reply),
+        Output::Text => println!(
+            "{} in {}: {} (version {}, rolled back)",
+            args.flag,
+            key(&environment),
+            render::marked(&reply["state"], reply["summary"].as_str()),
+            reply["state"]["version"]
+        ),
+    }
+    Ok(())
+}
+
+/// `vexil archive` and `vexil unarchive`.
+pub fn archive(context: &Context, args: ArchiveArgs, archived: bool) -> CommandResult {
+    let verb = if archived { "archive" } else { "unarchive" };
+    let reply = context.client.post(&format!("/api/flags/{}/{verb}", segment(&args.flag)), &json!({"reason": args.reason}))?.body;
+    match context.output {
+        Output::Json => context.print_json(&reply),
+        Output::Text if archived => {
+            println!(
+                "archived {}: hidden from `vexil flags` (see --archived), its states frozen; `vexil unarchive {}` undoes it",
+                args.flag, args.flag
+            )
+        }
+        Output::Text => println!("unarchived {}: listed again, its states can change", args.flag),
+    }
+    Ok(())
 }

@@ -2,30 +2,70 @@
 //!
 //! This binary is glue: clap parses the command line ([`cli`]), each command calls the server over
 //! HTTP ([`client`], [`commands`]) or runs it ([`serve`]), and the exit code is decided here, in one
-//! place: 0 done, 1 failed, 2 usage error, 3 refused by policy (permission, confirmation, reason).
+//! place: 0 done, 1 failed, 2 usage error or unknown name, 3 refused by policy (role, confirmation, reason),
+//! 4 not authenticated. Under `--output json` a failure is printed as `{"error": {"code", "message"}}` on
+//! standard output, like any other answer.
 
 mod cli;
 mod client;
 mod commands;
+mod paint;
 mod prompt;
 mod registry;
 mod render;
 mod serve;
 mod watch;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use serde_json::json;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Output};
 use crate::client::{Client, CommandResult, Failure};
 use crate::commands::Context;
 
+/// The command line's definition: the derived one, with the global options and exit codes said once at the end of
+/// `vexil --help`, and each command's help pointing there.
+fn definition() -> clap::Command {
+    fn pointing(command: clap::Command) -> clap::Command {
+        command.after_help(cli::COMMAND_HELP).mut_subcommands(pointing)
+    }
+    Cli::command().after_help(cli::GLOBAL_HELP).mut_subcommands(pointing)
+}
+
+/// Whether the command line asks for JSON, read from the raw arguments (for failures clap has not parsed yet).
+fn wants_json() -> bool {
+    let arguments: Vec<String> = std::env::args().collect();
+    arguments.windows(2).any(|pair| (pair[0] == "-o" || pair[0] == "--output") && pair[1] == "json")
+        || arguments.iter().any(|argument| argument == "--output=json" || argument == "-ojson" || argument == "-o=json")
+}
+
+/// Prints a failure: `error: …` on standard error, or under JSON the error object on standard output.
+fn report(json: bool, code: &str, message: &str) {
+    if json {
+        println!("{}", json!({"error": {"code": code, "message": message}}));
+    } else {
+        eprintln!("{}: {message}", paint::error("error"));
+    }
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let parsed = definition().try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(error) => {
-            let code = if error.use_stderr() { 2 } else { 0 };
+        Err(error) if !error.use_stderr() => {
             let _ = error.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(error) if wants_json() => {
+            let message = error.kind().to_string();
+            let detail = error.to_string();
+            let first = detail.lines().next().unwrap_or(&message).trim_start_matches("error: ").to_owned();
+            report(true, "usage", &first);
+            std::process::exit(2);
+        }
+        Err(error) => {
+            let _ = error.print();
+            std::process::exit(2);
         }
     };
     let logs = tracing_subscriber::fmt()
@@ -40,6 +80,7 @@ fn main() {
             std::process::exit(2);
         }
     }
+    let json = cli.global.output == Output::Json;
     let code = match run(cli) {
         Ok(()) => 0,
         Err(client::Failure::AlreadyDone(message)) => {
@@ -47,7 +88,7 @@ fn main() {
             0
         }
         Err(failure) => {
-            eprintln!("error: {failure}");
+            report(json, failure.code(), &failure.to_string());
             failure.exit_code()
         }
     };
@@ -56,12 +97,13 @@ fn main() {
 
 fn run(cli: Cli) -> CommandResult {
     let saved = client::load_saved();
-    let server = cli.global.server.clone().or(saved.server.clone()).unwrap_or_else(|| "http://127.0.0.1:7070".to_owned());
+    let chosen = cli.global.server.clone().or(saved.server.clone());
+    let server = chosen.clone().unwrap_or_else(|| commands::DEFAULT_SERVER.to_owned());
     let token = cli.global.token.clone().or(saved.token.clone());
     let context = || -> CommandResult<Context> { Ok(Context { client: Client::new(&server, token.clone())?, output: cli.global.output }) };
     match cli.command {
         Command::Serve(args) => serve::run(args).map_err(|error| Failure::Failed(format!("{error:#}"))),
-        Command::Login(args) => commands::login(&server, args),
+        Command::Login(args) => commands::login(chosen.as_deref(), args),
         Command::Flags(args) => commands::flags(&context()?, args),
         Command::Get(args) => commands::get(&context()?, args),
         Command::Define(args) => commands::define(&context()?, args),
@@ -81,5 +123,15 @@ fn run(cli: Cli) -> CommandResult {
         Command::Token(command) => commands::token(&context()?, command),
         Command::Trigger(command) => commands::trigger(&context()?, command),
         Command::Rollout(args) => commands::rollout(&context()?, args),
+        Command::Rollback(args) => commands::rollback(&context()?, args),
+        Command::Archive(args) => commands::archive(&context()?, args, true),
+        Command::Unarchive(args) => commands::archive(&context()?, args, false),
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut definition(), "vexil", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
     }
 }

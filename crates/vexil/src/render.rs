@@ -1,50 +1,25 @@
-//! Text output for people: the environment matrix, the seed's tree, diffs and audit records.
+//! Text output for people: the environment matrix, the seed's tree, a state in detail, diffs and audit records.
+//!
+//! What a state serves is never worked out here: every place shows the server's words for it (the `summary` and
+//! `summaries` fields, `vexil_core::describe`, pinned by `spec/summary.json`), the same the panel shows, behind a
+//! `✓` when the flag is on and a `✗` when it is off.
 
 use serde_json::Value;
 
-/// `✓ Enabled`, `✗ Disabled`, `✓ 30%`, `✓ "blue"`, `✓ variant treatment (+2 rules)`.
-pub fn summary(state: &Value, flag_type: &str) -> String {
-    if !state.get("enabled").and_then(Value::as_bool).unwrap_or(false) {
-        return "✗ Disabled".into();
-    }
-    let mut text = String::from("✓ ");
-    let rollout = state.get("split").and_then(|split| split.get("buckets")).and_then(Value::as_array).map(|buckets| {
-        buckets
-            .iter()
-            .filter(|bucket| bucket.pointer("/serve/value") == Some(&Value::Bool(true)))
-            .filter_map(|bucket| bucket.get("weight").and_then(Value::as_u64))
-            .sum::<u64>()
-    });
-    match (rollout, flag_type) {
-        (Some(thousandths), "boolean") => text.push_str(&format!("{}%", percent(thousandths))),
-        (Some(_), _) => text.push_str("split"),
-        (None, "boolean") => match state.pointer("/serve/value") {
-            Some(Value::Bool(false)) => text.push_str("Enabled (serving false)"),
-            Some(Value::Bool(true)) => text.push_str("Enabled"),
-            _ => text.push_str(&serve_text(state.get("serve"))),
-        },
-        (None, _) => text.push_str(&serve_text(state.get("serve"))),
-    }
-    let rules = state.get("rules").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-    let targets = state.get("targets").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-    let mut extras = Vec::new();
-    if targets > 0 {
-        extras.push(format!("{targets} target{}", if targets == 1 { "" } else { "s" }));
-    }
-    if rules > 0 {
-        extras.push(format!("{rules} rule{}", if rules == 1 { "" } else { "s" }));
-    }
-    if !extras.is_empty() {
-        text.push_str(&format!(" (+{})", extras.join(", ")));
-    }
-    text
+use crate::paint;
+
+/// `✓ Enabled · rolled out to 30 %`, `✗ Disabled`: the server's summary of a state behind its mark, coloured on a terminal.
+pub fn marked(state: &Value, summary: Option<&str>) -> String {
+    let enabled = state.get("enabled").and_then(Value::as_bool).unwrap_or(false);
+    let summary = summary.unwrap_or(if enabled { "Enabled" } else { "Disabled" });
+    if enabled { paint::on(&format!("✓ {summary}")) } else { paint::off(&format!("✗ {summary}")) }
 }
 
-fn serve_text(serve: Option<&Value>) -> String {
-    match serve {
-        Some(serve) if serve.get("variant").is_some() => format!("variant {}", serve["variant"].as_str().unwrap_or("?")),
-        Some(serve) => short(serve.get("value").unwrap_or(&Value::Null)),
-        None => "?".into(),
+/// A flag's state in `environment` as the matrix and the tree show it.
+fn cell(flag: &Value, environment: &str) -> String {
+    match flag["environments"].get(environment) {
+        Some(state) => marked(state, flag["summaries"][environment].as_str()),
+        None => "-".into(),
     }
 }
 
@@ -56,9 +31,29 @@ pub fn short(value: &Value) -> String {
     if text.chars().count() > 40 { format!("{}…", text.chars().take(39).collect::<String>()) } else { text }
 }
 
-fn pad(text: &str, width: usize) -> String {
-    let count = text.chars().count();
-    if count >= width { text.to_owned() } else { format!("{text}{}", " ".repeat(width - count)) }
+/// How wide `text` shows: its characters, without colour codes.
+fn width(text: &str) -> usize {
+    let mut count = 0;
+    let mut escaped = false;
+    for c in text.chars() {
+        match (escaped, c) {
+            (false, '\x1b') => escaped = true,
+            (true, 'm') => escaped = false,
+            (true, _) => {}
+            (false, _) => count += 1,
+        }
+    }
+    count
+}
+
+fn pad(text: &str, wanted: usize) -> String {
+    let count = width(text);
+    if count >= wanted { text.to_owned() } else { format!("{text}{}", " ".repeat(wanted - count)) }
+}
+
+/// `1 flag`, `2 flags`.
+pub fn count(amount: usize, noun: &str) -> String {
+    format!("{amount} {noun}{}", if amount == 1 { "" } else { "s" })
 }
 
 /// The seed's switcher as a table: one row per flag, one column per environment.
@@ -80,15 +75,12 @@ pub fn matrix(response: &Value) -> String {
     let mut rows: Vec<Vec<String>> =
         vec![std::iter::once("FLAG".to_owned()).chain(environments.iter().map(|(_, title)| title.clone())).collect()];
     for flag in &flags {
-        let flag_type = flag["type"].as_str().unwrap_or("boolean");
         let mut row = vec![format!(
             "{}{}",
             flag["name"].as_str().unwrap_or("?"),
             if flag["archived"] == Value::Bool(true) { " (archived)" } else { "" }
         )];
-        for (key, _) in &environments {
-            row.push(flag["environments"].get(*key).map(|state| summary(state, flag_type)).unwrap_or_else(|| "-".into()));
-        }
+        row.extend(environments.iter().map(|(key, _)| cell(flag, key)));
         rows.push(row);
     }
     table(&rows)
@@ -97,9 +89,8 @@ pub fn matrix(response: &Value) -> String {
 /// Aligns rows into columns.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|column| rows.iter().filter_map(|row| row.get(column)).map(|cell| cell.chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..columns).map(|column| rows.iter().filter_map(|row| row.get(column)).map(|cell| width(cell)).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row.iter().enumerate().map(|(column, cell)| pad(cell, widths[column] + 2)).collect();
@@ -111,39 +102,101 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 /// The seed's tree: the flag, then `├── Dev:     ✓ Enabled` per environment.
 pub fn tree(flag: &Value, environments: &[Value]) -> String {
-    let flag_type = flag["type"].as_str().unwrap_or("boolean");
-    let mut out = format!("{}\n", flag["name"].as_str().unwrap_or("?"));
-    let width = environments.iter().map(|environment| environment["title"].as_str().unwrap_or("").chars().count()).max().unwrap_or(0) + 1;
+    let mut out = format!("{}\n", paint::strong(flag["name"].as_str().unwrap_or("?")));
+    let widest = environments.iter().map(|environment| environment["title"].as_str().unwrap_or("").chars().count()).max().unwrap_or(0) + 1;
     for (index, environment) in environments.iter().enumerate() {
         let branch = if index + 1 == environments.len() { "└──" } else { "├──" };
         let title = format!("{}:", environment["title"].as_str().unwrap_or("?"));
-        let key = environment["key"].as_str().unwrap_or("?");
-        let state = flag["environments"].get(key).map(|state| summary(state, flag_type)).unwrap_or_else(|| "-".into());
-        out.push_str(&format!("{branch} {} {state}\n", pad(&title, width)));
+        let state = cell(flag, environment["key"].as_str().unwrap_or("?"));
+        out.push_str(&format!("{branch} {} {state}\n", pad(&title, widest)));
     }
     out
 }
 
-/// A state in detail.
-pub fn state_detail(flag: &str, environment: &str, state: &Value) -> String {
-    let mut out = format!("{flag} in {environment}\n");
-    out.push_str(&format!("  enabled:    {}\n", state["enabled"]));
-    out.push_str(&format!("  serve:      {}\n", short(&state["serve"])));
-    if let Some(split) = state.get("split").filter(|split| !split.is_null()) {
-        out.push_str(&format!("  split:      {}\n", short(split)));
+/// What a flag is, under its tree: type, default, variants, owner, tags, description.
+pub fn definition(flag: &Value) -> String {
+    let mut lines = Vec::new();
+    let text = |field: &str| flag[field].as_str().filter(|text| !text.is_empty()).map(str::to_owned);
+    lines.push(("type", flag["type"].as_str().unwrap_or("?").to_owned()));
+    lines.push(("default", flag["default"].to_string()));
+    let variants: Vec<String> = flag["variants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|variant| format!("{} = {}", variant["name"].as_str().unwrap_or("?"), short(&variant["value"])))
+        .collect();
+    if !variants.is_empty() {
+        lines.push(("variants", variants.join(", ")));
     }
-    for (index, target) in state["targets"].as_array().into_iter().flatten().enumerate() {
-        out.push_str(&format!("  target {}:   {} → {}\n", index + 1, short(&target["keys"]), short(&target["serve"])));
+    if let Some(owner) = text("owner") {
+        lines.push(("owner", owner));
     }
-    for (index, rule) in state["rules"].as_array().into_iter().flatten().enumerate() {
-        out.push_str(&format!("  rule {}:     {} → {}\n", index + 1, short(&rule["conditions"]), short(&rule["serve"])));
+    let tags: Vec<&str> = flag["tags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if !tags.is_empty() {
+        lines.push(("tags", tags.join(", ")));
     }
-    out.push_str(&format!("  version:    {}\n", state["version"]));
-    out.push_str(&format!(
-        "  changed by: {} at {}\n",
-        state["updated_by"].as_str().unwrap_or("?"),
-        state["updated_at"].as_str().unwrap_or("?")
-    ));
+    if flag["archived"] == Value::Bool(true) {
+        lines.push(("archived", "yes: its states are frozen (`vexil unarchive` to change them again)".to_owned()));
+    }
+    let mut out = String::new();
+    for (name, value) in lines {
+        out.push_str(&format!("  {} {value}\n", paint::faint(&format!("{:<9}", format!("{name}:")))));
+    }
+    if let Some(description) = text("description") {
+        out.push_str(&format!("\n{description}\n"));
+    }
+    out
+}
+
+/// A state in detail, in the order evaluation reads it (`vexil get FLAG --env E`): the summary, the targets and rules,
+/// what everyone else gets, what it serves while off, a rollout plan, the guard's watch, and who changed it when.
+pub fn state_detail(flag: &Value, environment: &str, answer: &Value, rollout: Option<&Value>) -> String {
+    let state = &answer["state"];
+    let explained = &flag["explained"][environment];
+    let name = flag["name"].as_str().unwrap_or("?");
+    let mut out = format!("{} in {}: {}\n", paint::strong(name), paint::strong(environment), marked(state, answer["summary"].as_str()));
+    let line = |out: &mut String, label: &str, value: &str| out.push_str(&format!("  {} {value}\n", paint::faint(&format!("{label:<14}"))));
+    let listed =
+        |field: &str| explained[field].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>();
+    let targets = listed("targets");
+    for (index, target) in targets.iter().enumerate() {
+        line(&mut out, if index == 0 { "targets:" } else { "" }, target);
+    }
+    let rules = listed("rules");
+    for (index, rule) in rules.iter().enumerate() {
+        line(&mut out, if index == 0 { "rules:" } else { "" }, &format!("{}. {rule}", index + 1));
+    }
+    let otherwise = explained["otherwise"].as_str().unwrap_or("?");
+    let label = if targets.is_empty() && rules.is_empty() { "serves:" } else { "everyone else:" };
+    line(&mut out, label, &format!("{otherwise}{}", if state["enabled"] == Value::Bool(true) { "" } else { " (when enabled)" }));
+    line(&mut out, "when off:", explained["off"].as_str().unwrap_or("?"));
+    if let Some(plan) = rollout.and_then(|status| status["plan"].as_object()) {
+        let steps: Vec<String> = plan["steps"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(percent).collect();
+        let when = if plan["paused"] == Value::Bool(true) {
+            "paused (`vexil rollout resume`)".to_owned()
+        } else {
+            format!("next step due at {}", plan["next_at"].as_str().unwrap_or("?"))
+        };
+        line(&mut out, "rollout:", &format!("step {} of {} ({} %), {when}", plan["next_step"], steps.len(), steps.join(" → ")));
+        if let Some(waiting) = rollout.and_then(|status| status["waiting"].as_str()) {
+            line(&mut out, "", waiting);
+        }
+    }
+    if let Some(report) = rollout.map(|status| &status["guard"]).filter(|report| report.is_object()) {
+        let decision = report["decision"].as_str().unwrap_or("?");
+        let until = report["until"].as_str().map(|until| format!(" until {until}")).unwrap_or_default();
+        line(&mut out, "guard:", &format!("watching{until}: {decision}"));
+    }
+    line(
+        &mut out,
+        "changed:",
+        &format!(
+            "version {} by {} at {}",
+            state["version"],
+            state["updated_by"].as_str().unwrap_or("?"),
+            state["updated_at"].as_str().unwrap_or("?")
+        ),
+    );
     out
 }
 
@@ -189,32 +242,19 @@ pub fn audit(entries: &Value) -> String {
     table(&rows)
 }
 
-/// What an audit record changed, short: a state's before → after, or the definition fields an edit changed (for an
-/// environment's record of a definition change, what it served through).
+/// What an audit record changed, on one line: the server's words for it (`changes`), or the fields a record of
+/// users and tokens changed.
 fn change(entry: &Value) -> String {
-    const BOOKKEEPING: [&str; 4] = ["version", "updated_at", "updated_by", "created_at"];
-    let fields = |before: &Value, after: &Value| -> Vec<String> {
-        let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else { return Vec::new() };
-        let mut names: Vec<&String> = before.keys().chain(after.keys()).filter(|name| !BOOKKEEPING.contains(&name.as_str())).collect();
-        names.sort();
-        names.dedup();
-        names.into_iter().filter(|name| before.get(*name) != after.get(*name)).cloned().collect()
-    };
-    if entry["definition"].is_object() {
-        return format!("definition: {}", fields(&entry["definition"]["before"], &entry["definition"]["after"]).join(", "));
+    let words: Vec<&str> = entry["changes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if !words.is_empty() {
+        return words.join("; ");
     }
-    let (before, after) = (&entry["before"], &entry["after"]);
-    if after.get("enabled").is_none() {
-        return match fields(before, after).as_slice() {
-            [] => "-".to_owned(),
-            changed => changed.join(", "),
-        };
-    }
-    let flag_type = if after.pointer("/serve/value").is_some_and(Value::is_boolean) { "boolean" } else { "other" };
-    match before.get("enabled") {
-        Some(_) => format!("{} → {}", summary(before, flag_type), summary(after, flag_type)),
-        None => summary(after, flag_type),
-    }
+    let (Some(before), Some(after)) = (entry["before"].as_object(), entry["after"].as_object()) else { return "-".to_owned() };
+    let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
+    names.sort();
+    names.dedup();
+    let changed: Vec<String> = names.into_iter().filter(|name| before.get(*name) != after.get(*name)).cloned().collect();
+    if changed.is_empty() { "-".to_owned() } else { changed.join(", ") }
 }
 
 #[cfg(test)]
@@ -224,26 +264,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summaries_read_like_the_seed() {
-        assert_eq!(summary(&json!({"enabled": true, "serve": {"value": true}}), "boolean"), "✓ Enabled");
-        assert_eq!(summary(&json!({"enabled": false, "serve": {"value": true}}), "boolean"), "✗ Disabled");
-        let rollout = json!({"enabled": true, "serve": {"value": true}, "split": {"buckets": [
-            {"serve": {"value": true}, "weight": 12500}, {"serve": {"value": false}, "weight": 87500}]}});
-        assert_eq!(summary(&rollout, "boolean"), "✓ 12.5%");
-        assert_eq!(summary(&json!({"enabled": true, "serve": {"variant": "b"}, "rules": [{}]}), "string"), "✓ variant b (+1 rule)");
-    }
-
-    #[test]
-    fn the_tree_matches_the_seed() {
-        let flag = json!({"name": "ui.new_voice_panel", "type": "boolean", "environments": {
-            "dev": {"enabled": true, "serve": {"value": true}},
-            "staging": {"enabled": true, "serve": {"value": true}},
-            "prod": {"enabled": false, "serve": {"value": true}}}});
+    fn the_tree_matches_the_seed_with_the_servers_words() {
+        let flag = json!({"name": "ui.new_voice_panel", "type": "boolean",
+            "environments": {"dev": {"enabled": true}, "staging": {"enabled": true}, "prod": {"enabled": false}},
+            "summaries": {"dev": "Enabled", "staging": "Enabled · rolled out to 30 %", "prod": "Disabled"}});
         let environments =
             [json!({"key": "dev", "title": "Dev"}), json!({"key": "staging", "title": "Staging"}), json!({"key": "prod", "title": "Prod"})];
         assert_eq!(
             tree(&flag, &environments),
-            "ui.new_voice_panel\n├── Dev:     ✓ Enabled\n├── Staging: ✓ Enabled\n└── Prod:    ✗ Disabled\n"
+            "ui.new_voice_panel\n├── Dev:     ✓ Enabled\n├── Staging: ✓ Enabled · rolled out to 30 %\n└── Prod:    ✗ Disabled\n"
         );
+    }
+
+    #[test]
+    fn colour_codes_take_no_room_in_a_table() {
+        let rows = vec![vec!["\x1b[32m✓ on\x1b[0m".to_owned(), "x".into()], vec!["✗ off".into(), "y".into()]];
+        assert_eq!(table(&rows), "\x1b[32m✓ on\x1b[0m   x\n✗ off  y\n");
+        assert_eq!(count(1, "flag"), "1 flag");
+        assert_eq!(count(2, "flag"), "2 flags");
     }
 }

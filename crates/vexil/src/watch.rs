@@ -30,7 +30,8 @@ pub fn watch(context: &Context, args: WatchArgs) -> CommandResult {
     loop {
         let response = match context.client.open_stream(&path, last_event_id) {
             Ok(response) => response,
-            Err(Failure::Failed(message)) if last_event_id.is_some() && failures < 5 => {
+            Err(failure @ (Failure::Failed(_) | Failure::Api { exit: 1, .. })) if last_event_id.is_some() && failures < 5 => {
+                let message = failure.to_string();
                 failures += 1;
                 eprintln!("stream interrupted ({message}); reconnecting");
                 std::thread::sleep(std::time::Duration::from_secs(u64::from(failures)));
@@ -83,17 +84,17 @@ fn show(context: &Context, event: &Event) -> CommandResult<bool> {
     }
     match event.name.as_str() {
         "snapshot" => println!(
-            "watching {} at revision {} ({} flags); waiting for changes",
+            "watching {} at revision {} ({}); waiting for changes",
             data["environment"].as_str().unwrap_or("?"),
             data["revision"],
-            data["flags"].as_array().map(Vec::len).unwrap_or(0)
+            render::count(data["flags"].as_array().map(Vec::len).unwrap_or(0), "flag")
         ),
         "change" => println!(
             "{}  revision {}  {}  {}  (by {})",
             data["state"]["updated_at"].as_str().unwrap_or("?"),
             data["revision"],
             data["flag"].as_str().unwrap_or("?"),
-            render::summary(&data["state"], data["definition"]["type"].as_str().unwrap_or("boolean")),
+            render::marked(&data["state"], data["summary"].as_str()),
             data["state"]["updated_by"].as_str().unwrap_or("?")
         ),
         _ => {}

@@ -373,17 +373,19 @@ fn the_cli_refuses_bad_input_with_usage_errors() {
     let server = Server::start();
     let unknown = server.cli(&["enable", "ui.x", "--env", "prd"]).expect_code(2);
     assert!(
-        unknown.stderr.contains("environment `prd` does not exist; known: dev (development), staging, prod (production)"),
+        unknown
+            .stderr
+            .contains("environment `prd` does not exist; did you mean prod? (known: dev (development), staging, prod (production))"),
         "{}",
         unknown.stderr
     );
     server.cli(&["promote", "ui.x"]).expect_code(2);
     server.cli(&["frobnicate"]).expect_code(2);
-    let bad_name = server.cli(&["define", "NewFeature"]).expect_code(1);
+    let bad_name = server.cli(&["define", "NewFeature"]).expect_code(2);
     assert!(bad_name.stderr.contains("<category>.<snake_case>"), "{}", bad_name.stderr);
     let unreachable = common::cli("http://127.0.0.1:9", Some("x"), &["flags"], None).expect_code(1);
-    assert!(unreachable.stderr.contains("cannot reach the server"), "{}", unreachable.stderr);
-    let no_token = common::cli(&server.url, None, &["flags"], None).expect_code(3);
+    assert!(unreachable.stderr.contains("nothing is listening at http://127.0.0.1:9"), "{}", unreachable.stderr);
+    let no_token = common::cli(&server.url, None, &["flags"], None).expect_code(4);
     assert!(no_token.stderr.contains("vexil login"), "{}", no_token.stderr);
 }
 

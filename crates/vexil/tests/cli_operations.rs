@@ -13,7 +13,7 @@ fn set_changes_value_rollout_and_rules() {
     let state = server.cli(&["get", "ui.new_feature", "--env", "staging", "-o", "json"]).ok().json();
     assert_eq!(state["state"]["split"]["buckets"][0], json!({"serve": {"value": true}, "weight": 30000}));
     let matrix = server.cli(&["flags"]).ok().stdout;
-    assert!(matrix.contains("✓ 30%"), "{matrix}");
+    assert!(matrix.contains("✓ Enabled · rolled out to 30 %"), "{matrix}");
 
     let directory = tempfile::tempdir().unwrap();
     let rules = directory.path().join("rules.json");
@@ -176,7 +176,7 @@ fn login_saves_a_token_that_later_commands_use() {
         child.wait_with_output().unwrap()
     };
     let wrong = run(&["login", "--server", &server.url, "--email", "admin@localhost", "--password-stdin"], Some("wrong password\n"));
-    assert_eq!(wrong.status.code(), Some(3), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert_eq!(wrong.status.code(), Some(4), "{}", String::from_utf8_lossy(&wrong.stderr));
     let login = run(&["login", "--server", &server.url, "--email", "admin@localhost", "--password-stdin"], Some("correct horse battery\n"));
     assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
     let saved = std::fs::read_to_string(config.path().join("credentials.toml")).unwrap();
@@ -203,7 +203,7 @@ fn apply_takes_thousands_of_flags_in_one_write_and_is_all_or_nothing() {
     // The last entry is invalid: nothing of the file may be applied.
     text.push_str("[[flag]]\nname = \"backend.broken\"\ntype = \"number\"\ndefault = 5\nmin = 10\n");
     std::fs::write(&registry, &text).unwrap();
-    let refused = server.cli(&["apply", registry.to_str().unwrap()]).expect_code(1);
+    let refused = server.cli(&["apply", registry.to_str().unwrap()]).expect_code(2);
     assert!(refused.stderr.contains("below the minimum"), "{}", refused.stderr);
     assert_eq!(server.http().get("/api/flags").body["flags"].as_array().unwrap().len(), 0, "nothing was created");
 

@@ -112,10 +112,12 @@ fn a_definition_change_that_alters_what_production_serves_is_a_production_change
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].contains("CHANGE"), "{text}");
     assert!(
-        lines[1].contains("update") && lines[1].contains("definition: variants") && lines[1].contains("rebrand: red buttons"),
+        lines[1].contains("update")
+            && lines[1].contains(r#"variant treatment: "red" (was "blue")"#)
+            && lines[1].contains("rebrand: red buttons"),
         "{text}"
     );
-    assert!(lines.iter().any(|line| line.contains("✗ Disabled → ✓ variant treatment")), "{text}");
+    assert!(lines.iter().any(|line| line.contains("turned on; everyone else: treatment (was control)")), "{text}");
     let staging = server.cli(&["audit", "--env", "staging", "--flag", "ui.button_colour", "-o", "json"]).ok().json();
     assert!(staging["entries"].as_array().unwrap().iter().all(|entry| entry["action"] != "update"), "staging serves control: untouched");
     // The guard watches it like any production change (it looks every second; asking again is the wait).

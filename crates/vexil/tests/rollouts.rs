@@ -115,7 +115,7 @@ fn bad_plans_are_refused_with_the_reason() {
         let mut command = vec!["rollout"];
         command.extend(args.iter().copied());
         command.extend(["--env", "dev"]);
-        let refused = server.cli(&command).expect_code(1);
+        let refused = server.cli(&command).expect_code(2);
         assert!(refused.stderr.contains(explains), "{command:?}: {}", refused.stderr);
     }
 }

@@ -12,8 +12,8 @@ use crate::auth::Actor;
 use crate::error::{ApiError, ApiJson, ApiJsonOrEmpty, ApiPath, ApiResult};
 use crate::service::{AppState, Edit, PlannedChange};
 use crate::wire::{
-    BatchDiffResponse, BulkRequest, BulkResponse, CopyRequest, FlagDiff, PromoteRequest, PromoteResponse, ReasonRequest, SetStateRequest,
-    StateResponse,
+    BatchDiffResponse, BulkRequest, BulkResponse, CopyRequest, FlagDiff, PromoteRequest, PromoteResponse, ReasonRequest, RollbackRequest,
+    RollbackResponse, SetStateRequest, StateResponse,
 };
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -21,6 +21,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show, set))
         .routes(routes!(enable))
         .routes(routes!(disable))
+        .routes(routes!(rollback))
         .routes(routes!(promote))
         .routes(routes!(copy))
         .routes(routes!(bulk))
@@ -159,6 +160,83 @@ async fn toggle<const ENABLED: bool>(
     };
     let (changed, produced) = state.commit_state(&actor, planned).await?;
     Ok(answer(&definition, &environment, changed, produced))
+}
+
+/// Undo the change that produced a flag's current state in one environment: restore the state before it (for a
+/// state a rollout plan set, the state before the plan), as a change of the caller's, recorded as `rollback`. Like
+/// any change it goes through the gate (in a protected environment: admin role and a reason), and unlike the
+/// guard's it may widen exposure (undoing a disable turns the flag back on). `dry_run` answers what it would
+/// restore and changes nothing; send its `target_version` back as `expected_version`.
+#[utoipa::path(post, path = "/api/flags/{flag}/environments/{environment}/rollback", tag = "states",
+    params(("flag" = String, Path, description = super::flags::FLAG), ("environment" = String, Path, description = ENVIRONMENT)),
+    request_body(content = Option<RollbackRequest>),
+    responses((status = OK, body = RollbackResponse)))]
+async fn rollback(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath((flag, environment)): ApiPath<(String, String)>,
+    ApiJsonOrEmpty(request): ApiJsonOrEmpty<RollbackRequest>,
+) -> ApiResult<Json<RollbackResponse>> {
+    let definition = state.definition(&flag)?;
+    let environment = state.environment(&environment)?;
+    state.may_address(&actor, &environment)?;
+    let current = state.catalog.state(&environment.key, &definition.name).ok_or_else(|| ApiError::internal("flag has no state"))?;
+    let nothing = |why: String| ApiError::conflict("nothing_to_roll_back", why);
+    let record = state.producing_record(&environment, &definition.name, current.version).await?.ok_or_else(|| {
+        nothing(format!(
+            "the change that produced version {} of {} in {} is not in its recent history (the last 50 records); set the state you want with `vexil set`",
+            current.version, definition.name, environment.key
+        ))
+    })?;
+    let before = record.before.as_ref().and_then(|before| serde_json::from_value::<vexil_core::FlagState>(before.clone()).ok());
+    let target = match (current.rollout.as_ref().and_then(|plan| plan.before.as_deref()), before) {
+        (Some(before_plan), _) => before_plan.clone(),
+        (None, Some(before)) => before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec),
+        (None, None) => {
+            return Err(nothing(format!(
+                "{} in {} has had only one state; there is nothing earlier to restore",
+                definition.name, environment.key
+            )));
+        }
+    };
+    if let Some(expected) = request.expected_version.filter(|expected| *expected != current.version) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PRECONDITION_FAILED,
+            "version_conflict",
+            format!("the state changed since you looked (version {expected}, now {}); look again", current.version),
+        ));
+    }
+    let described = vexil_core::describe::replacement_changes(&definition, &current, &target);
+    let respond = |applied: bool, produced: vexil_core::FlagState| RollbackResponse {
+        flag: definition.name.to_string(),
+        environment: environment.key.to_string(),
+        undoes: record.id,
+        undoes_action: record.action.as_str().to_owned(),
+        undoes_user: record.user.clone(),
+        described: described.clone(),
+        target_version: current.version,
+        applied,
+        summary: vexil_core::describe::summary(&definition, &produced),
+        state: produced,
+    };
+    if request.dry_run {
+        return Ok(Json(respond(false, current.clone())));
+    }
+    let planned = PlannedChange {
+        environment: environment.clone(),
+        flag: definition.name.clone(),
+        // The earlier state was accepted when it was written: its regex patterns are not judged again.
+        edit: Edit::Carry(target),
+        expected_version: Some(current.version),
+        action: AuditAction::Rollback,
+        reason: request.reason,
+        from_environment: None,
+        expected_definition_version: Some(definition.version),
+        summary: Some(format!("undoes audit record {} ({} by {})", record.id, record.action.as_str(), record.user)),
+        rollout: None,
+    };
+    let (changed, produced) = state.commit_state(&actor, planned).await?;
+    Ok(Json(respond(changed, produced)))
 }
 
 /// Promote a flag's state from one environment to the next in the promotion order (or further, with `skip`),

@@ -152,7 +152,7 @@ fn check_label(name: &str) -> ApiResult<()> {
 async fn verify_login(state: &AppState, address: std::net::IpAddr, email: &str, password: &str) -> ApiResult<User> {
     let refused = || ApiError::unauthenticated("email or password is wrong");
     let attempt = state.login_limiter.attempt(address, email)?;
-    let user = state.store.user(email).await?.filter(|user| !user.disabled);
+    let user = state.store.user(email).await?;
     // Unknown accounts cost the same hash as known ones, so timing does not tell which emails exist.
     let stored = user.as_ref().and_then(|user| user.password_hash.clone()).unwrap_or_else(|| DECOY_HASH.to_owned());
     let password = password.to_owned();
@@ -161,6 +161,10 @@ async fn verify_login(state: &AppState, address: std::net::IpAddr, email: &str, 
         return Err(refused());
     };
     attempt.succeeded();
+    // Only whoever knows the password learns that the account is disabled, and what to do about it.
+    if user.disabled {
+        return Err(crate::auth::account_disabled(&user.email));
+    }
     Ok(user)
 }
 
@@ -371,7 +375,7 @@ async fn add_user(
     if state.store.user(&request.email).await?.is_some() {
         return Err(ApiError::conflict(
             "user_exists",
-            format!("user {} already exists; change their role with PATCH /api/users/{{email}}", request.email),
+            format!("user {} already exists; change their role with `vexil user set-role {} ROLE`", request.email, request.email),
         ));
     }
     let user =

@@ -238,6 +238,7 @@ pub fn cli_on_terminal(url: &str, token: &str, args: &[&str], input: &str) -> Ou
         .env("VEXIL_TOKEN", token)
         .env("VEXIL_CONFIG_DIR", config.path())
         .env("VEXIL_LOG", "warn")
+        .env_remove("NO_COLOR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -165,9 +165,18 @@ function connect(invocation: Invocation): Api {
       // Not JSON: the status says what happened.
     }
     if (response.ok) return parsed;
-    const message = (parsed.error as { message?: string } | undefined)?.message ?? `the server answered ${response.status}`;
+    const error = parsed.error as { message?: string; code?: string } | undefined;
+    const message = error?.message ?? `the server answered ${response.status}`;
+    // The same table as the `vexil` CLI (crates/vexil/src/client.rs, Failure::exit_for).
+    const policy = ["reason_required", "confirmation_required", "promotion_order"].includes(error?.code ?? "");
     const code =
-      response.status === 401 ? EXIT.unauthenticated : response.status === 403 || response.status === 428 ? EXIT.refused : response.status === 404 || response.status === 400 || response.status === 422 ? EXIT.usage : EXIT.failed;
+      response.status === 401
+        ? EXIT.unauthenticated
+        : response.status === 403 || policy
+          ? EXIT.refused
+          : [400, 404, 405, 422].includes(response.status)
+            ? EXIT.usage
+            : EXIT.failed;
     throw new CommandError(message, code);
   };
 }
