@@ -177,6 +177,15 @@ pub struct FlagsArgs {
     /// Include archived flags.
     #[arg(long)]
     pub archived: bool,
+    /// Only flags whose name or description contains this.
+    #[arg(long)]
+    pub search: Option<String>,
+    /// At most this many flags (all by default).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Start after this flag: the cursor a previous page printed.
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -105,7 +105,22 @@ pub fn flags(context: &Context, args: FlagsArgs) -> CommandResult {
     if args.archived {
         query.push(("archived", "true".to_owned()));
     }
+    if let Some(search) = &args.search {
+        query.push(("q", search.clone()));
+    }
     let mut response = context.client.get_query("/api/flags", &query)?.body;
+    // A page: the flags after the cursor (names are in order), at most `limit` of them.
+    let mut next = None;
+    if let Some(flags) = response["flags"].as_array_mut() {
+        if let Some(cursor) = &args.cursor {
+            flags.retain(|flag| flag["name"].as_str().is_some_and(|name| name > cursor.as_str()));
+        }
+        if let Some(limit) = args.limit.filter(|limit| flags.len() > *limit) {
+            flags.truncate(limit);
+            next = flags.last().and_then(|flag| flag["name"].as_str()).map(str::to_owned);
+        }
+    }
+    response["next"] = json!(next);
     if let Some(environment) = &args.env {
         let environment = context.environment(environment)?;
         let wanted = key(&environment).to_owned();
@@ -115,7 +130,12 @@ pub fn flags(context: &Context, args: FlagsArgs) -> CommandResult {
     }
     match context.output {
         Output::Json => context.print_json(&response),
-        Output::Text => print!("{}", render::matrix(&response)),
+        Output::Text => {
+            print!("{}", render::matrix(&response));
+            if let Some(next) = &next {
+                eprintln!("more flags: `--cursor {next}` for the next page");
+            }
+        }
     }
     Ok(())
 }

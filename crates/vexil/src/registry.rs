@@ -271,21 +271,35 @@ pub fn apply(context: &Context, args: ApplyArgs) -> CommandResult {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
         Output::Text => {
             let prefix = if args.dry_run { "would be " } else { "" };
-            for (label, list) in [("created", &created), ("updated", &updated), ("unchanged", &unchanged)] {
-                if !list.is_empty() {
-                    println!("{prefix}{label}: {}", list.join(", "));
-                }
+            print!("{}", block(&format!("{prefix}created"), &created));
+            print!("{}", block(&format!("{prefix}updated"), &updated));
+            // What did not change is counted, not listed: in a registry of thousands it would hide the rest.
+            if !unchanged.is_empty() {
+                println!("unchanged: {}", crate::render::count(unchanged.len(), "flag"));
             }
-            if !missing.is_empty() {
-                if args.prune && !args.dry_run {
-                    println!("archived (not in the file): {}", missing.join(", "));
-                } else {
-                    println!("not in the file (archive them with --prune): {}", missing.join(", "));
-                }
+            if args.prune && !args.dry_run {
+                print!("{}", block("archived (not in the file)", &missing));
+            } else {
+                print!("{}", block("not in the file (archive them with --prune)", &missing));
             }
         }
     }
     Ok(())
+}
+
+/// `label (N):` and the items one per line (nothing when there are none; a single item on the label's line).
+fn block(label: &str, items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => format!("{label}: {one}\n"),
+        many => {
+            let mut text = format!("{label} ({}):\n", many.len());
+            for item in many {
+                text.push_str(&format!("  {item}\n"));
+            }
+            text
+        }
+    }
 }
 
 /// `vexil codegen --lang ts flags.toml`: the registry as a TypeScript module (the seed's `featureFlags.ts`), so an

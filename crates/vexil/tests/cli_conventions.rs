@@ -340,6 +340,14 @@ fn a_flags_life_from_the_terminal_rollback_archive_users_and_keys() {
     assert!(row("web").contains("client-side key") && row("web").contains("prod"), "{tokens}");
     assert!(row("bootstrap").contains("personal token"), "{tokens}");
 
+    // The flags a page at a time.
+    server.cli(&["define", "ui.another"]).ok();
+    let page = server.cli(&["flags", "--limit", "1"]).ok();
+    assert!(page.stdout.contains("ui.another") && !page.stdout.contains("ui.checkout"), "{page:?}");
+    assert!(page.stderr.contains("--cursor ui.another"), "{page:?}");
+    let rest = server.cli(&["flags", "--cursor", "ui.another"]).ok().stdout;
+    assert!(rest.contains("ui.checkout") && !rest.contains("ui.another"), "{rest}");
+
     // The audit trail a page at a time, and all of it.
     let first = server.cli(&["audit", "--limit", "2"]).ok();
     assert_eq!(first.stdout.lines().count(), 3, "a heading and two records: {}", first.stdout);

@@ -137,10 +137,10 @@ variants = [{ name = "control", value = "control" }, { name = "treatment", value
     )
     .unwrap();
     let first = server.cli(&["apply", registry.to_str().unwrap()]).ok().stdout;
-    assert!(first.contains("created: ui.new_feature, experiment.voice_v2"), "{first}");
+    assert!(first.contains("created (2):\n  ui.new_feature\n  experiment.voice_v2\n"), "one per line: {first}");
     assert!(first.contains("not in the file (archive them with --prune): ops.legacy_mode"), "{first}");
     let again = server.cli(&["apply", registry.to_str().unwrap()]).ok().stdout;
-    assert!(again.contains("unchanged: ui.new_feature, experiment.voice_v2"), "{again}");
+    assert!(again.contains("unchanged: 2 flags"), "{again}");
 
     std::fs::write(&registry, std::fs::read_to_string(&registry).unwrap().replace("The new feature", "The shiny new feature")).unwrap();
     let updated = server.cli(&["apply", registry.to_str().unwrap(), "--prune"]).ok().stdout;
@@ -209,7 +209,7 @@ fn apply_takes_thousands_of_flags_in_one_write_and_is_all_or_nothing() {
 
     std::fs::write(&registry, text.replace("min = 10", "min = 1")).unwrap();
     let applied = server.cli(&["apply", registry.to_str().unwrap()]).ok().stdout;
-    assert!(applied.contains("created: backend.flag_0000, backend.flag_0001"), "{}", &applied[..200.min(applied.len())]);
+    assert!(applied.contains("created (2001):\n  backend.flag_0000\n  backend.flag_0001\n"), "{}", &applied[..200.min(applied.len())]);
     assert_eq!(server.http().get("/api/flags").body["flags"].as_array().unwrap().len(), 2001);
     // Two writes (2 000 flags per request, so the kill switch never waits behind more): the records carry two moments
     // at most.

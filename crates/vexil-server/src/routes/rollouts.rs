@@ -25,6 +25,8 @@ struct RolloutChanged {
     environment: String,
     /// The state now (its `rollout` is the plan, while it runs).
     state: Option<FlagState>,
+    /// What it serves now, in words (`Enabled · rolling out: step 1 of 3, 10 %`).
+    summary: Option<String>,
 }
 
 /// Where a flag's rollout stands.
@@ -91,7 +93,8 @@ async fn start(
     change.summary = Some(summary);
     state.commit_states(&actor, vec![change]).await?;
     let now = state.catalog.state(&environment.key, &definition.name);
-    Ok(Json(RolloutChanged { flag: definition.name, environment: environment.key.to_string(), state: now }))
+    let summary = now.as_ref().map(|now| vexil_core::describe::summary(&definition, now));
+    Ok(Json(RolloutChanged { flag: definition.name, environment: environment.key.to_string(), state: now, summary }))
 }
 
 /// Where a flag's rollout stands: the plan, the guard's last look and what the next step waits for.
@@ -173,5 +176,6 @@ async fn control(
     };
     state.commit_states(&actor, vec![change]).await?;
     let now = state.catalog.state(&environment.key, &definition.name);
-    Ok(Json(RolloutChanged { flag: definition.name, environment: environment.key.to_string(), state: now }))
+    let summary = now.as_ref().map(|now| vexil_core::describe::summary(&definition, now));
+    Ok(Json(RolloutChanged { flag: definition.name, environment: environment.key.to_string(), state: now, summary }))
 }
