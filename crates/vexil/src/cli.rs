@@ -457,7 +457,14 @@ pub enum UserCommand {
         password_stdin: bool,
     },
     /// List users.
-    List,
+    List {
+        /// At most this many (all by default).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this user: the cursor a previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Change a user's role.
     SetRole {
         /// Their email.
@@ -512,8 +519,15 @@ pub enum TokenCommand {
         #[arg(long = "origin", value_name = "ORIGIN", conflicts_with_all = ["sdk", "user"])]
         origins: Vec<String>,
     },
-    /// List tokens.
-    List,
+    /// List tokens and keys: personal tokens, SDK keys and client-side keys with their environment.
+    List {
+        /// At most this many (all by default).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this token: the cursor (an id) a previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Revoke a token by id.
     Revoke {
         /// The token's id (from `vexil token list`).

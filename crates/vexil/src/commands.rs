@@ -371,6 +371,10 @@ pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResu
             .filter_map(|flag| flag["name"].as_str().map(str::to_owned))
             .collect();
         if flags.is_empty() {
+            if context.output == Output::Json {
+                context.print_json(&json!({"changed": [], "unchanged": []}));
+                return Ok(());
+            }
             println!(
                 "no flag tagged {wanted} is {} in {}; nothing to change",
                 if enabled { "disabled" } else { "enabled" },
@@ -645,8 +649,12 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
                 }
             }
         }
-        UserCommand::List => {
-            let users = context.client.get("/api/users")?.body;
+        UserCommand::List { limit, cursor } => {
+            let all = context.client.get("/api/users")?.body.as_array().cloned().unwrap_or_default();
+            let (users, next) = page(all, "email", limit, cursor.as_deref());
+            let users = Value::Array(users);
+            // Under JSON the page is the API's array; where the next one starts goes to standard error either way.
+            more("users", next.as_deref());
             match context.output {
                 Output::Json => context.print_json(&users),
                 Output::Text => {
@@ -664,8 +672,11 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
             }
         }
         UserCommand::SetRole { email, role } => {
-            context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"role": role}))?;
-            println!("{email} is now {role}");
+            let reply = context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"role": role}))?.body;
+            match context.output {
+                Output::Json => context.print_json(&reply),
+                Output::Text => println!("{email} is now {role}"),
+            }
         }
         UserCommand::Disable { email } => {
             let reply = context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"disabled": true}))?.body;
@@ -709,8 +720,12 @@ pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
                 Output::Text => println!("{}", reply["token"].as_str().unwrap_or_default()),
             }
         }
-        TokenCommand::List => {
-            let tokens = context.client.get("/api/tokens")?.body;
+        TokenCommand::List { limit, cursor } => {
+            let all = context.client.get("/api/tokens")?.body.as_array().cloned().unwrap_or_default();
+            let (tokens, next) = page(all, "id", limit, cursor.as_deref());
+            let tokens = Value::Array(tokens);
+            // Under JSON the page is the API's array; where the next one starts goes to standard error either way.
+            more("tokens", next.as_deref());
             match context.output {
                 Output::Json => context.print_json(&tokens),
                 Output::Text => {
@@ -745,8 +760,8 @@ pub fn token(context: &Context, command: TokenCommand) -> CommandResult {
             }
         }
         TokenCommand::Revoke { id } => {
-            context.client.delete(&format!("/api/tokens/{}", segment(&id)))?;
-            println!("revoked {id}");
+            let reply = context.client.delete(&format!("/api/tokens/{}", segment(&id)))?.body;
+            revoked(context, &id, &reply);
         }
     }
     Ok(())
@@ -894,8 +909,8 @@ pub fn trigger(context: &Context, command: crate::cli::TriggerCommand) -> Comman
             }
         }
         TriggerCommand::Revoke { id } => {
-            context.client.delete(&format!("/api/tokens/{}", segment(&id)))?;
-            println!("revoked {id}");
+            let reply = context.client.delete(&format!("/api/tokens/{}", segment(&id)))?.body;
+            revoked(context, &id, &reply);
         }
     }
     Ok(())
@@ -962,4 +977,38 @@ pub fn archive(context: &Context, args: ArchiveArgs, archived: bool) -> CommandR
         Output::Text => println!("unarchived {}: listed again, its states can change", args.flag),
     }
     Ok(())
+}
+
+/// What a revocation prints: the server's answer under JSON, else a line.
+fn revoked(context: &Context, id: &str, reply: &Value) {
+    match context.output {
+        Output::Json if reply.is_null() => context.print_json(&json!({"revoked": id})),
+        Output::Json => context.print_json(reply),
+        Output::Text => println!("revoked {id}"),
+    }
+}
+
+/// A page of a list the server answers whole (tokens, users): the items after the one whose `key` is `cursor`, at
+/// most `limit` of them, and the cursor of the next page when there is one.
+fn page(items: Vec<Value>, key: &str, limit: Option<usize>, cursor: Option<&str>) -> (Vec<Value>, Option<String>) {
+    let start = match cursor {
+        Some(cursor) => items.iter().position(|item| item[key] == cursor).map(|index| index + 1).unwrap_or(items.len()),
+        None => 0,
+    };
+    let mut shown: Vec<Value> = items.into_iter().skip(start).collect();
+    let next = match limit {
+        Some(limit) if shown.len() > limit => {
+            shown.truncate(limit);
+            shown.last().and_then(|item| item[key].as_str()).map(str::to_owned)
+        }
+        _ => None,
+    };
+    (shown, next)
+}
+
+/// Says where the next page starts, on standard error (standard output stays the table).
+fn more(what: &str, next: Option<&str>) {
+    if let Some(next) = next {
+        eprintln!("more {what}: `--cursor {next}` for the next page");
+    }
 }

@@ -358,3 +358,59 @@ fn a_flags_life_from_the_terminal_rollback_archive_users_and_keys() {
     let total = common::audit_entries(&server, "").len();
     assert_eq!(all["entries"].as_array().unwrap().len(), total, "{all}");
 }
+
+#[test]
+fn every_command_under_output_json_prints_json() {
+    let server = Server::start();
+    let directory = tempfile::tempdir().unwrap();
+    let registry = directory.path().join("flags.toml");
+    std::fs::write(&registry, "[[flag]]\nname = \"ui.from_registry\"\ndescription = \"from the file\"\n").unwrap();
+    let export = directory.path().join("dev.json");
+    let registry = registry.display().to_string();
+    let export_path = export.display().to_string();
+    let json = |args: &[&str]| -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        let outcome = server.cli(&all);
+        assert_eq!(outcome.code, 0, "{args:?}: {outcome:?}");
+        serde_json::from_str(outcome.stdout.trim())
+            .unwrap_or_else(|error| panic!("{args:?} printed no JSON ({error}): {:?}", outcome.stdout))
+    };
+    json(&["define", "ui.new_feature"]);
+    json(&["apply", &registry]);
+    json(&["flags"]);
+    json(&["get", "ui.new_feature"]);
+    json(&["get", "ui.new_feature", "--env", "dev"]);
+    json(&["enable", "ui.new_feature", "--env", "dev"]);
+    json(&["set", "ui.new_feature", "--env", "dev", "--rollout", "40"]);
+    json(&["disable", "ui.new_feature", "--env", "dev"]);
+    json(&["enable", "ui.new_feature", "ui.from_registry", "--env", "dev"]);
+    json(&["promote", "ui.new_feature", "--from", "dev", "--to", "staging"]);
+    json(&["copy", "--from", "dev", "--to", "staging", "--dry-run"]);
+    let exported = server.cli(&["export", "--env", "dev", "--out", &export_path]).ok();
+    assert!(exported.stdout.is_empty(), "{exported:?}");
+    json(&["export", "--env", "dev"]);
+    json(&["import", "--env", "staging", &export_path, "--dry-run"]);
+    json(&["rollout", "ui.new_feature", "--env", "staging", "--steps", "10,50,100", "--every", "1h"]);
+    json(&["rollout", "status", "ui.new_feature", "--env", "staging"]);
+    json(&["rollout", "pause", "ui.new_feature", "--env", "staging"]);
+    json(&["rollout", "resume", "ui.new_feature", "--env", "staging"]);
+    json(&["rollout", "abort", "ui.new_feature", "--env", "staging"]);
+    json(&["rollback", "ui.new_feature", "--env", "dev"]);
+    json(&["archive", "ui.from_registry"]);
+    json(&["unarchive", "ui.from_registry"]);
+    json(&["resolve", "ui.new_feature", "--env", "dev"]);
+    json(&["audit"]);
+    json(&["audit", "verify"]);
+    json(&["user", "add", "dev@example.com", "--role", "developer"]);
+    json(&["user", "set-role", "dev@example.com", "viewer"]);
+    json(&["user", "disable", "dev@example.com"]);
+    json(&["user", "enable", "dev@example.com"]);
+    json(&["user", "list"]);
+    let created = json(&["token", "create", "--sdk", "--env", "dev"]);
+    json(&["token", "list"]);
+    json(&["token", "revoke", created["id"].as_str().unwrap()]);
+    let trigger = json(&["trigger", "create", "ui.new_feature", "--env", "dev"]);
+    json(&["trigger", "list"]);
+    json(&["trigger", "revoke", trigger["id"].as_str().unwrap()]);
+}
