@@ -306,11 +306,20 @@ impl Client {
 
     /// What a refused request tells the user: the server's message in CLI terms, with its code and exit code.
     fn refusal(&self, status: StatusCode, body: &Value) -> Failure {
-        let code = body.pointer("/error/code").and_then(Value::as_str).unwrap_or(if status == StatusCode::UNAUTHORIZED {
-            "unauthenticated"
-        } else {
-            "failed"
-        });
+        let Some(code) = body.pointer("/error/code").and_then(Value::as_str) else {
+            // Not Vexil's error shape: most likely something else listens there (a proxy, another service).
+            if status == StatusCode::UNAUTHORIZED && self.token.is_some() {
+                return Failure::Api {
+                    exit: 4,
+                    code: "unauthenticated".to_owned(),
+                    message: format!("{} does not accept your token: log in again with `vexil login --server {}`", self.server, self.server),
+                };
+            }
+            return Failure::Failed(format!(
+                "{} answered {status}, which is not how a Vexil server answers: is this the right address? (--server or VEXIL_SERVER)",
+                self.server
+            ));
+        };
         let message = body
             .pointer("/error/message")
             .and_then(Value::as_str)
