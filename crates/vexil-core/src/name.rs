@@ -286,9 +286,14 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
 /// Renders untrusted input for an error message: control characters are escaped and long input is cut,
 /// so an error can never carry a forged line into a terminal or a log.
 pub fn printable(input: &str) -> String {
+    printable_within(input, 64)
+}
+
+/// [`printable`], cut after `limit` characters instead of 64: for messages that quote a parser's own words.
+pub fn printable_within(input: &str, limit: usize) -> String {
     let mut out = String::new();
     for (index, c) in input.chars().enumerate() {
-        if index >= 64 {
+        if index >= limit {
             out.push('…');
             break;
         }

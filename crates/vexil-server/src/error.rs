@@ -179,9 +179,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if bytes.is_empty() {
             return Err(ApiError::bad_request("request body is empty; send a JSON object"));
         }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|error| {
-            ApiError::bad_request(format!("request body is not valid: {}", vexil_core::name::printable(&error.to_string())))
-        })
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|error| ApiError::bad_request(format!("request body is not valid: {}", body_error(&error.to_string()))))
     }
 }
 
@@ -260,8 +260,37 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOr
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
-        serde_json::from_slice(&bytes).map(ApiJsonOrEmpty).map_err(|error| {
-            ApiError::bad_request(format!("request body is not valid: {}", vexil_core::name::printable(&error.to_string())))
-        })
+        serde_json::from_slice(&bytes)
+            .map(ApiJsonOrEmpty)
+            .map_err(|error| ApiError::bad_request(format!("request body is not valid: {}", body_error(&error.to_string()))))
+    }
+}
+
+/// A JSON parser's complaint about a body, for people: "unknown value" rather than serde's "unknown variant" (no flag
+/// variant is meant), the near miss among the accepted names when there is one, and control characters escaped.
+fn body_error(text: &str) -> String {
+    let text = text.replace("unknown variant", "unknown value");
+    let near = (|| {
+        let (_, rest) = text.split_once("unknown ")?;
+        let (_, rest) = rest.split_once('`')?;
+        let (given, rest) = rest.split_once('`')?;
+        let (_, accepted) = rest.split_once("expected one of ")?;
+        let names: Vec<&str> = accepted.split('`').skip(1).step_by(2).collect();
+        vexil_core::name::nearest(given, names)
+    })();
+    let text = match near {
+        Some(near) => format!("{text}; did you mean `{near}`?"),
+        None => text,
+    };
+    vexil_core::name::printable_within(&text, 400)
+}
+
+#[cfg(test)]
+mod body_error_tests {
+    #[test]
+    fn a_misspelt_name_gets_its_near_miss() {
+        let said = super::body_error("unknown variant `endswith`, expected one of `equals`, `ends_with`, `in` at line 1 column 9");
+        assert!(said.starts_with("unknown value `endswith`"), "{said}");
+        assert!(said.ends_with("did you mean `ends_with`?"), "{said}");
     }
 }

@@ -331,6 +331,9 @@ pub struct PromoteArgs {
     /// With --rollout: the time between steps (4s, 30m, 2h, 1d).
     #[arg(long, requires = "rollout")]
     pub every: Option<String>,
+    /// Show what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub confirm: Confirm,
 }

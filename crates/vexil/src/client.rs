@@ -55,7 +55,8 @@ impl Failure {
     fn exit_for(status: StatusCode, code: &str) -> i32 {
         match (status.as_u16(), code) {
             (401, _) => 4,
-            (403, _) | (_, "reason_required" | "confirmation_required" | "promotion_order") => 3,
+            (403, _) | (_, "reason_required" | "confirmation_required") => 3,
+            (_, "promotion_order") => 2,
             (400 | 404 | 405 | 422, _) => 2,
             _ => 1,
         }
@@ -312,7 +313,10 @@ impl Client {
                 return Failure::Api {
                     exit: 4,
                     code: "unauthenticated".to_owned(),
-                    message: format!("{} does not accept your token: log in again with `vexil login --server {}`", self.server, self.server),
+                    message: format!(
+                        "{} does not accept your token: log in again with `vexil login --server {}`",
+                        self.server, self.server
+                    ),
                 };
             }
             return Failure::Failed(format!(

@@ -264,6 +264,9 @@ pub fn set(context: &Context, args: SetArgs) -> CommandResult {
         if !(0.0..=100.0).contains(&percent) {
             return Err(Failure::Usage(format!("--rollout {percent} is out of range; accepted: 0 to 100")));
         }
+        if ((percent * 1000.0).round() - percent * 1000.0).abs() > 1e-6 {
+            return Err(Failure::Usage(format!("--rollout {percent} has more than three decimals; accepted: 0 to 100 in steps of 0.001")));
+        }
         let thousandths = (percent * 1000.0).round() as u64;
         state["split"] = if thousandths == 100_000 {
             Value::Null
@@ -286,13 +289,27 @@ pub fn set(context: &Context, args: SetArgs) -> CommandResult {
             state[field] = value.clone();
         }
     }
+    // A split decides what everyone no target or rule catches gets: a new value or variant shows only without one.
+    if (args.value.is_some() || args.variant.is_some()) && state["split"].is_object() {
+        eprintln!(
+            "note: {} in {} has a split, which decides what everyone no target or rule catches gets; the value set here is served once the split is removed ({})",
+            args.flag,
+            key(&environment),
+            if flag_type == "boolean" { "--rollout 100" } else { "--rules FILE with \"split\": null" }
+        );
+    }
     let mut body = json!({
         "enabled": state["enabled"], "serve": state["serve"], "targets": state["targets"], "rules": state["rules"], "split": state["split"],
     });
     let changes = diff_values(&before, &body);
     let protected = is_protected(&environment);
     if protected {
-        eprintln!("{} in {}:\n{}", args.flag, key(&environment), render::diff(&json!(changes)));
+        let described = describe_replacement(&flag, &current.body["state"], &body);
+        let shown = match described {
+            Some(lines) if !lines.is_empty() => lines.iter().map(|line| format!("  {line}\n")).collect(),
+            _ => render::diff(&json!(changes)),
+        };
+        eprintln!("{} in {}:\n{shown}", args.flag, key(&environment));
     }
     let reason = prompt::protected_change(
         args.confirm.reason,
@@ -391,8 +408,9 @@ pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResu
         }
         None => format!("{gerund} {}", flags.join(", ")),
     };
-    // The emergency path: `disable … --env=prod --reason=…` runs at once, because turning a flag off must never wait.
-    let emergency = !enabled && args.confirm.reason.is_some();
+    // The emergency path: `disable … --env=prod --reason=…` runs at once, because turning a flag off must never wait:
+    // a disable needs a reason in a protected environment, never a confirmation.
+    let emergency = !enabled;
     let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, emergency, key(&environment), protected, &what)?;
     if flags.len() == 1 && args.tag.is_none() {
         let body = json!({"reason": reason});
@@ -405,6 +423,12 @@ pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResu
         None => body["flags"] = json!(flags),
     }
     let reply = context.client.post("/api/flags/bulk", &body)?;
+    let none = |field: &str| reply.body[field].as_array().is_none_or(Vec::is_empty);
+    if let (Some(tag), true) = (&args.tag, none("changed") && none("unchanged")) {
+        return Err(Failure::Usage(format!(
+            "no flag is tagged `{tag}`; nothing was changed (`vexil flags --tag TAG` lists a tag's flags)"
+        )));
+    }
     match context.output {
         Output::Json => context.print_json(&reply.body),
         Output::Text => {
@@ -442,7 +466,15 @@ pub fn promote(context: &Context, args: PromoteArgs) -> CommandResult {
         }
         return Ok(());
     }
-    eprintln!("promote {} from {} to {}:\n{}", args.flag, key(&from), key(&to), render::diff(changes));
+    eprintln!("promote {} from {} to {}:\n{}", args.flag, key(&from), key(&to), render::described(&preview["described"], changes));
+    if args.dry_run {
+        if context.output == Output::Json {
+            context.print_json(&preview);
+        } else {
+            println!("would promote {} from {} to {}; nothing was changed", args.flag, key(&from), key(&to));
+        }
+        return Ok(());
+    }
     let protected = is_protected(&to);
     let reason =
         prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &format!("promoting {}", args.flag))?;
@@ -471,7 +503,7 @@ fn print_batch(context: &Context, (done, verb): (&str, &str), body: &Value) {
         return;
     }
     for flag in body["flags"].as_array().into_iter().flatten() {
-        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::diff(&flag["changes"]));
+        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
     let changed = body["flags"].as_array().map(Vec::len).unwrap_or(0);
     let unchanged = body["unchanged"].as_array().map(Vec::len).unwrap_or(0);
@@ -509,7 +541,7 @@ pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
         return Ok(());
     }
     for flag in preview["flags"].as_array().into_iter().flatten() {
-        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::diff(&flag["changes"]));
+        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
     let protected = is_protected(&to);
     let what = format!("copying {pending} flag states from {}", key(&from));
@@ -563,7 +595,7 @@ pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
         return Ok(());
     }
     for flag in preview["flags"].as_array().into_iter().flatten() {
-        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::diff(&flag["changes"]));
+        eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
     let protected = is_protected(&environment);
     let what = format!("importing {pending} flag states");
@@ -624,9 +656,17 @@ pub fn audit(context: &Context, args: AuditArgs) -> CommandResult {
     match context.output {
         Output::Json => context.print_json(&json!({"entries": entries, "next": next})),
         Output::Text => {
+            // Records name environments by their long names; the table uses the keys every command takes.
+            let environments = context.client.get("/api/environments").map(|reply| reply.body).unwrap_or(Value::Null);
+            for entry in &mut entries {
+                let key = environments.as_array().into_iter().flatten().find(|environment| environment["name"] == entry["environment"]);
+                if let Some(key) = key.map(|environment| environment["key"].clone()) {
+                    entry["environment"] = key;
+                }
+            }
             print!("{}", render::audit(&Value::Array(entries)));
             if let Some(next) = next {
-                eprintln!("more records: `--cursor {next}` for the next page, or --all");
+                eprintln!("more records: the same command with `--cursor {next}` for the next page, or with --all");
             }
         }
     }
@@ -778,7 +818,8 @@ pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResul
         None => {
             let flag = args.flag.ok_or_else(|| Failure::Usage("name the flag".into()))?;
             let environment = context.environment(args.env.as_deref().unwrap_or_default())?;
-            let what = format!("rolling {flag} out in steps of {:?} %", args.steps);
+            let steps: Vec<String> = args.steps.iter().map(|step| step.to_string()).collect();
+            let what = format!("rolling {flag} out in steps of {} %", steps.join(" → "));
             let reason = prompt::protected_change(
                 args.confirm.reason,
                 args.confirm.yes,
@@ -1011,4 +1052,19 @@ fn more(what: &str, next: Option<&str>) {
     if let Some(next) = next {
         eprintln!("more {what}: `--cursor {next}` for the next page");
     }
+}
+
+/// What replacing `current` with the state in `body` changes, in the server's words (`vexil_core::describe`), worked
+/// out here from the flag's definition as the API answers it; `None` when the answer does not read as one.
+fn describe_replacement(flag: &Value, current: &Value, body: &Value) -> Option<Vec<String>> {
+    let mut definition = flag.clone();
+    for extra in ["category", "environments", "summaries", "explained"] {
+        definition.as_object_mut()?.remove(extra);
+    }
+    let definition: vexil_core::FlagDefinition = serde_json::from_value(definition).ok()?;
+    let current: vexil_core::FlagState = serde_json::from_value(current.clone()).ok()?;
+    let mut spec = body.clone();
+    spec.as_object_mut()?.remove("reason");
+    let spec: vexil_core::StateSpec = serde_json::from_value(spec).ok()?;
+    Some(vexil_core::describe::replacement_changes(&definition, &current, &spec))
 }

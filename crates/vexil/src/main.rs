@@ -49,6 +49,16 @@ fn report(json: bool, code: &str, message: &str) {
 }
 
 fn main() {
+    // A reader that stops reading (`| head`) ends the output, not with a panic: println! on a closed pipe panics,
+    // and that panic is turned into the quiet exit a pipe's writer gets everywhere else.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let parsed = definition().try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches));
     let cli = match parsed {
         Ok(cli) => cli,
@@ -57,10 +67,15 @@ fn main() {
             std::process::exit(0);
         }
         Err(error) if wants_json() => {
-            let message = error.kind().to_string();
-            let detail = error.to_string();
-            let first = detail.lines().next().unwrap_or(&message).trim_start_matches("error: ").to_owned();
-            report(true, "usage", &first);
+            // What clap says, up to the usage line: the error and its tip, joined on one line.
+            let rendered = error.render().to_string();
+            let said: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect();
+            report(true, "usage", said.join(" ").trim_start_matches("error: "));
             std::process::exit(2);
         }
         Err(error) => {
@@ -70,7 +85,8 @@ fn main() {
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VEXIL_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(paint::stderr_allows_colour());
     // `VEXIL_LOG_FORMAT=json`: one JSON object per line (timestamp, level, target, fields), for log pipelines.
     match std::env::var("VEXIL_LOG_FORMAT").as_deref() {
         Ok("json") => logs.json().init(),

@@ -16,6 +16,11 @@ fn stderr_colour() -> bool {
     *COLOUR.get_or_init(|| allowed() && std::io::stderr().is_terminal())
 }
 
+/// Whether what goes to standard error may be coloured (the server's log lines too).
+pub fn stderr_allows_colour() -> bool {
+    stderr_colour()
+}
+
 fn allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }

@@ -200,6 +200,15 @@ pub fn state_detail(flag: &Value, environment: &str, answer: &Value, rollout: Op
     out
 }
 
+/// What a change does in words, a line each (the server's `described`), or, from an older server, its field changes.
+pub fn described(words: &Value, changes: &Value) -> String {
+    let lines: Vec<&str> = words.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if lines.is_empty() {
+        return diff(changes);
+    }
+    lines.iter().map(|line| format!("  {line}\n")).collect()
+}
+
 /// A list of field changes, `  enabled: false → true`.
 pub fn diff(changes: &Value) -> String {
     let mut out = String::new();
@@ -219,27 +228,35 @@ pub fn diff(changes: &Value) -> String {
 
 /// Audit records, newest first, one line each plus the reason.
 pub fn audit(entries: &Value) -> String {
-    let mut rows = vec![vec![
-        "TIME".to_owned(),
-        "USER".into(),
-        "ACTION".into(),
-        "FLAG".into(),
-        "ENVIRONMENT".into(),
-        "CHANGE".into(),
-        "REASON".into(),
-    ]];
+    let mut rows =
+        vec![vec!["TIME".to_owned(), "USER".into(), "ACTION".into(), "FLAG / USER".into(), "ENV".into(), "CHANGE".into(), "REASON".into()]];
     for entry in entries.as_array().into_iter().flatten() {
         let text = |field: &str| entry[field].as_str().unwrap_or("-").to_owned();
         let mut action = text("action");
         if let Some(from) = entry["from_environment"].as_str() {
             action = format!("{action} (from {from})");
         }
-        rows.push(vec![text("timestamp"), text("user"), action, text("flag"), text("environment"), change(entry), text("reason")]);
+        // One line per record: long descriptions are cut (`-o json` has them whole, and `vexil get` the state).
+        let subject = entry["flag"].as_str().or_else(|| entry["after"]["email"].as_str()).or_else(|| entry["after"]["user"].as_str());
+        rows.push(vec![
+            text("timestamp"),
+            text("user"),
+            action,
+            subject.unwrap_or("-").to_owned(),
+            text("environment"),
+            cut(&change(entry), 70),
+            cut(&text("reason"), 50),
+        ]);
     }
     if rows.len() == 1 {
         return "no audit records match\n".into();
     }
     table(&rows)
+}
+
+/// `text` cut to `limit` characters with `…`.
+fn cut(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit { text.to_owned() } else { format!("{}…", text.chars().take(limit - 1).collect::<String>()) }
 }
 
 /// What an audit record changed, on one line: the server's words for it (`changes`), or the fields a record of

@@ -243,6 +243,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // The address first: a port already taken fails before anything is created, so a first admin's credentials,
+    // shown once, are never printed by a start that then exits.
+    let listener = tokio::net::TcpListener::bind(&settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another server already running there? --bind another address)", settings.bind))?;
     let keys: Vec<_> = settings.server.environments.iter().map(|environment| environment.key.clone()).collect();
     let (store, described): (Arc<dyn vexil_store::Store>, String) = match &settings.redis {
         Some(url) => {
@@ -274,7 +279,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("  token:    {token}");
         }
     }
-    let listener = tokio::net::TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot listen on {}", settings.bind))?;
     let address = listener.local_addr()?;
     println!("vexil: listening on http://{address} ({described})");
     if address.ip().is_unspecified() {

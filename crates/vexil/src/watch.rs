@@ -153,7 +153,21 @@ pub fn resolve(context: &Context, args: ResolveArgs) -> CommandResult {
     }
     let compiled = CompiledFlag::compile(&definition, &state);
     let evaluation = compiled.evaluate(&evaluation_context);
-    let stored_note = format!("{} ({}, version {})", render::short(evaluation.value), evaluation.reason.as_str(), state.version);
+    // Which part of the state answered, in words: a person reads "rule 2", not TARGETING_MATCH.
+    let why = match (evaluation.error, evaluation.matched) {
+        (Some(vexil_core::evaluation::ErrorCode::TargetingKeyMissing), _) => {
+            "a split chooses for everyone else and no targeting key was given (--key USER); the fallback is served".to_owned()
+        }
+        (None, vexil_core::evaluation::Matched::Disabled) => "the flag is off".to_owned(),
+        (None, vexil_core::evaluation::Matched::Target) => "targeted individually".to_owned(),
+        (None, vexil_core::evaluation::Matched::Rule(index)) => format!("rule {} matched", index + 1),
+        (None, vexil_core::evaluation::Matched::Split) => "the split chose it for this key".to_owned(),
+        (None, vexil_core::evaluation::Matched::Fallthrough) => "what everyone gets".to_owned(),
+    };
+    if evaluation.error.is_some() {
+        warnings.push(format!("the stored state answers with an error for this context: {why}"));
+    }
+    let stored_note = format!("{} ({why}; {}, version {})", render::short(evaluation.value), evaluation.reason.as_str(), state.version);
     let layers = [
         Layer { name: "environment variable", value: process_value, note: process_note },
         Layer { name: ".env.local", value: dotenv_value, note: dotenv_note },

@@ -241,7 +241,7 @@ fn every_bad_input_gets_a_clear_4xx_and_changes_nothing() {
                 json!({"enabled": true, "serve": {"value": true}, "rules": [{"conditions": [{"attribute": "a", "operator": "like", "values": ["x"]}], "serve": {"value": true}}]}),
             ),
             400,
-            "unknown variant `like`",
+            "unknown value `like`",
         ),
         case("missing enabled", "PUT", state, Some(json!({"serve": {"value": true}})), 400, "missing field `enabled`"),
         case("malformed If-Match", "PUT", state, None, 400, "If-Match"),

@@ -100,7 +100,7 @@ fn thirty_mistakes_a_newcomer_makes_get_one_clear_answer_and_the_documented_exit
         mistake("a rollout over 100 %", Who::Admin, "set ui.new_feature --env dev --rollout 150", 2, &["0 to 100"]),
         mistake("a rollout of a string flag", Who::Admin, "set ui.theme --env dev --rollout 50", 2, &["boolean"]),
         mistake("a value of the wrong type", Who::Admin, "set ui.new_feature --env dev --value maybe", 2, &["true", "false"]),
-        mistake("a promotion that skips staging", Who::Admin, "promote ui.new_feature --from dev --to prod", 3, &["--skip"]),
+        mistake("a promotion that skips staging", Who::Admin, "promote ui.new_feature --from dev --to prod", 2, &["--skip"]),
         mistake("a production change without a reason", Who::Admin, "enable ui.new_feature --env prod --yes", 3, &["--reason"]),
         mistake("a production change without confirmation", Who::Admin, "enable ui.new_feature --env prod --reason launch", 3, &["--yes"]),
         mistake("a developer changing production", Who::Developer, "enable ui.new_feature --env prod --reason launch --yes", 3, &["admin"]),
@@ -145,6 +145,16 @@ fn thirty_mistakes_a_newcomer_makes_get_one_clear_answer_and_the_documented_exit
         mistake("a rollback with nothing to undo", Who::Admin, "rollback ui.theme --env dev", 1, &["nothing earlier"]),
         mistake("a rollout of a string flag", Who::Admin, "rollout ui.theme --env dev --steps 10,50,100 --every 1h", 2, &["boolean"]),
         mistake("resolving a misspelt flag", Who::Admin, "resolve ui.new_featur --env dev", 2, &["did you mean ui.new_feature?"]),
+        mistake(
+            "the kill switch without a reason",
+            Who::Admin,
+            "disable ui.new_feature --env prod",
+            3,
+            &["needs a reason (--reason), and"],
+        ),
+        mistake("a tag no flag has", Who::Admin, "enable --tag nothing --env dev", 2, &["no flag is tagged `nothing`"]),
+        mistake("a promotion backwards", Who::Admin, "promote ui.new_feature --from prod --to dev", 2, &["prod"]),
+        mistake("a rollout with too many decimals", Who::Admin, "set ui.new_feature --env dev --rollout 12.3456", 2, &["three decimals"]),
     ];
     assert!(mistakes.len() >= 30);
     let mut wrong = Vec::new();
@@ -173,6 +183,14 @@ fn thirty_mistakes_a_newcomer_makes_get_one_clear_answer_and_the_documented_exit
         }
     }
     assert!(wrong.is_empty(), "{} of {} mistakes were answered wrongly:\n\n{}", wrong.len(), mistakes.len(), wrong.join("\n\n"));
+    // The kill switch never asks for a confirmation it does not need.
+    let disable = common::cli(&server.url, Some(ADMIN_TOKEN), &["disable", "ui.new_feature", "--env", "prod"], None);
+    assert!(!disable.stderr.contains("--yes"), "{disable:?}");
+    // A secret given for a token's id is not printed back.
+    let secret = tokens.iter().find(|(who, _)| matches!(who, Who::Developer)).unwrap().1.clone().unwrap();
+    let revoke = common::cli(&server.url, Some(ADMIN_TOKEN), &["token", "revoke", &secret], None);
+    assert_eq!(revoke.code, 2, "{revoke:?}");
+    assert!(!revoke.stderr.contains(&secret) && revoke.stderr.contains("vexil token list"), "{revoke:?}");
     // Nothing any of them tried changed a state.
     for environment in ["dev", "staging", "prod"] {
         let state = server.http().get(&format!("/api/flags/ui.new_feature/environments/{environment}")).body;
@@ -413,4 +431,74 @@ fn every_command_under_output_json_prints_json() {
     let trigger = json(&["trigger", "create", "ui.new_feature", "--env", "dev"]);
     json(&["trigger", "list"]);
     json(&["trigger", "revoke", trigger["id"].as_str().unwrap()]);
+}
+
+#[test]
+fn output_cut_short_by_its_reader_and_a_taken_port_end_quietly() {
+    let server = Server::start();
+    for index in 0..40 {
+        server.cli(&["define", &format!("ui.flag_{index:02}"), "--description", &"a long description ".repeat(20)]).ok();
+    }
+    // `| head`: the reader stops, vexil stops, without a panic or an exit code outside the table.
+    let vexil = env!("CARGO_BIN_EXE_vexil");
+    let piped = std::process::Command::new("bash")
+        .args(["-c", &format!("set -o pipefail; '{vexil}' -o json audit --limit 200 | head -c 100 >/dev/null")])
+        .env("VEXIL_SERVER", &server.url)
+        .env("VEXIL_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(piped.status.code(), Some(0), "{stderr}");
+
+    // A second server on a taken port fails before it creates (and prints, once) a first admin.
+    let data = tempfile::tempdir().unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let second = std::process::Command::new(vexil)
+        .args(["serve", "--bind", &address, "--data"])
+        .arg(data.path().join("data"))
+        .env("VEXIL_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&second.stdout), String::from_utf8_lossy(&second.stderr));
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(said.contains("cannot listen on") && !said.contains("password"), "{said}");
+    assert!(!data.path().join("data").exists(), "nothing was created: {said}");
+}
+
+#[test]
+fn what_a_change_will_not_show_and_what_answered_are_said() {
+    let server = Server::start();
+    let define =
+        r#"{"name": "ui.theme", "type": "string", "variants": [{"name": "dark", "value": "dark"}, {"name": "light", "value": "light"}]}"#;
+    assert_eq!(server.http().send("POST", "/api/flags", Some(define.to_owned()), &[]).status, 201);
+    let split = tempfile::NamedTempFile::with_suffix(".json").unwrap();
+    std::fs::write(
+        split.path(),
+        r#"{"split": {"buckets": [{"serve": {"variant": "dark"}, "weight": 50000}, {"serve": {"variant": "light"}, "weight": 50000}]}}"#,
+    )
+    .unwrap();
+    server.cli(&["set", "ui.theme", "--env", "dev", "--enabled", "true", "--rules", &split.path().display().to_string()]).ok();
+    // A value under a split: said, not silently kept out of sight.
+    let set = server.cli(&["set", "ui.theme", "--env", "dev", "--value", "purple"]).ok();
+    assert!(set.stderr.contains("has a split") && set.stderr.contains("\"split\": null"), "{set:?}");
+    // Without a key a split cannot choose: resolve says so, and what a key gets.
+    let without = server.cli(&["resolve", "ui.theme", "--env", "dev"]).ok();
+    assert!(without.stdout.contains("no targeting key was given (--key USER)"), "{without:?}");
+    let with = server.cli(&["resolve", "ui.theme", "--env", "dev", "--key", "user-1"]).ok();
+    assert!(with.stdout.contains("the split chose it for this key"), "{with:?}");
+    // A promotion can be looked at first.
+    let dry = server.cli(&["promote", "ui.theme", "--from", "dev", "--to", "staging", "--dry-run"]).ok();
+    assert!(dry.stdout.contains("would promote") && dry.stderr.contains("turned on"), "{dry:?}");
+    assert_eq!(server.http().get("/api/flags/ui.theme/environments/staging").body["state"]["enabled"], false);
+    // A rollback undoes the last change, so a second one undoes the first, and says so before it does.
+    server.cli(&["set", "ui.theme", "--env", "staging", "--value", "light"]).ok();
+    server.cli(&["rollback", "ui.theme", "--env", "staging"]).ok();
+    let again = server.cli(&["rollback", "ui.theme", "--env", "staging"]).ok();
+    assert!(again.stderr.contains("(rollback by admin@localhost)") && again.stderr.contains("light (was dark)"), "{again:?}");
+    // A flag with a single state has nothing to undo.
+    server.cli(&["define", "ui.untouched"]).ok();
+    let nothing = server.cli(&["rollback", "ui.untouched", "--env", "dev"]);
+    assert_eq!(nothing.code, 1, "{nothing:?}");
+    assert!(nothing.stderr.contains("nothing earlier to restore"), "{nothing:?}");
 }

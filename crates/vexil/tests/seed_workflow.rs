@@ -113,12 +113,16 @@ fn on_a_terminal_production_changes_show_the_diff_and_ask() {
     let promote = ["promote", "ui.new_feature", "--from=staging", "--to=prod"];
 
     let declined = common::cli_on_terminal(&server.url, common::ADMIN_TOKEN, &promote, "Rollout approved by PM\nno\n").expect_code(3);
-    assert!(declined.stdout.contains("enabled: false → true"), "the diff is shown before asking: {}", declined.stdout);
+    assert!(
+        declined.stdout.contains("promote ui.new_feature from staging to prod:\n  turned on"),
+        "the diff, in words, is shown before asking: {}",
+        declined.stdout
+    );
     assert!(declined.stdout.contains("not confirmed; nothing was changed"), "{}", declined.stdout);
     assert_eq!(server.http().get("/api/flags/ui.new_feature/environments/prod").body["state"]["enabled"], false);
 
     let confirmed = common::cli_on_terminal(&server.url, common::ADMIN_TOKEN, &promote, "Rollout approved by PM\nprod\n").ok();
-    let diff_at = confirmed.stdout.find("enabled: false → true").expect("diff shown");
+    let diff_at = confirmed.stdout.find("  turned on").expect("diff shown");
     let question_at = confirmed.stdout.find("Type `prod` to confirm").expect("confirmation asked");
     assert!(diff_at < question_at, "the diff comes before the question: {}", confirmed.stdout);
     let audit = server.http().get("/api/flags/audit?flag=ui.new_feature&env=prod").body;

@@ -199,6 +199,16 @@ async fn rollback(
             )));
         }
     };
+    if target == current.spec && current.rollout.is_none() {
+        return Err(nothing(format!(
+            "the state before audit record {} ({} by {}) is what {} serves in {} now; there is nothing to undo",
+            record.id,
+            record.action.as_str(),
+            record.user,
+            definition.name,
+            environment.key
+        )));
+    }
     if let Some(expected) = request.expected_version.filter(|expected| *expected != current.version) {
         return Err(ApiError::new(
             axum::http::StatusCode::PRECONDITION_FAILED,

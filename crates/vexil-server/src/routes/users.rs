@@ -710,13 +710,14 @@ async fn list_tokens(State(state): State<AppState>, actor: Actor) -> ApiResult<J
     responses((status = OK, body = TokenRevoked)))]
 async fn revoke_token(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<String>) -> ApiResult<Json<TokenRevoked>> {
     let guard = state.serialised().await;
-    let mut token = state
-        .store
-        .tokens()
-        .await?
-        .into_iter()
-        .find(|token| token.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("token {} does not exist", vexil_core::name::printable(&id))))?;
+    let mut token = state.store.tokens().await?.into_iter().find(|token| token.id == id).ok_or_else(|| {
+        // A secret given for an id is not echoed back (it would land in a terminal's scrollback or a log).
+        if ["vxl_", "vxs_", "vxc_", "vxt_"].iter().any(|prefix| id.starts_with(prefix)) {
+            ApiError::not_found("that is a token's secret, not its id: `vexil token list` shows the ids (tok_…)")
+        } else {
+            ApiError::not_found(format!("token {} does not exist; `vexil token list` shows the ids", vexil_core::name::printable(&id)))
+        }
+    })?;
     // An SDK key or a trigger belongs to its environment: revoking one cuts that environment's applications off, or
     // takes an automatic kill switch away, so it takes the right to change the environment, as creating it did
     // (whoever created it, whatever their role is now). A personal token is its owner's, or an admin's, to revoke.

@@ -168,13 +168,13 @@ function connect(invocation: Invocation): Api {
     const error = parsed.error as { message?: string; code?: string } | undefined;
     const message = error?.message ?? `the server answered ${response.status}`;
     // The same table as the `vexil` CLI (crates/vexil/src/client.rs, Failure::exit_for).
-    const policy = ["reason_required", "confirmation_required", "promotion_order"].includes(error?.code ?? "");
+    const policy = ["reason_required", "confirmation_required"].includes(error?.code ?? "");
     const code =
       response.status === 401
         ? EXIT.unauthenticated
         : response.status === 403 || policy
           ? EXIT.refused
-          : [400, 404, 405, 422].includes(response.status)
+          : [400, 404, 405, 422].includes(response.status) || error?.code === "promotion_order"
             ? EXIT.usage
             : EXIT.failed;
     throw new CommandError(message, code);
