@@ -311,14 +311,7 @@ pub fn set(context: &Context, args: SetArgs) -> CommandResult {
         };
         eprintln!("{} in {}:\n{shown}", args.flag, key(&environment));
     }
-    let reason = prompt::protected_change(
-        args.confirm.reason,
-        args.confirm.yes,
-        false,
-        key(&environment),
-        protected,
-        &format!("setting {}", args.flag),
-    )?;
+    let reason = ask_for_change(args.confirm, &environment, &format!("setting {}", args.flag))?;
     if let Some(reason) = reason {
         body["reason"] = json!(reason);
     }
@@ -475,9 +468,7 @@ pub fn promote(context: &Context, args: PromoteArgs) -> CommandResult {
         }
         return Ok(());
     }
-    let protected = is_protected(&to);
-    let reason =
-        prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &format!("promoting {}", args.flag))?;
+    let reason = ask_for_change(args.confirm, &to, &format!("promoting {}", args.flag))?;
     let mut body = json!({
         "from": key(&from), "to": key(&to), "skip": args.skip, "reason": reason,
         // What was shown is what is promoted: the target, the source and the definition (what variants mean) as seen.
@@ -543,9 +534,8 @@ pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
     for flag in preview["flags"].as_array().into_iter().flatten() {
         eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
-    let protected = is_protected(&to);
     let what = format!("copying {pending} flag states from {}", key(&from));
-    let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&to), protected, &what)?;
+    let reason = ask_for_change(args.confirm, &to, &what)?;
     // What was shown is what is copied: each target, source and definition as seen.
     let versions = |field: &str| diff_pins(&preview, field);
     let body = json!({"from": key(&from), "to": key(&to), "flags": flags, "reason": reason,
@@ -597,9 +587,8 @@ pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
     for flag in preview["flags"].as_array().into_iter().flatten() {
         eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
-    let protected = is_protected(&environment);
     let what = format!("importing {pending} flag states");
-    let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, false, key(&environment), protected, &what)?;
+    let reason = ask_for_change(args.confirm, &environment, &what)?;
     // What was shown is what is imported: each target state and definition as the diff saw them.
     let versions = |field: &str| diff_pins(&preview, field);
     let body = json!({"document": document, "reason": reason, "expected_versions": versions("target_version"),
@@ -820,14 +809,7 @@ pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResul
             let environment = context.environment(args.env.as_deref().unwrap_or_default())?;
             let steps: Vec<String> = args.steps.iter().map(|step| step.to_string()).collect();
             let what = format!("rolling {flag} out in steps of {} %", steps.join(" → "));
-            let reason = prompt::protected_change(
-                args.confirm.reason,
-                args.confirm.yes,
-                false,
-                key(&environment),
-                is_protected(&environment),
-                &what,
-            )?;
+            let reason = ask_for_change(args.confirm, &environment, &what)?;
             let body = json!({"steps": args.steps, "every": args.every, "reason": reason});
             let reply =
                 context.client.post(&format!("/api/flags/{}/environments/{}/rollout", segment(&flag), key(&environment)), &body)?.body;
@@ -981,14 +963,7 @@ pub fn rollback(context: &Context, args: RollbackArgs) -> CommandResult {
             described.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
         }
     );
-    let reason = prompt::protected_change(
-        args.confirm.reason,
-        args.confirm.yes,
-        false,
-        key(&environment),
-        is_protected(&environment),
-        &format!("rolling back {}", args.flag),
-    )?;
+    let reason = ask_for_change(args.confirm, &environment, &format!("rolling back {}", args.flag))?;
     let reply = context.client.post(&path, &json!({"reason": reason, "expected_version": preview["target_version"]}))?.body;
     match context.output {
         Output::Json => context.print_json(&reply),
@@ -1067,4 +1042,10 @@ fn describe_replacement(flag: &Value, current: &Value, body: &Value) -> Option<V
     spec.as_object_mut()?.remove("reason");
     let spec: vexil_core::StateSpec = serde_json::from_value(spec).ok()?;
     Some(vexil_core::describe::replacement_changes(&definition, &current, &spec))
+}
+
+/// What a change to `environment` needs from the person, asked on a terminal (see [`prompt::protected_change`]):
+/// its reason, when the environment is protected.
+fn ask_for_change(confirm: crate::cli::Confirm, environment: &Value, what: &str) -> CommandResult<Option<String>> {
+    prompt::protected_change(confirm.reason, confirm.yes, false, key(environment), is_protected(environment), what)
 }
