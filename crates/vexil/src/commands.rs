@@ -315,7 +315,7 @@ pub fn set(context: &Context, args: SetArgs) -> CommandResult {
     if let Some(reason) = reason {
         body["reason"] = json!(reason);
     }
-    let reply = context.client.put(&path, &body, version)?;
+    let reply = context.client.put(&path, &body, version).map_err(|failure| in_file(failure, args.rules.as_deref()))?;
     report_state(context, &args.flag, &environment, &reply.body)
 }
 
@@ -578,7 +578,11 @@ pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
     let document: Value =
         serde_json::from_str(&text).map_err(|error| Failure::Usage(format!("{} is not valid JSON: {error}", args.file.display())))?;
     let path = format!("/api/environments/{}/import", key(&environment));
-    let preview = context.client.post(&path, &json!({"document": document, "dry_run": true}))?.body;
+    let preview = context
+        .client
+        .post(&path, &json!({"document": document, "dry_run": true}))
+        .map_err(|failure| in_file(failure, Some(&args.file)))?
+        .body;
     let pending = preview["flags"].as_array().map(Vec::len).unwrap_or(0);
     if args.dry_run || pending == 0 {
         print_batch(context, ("imported", "import"), &preview);
@@ -1048,4 +1052,25 @@ fn describe_replacement(flag: &Value, current: &Value, body: &Value) -> Option<V
 /// its reason, when the environment is protected.
 fn ask_for_change(confirm: crate::cli::Confirm, environment: &Value, what: &str) -> CommandResult<Option<String>> {
     prompt::protected_change(confirm.reason, confirm.yes, false, key(environment), is_protected(environment), what)
+}
+
+/// A refusal of what a file said, pointed at the file: `rules.json: unknown value `endswith`, …` rather than the
+/// request the CLI built from it.
+fn in_file(failure: Failure, file: Option<&Path>) -> Failure {
+    match (failure, file) {
+        (Failure::Api { exit: 2, code, message }, Some(file)) => {
+            let said = message.strip_prefix("request body is not valid: ").unwrap_or(&message);
+            // A parser's line and column are of the request, not of the file: left out.
+            let said = match said.find(" at line ") {
+                Some(at) => {
+                    let rest = &said[at + 1..];
+                    let end = rest.find(';').map(|end| at + 1 + end).unwrap_or(said.len());
+                    format!("{}{}", &said[..at], &said[end..])
+                }
+                None => said.to_owned(),
+            };
+            Failure::Api { exit: 2, code, message: format!("{}: {said}", file.display()) }
+        }
+        (failure, _) => failure,
+    }
 }

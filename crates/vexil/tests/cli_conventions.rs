@@ -85,6 +85,13 @@ fn thirty_mistakes_a_newcomer_makes_get_one_clear_answer_and_the_documented_exit
     let garbage = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(garbage.path(), "{ not json").unwrap();
     let garbage = garbage.path().display().to_string();
+    let misspelt = tempfile::NamedTempFile::with_suffix(".json").unwrap();
+    std::fs::write(
+        misspelt.path(),
+        r#"{"rules": [{"conditions": [{"attribute": "email", "operator": "endswith", "values": ["@x.io"]}], "serve": {"value": true}}]}"#,
+    )
+    .unwrap();
+    let misspelt = misspelt.path().display().to_string();
     let mistakes = vec![
         mistake("a misspelt command", Who::Admin, "flgs", 2, &["flags"]),
         mistake("a misspelt flag", Who::Admin, "get ui.new_featur", 2, &["did you mean ui.new_feature?"]),
@@ -145,6 +152,13 @@ fn thirty_mistakes_a_newcomer_makes_get_one_clear_answer_and_the_documented_exit
         mistake("a rollback with nothing to undo", Who::Admin, "rollback ui.theme --env dev", 1, &["nothing earlier"]),
         mistake("a rollout of a string flag", Who::Admin, "rollout ui.theme --env dev --steps 10,50,100 --every 1h", 2, &["boolean"]),
         mistake("resolving a misspelt flag", Who::Admin, "resolve ui.new_featur --env dev", 2, &["did you mean ui.new_feature?"]),
+        mistake(
+            "a misspelt operator in a rules file",
+            Who::Admin,
+            &format!("set ui.new_feature --env dev --rules {misspelt}"),
+            2,
+            &["did you mean `ends_with`?", ".json: unknown value `endswith`"],
+        ),
         mistake(
             "the kill switch without a reason",
             Who::Admin,

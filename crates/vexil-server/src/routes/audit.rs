@@ -82,7 +82,11 @@ async fn query(State(state): State<AppState>, _actor: Actor, ApiQuery(filters): 
         .cursor
         .as_deref()
         .map(|cursor| {
-            cursor.parse::<u64>().map_err(|_| ApiError::bad_request("cursor is not valid; pass back the `next` value of the previous page"))
+            cursor.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "cursor is not valid; pass the cursor a previous page gave (its `next`, what `vexil audit` prints after --cursor)",
+                )
+            })
         })
         .transpose()?;
     let limit = filters.limit.unwrap_or(100);
