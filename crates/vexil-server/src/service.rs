@@ -329,6 +329,11 @@ impl AppState {
                 .state(&change.environment.key, &change.flag)
                 .ok_or_else(|| ApiError::internal(format!("flag {} has no state in {}", change.flag, change.environment.key)))?;
             let kill_switch = change.edit == Edit::SetEnabled(false);
+            // An enable of a flag that is on changes nothing: a running plan goes on (any real change by a person ends it).
+            let rollout = match change.edit {
+                Edit::SetEnabled(true) if current.spec.enabled => current.rollout.clone(),
+                _ => change.rollout.clone(),
+            };
             let (spec, carried) = match change.edit {
                 Edit::Replace(spec) => (spec, false),
                 Edit::Carry(spec) => (spec, true),
@@ -373,7 +378,7 @@ impl AppState {
                 environment: &change.environment,
                 before: Side::new(&definition, &current.spec),
                 after: Side::new(&definition, &spec),
-                plan_changed: current.rollout != change.rollout,
+                plan_changed: current.rollout != rollout,
                 plan_running: current.rollout.is_some(),
                 addressed: true,
                 restorable: None,
@@ -389,12 +394,12 @@ impl AppState {
                 Writer::Automatic(_) => audit_reason.as_deref(),
             };
             decide(writer, false, &[side], gate_reason).map_err(refused)?;
-            if current.spec == spec && current.rollout == change.rollout {
+            if current.spec == spec && current.rollout == rollout {
                 unchanged.push(current);
                 continue;
             }
             let mut after = new_state(spec, &actor.email);
-            after.rollout = change.rollout.clone();
+            after.rollout = rollout;
             after.updated_at = now.clone();
             after.version = current.version + 1;
             write.audit.push(AuditDraft {

@@ -120,6 +120,9 @@ pub struct RollbackArgs {
     /// The environment.
     #[arg(long)]
     pub env: String,
+    /// Show what would be restored and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub confirm: Confirm,
 }
@@ -474,6 +477,9 @@ pub enum UserCommand {
         email: String,
         /// viewer, developer or admin.
         role: String,
+        /// Confirm changing your own role (without a terminal to ask on).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Disable a user: their tokens stop working.
     Disable {

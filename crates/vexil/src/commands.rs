@@ -9,7 +9,7 @@ use crate::cli::{
     PromoteArgs, RollbackArgs, SetArgs, ToggleArgs, TokenCommand, UserCommand,
 };
 use crate::client::{Client, CommandResult, Failure, Saved, segment};
-use crate::{prompt, render};
+use crate::{paint, prompt, render};
 
 /// Where commands go when no server is given, saved or set.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -128,10 +128,14 @@ pub fn flags(context: &Context, args: FlagsArgs) -> CommandResult {
             list.retain(|candidate| candidate["key"] == wanted.as_str());
         }
     }
+    let filtered = args.tag.is_some() || args.category.is_some() || args.search.is_some() || args.cursor.is_some();
     match context.output {
         Output::Json => context.print_json(&response),
+        Output::Text if filtered && response["flags"].as_array().is_none_or(Vec::is_empty) => {
+            println!("no flag matches these filters (`vexil flags` lists them all)");
+        }
         Output::Text => {
-            print!("{}", render::matrix(&response));
+            print!("{}", render::matrix_within(&response, paint::terminal_width()));
             if let Some(next) = &next {
                 eprintln!("more flags: `--cursor {next}` for the next page");
             }
@@ -290,18 +294,28 @@ pub fn set(context: &Context, args: SetArgs) -> CommandResult {
         }
     }
     // A split decides what everyone no target or rule catches gets: a new value or variant shows only without one.
-    if (args.value.is_some() || args.variant.is_some()) && state["split"].is_object() {
+    let hidden_by_split = (args.value.is_some() || args.variant.is_some()) && state["split"].is_object();
+    let split_note = || {
         eprintln!(
             "note: {} in {} has a split, which decides what everyone no target or rule catches gets; the value set here is served once the split is removed ({})",
             args.flag,
             key(&environment),
             if flag_type == "boolean" { "--rollout 100" } else { "--rules FILE with \"split\": null" }
         );
-    }
+    };
     let mut body = json!({
         "enabled": state["enabled"], "serve": state["serve"], "targets": state["targets"], "rules": state["rules"], "split": state["split"],
     });
     let changes = diff_values(&before, &body);
+    // Nothing to change is no write: a running rollout plan goes on (any change by a person ends it).
+    if changes.is_empty() {
+        return report_state(
+            context,
+            &args.flag,
+            &environment,
+            &json!({"changed": false, "state": before, "summary": current.body["summary"]}),
+        );
+    }
     let protected = is_protected(&environment);
     if protected {
         let described = describe_replacement(&flag, &current.body["state"], &body);
@@ -316,6 +330,9 @@ pub fn set(context: &Context, args: SetArgs) -> CommandResult {
         body["reason"] = json!(reason);
     }
     let reply = context.client.put(&path, &body, version).map_err(|failure| in_file(failure, args.rules.as_deref()))?;
+    if hidden_by_split {
+        split_note();
+    }
     report_state(context, &args.flag, &environment, &reply.body)
 }
 
@@ -373,6 +390,11 @@ pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResu
     let mut tag = args.tag.clone();
     if let (Some(wanted), true) = (&args.tag, protected) {
         let listing = context.client.get_query("/api/flags", &[("tag", wanted.clone())])?.body;
+        if listing["flags"].as_array().is_none_or(Vec::is_empty) {
+            return Err(Failure::Usage(format!(
+                "no flag is tagged `{wanted}`; nothing was changed (`vexil flags --tag TAG` lists a tag's flags)"
+            )));
+        }
         flags = listing["flags"]
             .as_array()
             .into_iter()
@@ -534,7 +556,7 @@ pub fn copy(context: &Context, args: CopyArgs) -> CommandResult {
     for flag in preview["flags"].as_array().into_iter().flatten() {
         eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
-    let what = format!("copying {pending} flag states from {}", key(&from));
+    let what = format!("copying {} from {}", render::count(pending, "flag state"), key(&from));
     let reason = ask_for_change(args.confirm, &to, &what)?;
     // What was shown is what is copied: each target, source and definition as seen.
     let versions = |field: &str| diff_pins(&preview, field);
@@ -591,7 +613,7 @@ pub fn import(context: &Context, args: ImportArgs) -> CommandResult {
     for flag in preview["flags"].as_array().into_iter().flatten() {
         eprint!("{}:\n{}", flag["flag"].as_str().unwrap_or("?"), render::described(&flag["described"], &flag["changes"]));
     }
-    let what = format!("importing {pending} flag states");
+    let what = format!("importing {}", render::count(pending, "flag state"));
     let reason = ask_for_change(args.confirm, &environment, &what)?;
     // What was shown is what is imported: each target state and definition as the diff saw them.
     let versions = |field: &str| diff_pins(&preview, field);
@@ -704,7 +726,21 @@ pub fn user(context: &Context, command: UserCommand) -> CommandResult {
                 }
             }
         }
-        UserCommand::SetRole { email, role } => {
+        UserCommand::SetRole { email, role, yes } => {
+            // Your own role is the one change here you may not be able to undo yourself.
+            let me = context.client.get("/api/me")?.body;
+            if me["email"] == email.as_str() && me["role"] != role.as_str() && !yes {
+                let question = format!(
+                    "you are changing your own role from {} to {role}, which may take away what you need to change it back; type `yes` to confirm: ",
+                    me["role"].as_str().unwrap_or("?")
+                );
+                if !prompt::interactive() || prompt::line(&question, "")? != "yes" {
+                    return Err(Failure::Refused(format!(
+                        "changing your own role needs a confirmation (--yes); nothing was changed{}",
+                        if prompt::interactive() { "" } else { " (no terminal to ask on)" }
+                    )));
+                }
+            }
             let reply = context.client.patch(&format!("/api/users/{}", segment(&email)), &json!({"role": role}))?.body;
             match context.output {
                 Output::Json => context.print_json(&reply),
@@ -815,16 +851,27 @@ pub fn rollout(context: &Context, args: crate::cli::RolloutArgs) -> CommandResul
             let what = format!("rolling {flag} out in steps of {} %", steps.join(" → "));
             let reason = ask_for_change(args.confirm, &environment, &what)?;
             let body = json!({"steps": args.steps, "every": args.every, "reason": reason});
-            let reply =
-                context.client.post(&format!("/api/flags/{}/environments/{}/rollout", segment(&flag), key(&environment)), &body)?.body;
+            let path = format!("/api/flags/{}/environments/{}", segment(&flag), key(&environment));
+            let reply = context.client.post(&format!("{path}/rollout"), &body)?.body;
             match context.output {
                 Output::Json => context.print_json(&reply),
-                Output::Text => println!(
-                    "{flag} in {}: {} — rollout started, next step every {}",
-                    key(&environment),
-                    render::marked(&reply["state"], reply["summary"].as_str()),
-                    args.every.unwrap_or_default()
-                ),
+                Output::Text => {
+                    println!(
+                        "{flag} in {}: {} — rollout started, next step every {}",
+                        key(&environment),
+                        render::marked(&reply["state"], reply["summary"].as_str()),
+                        args.every.unwrap_or_default()
+                    );
+                    // Guarded steps wait for evidence: said now, not discovered when the plan seems stuck.
+                    let settings = context.client.get(&format!("{path}/guard")).ok().map(|reply| reply.body["settings"].clone());
+                    if let Some(settings) = settings.filter(|settings| settings["steps_wait_for_evidence"] == Value::Bool(true)) {
+                        eprintln!(
+                            "each step waits until the guard has seen {} evaluations of the new and of the old variant at the current step, from SDK metrics (the server's rollout_without_evidence = \"advance\" goes on schedule instead); `vexil rollout status {flag} --env {}` says what it waits for",
+                            settings["min_evaluations"],
+                            key(&environment)
+                        );
+                    }
+                }
             }
             return Ok(());
         }
@@ -967,6 +1014,13 @@ pub fn rollback(context: &Context, args: RollbackArgs) -> CommandResult {
             described.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
         }
     );
+    if args.dry_run {
+        match context.output {
+            Output::Json => context.print_json(&preview),
+            Output::Text => println!("would roll back {} in {}; nothing was changed", args.flag, key(&environment)),
+        }
+        return Ok(());
+    }
     let reason = ask_for_change(args.confirm, &environment, &format!("rolling back {}", args.flag))?;
     let reply = context.client.post(&path, &json!({"reason": reason, "expected_version": preview["target_version"]}))?.body;
     match context.output {

@@ -53,3 +53,12 @@ pub fn faint(text: &str) -> String {
 pub fn error(text: &str) -> String {
     paint(stderr_colour(), "1;31", text)
 }
+
+/// The terminal's width when standard output is one; `None` when piped (then nothing is laid out for a width).
+pub fn terminal_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let columns = || std::env::var("COLUMNS").ok().and_then(|columns| columns.parse().ok());
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(width, _)| usize::from(width.0)).or_else(columns)
+}

@@ -66,7 +66,9 @@ pub fn protected_change(
     if needs_confirmation {
         let answer = ask(&format!("{what} in {environment}? Type `{environment}` to confirm: "))?;
         if answer != environment {
-            return Err(Failure::Refused("not confirmed; nothing was changed".into()));
+            return Err(Failure::Refused(format!(
+                "not confirmed (the confirmation is the environment's key, `{environment}`); nothing was changed"
+            )));
         }
     }
     Ok(Some(reason))
@@ -81,6 +83,9 @@ pub fn secret(from_stdin: bool, prompt: &str) -> CommandResult<String> {
     } else {
         rpassword::prompt_password(prompt).map_err(|error| Failure::Failed(format!("cannot read the password: {error}")))?
     };
+    if value.is_empty() && !from_stdin && !interactive() {
+        return Err(Failure::Usage("no terminal to ask for the password on: pass --password-stdin and send it on standard input".into()));
+    }
     if value.is_empty() {
         return Err(Failure::Usage("the password is empty".into()));
     }

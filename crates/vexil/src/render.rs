@@ -56,6 +56,21 @@ pub fn count(amount: usize, noun: &str) -> String {
     format!("{amount} {noun}{}", if amount == 1 { "" } else { "s" })
 }
 
+/// The seed's switcher: a table, one row per flag and one column per environment, or, when that is wider than
+/// `width` (a terminal's), each flag as the seed's tree, one environment per line.
+pub fn matrix_within(response: &Value, width: Option<usize>) -> String {
+    let table = matrix(response);
+    let widest = table.lines().map(self::width).max().unwrap_or(0);
+    match width {
+        Some(width) if widest > width => {
+            let environments = response["environments"].as_array().cloned().unwrap_or_default();
+            let flags = response["flags"].as_array().cloned().unwrap_or_default();
+            flags.iter().map(|flag| tree(flag, &environments)).collect::<Vec<_>>().join("\n")
+        }
+        _ => table,
+    }
+}
+
 /// The seed's switcher as a table: one row per flag, one column per environment.
 pub fn matrix(response: &Value) -> String {
     let environments: Vec<(&str, String)> = response["environments"]

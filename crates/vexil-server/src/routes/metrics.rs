@@ -491,6 +491,9 @@ struct GuardSettings {
     min_increase: f64,
     /// The chance of a false alarm the test allows.
     false_positive_budget: f64,
+    /// Whether a rollout's next step waits for the guard's evidence that the current one is healthy
+    /// (`rollout_without_evidence = "hold"`, the default) rather than going on schedule.
+    steps_wait_for_evidence: bool,
 }
 
 /// What the guard last saw of a flag in an environment: whether it is watched, on what basis, and each comparison.
@@ -510,6 +513,7 @@ async fn guard_report(
         min_evaluations: state.config.guard.min_evaluations,
         min_increase: state.config.guard.min_increase,
         false_positive_budget: state.config.guard.false_positive_budget,
+        steps_wait_for_evidence: state.config.rollout_holds_without_evidence,
     };
     let report = state.guard.report(&environment.key, &definition.name);
     Ok(Json(GuardAnswer { flag: definition.name, environment: environment.key.to_string(), watched: report.is_some(), settings, report }))
