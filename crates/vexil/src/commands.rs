@@ -679,7 +679,7 @@ pub fn audit(context: &Context, args: AuditArgs) -> CommandResult {
                     entry["environment"] = key;
                 }
             }
-            print!("{}", render::audit(&Value::Array(entries)));
+            print!("{}", render::audit_within(&Value::Array(entries), paint::terminal_width()));
             if let Some(next) = next {
                 eprintln!("more records: the same command with `--cursor {next}` for the next page, or with --all");
             }

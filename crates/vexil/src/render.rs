@@ -242,7 +242,57 @@ pub fn diff(changes: &Value) -> String {
 }
 
 /// Audit records, newest first, one line each plus the reason.
-pub fn audit(entries: &Value) -> String {
+/// Audit records as a table, or, when that is wider than `width` (a terminal's), each record as a heading line (time, who,
+/// what, where) with what it changed and why beneath, whole.
+pub fn audit_within(entries: &Value, width: Option<usize>) -> String {
+    let table = audit_table(entries);
+    let widest = table.lines().map(self::width).max().unwrap_or(0);
+    let Some(width) = width.filter(|width| widest > *width) else { return table };
+    let mut out = String::new();
+    for entry in entries.as_array().into_iter().flatten() {
+        let text = |field: &str| entry[field].as_str().unwrap_or("-").to_owned();
+        let subject = entry["flag"].as_str().or_else(|| entry["after"]["email"].as_str()).or_else(|| entry["after"]["user"].as_str());
+        let place = entry["environment"].as_str().map(|environment| format!(" in {environment}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{} {} {} {}{place}\n",
+            paint::faint(&text("timestamp")),
+            text("user"),
+            paint::strong(&text("action")),
+            subject.unwrap_or("-")
+        ));
+        let changed = change(entry);
+        for line in wrap(&changed, width.saturating_sub(4).max(20)).iter().filter(|_| changed != "-") {
+            out.push_str(&format!("    {line}\n"));
+        }
+        if let Some(reason) = entry["reason"].as_str() {
+            for line in wrap(&format!("reason: {reason}"), width.saturating_sub(4).max(20)) {
+                out.push_str(&format!("    {}\n", paint::faint(&line)));
+            }
+        }
+    }
+    out
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word stands alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+fn audit_table(entries: &Value) -> String {
     let mut rows =
         vec![vec!["TIME".to_owned(), "USER".into(), "ACTION".into(), "FLAG / USER".into(), "ENV".into(), "CHANGE".into(), "REASON".into()]];
     for entry in entries.as_array().into_iter().flatten() {

@@ -559,9 +559,9 @@ fn on_a_narrow_terminal_the_matrix_becomes_one_tree_per_flag() {
     server.cli(&["set", "ui.new_feature", "--env", "dev", "--enabled", "true", "--rollout", "10"]).ok();
     server.cli(&["rollout", "ui.new_feature", "--env", "staging", "--steps", "10,50,100", "--every", "1h"]).ok();
     let vexil = env!("CARGO_BIN_EXE_vexil");
-    let on = |columns: u16| {
+    let on_terminal = |columns: u16, command: &str| {
         let output = std::process::Command::new("script")
-            .args(["-q", "-e", "-c", &format!("stty rows 40 cols {columns}; '{vexil}' flags"), "/dev/null"])
+            .args(["-q", "-e", "-c", &format!("stty rows 40 cols {columns}; '{vexil}' {command}"), "/dev/null"])
             .env("VEXIL_SERVER", &server.url)
             .env("VEXIL_TOKEN", ADMIN_TOKEN)
             .env("NO_COLOR", "1")
@@ -570,10 +570,30 @@ fn on_a_narrow_terminal_the_matrix_becomes_one_tree_per_flag() {
             .unwrap();
         String::from_utf8_lossy(&output.stdout).replace('\r', "")
     };
-    let wide = on(200);
+    let wide = on_terminal(200, "flags");
     assert!(wide.contains("FLAG") && wide.contains("DEV"), "{wide}");
-    let narrow = on(60);
+    let narrow = on_terminal(60, "flags");
     assert!(!narrow.contains("FLAG "), "{narrow}");
     assert!(narrow.contains("├── Dev:     ✓ Enabled · rolled out to 10 %"), "{narrow}");
     assert!(narrow.lines().all(|line| line.chars().count() <= 60), "{narrow}");
+    // The audit trail likewise: a record a heading, what it changed and why beneath, whole.
+    server
+        .cli(&[
+            "enable",
+            "ui.new_feature",
+            "--env",
+            "prod",
+            "--yes",
+            "--reason",
+            "a reason long enough to need more than one line on a narrow terminal",
+        ])
+        .ok();
+    let audit = on_terminal(80, "audit");
+    assert!(!audit.contains("TIME "), "{audit}");
+    assert!(
+        audit.contains("admin@localhost enable ui.new_feature in prod") || audit.contains("admin@localhost update ui.new_feature in prod"),
+        "{audit}"
+    );
+    assert!(audit.contains("    reason: a reason long enough"), "{audit}");
+    assert!(audit.lines().all(|line| line.chars().count() <= 80), "{audit}");
 }

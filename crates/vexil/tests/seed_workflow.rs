@@ -118,7 +118,11 @@ fn on_a_terminal_production_changes_show_the_diff_and_ask() {
         "the diff, in words, is shown before asking: {}",
         declined.stdout
     );
-    assert!(declined.stdout.contains("not confirmed (the confirmation is the environment's key, `prod`); nothing was changed"), "{}", declined.stdout);
+    assert!(
+        declined.stdout.contains("not confirmed (the confirmation is the environment's key, `prod`); nothing was changed"),
+        "{}",
+        declined.stdout
+    );
     assert_eq!(server.http().get("/api/flags/ui.new_feature/environments/prod").body["state"]["enabled"], false);
 
     let confirmed = common::cli_on_terminal(&server.url, common::ADMIN_TOKEN, &promote, "Rollout approved by PM\nprod\n").ok();
