@@ -426,6 +426,14 @@ pub fn toggle(context: &Context, args: ToggleArgs, enabled: bool) -> CommandResu
     // The emergency path: `disable … --env=prod --reason=…` runs at once, because turning a flag off must never wait:
     // a disable needs a reason in a protected environment, never a confirmation.
     let emergency = !enabled;
+    // Before turning a protected environment's flag on, what it will serve: an armed state (a rollout, rules) goes
+    // live with the switch. Only asked when someone is there to read it.
+    if enabled && protected && prompt::interactive() && args.tag.is_none() {
+        for flag in &flags {
+            let state = context.client.get(&format!("/api/flags/{}/environments/{}", segment(flag), key(&environment)))?.body;
+            eprintln!("{flag} in {}: {}", key(&environment), state["summary"].as_str().unwrap_or("?"));
+        }
+    }
     let reason = prompt::protected_change(args.confirm.reason, args.confirm.yes, emergency, key(&environment), protected, &what)?;
     if flags.len() == 1 && args.tag.is_none() {
         let body = json!({"reason": reason});

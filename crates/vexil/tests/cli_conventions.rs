@@ -597,3 +597,16 @@ fn on_a_narrow_terminal_the_matrix_becomes_one_tree_per_flag() {
     assert!(audit.contains("    reason: a reason long enough"), "{audit}");
     assert!(audit.lines().all(|line| line.chars().count() <= 80), "{audit}");
 }
+
+#[test]
+fn turning_a_protected_flag_on_at_a_terminal_first_says_what_it_will_serve() {
+    let server = Server::start();
+    server.cli(&["define", "ui.armed"]).ok();
+    // Armed: a 30 % rollout set while off, so the switch is the whole launch.
+    server.cli(&["set", "ui.armed", "--env", "prod", "--rollout", "30", "--reason", "prepare the launch", "--yes"]).ok();
+    let enabled = common::cli_on_terminal(&server.url, ADMIN_TOKEN, &["enable", "ui.armed", "--env", "prod"], "launch\nprod\n").ok();
+    let said_at = enabled.stdout.find("ui.armed in prod: Disabled · when enabled: rolled out to 30 %").expect("what it will serve is said");
+    let asked_at = enabled.stdout.find("Type `prod` to confirm").expect("confirmation asked");
+    assert!(said_at < asked_at, "{}", enabled.stdout);
+    assert_eq!(server.http().get("/api/flags/ui.armed/environments/prod").body["summary"], "Enabled · rolled out to 30 %");
+}
