@@ -185,6 +185,8 @@ pub struct CredentialCache(
     Breaker,
     /// The SHA-256 of credentials recently found good.
     Digests,
+    /// Personal tokens recently refused because their account is disabled, with its email: what the refusal says.
+    std::sync::RwLock<std::collections::HashMap<String, (String, std::time::Instant)>>,
 );
 
 /// How many digests [`Digests`] keeps before starting over.
@@ -289,6 +291,25 @@ impl CredentialCache {
         entries.insert(hash, (principal, std::time::Instant::now()));
     }
 
+    /// Remembers that the personal token `hash` was refused because its account, `email`, is disabled.
+    fn note_disabled(&self, hash: &str, email: &str) {
+        let mut entries = self.3.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= 10_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+            if entries.len() >= 10_000 {
+                entries.clear();
+            }
+        }
+        entries.insert(hash.to_owned(), (email.to_owned(), std::time::Instant::now()));
+    }
+
+    /// The disabled account a refused credential belongs to, when its look-up said so recently (no store read: a
+    /// refused token sent again and again costs what any cached refusal costs).
+    pub fn disabled_owner(&self, hash: &str) -> Option<String> {
+        let entries = self.3.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(hash).filter(|(_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL).map(|(email, _)| email.clone())
+    }
+
     /// After a write to users or tokens (committed or not, since a failed commit may have landed), forgets exactly the
     /// credentials it names: its tokens, every token acting as its users, and (after a user change) the credentials
     /// known to be refused, since re-enabling a user makes their tokens good again. Everything else stays, so a
@@ -308,6 +329,11 @@ impl CredentialCache {
                 };
             !named
         });
+        drop(entries);
+        if !touched.users.is_empty() || !touched.hashes.is_empty() {
+            let mut disabled = self.3.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            disabled.retain(|hash, (email, _)| !touched.users.contains(email) && !touched.hashes.contains(hash));
+        }
     }
 }
 
@@ -442,18 +468,14 @@ async fn lookup(state: &AppState, hash: &str) -> ApiResult<Option<Principal>> {
         // A trigger's secret works only at its own URL, never as a credential.
         TokenKind::Trigger => Ok(None),
         TokenKind::Personal => {
-            let user = state.store.user(&record.user).await?.filter(|user| !user.disabled);
+            let user = state.store.user(&record.user).await?;
+            if let Some(user) = user.as_ref().filter(|user| user.disabled) {
+                state.credentials.note_disabled(hash, &user.email);
+            }
+            let user = user.filter(|user| !user.disabled);
             Ok(user.map(|user| Principal::User(Actor { email: user.email, role: user.role, token_id: record.id, source: Source::Api })))
         }
     }
-}
-
-/// The account a refused personal token belongs to, when that account is disabled (and the token otherwise good).
-async fn disabled_owner(state: &AppState, token: &str) -> Option<String> {
-    let record = state.store.token_by_hash(&hash_token(token)).await.ok().flatten()?;
-    let usable = record.revoked_at.is_none() && record.kind == TokenKind::Personal;
-    let user = state.store.user(&record.user).await.ok().flatten().filter(|user| usable && user.disabled)?;
-    Some(user.email)
 }
 
 /// The refusal of a disabled account's login or token (401 `account_disabled`).
@@ -521,8 +543,8 @@ impl FromRequestParts<AppState> for Actor {
                 Err(ApiError::forbidden("SDK keys are read-only (stream, evaluate, metrics); use a personal API token for this"))
             }
             // Refused: its holder is told why when it is a disabled account's, rather than to log in again, which
-            // would fail too (only this failure path asks the store).
-            None => match disabled_owner(state, &token).await {
+            // would fail too (from what the look-up noted, never another store read).
+            None => match state.credentials.disabled_owner(&hash_token(&token)) {
                 Some(email) => Err(account_disabled(&email)),
                 None if by_session => Err(ApiError::unauthenticated("the session has ended; log in again")),
                 None => Err(ApiError::unauthenticated("the token is unknown or revoked; log in again or create a new token")),

@@ -157,6 +157,17 @@ pub enum RemedyOutcome {
     Unrestorable(String),
 }
 
+/// What undoing the change `record` made to `current` restores: the state before the plan `current` is inside, or
+/// else the state the record replaced (before its own plan, when it was one's); `None` when the record has no earlier
+/// state (the flag's first). The one reading of "the state before" for the guard's, triggers' and people's rollbacks.
+pub fn state_before(current: &FlagState, record: &vexil_core::AuditRecord) -> Option<StateSpec> {
+    if let Some(before) = current.rollout.as_ref().and_then(|plan| plan.before.as_deref()) {
+        return Some(before.clone());
+    }
+    let before = serde_json::from_value::<FlagState>(record.before.clone()?).ok()?;
+    Some(before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec))
+}
+
 /// A refusal of the gate as an API error.
 fn refused(refusal: Refusal) -> ApiError {
     match refusal {
@@ -514,10 +525,10 @@ impl AppState {
         if record.action == AuditAction::Rollback {
             return Ok(Err("the flag is already rolled back; a repeated alert changes nothing".to_owned()));
         }
-        let Some(before) = record.before.and_then(|before| serde_json::from_value::<FlagState>(before).ok()) else {
+        let Some(before) = state_before(current, &record) else {
             return Ok(Err("the current state is the flag's first; there is no earlier state to restore".to_owned()));
         };
-        Ok(Ok((before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec), Some(record.id))))
+        Ok(Ok((before, Some(record.id))))
     }
 
     /// The flag's definition as it was when audit record `id` was written: the `before` of the first definition

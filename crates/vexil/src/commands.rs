@@ -1098,11 +1098,8 @@ fn more(what: &str, next: Option<&str>) {
 /// What replacing `current` with the state in `body` changes, in the server's words (`vexil_core::describe`), worked
 /// out here from the flag's definition as the API answers it; `None` when the answer does not read as one.
 fn describe_replacement(flag: &Value, current: &Value, body: &Value) -> Option<Vec<String>> {
-    let mut definition = flag.clone();
-    for extra in ["category", "environments", "summaries", "explained"] {
-        definition.as_object_mut()?.remove(extra);
-    }
-    let definition: vexil_core::FlagDefinition = serde_json::from_value(definition).ok()?;
+    // The flag's answer is its definition's fields and more (states, summaries), as `vexil resolve` reads it too.
+    let definition: vexil_core::FlagDefinition = serde_json::from_value(flag.clone()).ok()?;
     let current: vexil_core::FlagState = serde_json::from_value(current.clone()).ok()?;
     let mut spec = body.clone();
     spec.as_object_mut()?.remove("reason");

@@ -251,14 +251,13 @@ pub fn audit_within(entries: &Value, width: Option<usize>) -> String {
     let mut out = String::new();
     for entry in entries.as_array().into_iter().flatten() {
         let text = |field: &str| entry[field].as_str().unwrap_or("-").to_owned();
-        let subject = entry["flag"].as_str().or_else(|| entry["after"]["email"].as_str()).or_else(|| entry["after"]["user"].as_str());
         let place = entry["environment"].as_str().map(|environment| format!(" in {environment}")).unwrap_or_default();
         out.push_str(&format!(
             "{} {} {} {}{place}\n",
             paint::faint(&text("timestamp")),
             text("user"),
             paint::strong(&text("action")),
-            subject.unwrap_or("-")
+            subject(entry)
         ));
         let changed = change(entry);
         for line in wrap(&changed, width.saturating_sub(4).max(20)).iter().filter(|_| changed != "-") {
@@ -302,12 +301,11 @@ fn audit_table(entries: &Value) -> String {
             action = format!("{action} (from {from})");
         }
         // One line per record: long descriptions are cut (`-o json` has them whole, and `vexil get` the state).
-        let subject = entry["flag"].as_str().or_else(|| entry["after"]["email"].as_str()).or_else(|| entry["after"]["user"].as_str());
         rows.push(vec![
             text("timestamp"),
             text("user"),
             action,
-            subject.unwrap_or("-").to_owned(),
+            subject(entry).to_owned(),
             text("environment"),
             cut(&change(entry), 70),
             cut(&text("reason"), 50),
@@ -317,6 +315,11 @@ fn audit_table(entries: &Value) -> String {
         return "no audit records match\n".into();
     }
     table(&rows)
+}
+
+/// What an audit record is about: its flag, or the user or token's owner a record of accounts names.
+fn subject(entry: &Value) -> &str {
+    entry["flag"].as_str().or_else(|| entry["after"]["email"].as_str()).or_else(|| entry["after"]["user"].as_str()).unwrap_or("-")
 }
 
 /// `text` cut to `limit` characters with `…`.

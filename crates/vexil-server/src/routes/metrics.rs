@@ -89,15 +89,27 @@ impl KeyBudget {
 /// Entries are 64-bit digests under a key chosen at start, so nobody can make two places collide. At most
 /// [`NetworkShares::ENTRIES`] are kept; when a flood of networks fills them within an hour, further networks count
 /// nothing until the next hour (the guard waits for evidence rather than counting votes it cannot bound).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NetworkShares {
     entries: std::sync::Mutex<std::collections::HashMap<u64, (u64, u64)>>,
     hasher: std::hash::RandomState,
+    capacity: usize,
+}
+
+impl Default for NetworkShares {
+    fn default() -> Self {
+        Self::with_capacity(Self::ENTRIES)
+    }
 }
 
 impl NetworkShares {
     /// The most places kept (about 40 MB).
     pub const ENTRIES: usize = 1_000_000;
+
+    /// Shares that keep at most `capacity` places.
+    fn with_capacity(capacity: usize) -> Self {
+        Self { entries: Default::default(), hasher: Default::default(), capacity }
+    }
 
     /// The place of one network's counts of `variant` of `flag`.
     fn place(&self, key: &str, network: &str, environment: &str, flag: &str, variant: &str) -> u64 {
@@ -107,9 +119,9 @@ impl NetworkShares {
     /// Takes up to `wanted` of `place`'s `share` for `hour`: how many are counted.
     fn take(&self, place: u64, hour: u64, wanted: u64, share: u64) -> u64 {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.len() >= Self::ENTRIES && !entries.contains_key(&place) {
+        if entries.len() >= self.capacity && !entries.contains_key(&place) {
             entries.retain(|_, (at, _)| *at == hour);
-            if entries.len() >= Self::ENTRIES {
+            if entries.len() >= self.capacity {
                 return 0;
             }
         }
@@ -548,5 +560,17 @@ mod tests {
         assert_eq!(scaled_errors(0, 1000, 25), 0);
         assert_eq!(scaled_errors(1, 1000, 25), 0);
         assert_eq!(scaled_errors(3, 0, 0), 0);
+    }
+
+    #[test]
+    fn a_flood_of_networks_fills_the_places_and_further_ones_count_nothing_until_the_next_hour() {
+        let shares = NetworkShares::with_capacity(3);
+        let places: Vec<u64> = (0..5).map(|index| shares.place("key", &format!("198.51.100.{index}"), "prod", "ui.x", "true")).collect();
+        for place in &places[..3] {
+            assert_eq!(shares.take(*place, 7, 10, 25), 10);
+        }
+        assert_eq!(shares.take(places[3], 7, 10, 25), 0, "full this hour: a new network is not counted");
+        assert_eq!(shares.take(places[0], 7, 10, 25), 10, "a network already kept still has its share");
+        assert_eq!(shares.take(places[4], 8, 10, 25), 10, "a new hour makes room");
     }
 }

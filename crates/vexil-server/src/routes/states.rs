@@ -188,17 +188,9 @@ async fn rollback(
             current.version, definition.name, environment.key
         ))
     })?;
-    let before = record.before.as_ref().and_then(|before| serde_json::from_value::<vexil_core::FlagState>(before.clone()).ok());
-    let target = match (current.rollout.as_ref().and_then(|plan| plan.before.as_deref()), before) {
-        (Some(before_plan), _) => before_plan.clone(),
-        (None, Some(before)) => before.rollout.as_ref().and_then(|plan| plan.before.as_deref()).cloned().unwrap_or(before.spec),
-        (None, None) => {
-            return Err(nothing(format!(
-                "{} in {} has had only one state; there is nothing earlier to restore",
-                definition.name, environment.key
-            )));
-        }
-    };
+    let target = crate::service::state_before(&current, &record).ok_or_else(|| {
+        nothing(format!("{} in {} has had only one state; there is nothing earlier to restore", definition.name, environment.key))
+    })?;
     if target == current.spec && current.rollout.is_none() {
         return Err(nothing(format!(
             "the state before audit record {} ({} by {}) is what {} serves in {} now; there is nothing to undo",
